@@ -1,0 +1,394 @@
+//! Talking to registries: which endpoint, plain HTTP or TLS, which credentials.
+//!
+//! The protocol itself (the `/v2/` ping, the `WWW-Authenticate` bearer-token dance,
+//! manifests and ranged blob requests) is oci-client's. What lives here is what oci-client
+//! leaves to its caller: Docker's rules for plain HTTP (loopback and `--insecure-registry`
+//! only), Docker Hub's endpoint and mirrors, credentials from `~/.docker/config.json`, and
+//! `login`'s check of a password against the registry.
+
+use base64::Engine as _;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::fsutil::write_atomic;
+use crate::reference::{is_loopback, ImageRef};
+
+/// Where Docker keeps Docker Hub's credentials in `config.json`.
+pub const DOCKER_HUB_AUTH_KEY: &str = "https://index.docker.io/v1/";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("cannot read credentials from {path:?}: {reason}")]
+    Credentials { path: PathBuf, reason: String },
+    #[error("cannot write credentials to {path:?}: {source}")]
+    WriteCredentials {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("login to {endpoint} failed: {reason}")]
+    Login { endpoint: String, reason: String },
+}
+
+/// How to reach registries.
+#[derive(Clone, Debug, Default)]
+pub struct RegistryConfig {
+    /// Hosts (`host[:port]`) where plain HTTP is allowed besides loopback ones.
+    pub insecure: Vec<String>,
+    /// Serves Docker Hub references instead of `registry-1.docker.io` (Docker's
+    /// `registry-mirrors`).
+    pub docker_hub_mirror: Option<String>,
+    /// Directory of Docker's `config.json` (`$DOCKER_CONFIG`, default `~/.docker`).
+    pub docker_config_dir: Option<PathBuf>,
+}
+
+impl RegistryConfig {
+    pub fn endpoint(&self, r: &ImageRef) -> String {
+        r.endpoint(self.docker_hub_mirror.as_deref())
+    }
+
+    pub fn allows_http(&self, endpoint: &str) -> bool {
+        is_loopback(endpoint) || self.insecure.iter().any(|h| h == endpoint)
+    }
+
+    pub fn scheme(&self, endpoint: &str) -> &'static str {
+        if self.allows_http(endpoint) {
+            "http"
+        } else {
+            "https"
+        }
+    }
+
+    /// An oci-client for `endpoint`.
+    pub fn client(&self, endpoint: &str) -> oci_client::Client {
+        let protocol = if self.allows_http(endpoint) {
+            ClientProtocol::HttpsExcept(vec![endpoint.to_string()])
+        } else {
+            ClientProtocol::Https
+        };
+        oci_client::Client::new(ClientConfig {
+            protocol,
+            connect_timeout: Some(Duration::from_secs(15)),
+            read_timeout: Some(Duration::from_secs(60)),
+            user_agent: concat!("frun/", env!("CARGO_PKG_VERSION")),
+            ..Default::default()
+        })
+    }
+
+    fn config_path(&self) -> Option<PathBuf> {
+        self.docker_config_dir
+            .clone()
+            .map(|d| d.join("config.json"))
+    }
+
+    /// The credentials for `r`, if `config.json` has any.
+    pub fn auth_for(&self, r: &ImageRef) -> Result<RegistryAuth, RegistryError> {
+        let Some(path) = self.config_path() else {
+            return Ok(RegistryAuth::Anonymous);
+        };
+        let auths = read_auths(&path)?;
+        let endpoint = self.endpoint(r);
+        let mut keys = vec![endpoint.clone()];
+        if r.is_docker_hub() {
+            keys.extend(["docker.io", "index.docker.io", "registry-1.docker.io"].map(String::from));
+        }
+        for key in keys {
+            if let Some((user, pass)) = auths.get(&key) {
+                return Ok(RegistryAuth::Basic(user.clone(), pass.clone()));
+            }
+        }
+        Ok(RegistryAuth::Anonymous)
+    }
+
+    /// Checks `user`/`password` against the registry at `server` (Docker Hub when
+    /// `None`), then stores them in `config.json` as `docker login` does.
+    pub async fn login(
+        &self,
+        server: Option<&str>,
+        user: &str,
+        password: &str,
+    ) -> Result<PathBuf, RegistryError> {
+        let (endpoint, key) = match server {
+            None => (
+                self.docker_hub_mirror
+                    .clone()
+                    .unwrap_or_else(|| crate::reference::DOCKER_HUB_ENDPOINT.to_string()),
+                DOCKER_HUB_AUTH_KEY.to_string(),
+            ),
+            Some(s) => {
+                let host = normalize_key(s);
+                if matches!(
+                    host.as_str(),
+                    "docker.io" | "index.docker.io" | "registry-1.docker.io"
+                ) {
+                    (
+                        self.docker_hub_mirror
+                            .clone()
+                            .unwrap_or_else(|| crate::reference::DOCKER_HUB_ENDPOINT.to_string()),
+                        DOCKER_HUB_AUTH_KEY.to_string(),
+                    )
+                } else {
+                    (host.clone(), host)
+                }
+            }
+        };
+        self.check_login(&endpoint, user, password).await?;
+        let path = self
+            .config_path()
+            .ok_or_else(|| RegistryError::Credentials {
+                path: PathBuf::from("~/.docker/config.json"),
+                reason: "no home directory; set DOCKER_CONFIG".into(),
+            })?;
+        store_auth(&path, &key, user, password)?;
+        Ok(path)
+    }
+
+    async fn check_login(
+        &self,
+        endpoint: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<(), RegistryError> {
+        let fail = |reason: String| RegistryError::Login {
+            endpoint: endpoint.to_string(),
+            reason,
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(15))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| fail(e.to_string()))?;
+        let url = format!("{}://{}/v2/", self.scheme(endpoint), endpoint);
+        let res = http
+            .get(&url)
+            .basic_auth(user, Some(password))
+            .send()
+            .await
+            .map_err(|e| fail(format!("{e:#}")))?;
+        if res.status().is_success() {
+            return Ok(());
+        }
+        let challenge = res
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        if res.status() != reqwest::StatusCode::UNAUTHORIZED
+            || !challenge.to_ascii_lowercase().starts_with("bearer")
+        {
+            return Err(fail(format!("the registry answered {}", res.status())));
+        }
+        let params = parse_challenge(&challenge);
+        let realm = params
+            .get("realm")
+            .ok_or_else(|| fail(format!("bearer challenge without a realm: {challenge}")))?;
+        let mut req = http.get(realm).basic_auth(user, Some(password));
+        if let Some(service) = params.get("service") {
+            req = req.query(&[("service", service)]);
+        }
+        let res = req.send().await.map_err(|e| fail(format!("{e:#}")))?;
+        if res.status().is_success() {
+            Ok(())
+        } else {
+            Err(fail(format!("the token service answered {}", res.status())))
+        }
+    }
+}
+
+/// Parses `Bearer realm="...",service="..."` into its parameters.
+fn parse_challenge(header: &str) -> BTreeMap<String, String> {
+    let rest = header.split_once(' ').map_or("", |(_, r)| r);
+    let mut out = BTreeMap::new();
+    let mut s = rest;
+    while !s.is_empty() {
+        let Some((k, v)) = s.split_once('=') else {
+            break;
+        };
+        let k = k.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let (value, after) = if let Some(v) = v.strip_prefix('"') {
+            match v.find('"') {
+                Some(end) => (&v[..end], &v[end + 1..]),
+                None => (v, ""),
+            }
+        } else {
+            match v.find(',') {
+                Some(end) => (&v[..end], &v[end..]),
+                None => (v, ""),
+            }
+        };
+        out.insert(k, value.to_string());
+        s = after.trim_start_matches(',').trim_start();
+    }
+    out
+}
+
+/// `https://index.docker.io/v1/` -> `index.docker.io`; `host:5000` stays.
+fn normalize_key(key: &str) -> String {
+    let k = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
+    k.split('/').next().unwrap_or(k).to_string()
+}
+
+/// `auths` of a Docker `config.json`: normalized host -> (user, password).
+fn read_auths(path: &Path) -> Result<BTreeMap<String, (String, String)>, RegistryError> {
+    let bad = |reason: String| RegistryError::Credentials {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let data = match std::fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(bad(e.to_string())),
+    };
+    let v: serde_json::Value = serde_json::from_slice(&data).map_err(|e| bad(e.to_string()))?;
+    let mut out = BTreeMap::new();
+    let Some(auths) = v.get("auths").and_then(|a| a.as_object()) else {
+        return Ok(out);
+    };
+    for (key, entry) in auths {
+        let creds = if let Some(auth) = entry.get("auth").and_then(|a| a.as_str()) {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(auth.trim())
+                .map_err(|e| bad(format!("auths.{key}.auth is not base64: {e}")))?;
+            let text = String::from_utf8(raw)
+                .map_err(|_| bad(format!("auths.{key}.auth is not UTF-8")))?;
+            let (u, p) = text
+                .split_once(':')
+                .ok_or_else(|| bad(format!("auths.{key}.auth is not user:password")))?;
+            Some((u.to_string(), p.to_string()))
+        } else {
+            match (
+                entry.get("username").and_then(|u| u.as_str()),
+                entry.get("password").and_then(|p| p.as_str()),
+            ) {
+                (Some(u), Some(p)) => Some((u.to_string(), p.to_string())),
+                _ => None,
+            }
+        };
+        if let Some(c) = creds {
+            out.insert(normalize_key(key), c);
+        }
+    }
+    Ok(out)
+}
+
+/// Adds or replaces `key` in `config.json`, keeping everything else in the file.
+fn store_auth(path: &Path, key: &str, user: &str, password: &str) -> Result<(), RegistryError> {
+    let bad = |reason: String| RegistryError::Credentials {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut v: serde_json::Value = match std::fs::read(path) {
+        Ok(d) => serde_json::from_slice(&d).map_err(|e| bad(e.to_string()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({}),
+        Err(e) => return Err(bad(e.to_string())),
+    };
+    let obj = v
+        .as_object_mut()
+        .ok_or_else(|| bad("not a JSON object".into()))?;
+    let auths = obj
+        .entry("auths")
+        .or_insert_with(|| serde_json::json!({}))
+        .as_object_mut()
+        .ok_or_else(|| bad("auths is not an object".into()))?;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    auths.insert(key.to_string(), serde_json::json!({ "auth": token }));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| RegistryError::WriteCredentials {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    }
+    let data = serde_json::to_vec_pretty(&v).expect("json serializes");
+    write_atomic(path, &data).map_err(|source| RegistryError::WriteCredentials {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenge_parsing() {
+        let p = parse_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull""#,
+        );
+        assert_eq!(p["realm"], "https://auth.docker.io/token");
+        assert_eq!(p["service"], "registry.docker.io");
+        assert_eq!(p["scope"], "repository:library/alpine:pull");
+    }
+
+    #[test]
+    fn credentials_round_trip_and_hub_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, r#"{"credsStore":"x","auths":{}}"#).unwrap();
+        store_auth(&path, DOCKER_HUB_AUTH_KEY, "me", "pw:with:colons").unwrap();
+        store_auth(&path, "127.0.0.1:5001", "frun", "secret").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("credsStore"), "other settings kept: {text}");
+        let cfg = RegistryConfig {
+            docker_config_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
+        let hub: ImageRef = "alpine".parse().unwrap();
+        match cfg.auth_for(&hub).unwrap() {
+            RegistryAuth::Basic(u, p) => {
+                assert_eq!((u.as_str(), p.as_str()), ("me", "pw:with:colons"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let own: ImageRef = "127.0.0.1:5001/x".parse().unwrap();
+        assert!(matches!(
+            cfg.auth_for(&own).unwrap(),
+            RegistryAuth::Basic(..)
+        ));
+        let none: ImageRef = "127.0.0.1:5000/x".parse().unwrap();
+        assert!(matches!(
+            cfg.auth_for(&none).unwrap(),
+            RegistryAuth::Anonymous
+        ));
+    }
+
+    #[test]
+    fn bad_config_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"auths":{"h":{"auth":"!!"}}}"#,
+        )
+        .unwrap();
+        let cfg = RegistryConfig {
+            docker_config_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
+        let err = cfg
+            .auth_for(&"h/x".parse().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("config.json") && err.contains("auths.h.auth"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn http_only_for_loopback_and_named_hosts() {
+        let cfg = RegistryConfig {
+            insecure: vec!["reg.lan:5000".into()],
+            ..Default::default()
+        };
+        assert_eq!(cfg.scheme("127.0.0.1:5000"), "http");
+        assert_eq!(cfg.scheme("reg.lan:5000"), "http");
+        assert_eq!(cfg.scheme("reg.lan"), "https");
+        assert_eq!(cfg.scheme("registry-1.docker.io"), "https");
+    }
+}

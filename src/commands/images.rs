@@ -1,0 +1,212 @@
+//! `pull`, `images`, `rmi`, `gc`, `login`: the image store from the command line.
+
+use anyhow::{bail, Context};
+use frun_images::{ImageRef, Platform, PullOptions, Store};
+use std::io::{IsTerminal, Read, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::cli::{Format, Global, LoginArgs, PullArgs};
+use crate::progress::TerminalProgress;
+
+pub fn open_store(g: &Global) -> anyhow::Result<Store> {
+    Ok(Store::open(&g.root)?)
+}
+
+/// Parses `512`, `64k`, `64m`, `8g` (binary units).
+pub fn parse_size(s: &str) -> anyhow::Result<u64> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: u64 = num.parse().with_context(|| {
+        format!("invalid size {s:?}: expected a number with an optional k, m or g")
+    })?;
+    n.checked_mul(mult)
+        .with_context(|| format!("size {s:?} is too large"))
+}
+
+pub fn pull(g: &Global, args: PullArgs) -> anyhow::Result<ExitCode> {
+    let image: ImageRef = args.image.parse()?;
+    let platform = match &args.platform {
+        Some(p) => p.parse::<Platform>()?,
+        None => Platform::host(),
+    };
+    let opts = PullOptions {
+        platform,
+        platform_explicit: args.platform.is_some(),
+        registry: super::registry_config(g),
+        max_layer_size: parse_size(&args.max_layer_size).context("--max-layer-size")?,
+        ..PullOptions::default()
+    };
+    let store = Arc::new(open_store(g)?);
+    let show = !args.quiet && std::io::stderr().is_terminal();
+    let progress: Arc<dyn frun_images::Progress> = if show {
+        Arc::new(TerminalProgress::new())
+    } else {
+        Arc::new(frun_images::NoProgress)
+    };
+    let rt = super::runtime()?;
+    let record = rt.block_on(frun_images::pull(store, &image, &opts, progress))?;
+    if !args.quiet {
+        println!(
+            "{} {} {} {}",
+            record.reference,
+            record.repo_digest(),
+            record.platform,
+            human_size(record.size)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n}B")
+    } else {
+        format!("{v:.1}{}", UNITS[u])
+    }
+}
+
+pub fn list(g: &Global, format: Format) -> anyhow::Result<ExitCode> {
+    let store = open_store(g)?;
+    let images = store.images()?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => {
+            let rows: Vec<serde_json::Value> = images
+                .iter()
+                .map(|i| {
+                    serde_json::json!({
+                        "reference": i.reference,
+                        "digest": i.repo_digest().to_string(),
+                        "manifest_digest": i.manifest_digest.to_string(),
+                        "config_digest": i.config_digest.to_string(),
+                        "platform": i.platform.to_string(),
+                        "size": i.size,
+                        "layers": i.layers.len(),
+                        "pulled_at": i.pulled_at,
+                    })
+                })
+                .collect();
+            serde_json::to_writer_pretty(&mut out, &rows)?;
+            writeln!(out)?;
+        }
+        Format::Table => {
+            let width = images
+                .iter()
+                .map(|i| i.reference.len())
+                .max()
+                .unwrap_or(0)
+                .max(9);
+            writeln!(
+                out,
+                "{:<width$}  {:<19}  {:<14}  {:>8}",
+                "REFERENCE", "DIGEST", "PLATFORM", "SIZE"
+            )?;
+            for i in &images {
+                writeln!(
+                    out,
+                    "{:<width$}  {:<19}  {:<14}  {:>8}",
+                    i.reference,
+                    format!("sha256:{}", &i.repo_digest().hex()[..12]),
+                    i.platform.to_string(),
+                    human_size(i.size)
+                )?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn rmi(g: &Global, images: &[String]) -> anyhow::Result<ExitCode> {
+    let store = open_store(g)?;
+    let _lock = store.lock_exclusive()?;
+    let mut failed = false;
+    for key in images {
+        // A reference is normalized first (`alpine` -> docker.io/library/alpine:latest);
+        // anything else may be a digest or its prefix.
+        let found = match key.parse::<ImageRef>() {
+            Ok(r) => store
+                .find_image(&r.to_string())
+                .or_else(|_| store.find_image(key)),
+            Err(_) => store.find_image(key),
+        };
+        match found.and_then(|rec| store.remove_image(&rec.reference)) {
+            Ok(rec) => println!("Untagged: {}", rec.reference),
+            Err(e) => {
+                eprintln!("frun: error: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub fn gc(g: &Global, format: Format) -> anyhow::Result<ExitCode> {
+    let store = open_store(g)?;
+    let stats = store.gc()?;
+    match format {
+        Format::Json => println!("{}", serde_json::to_string(&stats)?),
+        Format::Table => println!(
+            "removed {} blobs and {} layers, {} freed",
+            stats.blobs,
+            stats.layers,
+            human_size(stats.bytes)
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn login(g: &Global, args: LoginArgs) -> anyhow::Result<ExitCode> {
+    let password = match (args.password, args.password_stdin) {
+        (Some(p), false) => p,
+        (None, true) => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading the password from standard input")?;
+            s.trim_end_matches(['\n', '\r']).to_string()
+        }
+        _ => bail!("give the password with --password-stdin (or --password)"),
+    };
+    if password.is_empty() {
+        bail!("empty password");
+    }
+    let cfg = super::registry_config(g);
+    let rt = super::runtime()?;
+    let path = rt.block_on(cfg.login(args.server.as_deref(), &args.username, &password))?;
+    println!("Login Succeeded (credentials saved in {})", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512").unwrap(), 512);
+        assert_eq!(parse_size("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_size("8G").unwrap(), 8 << 30);
+        assert_eq!(parse_size("1kb").unwrap(), 1024);
+        assert!(parse_size("lots").is_err());
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1_500_000), "1.5MB");
+    }
+}

@@ -1,0 +1,45 @@
+//! One module per command group, each a thin layer over a library call.
+
+mod images;
+
+use crate::cli::{Cli, Command, Global};
+use std::process::ExitCode;
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let g = cli.global;
+    match cli.command {
+        Command::Pull(args) => images::pull(&g, args),
+        Command::Images(args) => images::list(&g, args.format),
+        Command::Rmi { images } => images::rmi(&g, &images),
+        Command::Gc(args) => images::gc(&g, args.format),
+        Command::Login(args) => images::login(&g, args),
+    }
+}
+
+/// A runtime for the commands that talk to the network.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    // rustls needs one crypto provider per process; ring builds without a C toolchain
+    // beyond what cc gives, and quickly.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// The registry settings the global options describe.
+pub fn registry_config(g: &Global) -> frun_images::RegistryConfig {
+    let docker_config_dir = std::env::var_os("DOCKER_CONFIG")
+        .map(Into::into)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".docker")));
+    frun_images::RegistryConfig {
+        insecure: g
+            .insecure_registries
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        docker_hub_mirror: g.registry_mirror.clone().filter(|m| !m.is_empty()),
+        docker_config_dir,
+    }
+}
