@@ -1,0 +1,168 @@
+#!/bin/bash
+# Builds frun's test images as OCI image layouts, with independent tools only
+# (umoci, skopeo, busybox-static, Python's tarfile/hashlib/gzip/json via mkimage.py;
+# never frun). Writes nothing into registries: scripts/registry.sh pushes them.
+#
+# usage: scripts/test-images/build.sh OUTDIR
+#
+# OUTDIR/oci/<repo>/           one OCI layout per repository, refs = tags
+#                              (e.g. oci/library/alpine holds refs 3.20.3 and latest)
+# OUTDIR/archives/             docker-archive tarballs pushed as they are (hello-world)
+# OUTDIR/images.txt            "<source> <repo:tag> [v2s2]" per line; <source> is a skopeo
+#                              reference whose path is relative to OUTDIR
+#                              (oci:oci/test/busybox:latest, docker-archive:archives/x.tar);
+#                              a third field v2s2 means "push converted to Docker schema 2"
+# OUTDIR/hostile.txt           names of the hostile/<name>:latest images, one per line
+# OUTDIR/hostile.json          the same with a description and canary paths for each
+#
+# Re-running rebuilds everything from scratch (it deletes only the paths listed above).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PY=/usr/bin/python3
+MKIMAGE="$PY $here/mkimage.py"
+FIXTURES=${FRUN_FIXTURES:-/work/shared/fixtures/real-images}
+ALPINE_TGZ=$FIXTURES/alpine-minirootfs-3.20.3-x86_64.tar.gz
+HELLO_TAR=$FIXTURES/hello-world-v25.tar
+BUSYBOX=${BUSYBOX:-/bin/busybox}
+PATH_ENV=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+die() { echo "build.sh: $*" >&2; exit 1; }
+
+[ $# -eq 1 ] || die "usage: $0 OUTDIR"
+for t in umoci zstd tar gzip "$PY" "$BUSYBOX"; do
+    command -v "$t" >/dev/null || die "missing tool: $t"
+done
+[ -f "$ALPINE_TGZ" ] || die "missing fixture $ALPINE_TGZ"
+[ -f "$HELLO_TAR" ] || die "missing fixture $HELLO_TAR"
+file -b "$BUSYBOX" 2>/dev/null | grep -q 'statically linked' || \
+    ldd "$BUSYBOX" 2>&1 | grep -q 'not a dynamic' || die "$BUSYBOX is not static (apt-get install busybox-static)"
+[ "$(id -u)" = 0 ] || die "must run as root (umoci repack keeps ownership, device nodes)"
+
+mkdir -p "$1"
+OUT=$(cd "$1" && pwd)
+[ "$OUT" != / ] || die "refusing OUTDIR=/"
+rm -rf "$OUT/oci" "$OUT/archives" "$OUT/.work" "$OUT/images.txt" "$OUT/hostile.txt" "$OUT/hostile.json"
+mkdir -p "$OUT/oci" "$OUT/archives" "$OUT/.work"
+WORK=$OUT/.work
+trap 'rm -rf "$WORK"' EXIT
+start=$(date +%s%N)
+
+IMAGES=$OUT/images.txt
+: >"$IMAGES"
+img() { echo "$*" >>"$IMAGES"; }
+
+# Every layer of an umoci-built layout must list cleanly (umoci `insert` can truncate).
+check_tgz_layers() {
+    local layout=$1 d
+    for d in $(jq -r '.manifests[].digest' "$layout/index.json" | sort -u); do
+        for l in $(jq -r '.layers[].digest' "$layout/blobs/sha256/${d#sha256:}"); do
+            tar -tzf "$layout/blobs/sha256/${l#sha256:}" >/dev/null || die "$layout: layer $l does not list"
+        done
+    done
+}
+
+# Path of the first layer blob of the first manifest of a layout.
+first_layer() {
+    local m
+    m=$(jq -r '.manifests[0].digest' "$1/index.json")
+    echo "$1/blobs/sha256/$(jq -r '.layers[0].digest' "$1/blobs/sha256/${m#sha256:}" | cut -d: -f2)"
+}
+
+# --- test/busybox (umoci) -------------------------------------------------------------
+L=$OUT/oci/test/busybox
+B=$WORK/busybox
+mkdir -p "$(dirname "$L")"
+umoci init --layout "$L"
+umoci new --image "$L:latest"
+umoci unpack --image "$L:latest" "$B" >/dev/null
+R=$B/rootfs
+mkdir -p "$R"/{bin,etc,tmp,root,home/app,dev,proc,sys,var,usr/bin,usr/sbin,sbin}
+install -m 0755 "$BUSYBOX" "$R/bin/busybox"
+for a in $("$BUSYBOX" --list); do
+    [ "$a" = busybox ] || ln -sf busybox "$R/bin/$a"
+done
+for a in sh ls cat echo true sleep id httpd; do [ -L "$R/bin/$a" ] || die "busybox lacks applet $a"; done
+cat >"$R/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+app:x:1000:1000:app:/home/app:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false
+EOF
+cat >"$R/etc/group" <<'EOF'
+root:x:0:
+app:x:1000:
+nobody:x:65534:
+EOF
+chmod 0644 "$R/etc/passwd" "$R/etc/group"
+chmod 1777 "$R/tmp"
+chmod 0700 "$R/root"
+chown 1000:1000 "$R/home/app"
+umoci repack --refresh-bundle --image "$L:latest" "$B"
+umoci config --image "$L:latest" --os linux --architecture amd64 \
+    --config.cmd /bin/sh --config.env "$PATH_ENV"
+umoci gc --layout "$L"
+check_tgz_layers "$L"
+tar -tzf "$(first_layer "$L")" >"$WORK/list"
+grep -qx 'bin/busybox' "$WORK/list" || die "busybox layer lacks bin/busybox"
+img "oci:oci/test/busybox:latest test/busybox:latest"
+img "oci:oci/test/busybox:latest test/busybox:v2s2 v2s2"
+
+# --- library/alpine (umoci, from the fixture rootfs) ---------------------------------------
+L=$OUT/oci/library/alpine
+B=$WORK/alpine
+mkdir -p "$(dirname "$L")"
+umoci init --layout "$L"
+umoci new --image "$L:3.20.3"
+umoci unpack --image "$L:3.20.3" "$B" >/dev/null
+tar -xzpf "$ALPINE_TGZ" --numeric-owner -C "$B/rootfs"
+umoci repack --refresh-bundle --image "$L:3.20.3" "$B"
+umoci config --image "$L:3.20.3" --os linux --architecture amd64 \
+    --config.cmd /bin/sh --config.env "$PATH_ENV"
+umoci tag --image "$L:3.20.3" latest
+umoci gc --layout "$L"
+check_tgz_layers "$L"
+norm() { sed 's#^\./##; s#/$##' | grep -v -e '^$' -e '^\.$' | sort -u; }
+tar -tzf "$ALPINE_TGZ" | norm >"$WORK/want"
+tar -tzf "$(first_layer "$L")" | norm >"$WORK/got"
+want=$(wc -l <"$WORK/want"); got=$(wc -l <"$WORK/got")
+[ "$want" = "$got" ] || die "alpine layer has $got entries, rootfs tarball $want"
+img "oci:oci/library/alpine:3.20.3 library/alpine:3.20.3"
+img "oci:oci/library/alpine:latest library/alpine:latest"
+
+# --- library/hello-world (fixture docker-archive, pushed as is, arm64) ---------------------
+cp "$HELLO_TAR" "$OUT/archives/hello-world-v25.tar"
+chmod 0644 "$OUT/archives/hello-world-v25.tar"
+img "docker-archive:archives/hello-world-v25.tar library/hello-world:latest"
+
+# --- mkimage.py images (one Python process for all) -------------------------------------
+pairs=()
+mk() { # mk BUILTIN REPO
+    pairs+=("$1" "$OUT/oci/$2")
+    img "oci:oci/$2:latest $2:latest"
+}
+mk layers test/layers
+mk multi test/multi
+mk big test/big
+mk bomb test/bomb
+mk badiff test/badiff
+mk corrupt test/corrupt
+: >"$OUT/hostile.txt"
+for h in $($MKIMAGE list | sed -n 's#^hostile/##p'); do
+    mk "hostile/$h" "hostile/$h"
+    echo "$h" >>"$OUT/hostile.txt"
+done
+$MKIMAGE builtin "${pairs[@]}" >/dev/null
+$MKIMAGE hostile-json >"$OUT/hostile.json"
+
+# --- verify every layout: blob digests and sizes, layers decompress, diff_ids ----------------
+layouts=()
+for idx in $(cd "$OUT/oci" && find . -name index.json | sort); do
+    d=${idx%/index.json}; d=${d#./}
+    [ "$d" = test/badiff ] || layouts+=("$OUT/oci/$d")
+done
+$MKIMAGE verify -q "${layouts[@]}"
+$MKIMAGE verify -q --allow-bad-diff-id "$OUT/oci/test/badiff"
+if $MKIMAGE verify -q "$OUT/oci/test/badiff" 2>/dev/null; then die "test/badiff: diff_id is not wrong"; fi
+
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+echo "build.sh: $(wc -l <"$IMAGES") images in $OUT (${ms} ms)"
