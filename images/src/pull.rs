@@ -527,7 +527,15 @@ impl Ctx {
         // Another pull of the same layer finishes first; this one then finds it done.
         let (s, l) = (store.clone(), layer.clone());
         let locks = tokio::task::spawn_blocking(move || {
-            Ok::<_, StoreError>((s.lock_digest(&l.digest)?, s.lock_digest(&l.diff_id)?))
+            // An uncompressed layer's digest is its diff_id: one lock, not two (a second
+            // flock of the same file would wait for the first forever).
+            let blob = s.lock_digest(&l.digest)?;
+            let layer = if l.diff_id != l.digest {
+                Some(s.lock_digest(&l.diff_id)?)
+            } else {
+                None
+            };
+            Ok::<_, StoreError>((blob, layer))
         })
         .await
         .expect("lock task")?;
@@ -908,6 +916,9 @@ impl Read for Tee {
 struct ChannelReader {
     rx: mpsc::Receiver<io::Result<Bytes>>,
     current: Bytes,
+    /// Once the download has failed, every read fails: a closed channel after an error
+    /// must not look like the end of the blob.
+    failed: bool,
 }
 
 impl ChannelReader {
@@ -915,6 +926,7 @@ impl ChannelReader {
         ChannelReader {
             rx,
             current: Bytes::new(),
+            failed: false,
         }
     }
 }
@@ -922,9 +934,15 @@ impl ChannelReader {
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.current.is_empty() {
+            if self.failed {
+                return Err(io::Error::other("download failed"));
+            }
             match self.rx.blocking_recv() {
                 Some(Ok(b)) => self.current = b,
-                Some(Err(e)) => return Err(e),
+                Some(Err(e)) => {
+                    self.failed = true;
+                    return Err(e);
+                }
                 None => return Ok(0),
             }
         }

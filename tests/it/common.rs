@@ -1,0 +1,313 @@
+//! Helpers: a temp state root per test, running the binary, the registry environment,
+//! and a TCP proxy that injects network failures in front of a real registry.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Skips (outside CI) or fails (in CI) a test that cannot run here.
+pub fn unavailable(why: &str) {
+    if in_ci() {
+        panic!("required in CI: {why}");
+    }
+    eprintln!("SKIPPED: {why}");
+}
+
+/// The value of a variable that `scripts/registry.sh` exports, or `None` after
+/// reporting why the test cannot run.
+pub fn test_env(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            unavailable(&format!(
+                "{var} is not set: run the tests through scripts/test.sh, which starts the test registries"
+            ));
+            None
+        }
+    }
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// The registry at `FRUN_TEST_REGISTRY`, if the test run has one, and root.
+pub fn registry() -> Option<String> {
+    if !is_root() {
+        unavailable("not root: unpacking keeps ownership and device nodes, which needs root");
+        return None;
+    }
+    test_env("FRUN_TEST_REGISTRY")
+}
+
+/// A private state root, run root and Docker config directory.
+pub struct Frun {
+    pub dir: tempfile::TempDir,
+    pub envs: Vec<(String, String)>,
+}
+
+impl Frun {
+    pub fn new() -> Frun {
+        let dir = tempfile::Builder::new()
+            .prefix("frun-test-")
+            .tempdir()
+            .expect("temp dir");
+        Frun {
+            dir,
+            envs: Vec::new(),
+        }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    pub fn docker_config(&self) -> PathBuf {
+        self.dir.path().join("docker")
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Frun {
+        self.envs.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_frun"));
+        c.arg("--root")
+            .arg(self.root())
+            .arg("--run-root")
+            .arg(self.dir.path().join("run"))
+            .args(args)
+            .env("DOCKER_CONFIG", self.docker_config())
+            .env_remove("FRUN_REGISTRY_MIRROR")
+            .env_remove("FRUN_MAX_LAYER_SIZE")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
+        for (k, v) in &self.envs {
+            c.env(k, v);
+        }
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run frun")
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "frun {args:?} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    /// Runs and asserts failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "frun {args:?} should have failed; stdout:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).expect("utf-8 output")
+    }
+
+    /// `frun images --format json`.
+    pub fn images(&self) -> Vec<serde_json::Value> {
+        let out = self.ok(&["images", "--format", "json"]);
+        serde_json::from_str::<serde_json::Value>(&out)
+            .expect("images json")
+            .as_array()
+            .expect("array")
+            .clone()
+    }
+
+    /// The store's record of `reference` (the on-disk index, read as the runtime will).
+    pub fn record(&self, reference: &str) -> serde_json::Value {
+        let data = std::fs::read(self.root().join("images.json")).expect("images.json");
+        let all: Vec<serde_json::Value> = serde_json::from_slice(&data).expect("json");
+        all.into_iter()
+            .find(|i| i["reference"] == reference)
+            .unwrap_or_else(|| panic!("no record of {reference}"))
+    }
+
+    /// Unpacked layer directories of `reference`, bottom first.
+    pub fn layer_dirs(&self, reference: &str) -> Vec<PathBuf> {
+        self.record(reference)["layers"]
+            .as_array()
+            .expect("layers")
+            .iter()
+            .map(|l| {
+                let diff = l["diff_id"].as_str().unwrap();
+                self.root()
+                    .join("layers/sha256")
+                    .join(diff.strip_prefix("sha256:").unwrap())
+            })
+            .collect()
+    }
+
+    /// Entries left in the store's scratch areas (must be empty after any pull ends).
+    pub fn scratch(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for d in ["layers/tmp"] {
+            if let Ok(rd) = std::fs::read_dir(self.root().join(d)) {
+                out.extend(rd.flatten().map(|e| e.path()));
+            }
+        }
+        out
+    }
+}
+
+/// Files (not directories) below `dir`, relative.
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out
+}
+
+/// A TCP proxy in front of a real registry that can slow the flow down and cut it.
+pub struct Proxy {
+    pub addr: String,
+    /// Bytes sent from the registry to the client so far.
+    pub sent: Arc<AtomicU64>,
+    /// While set, the proxy forwards; when cleared, every connection is dropped.
+    pub alive: Arc<AtomicBool>,
+    /// Cut every connection once it has carried this many bytes from the registry,
+    /// this many times (then pass through).
+    cut: Arc<(AtomicU64, AtomicU64)>,
+    /// Bytes per 10 ms from the registry, 0 for unlimited.
+    rate: Arc<AtomicU64>,
+}
+
+impl Proxy {
+    pub fn start(upstream: &str) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let addr = listener.local_addr().unwrap().to_string();
+        let p = Proxy {
+            addr,
+            sent: Arc::default(),
+            alive: Arc::new(AtomicBool::new(true)),
+            cut: Arc::default(),
+            rate: Arc::default(),
+        };
+        let (sent, alive, cut, rate) = (
+            p.sent.clone(),
+            p.alive.clone(),
+            p.cut.clone(),
+            p.rate.clone(),
+        );
+        let upstream = upstream.to_string();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if !alive.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (sent, alive, cut, rate) =
+                    (sent.clone(), alive.clone(), cut.clone(), rate.clone());
+                std::thread::spawn(move || relay(client, server, sent, alive, cut, rate));
+            }
+        });
+        p
+    }
+
+    /// Cuts the next `times` connections after `after` bytes each.
+    pub fn cut_after(&self, after: u64, times: u64) {
+        self.cut.0.store(after, Ordering::SeqCst);
+        self.cut.1.store(times, Ordering::SeqCst);
+    }
+
+    pub fn throttle(&self, bytes_per_10ms: u64) {
+        self.rate.store(bytes_per_10ms, Ordering::SeqCst);
+    }
+
+    pub fn kill(&self) {
+        self.alive.store(false, Ordering::SeqCst);
+    }
+
+    pub fn revive(&self) {
+        self.alive.store(true, Ordering::SeqCst);
+    }
+}
+
+fn relay(
+    mut client: TcpStream,
+    mut server: TcpStream,
+    sent: Arc<AtomicU64>,
+    alive: Arc<AtomicBool>,
+    cut: Arc<(AtomicU64, AtomicU64)>,
+    rate: Arc<AtomicU64>,
+) {
+    let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16384];
+        while let Ok(n) = c2.read(&mut buf) {
+            if n == 0 || s2.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = s2.shutdown(Shutdown::Write);
+    });
+    let mut carried = 0u64;
+    let mut buf = [0u8; 16384];
+    loop {
+        let r = rate.load(Ordering::SeqCst);
+        let want = if r == 0 {
+            buf.len()
+        } else {
+            (r as usize).min(buf.len())
+        };
+        let n = match server.read(&mut buf[..want]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let limit = cut.0.load(Ordering::SeqCst);
+        let times = cut.1.load(Ordering::SeqCst);
+        if !alive.load(Ordering::SeqCst) {
+            break;
+        }
+        if times > 0 && limit > 0 && carried + n as u64 > limit {
+            let keep = (limit - carried) as usize;
+            let _ = client.write_all(&buf[..keep]);
+            sent.fetch_add(keep as u64, Ordering::SeqCst);
+            cut.1.fetch_sub(1, Ordering::SeqCst);
+            break;
+        }
+        if client.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        carried += n as u64;
+        sent.fetch_add(n as u64, Ordering::SeqCst);
+        if r != 0 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let _ = client.shutdown(Shutdown::Both);
+    let _ = server.shutdown(Shutdown::Both);
+}

@@ -1,0 +1,9 @@
+//! Integration tests: they run the real `frun` binary, as root, against real registries
+//! (Debian's docker-registry) that `scripts/test.sh` starts on loopback inside a network
+//! namespace of the test run, filled with images built by umoci, skopeo and Python.
+//!
+//! Outside CI a test whose registry or privileges are missing is skipped with a printed
+//! reason; under CI (`CI=true`) it fails instead.
+
+mod common;
+mod pull;
