@@ -308,84 +308,121 @@ fn decompression_bomb_stops_at_the_cap() {
     assert_nothing_visible(&f, &reference);
 }
 
-/// Each hostile layer either fails to pull or lands entirely inside its layer
-/// directory; nothing outside changes.
-#[test]
-fn hostile_layers_stay_inside_the_layer_directory() {
+/// Pulls `hostile/<name>`: it either fails, or lands entirely inside its layer
+/// directory; nothing outside changes (sentinels keep their values).
+fn hostile(name: &str) {
     let Some(reg) = registry() else { return };
-    let Some(images) = test_env("FRUN_TEST_IMAGES") else {
-        return;
-    };
-    let list = read(&Path::new(&images).join("hostile.txt"));
-    let names: Vec<&str> = list
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    assert!(names.len() >= 10, "hostile images: {names:?}");
+    // The sentinels are fixed host paths that the images aim at: one test at a time.
+    static SENTINELS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = SENTINELS.lock().unwrap_or_else(|e| e.into_inner());
     // Sentinels where the attacks aim, outside the store.
-    let outside = tempfile::tempdir().unwrap();
-    let sentinel = outside.path().join("sentinel");
-    std::fs::write(&sentinel, "sentinel").unwrap();
     let victim = Path::new("/tmp/victim");
-    let made_victim = !victim.exists();
-    if made_victim {
-        std::fs::write(victim, "sentinel").unwrap();
+    let target = Path::new("/tmp/frun-hostile-target");
+    let mut made = Vec::new();
+    for p in [victim, target] {
+        if !p.exists() {
+            std::fs::write(p, "sentinel").unwrap();
+            made.push(p);
+        }
     }
+    let host_inodes: Vec<(u64, u64)> = ["/etc/passwd", "/tmp/frun-hostile-target"]
+        .iter()
+        .map(|p| {
+            let m = std::fs::metadata(p).unwrap();
+            (m.dev(), m.ino())
+        })
+        .collect();
     let passwd_before = std::fs::read("/etc/passwd").unwrap();
-    for name in &names {
-        let f = Frun::new();
-        let reference = format!("{reg}/hostile/{name}:latest");
-        let out = f.run(&["pull", "-q", &reference]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if out.status.success() {
-            // Whatever it wrote is inside the layer directory.
-            let layers = f.layer_dirs(&reference);
-            for file in files_below(&layers[0]) {
-                assert!(!file.starts_with(".."), "{name}: {file:?}");
-            }
-        } else {
+    let f = Frun::new();
+    let reference = format!("{reg}/hostile/{name}:latest");
+    let out = f.run(&["pull", "-q", &reference]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        let layers = f.layer_dirs(&reference);
+        for file in files_below(&layers[0]) {
+            let m = layers[0].join(&file).symlink_metadata().unwrap();
             assert!(
-                stderr.contains("sha256:"),
-                "{name}: error names the layer: {stderr}"
-            );
-            assert_nothing_visible(&f, &reference);
-        }
-        // Nothing escaped: not next to the store, not at the filesystem root.
-        for leftover in files_below(f.dir.path()) {
-            let s = leftover.to_string_lossy();
-            assert!(
-                !s.contains("escape") || s.starts_with("root/layers/sha256/"),
-                "{name}: escaped to {leftover:?}"
+                !host_inodes.contains(&(m.dev(), m.ino())),
+                "{name}: {file:?} is a host file"
             );
         }
-        for p in [
-            "/escape",
-            "/escape-dotdot",
-            "/escape-absolute",
-            "/escape-symlink-abs",
-            "/escape-symlink-rel",
-            "/escape-chain",
-            "/escape-dot",
-            "/tmp/escape-dot",
-        ] {
-            assert!(!Path::new(p).exists(), "{name}: {p} was written");
+    } else {
+        assert!(
+            stderr.contains("sha256:"),
+            "{name}: error names the layer: {stderr}"
+        );
+        assert_nothing_visible(&f, &reference);
+    }
+    // Nothing escaped: not next to the store, not at the filesystem root, not in /tmp.
+    for leftover in files_below(f.dir.path()) {
+        let s = leftover.to_string_lossy();
+        assert!(
+            !s.contains("escape") || s.starts_with("root/layers/sha256/"),
+            "{name}: escaped to {leftover:?}"
+        );
+    }
+    for dir in ["/", "/tmp", "/var/tmp", "/etc"] {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            assert!(!n.starts_with("escape"), "{name}: {dir}/{n} was written");
         }
-        assert_eq!(read(&sentinel), "sentinel", "{name}");
-        assert_eq!(
-            std::fs::read_to_string(victim).ok().as_deref(),
-            Some("sentinel"),
-            "{name}: /tmp/victim"
-        );
-        assert_eq!(
-            std::fs::read("/etc/passwd").unwrap(),
-            passwd_before,
-            "{name}"
-        );
     }
-    if made_victim {
-        let _ = std::fs::remove_file(victim);
+    let survived = |p: &Path| std::fs::read_to_string(p).ok();
+    assert_eq!(
+        survived(victim).as_deref(),
+        Some("sentinel"),
+        "{name}: {victim:?}"
+    );
+    assert_eq!(
+        survived(target).as_deref(),
+        Some("sentinel"),
+        "{name}: {target:?}"
+    );
+    assert_eq!(
+        std::fs::read("/etc/passwd").unwrap(),
+        passwd_before,
+        "{name}"
+    );
+    for p in made {
+        let _ = std::fs::remove_file(p);
     }
+}
+
+macro_rules! hostile_tests {
+    ($($test:ident => $name:literal,)*) => {
+        $( #[test] fn $test() { hostile($name) } )*
+
+        /// Every hostile image the image builder makes has its test here.
+        #[test]
+        fn every_hostile_image_has_a_test() {
+            let Some(_) = registry() else { return };
+            let Some(images) = test_env("FRUN_TEST_IMAGES") else { return };
+            let list = read(&Path::new(&images).join("hostile.txt"));
+            let mut built: Vec<&str> = list.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            let mut tested = vec![$($name),*];
+            built.sort();
+            tested.sort();
+            assert_eq!(built, tested);
+        }
+    };
+}
+
+hostile_tests! {
+    dotdot_path_is_refused => "dotdot",
+    absolute_path_lands_inside_root => "absolute",
+    absolute_symlink_then_write_stays_inside_root => "symlink-abs",
+    relative_symlink_then_write_stays_inside_root => "symlink-rel",
+    chained_relative_symlinks_stay_inside_root => "symlink-chain",
+    lexically_harmless_symlink_chain_stays_inside_root => "symlink-chain2",
+    symlink_named_dot_stays_inside_root => "symlink-dot",
+    symlink_named_slash_stays_inside_root => "symlink-slash",
+    hardlink_to_outside_is_refused => "hardlink-out",
+    hardlink_to_absolute_path_stays_inside_root => "hardlink-abs",
+    hardlink_then_write_leaves_host_file_alone => "hardlink-write",
+    whiteout_through_symlinked_parent_stays_inside_root => "whiteout-symlink",
+    whiteout_of_the_root_is_refused => "whiteout-root",
+    whiteout_of_the_parent_is_refused => "whiteout-parent",
+    pax_path_override_stays_inside_root => "pax-path",
 }
 
 #[test]
