@@ -21,7 +21,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PY=/usr/bin/python3
 MKIMAGE="$PY $here/mkimage.py"
-FIXTURES=${FRUN_FIXTURES:-/work/shared/fixtures/real-images}
+# shared/ sits beside the checkout (as in CI: a clone with a copy of shared/ next to it).
+FIXTURES=${FRUN_FIXTURES:-$(cd "$here/../../.." && pwd)/shared/fixtures/real-images}
 ALPINE_TGZ=$FIXTURES/alpine-minirootfs-3.20.3-x86_64.tar.gz
 HELLO_TAR=$FIXTURES/hello-world-v25.tar
 BUSYBOX=${BUSYBOX:-/bin/busybox}
