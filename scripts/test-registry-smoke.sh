@@ -109,6 +109,22 @@ for p in amd64: arm64:v8 arm:v7; do
     want="linux/$arch${var:+/$var}"
     check "test/multi $want: config and /platform" eq "$cfg|$content" "$want|$want"
 done
+cfg_of() { inspect --config "docker://$A/$1" | jq -c "$2"; }
+check "test/checker: cmd, entrypoint, user, workdir" eq "$(cfg_of test/checker:latest '[.config.Cmd, .config.Entrypoint, .config.User, .config.WorkingDir]')" \
+    '[["/usr/local/bin/checker"],null,null,"/"]'
+check "test/checker-user: user app, workdir /home/app" eq "$(cfg_of test/checker-user:latest '[.config.User, .config.WorkingDir]')" '["app","/home/app"]'
+check "test/stopsignal: StopSignal SIGUSR1" eq "$(cfg_of test/stopsignal:latest '.config.StopSignal')" '"SIGUSR1"'
+check "test/checker: first layer is test/busybox's" eq "$(inspect --raw "docker://$A/test/checker:latest" | jq -r '.layers[0].digest')" \
+    "$(inspect --raw "docker://$A/test/busybox:latest" | jq -r '.layers[0].digest')"
+ck_layer=$(inspect --raw "docker://$A/test/checker:latest" | jq -r '.layers[1].digest')
+check "test/checker: layer 2 has group extra and a static checker that runs" bash -c \
+    "curl --noproxy '*' -sS http://$A/v2/test/checker/blobs/$ck_layer | tar -xzf - -C $WORK usr/local/bin/checker etc/group &&
+     grep -qx extra:x:2000:app $WORK/etc/group && ldd $WORK/usr/local/bin/checker 2>&1 | grep -q 'statically linked' &&
+     $WORK/usr/local/bin/checker report | jq -e '.pid > 0 and (.caps | has(\"CapEff\"))' >/dev/null"
+for r in proc-symlink:'proc -> /tmp/fakeproc' devnull-symlink:'dev/null -> /proc/sys/kernel/core_pattern' bindlink:'abs -> /'; do
+    top=$(inspect --raw "docker://$A/test/${r%%:*}:latest" | jq -r '.layers[-1].digest')
+    check "test/${r%%:*}: top layer has ${r#*:}" bash -c "curl --noproxy '*' -sS http://$A/v2/test/${r%%:*}/blobs/$top | tar -tvzf - | grep -q ' ${r#*:}\$'"
+done
 check "library/hello-world: arm64" eq "$(inspect --config "docker://$A/library/hello-world:latest" | jq -r .architecture)" arm64
 check "library/alpine:3.20.3: amd64, cmd /bin/sh" eq "$(inspect --config "docker://$A/library/alpine:3.20.3" | jq -c '[.architecture, .config.Cmd]')" '["amd64",["/bin/sh"]]'
 alpine_layer=$(inspect --raw "docker://$A/library/alpine:latest" | jq -r '.layers[0].digest')

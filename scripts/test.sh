@@ -26,6 +26,9 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --tests --locked
+# The static probe copied into the test/checker* images (its own cargo project; built from its
+# directory because cargo reads tests/checker/.cargo/config.toml (+crt-static) only from there).
+(cd tests/checker && cargo build --release --locked)
 
 # Inside the namespace there is no crates.io: everything was fetched and built above.
 scripts/with-test-registries.sh cargo test --workspace --offline --locked -- --test-threads=3

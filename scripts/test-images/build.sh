@@ -5,6 +5,10 @@
 #
 # usage: scripts/test-images/build.sh OUTDIR
 #
+# Needs the static checker binary (tests/checker) for the test/checker* images: build it first
+# with `(cd tests/checker && cargo build --release)` (scripts/test.sh does), or point
+# FRUN_CHECKER at one.
+#
 # OUTDIR/oci/<repo>/           one OCI layout per repository, refs = tags
 #                              (e.g. oci/library/alpine holds refs 3.20.3 and latest)
 # OUTDIR/archives/             docker-archive tarballs pushed as they are (hello-world)
@@ -26,6 +30,7 @@ FIXTURES=${FRUN_FIXTURES:-$(cd "$here/../../.." && pwd)/shared/fixtures/real-ima
 ALPINE_TGZ=$FIXTURES/alpine-minirootfs-3.20.3-x86_64.tar.gz
 HELLO_TAR=$FIXTURES/hello-world-v25.tar
 BUSYBOX=${BUSYBOX:-/bin/busybox}
+CHECKER=${FRUN_CHECKER:-$(cd "$here/../.." && pwd)/tests/checker/target/release/checker}
 PATH_ENV=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 die() { echo "build.sh: $*" >&2; exit 1; }
@@ -38,6 +43,12 @@ done
 [ -f "$HELLO_TAR" ] || die "missing fixture $HELLO_TAR"
 file -b "$BUSYBOX" 2>/dev/null | grep -q 'statically linked' || \
     ldd "$BUSYBOX" 2>&1 | grep -q 'not a dynamic' || die "$BUSYBOX is not static (apt-get install busybox-static)"
+[ -x "$CHECKER" ] || die "missing $CHECKER (needed for the test/checker* images): build it first with
+    (cd $(cd "$here/../.." && pwd)/tests/checker && cargo build --release)
+or set FRUN_CHECKER=/path/to/a/static/checker"
+file -b "$CHECKER" 2>/dev/null | grep -Eq 'statically linked|static-pie linked' || \
+    ldd "$CHECKER" 2>&1 | grep -Eq 'not a dynamic|statically linked' || \
+    die "$CHECKER is not static: build it from tests/checker (its .cargo/config.toml sets +crt-static)"
 [ "$(id -u)" = 0 ] || die "must run as root (umoci repack keeps ownership, device nodes)"
 
 mkdir -p "$1"
@@ -68,6 +79,20 @@ first_layer() {
     local m
     m=$(jq -r '.manifests[0].digest' "$1/index.json")
     echo "$1/blobs/sha256/$(jq -r '.layers[0].digest' "$1/blobs/sha256/${m#sha256:}" | cut -d: -f2)"
+}
+
+# Path of the last (top) layer blob of the first manifest of a layout.
+last_layer() {
+    local m
+    m=$(jq -r '.manifests[0].digest' "$1/index.json")
+    echo "$1/blobs/sha256/$(jq -r '.layers[-1].digest' "$1/blobs/sha256/${m#sha256:}" | cut -d: -f2)"
+}
+
+# Path of the config blob of the first manifest of a layout.
+config_blob() {
+    local m
+    m=$(jq -r '.manifests[0].digest' "$1/index.json")
+    echo "$1/blobs/sha256/$(jq -r '.config.digest' "$1/blobs/sha256/${m#sha256:}" | cut -d: -f2)"
 }
 
 # --- test/busybox (umoci) -------------------------------------------------------------
@@ -107,6 +132,88 @@ tar -tzf "$(first_layer "$L")" >"$WORK/list"
 grep -qx 'bin/busybox' "$WORK/list" || die "busybox layer lacks bin/busybox"
 img "oci:oci/test/busybox:latest test/busybox:latest"
 img "oci:oci/test/busybox:latest test/busybox:v2s2 v2s2"
+
+# --- test/checker and the images derived from it (umoci, on top of test/busybox) ---------
+# test/checker = a copy of test/busybox's layout (same busybox layer blob) + one layer with
+# the static checker and /etc/group with `extra` (2000, app is a member); every other image
+# here is a copy of test/checker's layout with a config change and/or one more layer.
+derive() { # derive FROM TO: copy the layout of repo FROM (blobs included) to repo TO
+    mkdir -p "$(dirname "$OUT/oci/$2")"
+    cp -a "$OUT/oci/$1" "$OUT/oci/$2"
+}
+unpack() { # unpack REPO: bundle of REPO:latest in $B, its rootfs in $R
+    B=$WORK/bundle-${1//\//-}
+    umoci unpack --image "$OUT/oci/$1:latest" "$B" >/dev/null
+    R=$B/rootfs
+}
+repack() { # repack REPO [umoci config args...]: what changed in $B becomes one new layer
+    local repo=$1; shift
+    umoci repack --image "$OUT/oci/$repo:latest" "$B"
+    rm -rf "$B"
+    reconfig "$repo" "$@"
+}
+reconfig() { # reconfig REPO [umoci config args...]: config change, gc, check, list in images.txt
+    local repo=$1; shift
+    [ $# -eq 0 ] || umoci config --image "$OUT/oci/$repo:latest" "$@"
+    umoci gc --layout "$OUT/oci/$repo"
+    check_tgz_layers "$OUT/oci/$repo"
+    img "oci:oci/$repo:latest $repo:latest"
+}
+top_has() { # top_has REPO REGEX: a line of `tar -tvzf` of the top layer matches REGEX
+    tar -tvzf "$(last_layer "$OUT/oci/$1")" | grep -Eq "$2" || die "$1: top layer has no entry matching '$2'"
+}
+config_is() { # config_is REPO JQ-EXPR WANT: `jq -c JQ-EXPR` of the image config is WANT
+    local got
+    got=$(jq -c "$2" "$(config_blob "$OUT/oci/$1")")
+    [ "$got" = "$3" ] || die "$1: config $2 is $got, want $3"
+}
+
+derive test/busybox test/checker
+unpack test/checker
+install -D -m 0755 "$CHECKER" "$R/usr/local/bin/checker"
+printf '%s\n' root:x:0: app:x:1000: extra:x:2000:app nobody:x:65534: >"$R/etc/group"
+chmod 0644 "$R/etc/group"
+repack test/checker --config.cmd /usr/local/bin/checker --config.workingdir /
+top_has test/checker ' usr/local/bin/checker$'
+top_has test/checker ' etc/group$'
+config_is test/checker '[.config.Entrypoint, .config.Cmd, .config.Env, .config.User, .config.WorkingDir]' \
+    '[null,["/usr/local/bin/checker"],["'"$PATH_ENV"'"],null,"/"]'
+
+derive test/checker test/checker-user
+reconfig test/checker-user --config.user app --config.workingdir /home/app
+config_is test/checker-user '[.config.Cmd, .config.User, .config.WorkingDir]' '[["/usr/local/bin/checker"],"app","/home/app"]'
+
+# CVE-2019-19921 style: /proc is a symlink (to a directory of the image, with a marker file)
+derive test/checker test/proc-symlink
+unpack test/proc-symlink
+rmdir "$R/proc"
+ln -s /tmp/fakeproc "$R/proc"
+mkdir -m 0755 "$R/tmp/fakeproc"
+echo "not procfs" >"$R/tmp/fakeproc/frun-fakeproc"
+repack test/proc-symlink
+top_has test/proc-symlink ' proc -> /tmp/fakeproc$'
+
+# CVE-2025-31133 style: /dev/null is a symlink to /proc/sys/kernel/core_pattern
+derive test/checker test/devnull-symlink
+unpack test/devnull-symlink
+ln -s /proc/sys/kernel/core_pattern "$R/dev/null"
+repack test/devnull-symlink
+top_has test/devnull-symlink ' dev/null -> /proc/sys/kernel/core_pattern$'
+
+# CVE-2021-30465 style bind-mount targets: a relative escape and an absolute symlink
+derive test/checker test/bindlink
+unpack test/bindlink
+ln -s /etc/../../../../../tmp "$R/data"
+ln -s / "$R/abs"
+repack test/bindlink
+top_has test/bindlink ' data -> /etc/\.\./\.\./\.\./\.\./\.\./tmp$'
+top_has test/bindlink ' abs -> /$'
+
+derive test/checker test/stopsignal
+reconfig test/stopsignal --config.stopsignal SIGUSR1 --config.cmd /bin/sh --config.cmd=-c \
+    --config.cmd 'trap "echo got-usr1; exit 7" USR1; while true; do sleep 0.1; done'
+config_is test/stopsignal '[.config.StopSignal, .config.Cmd]' \
+    '["SIGUSR1",["/bin/sh","-c","trap \"echo got-usr1; exit 7\" USR1; while true; do sleep 0.1; done"]]'
 
 # --- library/alpine (umoci, from the fixture rootfs) ---------------------------------------
 L=$OUT/oci/library/alpine
