@@ -36,8 +36,9 @@ pub struct Global {
         default_value = "/run/frun"
     )]
     pub run_root: PathBuf,
-    /// More logging (-v, -vv); RUST_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    /// More logging (--verbose, twice for more); RUST_LOG overrides. (`-v` is
+    /// `run --volume`, as in Docker.)
+    #[arg(long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Registries (host[:port]) that may be reached over plain HTTP; loopback ones always may.
     #[arg(
@@ -50,6 +51,14 @@ pub struct Global {
     /// A registry (host[:port]) that serves Docker Hub images instead of registry-1.docker.io.
     #[arg(long, global = true, env = "FRUN_REGISTRY_MIRROR")]
     pub registry_mirror: Option<String>,
+    /// Absolute cgroup under which containers get theirs (PARENT/ID).
+    #[arg(
+        long,
+        global = true,
+        env = "FRUN_CGROUP_PARENT",
+        default_value = "/frun"
+    )]
+    pub cgroup_parent: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -67,6 +76,115 @@ pub enum Command {
     Gc(FormatArgs),
     /// Check credentials against a registry and save them in Docker's config.json.
     Login(LoginArgs),
+    /// Run a command in a new container.
+    Run(RunArgs),
+    /// List containers.
+    Ps(PsArgs),
+    /// Stop running containers: the image's stop signal, then SIGKILL after a grace period.
+    Stop(StopArgs),
+    /// Remove containers.
+    Rm(RmArgs),
+    /// Run a command in a running container.
+    Exec(ExecArgs),
+    /// Show the output of a detached container.
+    Logs(LogsArgs),
+    /// Supervise one container (started by `run`; not for direct use).
+    #[command(name = "__shim", hide = true)]
+    Shim { id: String },
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Run in the background and print the container id.
+    #[arg(short, long)]
+    pub detach: bool,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Environment variable KEY=VALUE.
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Bind mount SRC:DST[:ro]; SRC is a host path or a volume name.
+    #[arg(short, long = "volume")]
+    pub volumes: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// User: name|uid[:group|gid], names looked up in the image.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Memory limit (e.g. 64m).
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// CPU limit in CPUs (e.g. 0.5).
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Maximum number of processes.
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    /// none (loopback only) or host.
+    #[arg(long, default_value = "none")]
+    pub network: String,
+    /// Pull quietly if the image is missing.
+    #[arg(short, long)]
+    pub quiet: bool,
+    pub image: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    /// Also stopped containers.
+    #[arg(short, long)]
+    pub all: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct StopArgs {
+    /// Seconds to wait before SIGKILL (default: 10).
+    #[arg(short, long)]
+    pub time: Option<u64>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// Kill a running container first.
+    #[arg(short, long)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// uid[:gid]
+    #[arg(short, long)]
+    pub user: Option<String>,
+    pub container: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Keep following until the container exits.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Show timestamps.
+    #[arg(short, long)]
+    pub timestamps: bool,
+    pub container: String,
 }
 
 #[derive(Args, Debug)]
@@ -109,4 +227,13 @@ pub struct FormatArgs {
 pub enum Format {
     Table,
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -5,7 +5,9 @@
 
 mod cli;
 mod commands;
+mod containers;
 mod progress;
+mod runspec;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -28,7 +30,7 @@ fn main() -> ExitCode {
 fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
-        0 => "warn",
+        0 => "warn,libcgroups=error",
         1 => "info,frun=debug,frun_images=debug",
         _ => "debug",
     };

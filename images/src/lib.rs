@@ -3,7 +3,7 @@
 //! it hands the runtime descriptions of overlay mounts ([`store::OverlayMount`]).
 
 pub mod digest;
-mod fsutil;
+pub mod fsutil;
 pub mod platform;
 pub mod pull;
 pub mod reference;

@@ -371,13 +371,14 @@ impl Store {
         Ok(OverlayMount { lower_dirs })
     }
 
-    /// Removes every blob and layer that no image references, and leftovers of
-    /// interrupted pulls. Takes the store lock exclusively, so it waits for running pulls.
-    pub fn gc(&self) -> Result<GcStats, StoreError> {
+    /// Removes every blob and layer that no image references (nor `keep_layers`, the
+    /// layers of existing containers), and leftovers of interrupted pulls. Takes the
+    /// store lock exclusively, so it waits for running pulls.
+    pub fn gc(&self, keep_layers: &HashSet<Digest>) -> Result<GcStats, StoreError> {
         let _lock = self.lock_exclusive()?;
         let images = self.images()?;
         let mut blobs: HashSet<String> = HashSet::new();
-        let mut layers: HashSet<String> = HashSet::new();
+        let mut layers: HashSet<String> = keep_layers.iter().map(|d| d.hex().to_string()).collect();
         for i in &images {
             blobs.insert(i.manifest_digest.hex().to_string());
             if let Some(d) = &i.index_digest {
@@ -521,7 +522,7 @@ mod tests {
         }
         fs::write(store.ingest_path(&Digest::of(b"stale")), b"half").unwrap();
         store.remove_image("r/b:1").unwrap();
-        let stats = store.gc().unwrap();
+        let stats = store.gc(&HashSet::new()).unwrap();
         assert_eq!((stats.blobs, stats.layers), (1, 1));
         assert!(store.has_layer(&a.layers[0].diff_id));
         assert!(!store.has_layer(&b.layers[0].diff_id));

@@ -1,4 +1,52 @@
-//! The runtime room of frun: it turns an OCI runtime-spec `config.json` and a list of
-//! mount descriptions into a running, isolated process. It knows nothing of registries
-//! or stacks. It is empty until the runtime issue lands; the image store already hands
-//! out the overlayfs mount descriptions this crate will perform.
+//! The runtime room of frun: it turns an OCI runtime-spec `config.json` and a root
+//! filesystem description into a running, isolated process. It knows nothing of
+//! registries or stacks.
+//!
+//! Process model: [`spawn`] runs in a small single-threaded process (frun re-executes
+//! itself for this, never forking a multi-threaded one). It creates the cgroup, forks the
+//! container's first process into new namespaces, and returns once that process has
+//! `execve`d — or with the error the child reported through a pipe. The mount namespace
+//! belongs to the container alone: the overlay root is mounted inside it, so when the
+//! container's last process exits, every mount goes with it.
+
+pub mod cgroup;
+mod child;
+mod exec;
+pub mod rootfs;
+pub mod seccomp;
+mod spawn;
+pub mod spec;
+
+pub use exec::exec;
+pub use rootfs::RootfsSource;
+pub use spawn::{spawn, wait, ExitState, SpawnConfig, Started, Stdio};
+
+/// Everything that can go wrong while starting a container, named after the step.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("invalid container config: {0}")]
+    Config(String),
+    #[error("cgroup {path:?}: {reason}")]
+    Cgroup {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("{op}: {source}")]
+    Sys {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The container's set-up failed inside its namespaces, before `execve`.
+    #[error("{0}")]
+    Child(String),
+}
+
+impl RuntimeError {
+    pub(crate) fn sys(op: impl Into<String>, e: impl Into<std::io::Error>) -> RuntimeError {
+        RuntimeError::Sys {
+            op: op.into(),
+            source: e.into(),
+        }
+    }
+}

@@ -32,26 +32,8 @@ pub fn parse_size(s: &str) -> anyhow::Result<u64> {
 
 pub fn pull(g: &Global, args: PullArgs) -> anyhow::Result<ExitCode> {
     let image: ImageRef = args.image.parse()?;
-    let platform = match &args.platform {
-        Some(p) => p.parse::<Platform>()?,
-        None => Platform::host(),
-    };
-    let opts = PullOptions {
-        platform,
-        platform_explicit: args.platform.is_some(),
-        registry: super::registry_config(g),
-        max_layer_size: parse_size(&args.max_layer_size).context("--max-layer-size")?,
-        ..PullOptions::default()
-    };
-    let store = Arc::new(open_store(g)?);
-    let show = !args.quiet && std::io::stderr().is_terminal();
-    let progress: Arc<dyn frun_images::Progress> = if show {
-        Arc::new(TerminalProgress::new())
-    } else {
-        Arc::new(frun_images::NoProgress)
-    };
-    let rt = super::runtime()?;
-    let record = rt.block_on(frun_images::pull(store, &image, &opts, progress))?;
+    let max = parse_size(&args.max_layer_size).context("--max-layer-size")?;
+    let record = pull_with(g, &image, args.platform.as_deref(), args.quiet, max)?;
     if !args.quiet {
         println!(
             "{} {} {} {}",
@@ -62,6 +44,50 @@ pub fn pull(g: &Global, args: PullArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Pulls `image` (for `run`, which pulls what is missing).
+pub fn pull_record(
+    g: &Global,
+    image: &ImageRef,
+    platform: Option<&str>,
+    quiet: bool,
+) -> anyhow::Result<frun_images::ImageRecord> {
+    let max = match std::env::var("FRUN_MAX_LAYER_SIZE") {
+        Ok(v) => parse_size(&v).context("FRUN_MAX_LAYER_SIZE")?,
+        Err(_) => PullOptions::default().max_layer_size,
+    };
+    pull_with(g, image, platform, quiet, max)
+}
+
+fn pull_with(
+    g: &Global,
+    image: &ImageRef,
+    platform: Option<&str>,
+    quiet: bool,
+    max_layer_size: u64,
+) -> anyhow::Result<frun_images::ImageRecord> {
+    let opts = PullOptions {
+        platform: match platform {
+            Some(p) => p.parse::<Platform>()?,
+            None => Platform::host(),
+        },
+        platform_explicit: platform.is_some(),
+        registry: super::registry_config(g),
+        max_layer_size,
+        ..PullOptions::default()
+    };
+    let store = Arc::new(open_store(g)?);
+    let show = !quiet && std::io::stderr().is_terminal();
+    let progress: Arc<dyn frun_images::Progress> = if show {
+        Arc::new(TerminalProgress::new())
+    } else {
+        Arc::new(frun_images::NoProgress)
+    };
+    let rt = super::runtime()?;
+    let record = rt.block_on(frun_images::pull(store, image, &opts, progress))?;
+    rt.shutdown_background();
+    Ok(record)
 }
 
 pub fn human_size(n: u64) -> String {
@@ -160,7 +186,14 @@ pub fn rmi(g: &Global, images: &[String]) -> anyhow::Result<ExitCode> {
 
 pub fn gc(g: &Global, format: Format) -> anyhow::Result<ExitCode> {
     let store = open_store(g)?;
-    let stats = store.gc()?;
+    // Layers of existing containers stay, whatever happened to their images.
+    let containers = crate::containers::Containers::open(&g.root)?;
+    let keep = containers
+        .list()?
+        .into_iter()
+        .flat_map(|c| c.record.layers)
+        .collect();
+    let stats = store.gc(&keep)?;
     match format {
         Format::Json => println!("{}", serde_json::to_string(&stats)?),
         Format::Table => println!(

@@ -1,6 +1,7 @@
 //! One module per command group, each a thin layer over a library call.
 
-mod images;
+mod containers;
+pub mod images;
 
 use crate::cli::{Cli, Command, Global};
 use std::process::ExitCode;
@@ -13,6 +14,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rmi { images } => images::rmi(&g, &images),
         Command::Gc(args) => images::gc(&g, args.format),
         Command::Login(args) => images::login(&g, args),
+        Command::Run(args) => containers::run(&g, args),
+        Command::Ps(args) => containers::ps(&g, args),
+        Command::Stop(args) => containers::stop(&g, args),
+        Command::Rm(args) => containers::rm(&g, args),
+        Command::Exec(args) => containers::exec(&g, args),
+        Command::Logs(args) => containers::logs(&g, args),
+        Command::Shim { id } => containers::shim(&g, &id),
     }
 }
 

@@ -1,0 +1,336 @@
+//! The container's first process, between `fork` and `execve`: namespaces, root
+//! filesystem, then the process itself (limits, user, capabilities, no_new_privs,
+//! seccomp, file descriptors, working directory). Any failure is written to the error
+//! pipe for the parent to report; success is the pipe closing on `execve`.
+//!
+//! Order matters and follows runc: rlimits and oom_score_adj while still privileged;
+//! the user switch with KEEPCAPS so that the capability sets can be set afterwards;
+//! no_new_privs before seccomp (loading a filter needs it, or CAP_SYS_ADMIN); seccomp
+//! last, so that only `execve` runs under it; fds closed before the `chdir` so that a
+//! working directory of `/proc/self/fd/N` cannot reach a host directory (CVE-2024-21626).
+
+use nix::sched::CloneFlags;
+use nix::unistd::{Gid, Uid};
+use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType, Process, Spec};
+use seccompiler::BpfProgram;
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::rootfs::{self, RootfsSource};
+
+type R<T> = Result<T, String>;
+
+/// Reports `err` on the error pipe and exits: the end of a failed child.
+pub(crate) fn fail(errors: &OwnedFd, err: String) -> ! {
+    if let Ok(f) = errors.try_clone() {
+        let _ = std::fs::File::from(f).write_all(err.as_bytes());
+    }
+    // SAFETY: _exit skips atexit handlers and destructors, which belong to the parent
+    // process this one was forked from.
+    unsafe { libc::_exit(127) }
+}
+
+/// Waits for the parent's go-ahead (it has put this process into the cgroup).
+pub(crate) fn wait_for_parent(sync: &OwnedFd) -> R<()> {
+    let mut byte = [0u8; 1];
+    std::fs::File::from(sync.try_clone().map_err(|e| e.to_string())?)
+        .read_exact(&mut byte)
+        .map_err(|e| format!("waiting for the cgroup: {e}"))
+}
+
+pub(crate) struct ChildArgs<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a RootfsSource,
+    pub mountpoint: &'a Path,
+    pub seccomp: &'a [BpfProgram],
+    pub sync: OwnedFd,
+    pub errors: OwnedFd,
+}
+
+/// Never returns: `execve`s the container's process or exits 127 after reporting.
+pub(crate) fn run(args: ChildArgs<'_>) -> ! {
+    match setup(&args) {
+        Ok(never) => match never {},
+        Err(e) => fail(&args.errors, e),
+    }
+}
+
+fn setup(a: &ChildArgs<'_>) -> R<std::convert::Infallible> {
+    let spec = a.spec;
+    let process = spec.process().as_ref().ok_or("the spec has no process")?;
+
+    // 1. Wait until the parent has put this process into the cgroup: everything from
+    //    here on is accounted and limited.
+    wait_for_parent(&a.sync)?;
+
+    // 2. A session of its own: the terminal's Ctrl-C goes to frun, which stops the
+    //    container properly, not straight to a pid 1 that may ignore it.
+    let _ = nix::unistd::setsid();
+
+    // 3. Namespaces: join those given by path, create the others (the pid namespace was
+    //    made by the parent, since it applies to children only).
+    let linux = spec.linux().clone().unwrap_or_default();
+    let mut unshare = CloneFlags::empty();
+    let mut new_net = false;
+    for ns in linux.namespaces().iter().flatten() {
+        let flag = match ns.typ() {
+            LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+            LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+            LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+            LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+            LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+            LinuxNamespaceType::Pid | LinuxNamespaceType::User | LinuxNamespaceType::Time => {
+                continue
+            }
+        };
+        match ns.path() {
+            Some(path) => {
+                let f = std::fs::File::open(path)
+                    .map_err(|e| format!("opening namespace {path:?}: {e}"))?;
+                nix::sched::setns(&f, flag)
+                    .map_err(|e| format!("joining namespace {path:?}: {e}"))?;
+            }
+            None => {
+                unshare |= flag;
+                new_net |= flag == CloneFlags::CLONE_NEWNET;
+            }
+        }
+    }
+    nix::sched::unshare(unshare).map_err(|e| format!("creating namespaces: {e}"))?;
+    if new_net {
+        loopback_up()?;
+    }
+
+    // 4. The root filesystem, in the new mount namespace.
+    let has_mount_ns = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .any(|n| n.typ() == LinuxNamespaceType::Mount);
+    if !has_mount_ns {
+        return Err("a container without a mount namespace is not supported".into());
+    }
+    rootfs::prepare(spec, a.rootfs, a.mountpoint)?;
+    rootfs::pivot(a.mountpoint)?;
+    rootfs::finish(spec)?;
+    if let Some(h) = spec.hostname() {
+        nix::unistd::sethostname(h).map_err(|e| format!("setting hostname {h:?}: {e}"))?;
+    }
+
+    exec_process(process, a.seccomp, a.errors.as_raw_fd())
+}
+
+/// Turns this process into the container's process: limits, user, capabilities,
+/// no_new_privs, seccomp, file descriptors, working directory, `execve`. Shared by the
+/// first process and by `exec`. `keep_fd` is the error pipe.
+pub(crate) fn exec_process(
+    process: &Process,
+    seccomp: &[BpfProgram],
+    keep_fd: i32,
+) -> R<std::convert::Infallible> {
+    // 5. The process: limits while still privileged.
+    for rl in process.rlimits().iter().flatten() {
+        set_rlimit(rl.typ(), rl.soft(), rl.hard())?;
+    }
+    if let Some(adj) = process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| format!("setting oom_score_adj {adj}: {e}"))?;
+    }
+    let user = process.user();
+    let umask = user.umask().unwrap_or(0o022);
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+        umask as libc::mode_t,
+    ));
+
+    // 6. The executable, found before privileges go (PATH of the container's env).
+    let env: Vec<String> = process.env().clone().unwrap_or_default();
+    let argv: Vec<String> = process.args().clone().unwrap_or_default();
+    let arg0 = argv.first().ok_or("the process has no args")?;
+    let exe = find_executable(arg0, &env)?;
+
+    // 7. User and groups, keeping capabilities across the switch.
+    let caps_spec = process.capabilities().clone();
+    if let Some(c) = &caps_spec {
+        let keep = to_caps(c.bounding());
+        for cap in caps::all() {
+            if !keep.contains(&cap) {
+                caps::drop(None, caps::CapSet::Bounding, cap)
+                    .map_err(|e| format!("dropping {cap} from the bounding set: {e}"))?;
+            }
+        }
+    }
+    nix::sys::prctl::set_keepcaps(true).map_err(|e| format!("keepcaps: {e}"))?;
+    let groups: Vec<Gid> = user
+        .additional_gids()
+        .iter()
+        .flatten()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    nix::unistd::setgroups(&groups).map_err(|e| format!("setgroups {groups:?}: {e}"))?;
+    let gid = Gid::from_raw(user.gid());
+    let uid = Uid::from_raw(user.uid());
+    nix::unistd::setresgid(gid, gid, gid).map_err(|e| format!("setgid {gid}: {e}"))?;
+    nix::unistd::setresuid(uid, uid, uid).map_err(|e| format!("setuid {uid}: {e}"))?;
+    nix::sys::prctl::set_keepcaps(false).map_err(|e| format!("keepcaps: {e}"))?;
+    if let Some(c) = &caps_spec {
+        let set = |set: caps::CapSet, which: &Option<oci_spec::runtime::Capabilities>| -> R<()> {
+            caps::set(None, set, &to_caps(which))
+                .map_err(|e| format!("setting {set:?} capabilities: {e}"))
+        };
+        set(caps::CapSet::Effective, c.effective())?;
+        set(caps::CapSet::Permitted, c.permitted())?;
+        set(caps::CapSet::Inheritable, c.inheritable())?;
+        caps::clear(None, caps::CapSet::Ambient)
+            .map_err(|e| format!("clearing ambient capabilities: {e}"))?;
+        for cap in to_caps(c.ambient()) {
+            caps::raise(None, caps::CapSet::Ambient, cap)
+                .map_err(|e| format!("raising ambient {cap}: {e}"))?;
+        }
+    }
+
+    // 8. File descriptors: only stdio and the error pipe survive; then the working
+    //    directory, which must resolve inside the container.
+    close_fds_except(keep_fd)?;
+    let cwd = PathBuf::from(process.cwd());
+    if !cwd.is_absolute() {
+        return Err(format!("working directory {cwd:?} is not absolute"));
+    }
+    std::env::set_current_dir(&cwd).map_err(|e| format!("working directory {cwd:?}: {e}"))?;
+    let real = nix::unistd::getcwd().map_err(|e| format!("working directory {cwd:?}: {e}"))?;
+    if !real.is_absolute() || real.as_os_str().as_bytes().starts_with(b"(unreachable)") {
+        return Err(format!(
+            "working directory {cwd:?} is outside the container"
+        ));
+    }
+
+    // 9. no_new_privs, then seccomp: nothing after this but execve.
+    if process.no_new_privileges().unwrap_or(false) {
+        nix::sys::prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
+    }
+    for prog in seccomp {
+        seccompiler::apply_filter(prog).map_err(|e| format!("loading the seccomp filter: {e}"))?;
+    }
+    let c = |s: &str| CString::new(s.as_bytes()).map_err(|_| format!("{s:?} contains a NUL byte"));
+    let argv_c = argv.iter().map(|s| c(s)).collect::<R<Vec<_>>>()?;
+    let env_c = env.iter().map(|s| c(s)).collect::<R<Vec<_>>>()?;
+    let exe_c =
+        CString::new(exe.as_os_str().as_bytes()).map_err(|_| "executable path contains NUL")?;
+    let e = nix::unistd::execve(&exe_c, &argv_c, &env_c).unwrap_err();
+    Err(format!("exec {arg0:?}: {e}"))
+}
+
+fn to_caps(
+    set: &Option<oci_spec::runtime::Capabilities>,
+) -> std::collections::HashSet<caps::Capability> {
+    set.iter()
+        .flatten()
+        .filter_map(|c| {
+            let name = serde_json::to_value(c).ok()?;
+            name.as_str()?.parse::<caps::Capability>().ok()
+        })
+        .collect()
+}
+
+/// Sets an rlimit; a hard limit above the current one (which needs CAP_SYS_RESOURCE,
+/// missing on some hosts) is clamped to it rather than failing the container.
+fn set_rlimit(typ: PosixRlimitType, soft: u64, hard: u64) -> R<()> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let res = match typ {
+        PosixRlimitType::RlimitCpu => Resource::RLIMIT_CPU,
+        PosixRlimitType::RlimitFsize => Resource::RLIMIT_FSIZE,
+        PosixRlimitType::RlimitData => Resource::RLIMIT_DATA,
+        PosixRlimitType::RlimitStack => Resource::RLIMIT_STACK,
+        PosixRlimitType::RlimitCore => Resource::RLIMIT_CORE,
+        PosixRlimitType::RlimitRss => Resource::RLIMIT_RSS,
+        PosixRlimitType::RlimitNproc => Resource::RLIMIT_NPROC,
+        PosixRlimitType::RlimitNofile => Resource::RLIMIT_NOFILE,
+        PosixRlimitType::RlimitMemlock => Resource::RLIMIT_MEMLOCK,
+        PosixRlimitType::RlimitAs => Resource::RLIMIT_AS,
+        PosixRlimitType::RlimitLocks => Resource::RLIMIT_LOCKS,
+        PosixRlimitType::RlimitSigpending => Resource::RLIMIT_SIGPENDING,
+        PosixRlimitType::RlimitMsgqueue => Resource::RLIMIT_MSGQUEUE,
+        PosixRlimitType::RlimitNice => Resource::RLIMIT_NICE,
+        PosixRlimitType::RlimitRtprio => Resource::RLIMIT_RTPRIO,
+        PosixRlimitType::RlimitRttime => Resource::RLIMIT_RTTIME,
+    };
+    match setrlimit(res, soft, hard) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EPERM) => {
+            let (_, cur_hard) = getrlimit(res).map_err(|e| format!("getrlimit {typ:?}: {e}"))?;
+            let hard = hard.min(cur_hard);
+            setrlimit(res, soft.min(hard), hard).map_err(|e| format!("setrlimit {typ:?}: {e}"))
+        }
+        Err(e) => Err(format!("setrlimit {typ:?} {soft}/{hard}: {e}")),
+    }
+}
+
+/// `arg0` if it has a slash, else the first executable file of that name on the
+/// container's PATH.
+fn find_executable(arg0: &str, env: &[String]) -> R<PathBuf> {
+    if arg0.contains('/') {
+        return Ok(PathBuf::from(arg0));
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(arg0);
+        if nix::unistd::access(&candidate, nix::unistd::AccessFlags::X_OK).is_ok()
+            && candidate.metadata().map(|m| m.is_file()).unwrap_or(false)
+        {
+            return Ok(candidate);
+        }
+    }
+    Err(format!("exec {arg0:?}: executable file not found in $PATH"))
+}
+
+fn close_fds_except(keep: i32) -> R<()> {
+    let close = |from: u32, to: u32| -> R<()> {
+        if from > to {
+            return Ok(());
+        }
+        // SAFETY: close_range only closes descriptors; the ones this process still
+        // needs (stdio and `keep`) are outside the range.
+        let r = unsafe { libc::syscall(libc::SYS_close_range, from, to, 0) };
+        if r != 0 {
+            return Err(format!(
+                "closing inherited file descriptors: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(())
+    };
+    let keep = keep as u32;
+    close(3, keep.saturating_sub(1))?;
+    close(keep + 1, u32::MAX)
+}
+
+/// Brings up `lo` in a new network namespace, as Docker's `--network none` has it.
+fn loopback_up() -> R<()> {
+    // SAFETY: plain socket/ioctl calls on a zeroed ifreq whose name fits its buffer.
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if s < 0 {
+            return Err(format!("socket: {}", std::io::Error::last_os_error()));
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        let mut ok = libc::ioctl(s, libc::SIOCGIFFLAGS, &mut req) == 0;
+        if ok {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            ok = libc::ioctl(s, libc::SIOCSIFFLAGS, &req) == 0;
+        }
+        let err = std::io::Error::last_os_error();
+        libc::close(s);
+        if !ok {
+            return Err(format!("bringing up lo: {err}"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! Running another process in a running container (`frun exec`, the OCI `exec`): join
+//! its namespaces and cgroup, then become a process like its first one.
+//!
+//! CVE-2019-5736: while this process is visible inside the container (after joining its
+//! pid namespace, before `execve`), its `/proc/PID/exe` is frun itself. It is made
+//! non-dumpable first, so that the container's root, without CAP_SYS_PTRACE, cannot open
+//! that link, let alone write through it.
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+use nix::sys::wait::waitpid;
+use nix::unistd::ForkResult;
+use oci_spec::runtime::{LinuxSeccomp, Process};
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use crate::cgroup::Cgroup;
+use crate::child;
+use crate::spawn::{pipe, threads, Started, Stdio};
+use crate::RuntimeError;
+
+/// Starts `process` inside the container whose first process is `pid`.
+pub fn exec(
+    pid: i32,
+    cgroup: &Path,
+    process: &Process,
+    seccomp: Option<&LinuxSeccomp>,
+    stdio: Stdio,
+) -> Result<Started, RuntimeError> {
+    if threads() != 1 {
+        return Err(RuntimeError::Config(
+            "exec must run in a single-threaded process".into(),
+        ));
+    }
+    let seccomp = match seccomp {
+        Some(p) => crate::seccomp::compile(p).map_err(|e| RuntimeError::Config(e.to_string()))?,
+        None => Vec::new(),
+    };
+    let cgroup = Cgroup::open(cgroup)?;
+    nix::sys::prctl::set_dumpable(false)
+        .map_err(|e| RuntimeError::sys("prctl(PR_SET_DUMPABLE)", e))?;
+    // Open every namespace before joining any: joining the mount namespace changes what
+    // /proc means.
+    let mut nss = Vec::new();
+    for (name, flag) in [
+        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+    ] {
+        let path = format!("/proc/{pid}/ns/{name}");
+        let f = std::fs::File::open(&path).map_err(|e| {
+            RuntimeError::sys(format!("opening {path} (is the container running?)"), e)
+        })?;
+        nss.push((f, flag));
+    }
+    let pidns = std::fs::File::open(format!("/proc/{pid}/ns/pid"))
+        .map_err(|e| RuntimeError::sys("opening the container's pid namespace", e))?;
+    nix::sched::setns(&pidns, CloneFlags::CLONE_NEWPID)
+        .map_err(|e| RuntimeError::sys("joining the pid namespace", e))?;
+    let (sync_r, sync_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    // SAFETY: single-threaded (checked above).
+    match unsafe { nix::unistd::fork() }.map_err(|e| RuntimeError::sys("fork", e))? {
+        ForkResult::Child => {
+            drop(sync_w);
+            drop(err_r);
+            for (fd, target) in [(stdio.stdin, 0), (stdio.stdout, 1), (stdio.stderr, 2)] {
+                if let Some(fd) = fd {
+                    // SAFETY: dup2 onto a stdio number.
+                    unsafe { libc::dup2(fd.as_raw_fd(), target) };
+                }
+            }
+            let r = (|| -> Result<std::convert::Infallible, String> {
+                child::wait_for_parent(&sync_r)?;
+                let _ = nix::unistd::setsid();
+                for (f, flag) in &nss {
+                    nix::sched::setns(f, *flag)
+                        .map_err(|e| format!("joining namespace {flag:?}: {e}"))?;
+                }
+                drop(nss);
+                child::exec_process(process, &seccomp, err_w.as_raw_fd())
+            })();
+            match r {
+                Ok(never) => match never {},
+                Err(e) => child::fail(&err_w, e),
+            }
+        }
+        ForkResult::Parent { child } => {
+            drop(sync_r);
+            drop(err_w);
+            drop(stdio);
+            let fail = |e: RuntimeError| {
+                let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+                let _ = waitpid(child, None);
+                e
+            };
+            if let Err(e) = cgroup.add(child.as_raw(), None) {
+                return Err(fail(e));
+            }
+            if let Err(e) = std::fs::File::from(sync_w).write_all(b"1") {
+                return Err(fail(RuntimeError::sys("starting the process", e)));
+            }
+            let mut msg = String::new();
+            let _ = std::fs::File::from(err_r).read_to_string(&mut msg);
+            if !msg.is_empty() {
+                return Err(fail(RuntimeError::Child(msg)));
+            }
+            Ok(Started {
+                pid: child.as_raw(),
+                cgroup,
+            })
+        }
+    }
+}

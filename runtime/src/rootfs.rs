@@ -1,0 +1,682 @@
+//! The container's filesystem, set up inside its own mount namespace: the overlay root,
+//! the spec's mounts, a minimal `/dev`, then `pivot_root`, then masked and read-only
+//! paths.
+//!
+//! Every mount target inside the root is resolved with `openat2(RESOLVE_IN_ROOT)` and
+//! mounted through its `/proc/self/fd/N` path, so a symlink planted in the image (`/proc
+//! -> /`, a volume target `-> ../../..`) resolves inside the root or not at all. `proc`
+//! and `sysfs` refuse a target that is not a real directory (CVE-2019-19921), and masks
+//! are bound from a `/dev/null` that frun itself created on a fresh tmpfs
+//! (CVE-2025-31133).
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+/// Where the root filesystem comes from.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub enum RootfsSource {
+    /// Image layers (topmost first) under a per-container upper and work directory.
+    Overlay {
+        lower_dirs: Vec<PathBuf>,
+        upper: PathBuf,
+        work: PathBuf,
+    },
+    /// A ready directory (an OCI bundle's `rootfs`).
+    Dir(PathBuf),
+}
+
+type R<T> = Result<T, String>;
+
+fn fd_path(fd: &impl AsRawFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+fn rel(dest: &Path) -> PathBuf {
+    dest.components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect()
+}
+
+fn resolve(root: &OwnedFd, dest: &Path) -> rustix::io::Result<OwnedFd> {
+    let rel = rel(dest);
+    let path = if rel.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        rel
+    };
+    rfs::openat2(
+        root,
+        &path,
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+}
+
+/// Opens `dest` inside `root`, creating it (a directory, or an empty file when
+/// `is_dir` is false) and its missing parents. Symlinks resolve inside the root.
+fn ensure(root: &OwnedFd, dest: &Path, is_dir: bool) -> R<OwnedFd> {
+    match resolve(root, dest) {
+        Ok(fd) => return Ok(fd),
+        Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(format!("resolving {dest:?} in the container: {e}")),
+    }
+    let comps: Vec<PathBuf> = rel(dest)
+        .components()
+        .map(|c| PathBuf::from(c.as_os_str()))
+        .collect();
+    let mut parent = resolve(root, Path::new("/")).map_err(|e| format!("opening the root: {e}"))?;
+    let mut sofar = PathBuf::from("/");
+    for (i, c) in comps.iter().enumerate() {
+        sofar.push(c);
+        match resolve(root, &sofar) {
+            Ok(fd) => parent = fd,
+            Err(rustix::io::Errno::NOENT) => {
+                let last = i == comps.len() - 1;
+                if last && !is_dir {
+                    rfs::openat(
+                        &parent,
+                        c,
+                        OFlags::CREATE
+                            | OFlags::EXCL
+                            | OFlags::WRONLY
+                            | OFlags::NOFOLLOW
+                            | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(0o644),
+                    )
+                    .map_err(|e| format!("creating {sofar:?} in the container: {e}"))?;
+                } else {
+                    match rfs::mkdirat(&parent, c, Mode::from_raw_mode(0o755)) {
+                        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                        Err(e) => return Err(format!("creating {sofar:?} in the container: {e}")),
+                    }
+                }
+                parent = resolve(root, &sofar).map_err(|e| format!("opening {sofar:?}: {e}"))?;
+            }
+            Err(e) => return Err(format!("resolving {sofar:?} in the container: {e}")),
+        }
+    }
+    Ok(parent)
+}
+
+/// Mount flags and the data string from OCI mount options.
+fn parse_options(options: &[String]) -> (MsFlags, MsFlags, String) {
+    let mut flags = MsFlags::empty();
+    let mut propagation = MsFlags::empty();
+    let mut data = Vec::new();
+    for o in options {
+        match o.as_str() {
+            "ro" => flags |= MsFlags::MS_RDONLY,
+            "rw" => flags &= !MsFlags::MS_RDONLY,
+            "nosuid" => flags |= MsFlags::MS_NOSUID,
+            "suid" => flags &= !MsFlags::MS_NOSUID,
+            "nodev" => flags |= MsFlags::MS_NODEV,
+            "dev" => flags &= !MsFlags::MS_NODEV,
+            "noexec" => flags |= MsFlags::MS_NOEXEC,
+            "exec" => flags &= !MsFlags::MS_NOEXEC,
+            "sync" => flags |= MsFlags::MS_SYNCHRONOUS,
+            "dirsync" => flags |= MsFlags::MS_DIRSYNC,
+            "noatime" => flags |= MsFlags::MS_NOATIME,
+            "nodiratime" => flags |= MsFlags::MS_NODIRATIME,
+            "relatime" => flags |= MsFlags::MS_RELATIME,
+            "strictatime" => flags |= MsFlags::MS_STRICTATIME,
+            "bind" => flags |= MsFlags::MS_BIND,
+            "rbind" => flags |= MsFlags::MS_BIND | MsFlags::MS_REC,
+            "private" => propagation |= MsFlags::MS_PRIVATE,
+            "rprivate" => propagation |= MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+            "shared" => propagation |= MsFlags::MS_SHARED,
+            "rshared" => propagation |= MsFlags::MS_SHARED | MsFlags::MS_REC,
+            "slave" => propagation |= MsFlags::MS_SLAVE,
+            "rslave" => propagation |= MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            "unbindable" => propagation |= MsFlags::MS_UNBINDABLE,
+            "runbindable" => propagation |= MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+            // Options of other runtimes that mean nothing here.
+            "defaults" | "async" | "atime" | "diratime" | "norelatime" | "nostrictatime" => {}
+            other => data.push(other.to_string()),
+        }
+    }
+    (flags, propagation, data.join(","))
+}
+
+fn sys_mount(
+    source: Option<&str>,
+    target: &str,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+    what: &str,
+) -> R<()> {
+    mount(source, target, fstype, flags, data).map_err(|e| format!("{what}: {e}"))
+}
+
+/// Mounts the root filesystem on `mountpoint` and everything the spec lists inside it.
+/// Runs in the container's fresh mount namespace.
+pub(crate) fn prepare(spec: &Spec, source: &RootfsSource, mountpoint: &Path) -> R<()> {
+    // 1. Nothing mounted from here on may propagate back to the host.
+    let propagation = match spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().clone())
+        .as_deref()
+    {
+        Some("shared") | Some("rshared") => MsFlags::MS_SHARED,
+        Some("slave") | Some("rslave") => MsFlags::MS_SLAVE,
+        _ => MsFlags::MS_PRIVATE,
+    };
+    sys_mount(
+        None,
+        "/",
+        None,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None,
+        "making / a slave mount",
+    )?;
+
+    // 2. The root: overlayfs of the image layers, or a bind of the bundle's directory.
+    match source {
+        RootfsSource::Overlay {
+            lower_dirs,
+            upper,
+            work,
+        } => {
+            // lowerdir= is limited to a page: with every layer in one directory, name
+            // them relative to it (Docker shortens them with symlinks for the same reason).
+            let common = lower_dirs
+                .first()
+                .and_then(|d| d.parent())
+                .filter(|p| lower_dirs.iter().all(|d| d.parent() == Some(*p)));
+            let lower: Vec<String> = match common {
+                Some(dir) => {
+                    std::env::set_current_dir(dir).map_err(|e| format!("chdir {dir:?}: {e}"))?;
+                    lower_dirs
+                        .iter()
+                        .map(|d| {
+                            d.file_name()
+                                .unwrap_or_default()
+                                .to_string_lossy()
+                                .into_owned()
+                        })
+                        .collect()
+                }
+                None => lower_dirs.iter().map(|d| d.display().to_string()).collect(),
+            };
+            if lower.is_empty() {
+                return Err("an image without layers has no root filesystem".into());
+            }
+            let data = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                lower.join(":"),
+                upper.display(),
+                work.display()
+            );
+            sys_mount(
+                Some("overlay"),
+                &mountpoint.display().to_string(),
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(&data),
+                "mounting the overlay root filesystem",
+            )?;
+            let _ = std::env::set_current_dir("/");
+        }
+        RootfsSource::Dir(dir) => {
+            sys_mount(
+                Some(&dir.display().to_string()),
+                &mountpoint.display().to_string(),
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+                &format!("bind-mounting the root filesystem {dir:?}"),
+            )?;
+        }
+    }
+    sys_mount(
+        None,
+        &mountpoint.display().to_string(),
+        None,
+        propagation | MsFlags::MS_REC,
+        None,
+        "setting root propagation",
+    )?;
+    let root = rfs::open(
+        mountpoint,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("opening the root filesystem: {e}"))?;
+
+    // 3. The spec's mounts, in order.
+    let mut dev_mounted = false;
+    for m in spec.mounts().iter().flatten() {
+        mount_one(&root, m)?;
+        if m.destination() == Path::new("/dev") {
+            dev_mounted = true;
+        }
+    }
+
+    // 4. A minimal /dev of device nodes frun creates itself.
+    if dev_mounted {
+        let extra = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.devices().clone())
+            .unwrap_or_default();
+        create_devices(&root, &extra)?;
+    }
+    Ok(())
+}
+
+fn mount_one(root: &OwnedFd, m: &Mount) -> R<()> {
+    let dest = m.destination();
+    if !dest.is_absolute() {
+        return Err(format!("mount destination {dest:?} is not absolute"));
+    }
+    let typ = m.typ().clone().unwrap_or_default();
+    let options = m.options().clone().unwrap_or_default();
+    let (flags, propagation, data) = parse_options(&options);
+    let is_bind = flags.contains(MsFlags::MS_BIND) || typ == "bind";
+    let what = format!("mounting {typ} on {dest:?}");
+
+    if is_bind {
+        let source = m
+            .source()
+            .clone()
+            .ok_or_else(|| format!("bind mount on {dest:?} has no source"))?;
+        let meta =
+            std::fs::metadata(&source).map_err(|e| format!("bind mount source {source:?}: {e}"))?;
+        let target = ensure(root, dest, meta.is_dir())?;
+        let target_path = fd_path(&target);
+        let rec = flags & MsFlags::MS_REC;
+        sys_mount(
+            Some(&source.display().to_string()),
+            &target_path,
+            None,
+            MsFlags::MS_BIND | rec,
+            None,
+            &what,
+        )?;
+        drop(target);
+        // Remount to apply ro/nosuid/...: only a remount sets them on a bind mount. The
+        // new mount is reached by resolving the path again.
+        let extra = flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
+        if !extra.is_empty() {
+            let target = resolve(root, dest).map_err(|e| format!("{what}: {e}"))?;
+            sys_mount(
+                None,
+                &fd_path(&target),
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra,
+                None,
+                &what,
+            )?;
+        }
+        if !propagation.is_empty() {
+            let target = resolve(root, dest).map_err(|e| format!("{what}: {e}"))?;
+            sys_mount(None, &fd_path(&target), None, propagation, None, &what)?;
+        }
+        return Ok(());
+    }
+
+    if typ == "proc" || typ == "sysfs" {
+        // The image may have made the target a symlink to somewhere else entirely.
+        if let Ok(st) = rfs::statat(
+            root_dir(root)?.as_fd(),
+            rel(dest),
+            AtFlags::SYMLINK_NOFOLLOW,
+        ) {
+            if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                return Err(format!("refusing to mount {typ} on {dest:?}: it is not a directory in the image (a symlink?)"));
+            }
+        }
+    }
+    if typ == "cgroup" || typ == "cgroup2" {
+        return mount_cgroups(root, dest, flags);
+    }
+    let target = ensure(root, dest, true)?;
+    let source = m
+        .source()
+        .as_ref()
+        .map(|s| s.display().to_string())
+        .unwrap_or_else(|| typ.clone());
+    let data = (!data.is_empty()).then_some(data.as_str());
+    sys_mount(
+        Some(&source),
+        &fd_path(&target),
+        Some(&typ),
+        flags,
+        data,
+        &what,
+    )?;
+    if !propagation.is_empty() {
+        let target = resolve(root, dest).map_err(|e| format!("{what}: {e}"))?;
+        sys_mount(None, &fd_path(&target), None, propagation, None, &what)?;
+    }
+    Ok(())
+}
+
+/// The root as a directory fd (O_PATH fds do for *at calls, but statat on the root
+/// itself wants a real one on older kernels).
+fn root_dir(root: &OwnedFd) -> R<OwnedFd> {
+    rfs::openat(
+        root,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("opening the root: {e}"))
+}
+
+/// `/sys/fs/cgroup`, read-only, showing the container's own cgroup (the cgroup
+/// namespace makes it the root). v2: one cgroup2 mount. v1 and hybrid: a tmpfs with one
+/// mount per v1 hierarchy the host has.
+fn mount_cgroups(root: &OwnedFd, dest: &Path, flags: MsFlags) -> R<()> {
+    let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME;
+    let ro = flags & MsFlags::MS_RDONLY;
+    let target = ensure(root, dest, true)?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("reading mountinfo: {e}"))?;
+    let mut v1 = Vec::new();
+    let mut v2 = false;
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut post = post.split_whitespace();
+        let fstype = post.next().unwrap_or_default();
+        let super_opts = post.nth(1).unwrap_or_default();
+        let mount_point = pre.split_whitespace().nth(4).unwrap_or_default();
+        if fstype == "cgroup" {
+            let name = Path::new(mount_point)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let opts: Vec<&str> = super_opts
+                .split(',')
+                .filter(|o| *o != "rw" && *o != "ro")
+                .collect();
+            v1.push((name, opts.join(",")));
+        } else if fstype == "cgroup2" && mount_point == "/sys/fs/cgroup" {
+            v2 = true;
+        }
+    }
+    if v2 || v1.is_empty() {
+        return sys_mount(
+            Some("cgroup2"),
+            &fd_path(&target),
+            Some("cgroup2"),
+            base | ro,
+            None,
+            "mounting cgroup2",
+        );
+    }
+    sys_mount(
+        Some("tmpfs"),
+        &fd_path(&target),
+        Some("tmpfs"),
+        base,
+        Some("mode=755"),
+        "mounting the cgroup tmpfs",
+    )?;
+    drop(target);
+    for (name, opts) in &v1 {
+        let sub = dest.join(name);
+        let t = ensure(root, &sub, true)?;
+        sys_mount(
+            Some("cgroup"),
+            &fd_path(&t),
+            Some("cgroup"),
+            base | ro,
+            Some(opts),
+            &format!("mounting cgroup {name}"),
+        )?;
+    }
+    if !ro.is_empty() {
+        let t = resolve(root, dest).map_err(|e| format!("cgroup tmpfs: {e}"))?;
+        sys_mount(
+            None,
+            &fd_path(&t),
+            None,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base,
+            Some("mode=755"),
+            "making the cgroup tmpfs read-only",
+        )?;
+    }
+    Ok(())
+}
+
+/// The devices every container gets, as `(name, major, minor)`: all character devices,
+/// mode 0666.
+const DEFAULT_DEVICES: &[(&str, u32, u32)] = &[
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+fn create_devices(root: &OwnedFd, extra: &[LinuxDevice]) -> R<()> {
+    let dev = resolve(root, Path::new("/dev")).map_err(|e| format!("opening /dev: {e}"))?;
+    let mk = |name: &Path,
+              ft: FileType,
+              mode: u32,
+              major: u32,
+              minor: u32,
+              uid: u32,
+              gid: u32|
+     -> R<()> {
+        let _ = rfs::unlinkat(&dev, name, AtFlags::empty());
+        rfs::mknodat(
+            &dev,
+            name,
+            ft,
+            Mode::from_raw_mode(mode),
+            rfs::makedev(major, minor),
+        )
+        .map_err(|e| format!("creating /dev/{}: {e}", name.display()))?;
+        rfs::chownat(
+            &dev,
+            name,
+            Some(rfs::Uid::from_raw(uid)),
+            Some(rfs::Gid::from_raw(gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| format!("chown /dev/{}: {e}", name.display()))?;
+        rfs::chmodat(&dev, name, Mode::from_raw_mode(mode), AtFlags::empty())
+            .map_err(|e| format!("chmod /dev/{}: {e}", name.display()))
+    };
+    for (name, major, minor) in DEFAULT_DEVICES {
+        mk(
+            Path::new(name),
+            FileType::CharacterDevice,
+            0o666,
+            *major,
+            *minor,
+            0,
+            0,
+        )?;
+    }
+    for d in extra {
+        let path = d.path();
+        let name = path
+            .strip_prefix("/dev")
+            .map_err(|_| format!("device {path:?} is not under /dev"))?;
+        if name.components().count() != 1 {
+            return Err(format!(
+                "device {path:?}: only devices directly in /dev are supported"
+            ));
+        }
+        let ft = match d.typ() {
+            LinuxDeviceType::C | LinuxDeviceType::U => FileType::CharacterDevice,
+            LinuxDeviceType::B => FileType::BlockDevice,
+            LinuxDeviceType::P => FileType::Fifo,
+            LinuxDeviceType::A => return Err(format!("device {path:?}: type 'a' is not a node")),
+        };
+        mk(
+            name,
+            ft,
+            d.file_mode().unwrap_or(0o666),
+            d.major() as u32,
+            d.minor() as u32,
+            d.uid().unwrap_or(0),
+            d.gid().unwrap_or(0),
+        )?;
+    }
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        let _ = rfs::unlinkat(&dev, link, AtFlags::empty());
+        rfs::symlinkat(target, &dev, link).map_err(|e| format!("creating /dev/{link}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Makes `mountpoint` the root: pivot_root, then detach the old root.
+pub(crate) fn pivot(mountpoint: &Path) -> R<()> {
+    let dir = rfs::open(
+        mountpoint,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("opening {mountpoint:?}: {e}"))?;
+    rustix::process::fchdir(&dir).map_err(|e| format!("chdir to the root: {e}"))?;
+    // pivot_root(".", ".") stacks the old root on top of the new one; unmounting "."
+    // then removes the old root without needing a directory for it (runc's trick).
+    nix::unistd::pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("detaching the old root: {e}"))?;
+    std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
+    Ok(())
+}
+
+/// After the pivot: read-only root, masked paths, read-only paths.
+pub(crate) fn finish(spec: &Spec) -> R<()> {
+    let root = rfs::open(
+        "/",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("opening /: {e}"))?;
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        sys_mount(
+            None,
+            "/",
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None,
+            "making the root read-only",
+        )?;
+    }
+    let linux = spec.linux().clone().unwrap_or_default();
+    if let Some(masked) = linux.masked_paths() {
+        // The /dev/null frun made on its own tmpfs: checked, never trusted by name alone.
+        let null = rfs::open(
+            "/dev/null",
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| format!("opening /dev/null: {e}"))?;
+        let st = rfs::fstat(&null).map_err(|e| format!("stat /dev/null: {e}"))?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::CharacterDevice
+            || st.st_rdev != rfs::makedev(1, 3)
+        {
+            return Err("/dev/null is not the null device: refusing to mask paths with it".into());
+        }
+        for p in masked {
+            let fd = match resolve(&root, Path::new(p)) {
+                Ok(fd) => fd,
+                Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::ACCESS) => continue,
+                Err(e) => return Err(format!("masking {p}: {e}")),
+            };
+            let st = rfs::fstat(&fd).map_err(|e| format!("masking {p}: {e}"))?;
+            if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                sys_mount(
+                    Some("tmpfs"),
+                    &fd_path(&fd),
+                    Some("tmpfs"),
+                    MsFlags::MS_RDONLY,
+                    Some("size=0"),
+                    &format!("masking {p}"),
+                )?;
+            } else {
+                sys_mount(
+                    Some(&fd_path(&null)),
+                    &fd_path(&fd),
+                    None,
+                    MsFlags::MS_BIND,
+                    None,
+                    &format!("masking {p}"),
+                )?;
+            }
+        }
+    }
+    for p in linux.readonly_paths().iter().flatten() {
+        let fd = match resolve(&root, Path::new(p)) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::ACCESS) => continue,
+            Err(e) => return Err(format!("making {p} read-only: {e}")),
+        };
+        sys_mount(
+            Some(&fd_path(&fd)),
+            &fd_path(&fd),
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+            &format!("making {p} read-only"),
+        )?;
+        drop(fd);
+        let fd = resolve(&root, Path::new(p)).map_err(|e| format!("making {p} read-only: {e}"))?;
+        sys_mount(
+            None,
+            &fd_path(&fd),
+            None,
+            MsFlags::MS_BIND
+                | MsFlags::MS_REMOUNT
+                | MsFlags::MS_RDONLY
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC,
+            None,
+            &format!("making {p} read-only"),
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_split_into_flags_and_data() {
+        let (f, p, d) = parse_options(&[
+            "nosuid".into(),
+            "ro".into(),
+            "mode=755".into(),
+            "rprivate".into(),
+            "size=1k".into(),
+        ]);
+        assert!(f.contains(MsFlags::MS_NOSUID | MsFlags::MS_RDONLY));
+        assert!(p.contains(MsFlags::MS_PRIVATE | MsFlags::MS_REC));
+        assert_eq!(d, "mode=755,size=1k");
+        let (f, _, _) = parse_options(&["rbind".into()]);
+        assert!(f.contains(MsFlags::MS_BIND | MsFlags::MS_REC));
+    }
+
+    #[test]
+    fn rel_drops_root_and_dots() {
+        assert_eq!(rel(Path::new("/a/./b/")), PathBuf::from("a/b"));
+        assert_eq!(rel(Path::new("/a/../b")), PathBuf::from("a/b"));
+    }
+}

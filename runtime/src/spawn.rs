@@ -1,0 +1,211 @@
+//! Starting a container: the parent's half of the handshake with [`crate::child`].
+//!
+//! 1. validate the spec and compile seccomp (errors before anything exists);
+//! 2. new pid namespace for the children of this process, then fork;
+//! 3. put the child into its cgroup and apply limits, then let it go on;
+//! 4. read the error pipe: EOF means `execve` happened, a message means set-up failed.
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use crate::cgroup::Cgroup;
+use crate::child::{self, ChildArgs};
+use crate::rootfs::RootfsSource;
+use crate::RuntimeError;
+
+/// What to start.
+pub struct SpawnConfig {
+    pub spec: Spec,
+    pub rootfs: RootfsSource,
+    /// An empty directory to mount the root filesystem on (inside the container's mount
+    /// namespace only).
+    pub mountpoint: PathBuf,
+    /// Absolute cgroup path, e.g. `/frun/<id>`.
+    pub cgroup: PathBuf,
+}
+
+/// The container's stdio; `None` inherits this process's.
+#[derive(Default)]
+pub struct Stdio {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+/// A running container.
+pub struct Started {
+    pub pid: i32,
+    pub cgroup: Cgroup,
+}
+
+/// How a container's first process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExitState {
+    /// The exit code, or 128 + the signal that killed it (the shell's convention).
+    pub code: i32,
+    pub signal: Option<i32>,
+    /// The kernel's OOM killer struck in the container's cgroup.
+    pub oom_killed: bool,
+}
+
+pub(crate) fn threads() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:").map(|v| v.trim().parse().ok()))
+                .flatten()
+        })
+        .unwrap_or(0)
+}
+
+/// Starts the container and returns once its process has been `execve`d.
+///
+/// Must be called from a single-threaded process: it forks, and the child goes on to
+/// allocate and make system calls that a fork of a multi-threaded process may not.
+pub fn spawn(cfg: &SpawnConfig, stdio: Stdio) -> Result<Started, RuntimeError> {
+    if threads() != 1 {
+        return Err(RuntimeError::Config(
+            "spawn must run in a single-threaded process (frun re-executes itself for this)".into(),
+        ));
+    }
+    let spec = &cfg.spec;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| RuntimeError::Config("the spec has no process".into()))?;
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(RuntimeError::Config("the process has no args".into()));
+    }
+    let linux = spec.linux().clone().unwrap_or_default();
+    let namespaces = linux.namespaces().clone().unwrap_or_default();
+    if namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::User)
+        || !linux.uid_mappings().as_ref().is_none_or(|m| m.is_empty())
+    {
+        return Err(RuntimeError::Config(
+            "user namespaces are not supported yet".into(),
+        ));
+    }
+    let seccomp = match linux.seccomp() {
+        Some(profile) => {
+            crate::seccomp::compile(profile).map_err(|e| RuntimeError::Config(e.to_string()))?
+        }
+        None => Vec::new(),
+    };
+    let cgroup = Cgroup::open(&cfg.cgroup)?;
+
+    let (sync_r, sync_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    // A new pid namespace comes from clone(CLONE_NEWPID): unshare(CLONE_NEWPID) would
+    // leave this process unable to start threads, which the shim needs for logs.
+    let mut clone_flags = CloneFlags::empty();
+    if let Some(ns) = namespaces
+        .iter()
+        .find(|n| n.typ() == LinuxNamespaceType::Pid)
+    {
+        match ns.path() {
+            Some(path) => {
+                let f = std::fs::File::open(path)
+                    .map_err(|e| RuntimeError::sys(format!("opening pid namespace {path:?}"), e))?;
+                nix::sched::setns(&f, CloneFlags::CLONE_NEWPID)
+                    .map_err(|e| RuntimeError::sys("joining the pid namespace", e))?;
+            }
+            None => clone_flags |= CloneFlags::CLONE_NEWPID,
+        }
+    }
+
+    let (parent_sync, parent_err) = (sync_w.as_raw_fd(), err_r.as_raw_fd());
+    let mut stdio = Some(stdio);
+    let child_main = Box::new(|| -> isize {
+        // SAFETY: these are the parent's ends of the pipes, copied into this process's
+        // fd table by clone; closing the copies leaves the parent's open.
+        unsafe {
+            libc::close(parent_sync);
+            libc::close(parent_err);
+        }
+        let stdio = stdio.take().unwrap_or_default();
+        for (fd, target) in [(stdio.stdin, 0), (stdio.stdout, 1), (stdio.stderr, 2)] {
+            if let Some(fd) = fd {
+                // SAFETY: dup2 onto a stdio number; `fd` is closed before exec.
+                unsafe { libc::dup2(fd.as_raw_fd(), target) };
+            }
+        }
+        child::run(ChildArgs {
+            spec,
+            rootfs: &cfg.rootfs,
+            mountpoint: &cfg.mountpoint,
+            seccomp: &seccomp,
+            sync: sync_r.try_clone().expect("dup sync pipe"),
+            errors: err_w.try_clone().expect("dup error pipe"),
+        })
+    });
+    // The child runs on this stack until it execs: room for the set-up's allocations.
+    let mut stack = vec![0u8; 8 << 20];
+    // SAFETY: single-threaded (checked above), no CLONE_VM: the child gets a copy of
+    // this address space, as with fork, and runs `child_main` on `stack` in that copy.
+    let child =
+        unsafe { nix::sched::clone(child_main, &mut stack, clone_flags, Some(libc::SIGCHLD)) }
+            .map_err(|e| RuntimeError::sys("clone", e))?;
+    drop(stack);
+    drop(stdio);
+    drop(sync_r);
+    drop(err_w);
+    let fail = |e: RuntimeError| {
+        let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+        let _ = waitpid(child, None);
+        let _ = cgroup.remove();
+        e
+    };
+    if let Err(e) = cgroup.add(child.as_raw(), linux.resources().as_ref()) {
+        return Err(fail(e));
+    }
+    if let Err(e) = std::fs::File::from(sync_w).write_all(b"1") {
+        return Err(fail(RuntimeError::sys("starting the container process", e)));
+    }
+    let mut msg = String::new();
+    let _ = std::fs::File::from(err_r).read_to_string(&mut msg);
+    if !msg.is_empty() {
+        return Err(fail(RuntimeError::Child(msg)));
+    }
+    Ok(Started {
+        pid: child.as_raw(),
+        cgroup,
+    })
+}
+
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), RuntimeError> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| RuntimeError::sys("pipe", e))
+}
+
+/// Waits for the container's first process and says how it ended.
+pub fn wait(started: &Started) -> Result<ExitState, RuntimeError> {
+    loop {
+        match waitpid(Pid::from_raw(started.pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => {
+                return Ok(ExitState {
+                    code,
+                    signal: None,
+                    oom_killed: started.cgroup.oom_kills() > 0,
+                })
+            }
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                return Ok(ExitState {
+                    code: 128 + sig as i32,
+                    signal: Some(sig as i32),
+                    oom_killed: started.cgroup.oom_kills() > 0,
+                })
+            }
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(RuntimeError::sys("waiting for the container", e)),
+        }
+    }
+}

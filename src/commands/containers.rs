@@ -1,0 +1,711 @@
+//! `run`, `ps`, `stop`, `rm`, `exec`, `logs`, and the hidden `__shim` that supervises
+//! one container.
+//!
+//! `frun run` prepares the container (image, spec, directory) and re-executes frun as
+//! `frun __shim ID`: a fresh, single-threaded process, safe to fork the container from
+//! (the CLI may have started threads to pull). The shim starts the container, keeps its
+//! logs when detached, forwards Ctrl-C and SIGTERM as a proper stop, records how it
+//! ended, and removes what `--rm` asks to. In the foreground the CLI waits for the shim
+//! and exits with the container's code.
+
+use anyhow::{bail, Context};
+use frun_images::{ImageRecord, ImageRef, Platform};
+use frun_runtime::{ExitState, RootfsSource, SpawnConfig, Stdio};
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+use std::io::{BufRead, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use super::images::{open_store, parse_size};
+use crate::cli::{ExecArgs, Format, Global, LogsArgs, PsArgs, RmArgs, RunArgs, StopArgs};
+use crate::containers::{now, pid_start, Container, Containers, Record, State, Status};
+use crate::runspec::{self, Network, RunOptions};
+
+/// Exit codes of `run` for failures before the command runs, as Docker's.
+const EXIT_FRUN_ERROR: u8 = 125;
+const EXIT_CANNOT_INVOKE: u8 = 126;
+const EXIT_NOT_FOUND: u8 = 127;
+
+fn code(c: i32) -> ExitCode {
+    ExitCode::from(c.clamp(0, 255) as u8)
+}
+
+/// The image to run: from the store, or pulled now.
+fn image_for_run(g: &Global, image: &ImageRef, quiet: bool) -> anyhow::Result<ImageRecord> {
+    let store = open_store(g)?;
+    if let Ok(r) = store.find_image(&image.to_string()) {
+        if r.layers.iter().all(|l| store.has_layer(&l.diff_id)) {
+            return Ok(r);
+        }
+    }
+    if !quiet {
+        eprintln!("Unable to find image '{image}' locally; pulling");
+    }
+    super::images::pull_record(g, image, None, quiet)
+}
+
+pub fn run(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
+    // 1. Validate every flag before anything exists.
+    let image: ImageRef = args.image.parse()?;
+    let memory = args
+        .memory
+        .as_deref()
+        .map(parse_size)
+        .transpose()
+        .context("--memory")?;
+    if memory.is_some_and(|m| m < 6 << 20) {
+        bail!("--memory must be at least 6m");
+    }
+    let network = match args.network.as_str() {
+        "none" => Network::None,
+        "host" => Network::Host,
+        other => bail!("--network {other:?}: supported are none and host (bridge comes with the networking work)"),
+    };
+    let containers = Containers::open(&g.root)?;
+    let store = open_store(g)?;
+    let volumes_dir = g.root.join("volumes");
+    let volumes = args
+        .volumes
+        .iter()
+        .map(|v| runspec::parse_volume(v, &volumes_dir))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    // 2. The image, and its platform: refused before anything is set up.
+    let record = image_for_run(g, &image, args.quiet)?;
+    let host = Platform::host();
+    let p = &record.platform;
+    if !host.matches(&p.os, &p.architecture, p.variant.as_deref()) {
+        bail!(
+            "image {} is for platform {}, but this host is {}: it cannot run here",
+            record.reference,
+            p,
+            host
+        );
+    }
+    let config: oci_spec::image::ImageConfiguration =
+        serde_json::from_slice(&store.read_blob(&record.config_digest)?)
+            .with_context(|| format!("parsing the config of {}", record.reference))?;
+    let lower = store.overlay_mount(&record)?.lower_dirs;
+    let stop_signal = match config
+        .config()
+        .as_ref()
+        .and_then(|c| c.stop_signal().clone())
+    {
+        Some(s) => parse_signal(&s).with_context(|| format!("the image's StopSignal {s:?}"))?,
+        None => Signal::SIGTERM,
+    };
+
+    // 3. The container directory, its files and spec.
+    let c = containers.create(args.name.as_deref(), |id, name| {
+        Ok(Record {
+            id: id.to_string(),
+            name: name.to_string(),
+            image: record.reference.clone(),
+            image_digest: record.manifest_digest.to_string(),
+            layers: record.layers.iter().map(|l| l.diff_id.clone()).collect(),
+            command: args.command.clone(),
+            created: now(),
+            cgroup: Path::new(&g.cgroup_parent).join(id),
+            detached: args.detach,
+            auto_remove: args.rm,
+            stop_signal: stop_signal as i32,
+            stop_timeout: 10,
+            memory_limit: args.memory.clone(),
+        })
+    })?;
+    let result = (|| {
+        let hostname = c.record.id[..12].to_string();
+        let hosts = c.dir.join("hosts");
+        let resolv = c.dir.join("resolv.conf");
+        let hostname_file = c.dir.join("hostname");
+        std::fs::write(&hosts, format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname} {}\n", c.record.name))?;
+        std::fs::write(&resolv, host_resolv_conf())?;
+        std::fs::write(&hostname_file, format!("{hostname}\n"))?;
+        let opts = RunOptions {
+            command: args.command.clone(),
+            env: args.env.clone(),
+            workdir: args.workdir.clone(),
+            user: args.user.clone(),
+            memory,
+            cpus: args.cpus,
+            pids_limit: args.pids_limit,
+            network,
+            hostname,
+            volumes,
+        };
+        let files = [
+            (hosts, "/etc/hosts"),
+            (resolv, "/etc/resolv.conf"),
+            (hostname_file, "/etc/hostname"),
+        ];
+        let spec = runspec::build(&config, &opts, &lower, &files)?;
+        frun_images::fsutil::write_atomic(&c.config_path(), &serde_json::to_vec_pretty(&spec)?)?;
+        Ok::<(), anyhow::Error>(())
+    })();
+    if let Err(e) = result {
+        let _ = containers.remove(&c);
+        return Err(e);
+    }
+
+    // 4. The shim starts and supervises it.
+    let exe = std::env::current_exe().context("finding the frun binary")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--root")
+        .arg(&g.root)
+        .arg("--run-root")
+        .arg(&g.run_root);
+    for _ in 0..g.verbose {
+        cmd.arg("--verbose");
+    }
+    cmd.arg("__shim").arg(&c.record.id);
+    if args.detach {
+        use std::os::unix::process::CommandExt;
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        // SAFETY: setsid is async-signal-safe; the shim outlives this command.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::unistd::setsid().map_err(std::io::Error::from)?;
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().context("starting the container supervisor")?;
+        let start = Instant::now();
+        loop {
+            let st = c.state()?;
+            match st.status {
+                Status::Running => break,
+                Status::Exited => match st.error {
+                    Some(e) => bail!("{e}"),
+                    None => break,
+                },
+                Status::Created => {}
+            }
+            if let Some(status) = child.try_wait()? {
+                let st = c.state()?;
+                bail!(
+                    "{}",
+                    st.error.unwrap_or_else(|| format!(
+                        "the container supervisor exited with {status}"
+                    ))
+                );
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                bail!("the container did not start within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        println!("{}", c.record.id);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut child = cmd.spawn().context("starting the container supervisor")?;
+    // Ctrl-C reaches the shim too (same process group); it stops the container, and
+    // this process waits for the exit code instead of dying first.
+    // SAFETY: replacing the disposition of SIGINT/SIGTERM with SIG_IGN has no handler.
+    unsafe {
+        let _ = signal::signal(Signal::SIGINT, signal::SigHandler::SigIgn);
+    }
+    let status = child.wait()?;
+    use std::os::unix::process::ExitStatusExt;
+    Ok(match (status.code(), status.signal()) {
+        (Some(c), _) => code(c),
+        (None, Some(s)) => code(128 + s),
+        _ => ExitCode::FAILURE,
+    })
+}
+
+fn parse_signal(s: &str) -> anyhow::Result<Signal> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| anyhow::anyhow!("unknown signal {n}"));
+    }
+    let name = s.to_ascii_uppercase();
+    let name = if name.starts_with("SIG") {
+        name
+    } else {
+        format!("SIG{name}")
+    };
+    Signal::from_str(&name).map_err(|_| anyhow::anyhow!("unknown signal {s:?}"))
+}
+
+/// The host's resolvers; a local stub (127.0.0.53 of systemd-resolved) is useless in a
+/// network namespace of its own, so its upstream list is used instead.
+fn host_resolv_conf() -> String {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let main = read("/etc/resolv.conf");
+    let is_stub = |text: &str| {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("nameserver"))
+            .any(|ns| ns.trim().starts_with("127."))
+    };
+    if is_stub(&main) {
+        let upstream = read("/run/systemd/resolve/resolv.conf");
+        if !upstream.is_empty() && !is_stub(&upstream) {
+            return upstream;
+        }
+        return main
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("nameserver") || !is_stub(l))
+            .map(|l| format!("{l}\n"))
+            .collect();
+    }
+    main
+}
+
+/// `frun __shim ID`: start the container and supervise it until it exits.
+pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
+    let containers = Containers::open(&g.root)?;
+    let c = containers.find(id)?;
+    let store = open_store(g)?;
+    let spec = c.spec()?;
+    let lower: Vec<PathBuf> = c
+        .record
+        .layers
+        .iter()
+        .rev()
+        .map(|d| store.layer_path(d))
+        .collect();
+    let cfg = SpawnConfig {
+        spec,
+        rootfs: RootfsSource::Overlay {
+            lower_dirs: lower,
+            upper: c.dir.join("upper"),
+            work: c.dir.join("work"),
+        },
+        mountpoint: c.dir.join("rootfs"),
+        cgroup: c.record.cgroup.clone(),
+    };
+    let (stdio, pipes) = if c.record.detached {
+        let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let null = std::fs::File::open("/dev/null")?;
+        (
+            Stdio {
+                stdin: Some(OwnedFd::from(null)),
+                stdout: Some(out_w),
+                stderr: Some(err_w),
+            },
+            Some((out_r, err_r)),
+        )
+    } else {
+        (Stdio::default(), None)
+    };
+
+    let started = match frun_runtime::spawn(&cfg, stdio) {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = format!("starting container {}: {e}", c.record.name);
+            let exit = match &e {
+                frun_runtime::RuntimeError::Child(m)
+                    if m.contains("not found in $PATH") || m.contains("No such file") =>
+                {
+                    EXIT_NOT_FOUND
+                }
+                frun_runtime::RuntimeError::Child(m) if m.starts_with("exec ") => {
+                    EXIT_CANNOT_INVOKE
+                }
+                _ => EXIT_FRUN_ERROR,
+            };
+            let mut st = State::created();
+            st.status = Status::Exited;
+            st.exit_code = Some(exit as i32);
+            st.finished_at = Some(now());
+            st.error = Some(msg.clone());
+            c.set_state(&st)?;
+            if c.record.auto_remove {
+                let _ = containers.remove(&c);
+            }
+            eprintln!("frun: error: {msg}");
+            return Ok(ExitCode::from(exit));
+        }
+    };
+    let mut st = State::created();
+    st.status = Status::Running;
+    st.pid = Some(started.pid);
+    st.pid_start = pid_start(started.pid);
+    st.shim_pid = Some(std::process::id() as i32);
+    st.started_at = Some(now());
+    c.set_state(&st)?;
+
+    // Logs of a detached container: one thread per stream, JSON lines like Docker's.
+    let mut loggers = Vec::new();
+    if let Some((out_r, err_r)) = pipes {
+        let log = std::sync::Arc::new(std::sync::Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(c.log_path())?,
+        ));
+        for (fd, stream) in [(out_r, "stdout"), (err_r, "stderr")] {
+            let log = log.clone();
+            loggers.push(std::thread::spawn(move || {
+                copy_to_log(std::fs::File::from(fd), stream, &log)
+            }));
+        }
+    }
+    // Ctrl-C, SIGTERM, SIGHUP to the shim become a stop of the container.
+    let pid = started.pid;
+    let (stop_signal, timeout) = (c.record.stop_signal, c.record.stop_timeout);
+    let mut set = signal::SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(s);
+    }
+    set.thread_block()?;
+    std::thread::spawn(move || {
+        if set.wait().is_ok() {
+            stop_pid(pid, stop_signal, timeout);
+        }
+    });
+
+    let exit = frun_runtime::wait(&started)?;
+    for l in loggers {
+        let _ = l.join();
+    }
+    if let Err(e) = started.cgroup.remove() {
+        tracing::warn!(error = %e, "removing the container's cgroup");
+    }
+    finish(&c, &mut st, exit)?;
+    if exit.oom_killed && !c.record.detached {
+        eprintln!(
+            "frun: container {} was killed by the kernel: out of memory (limit {})",
+            c.record.name,
+            c.record.memory_limit.as_deref().unwrap_or("none")
+        );
+    }
+    if c.record.auto_remove {
+        containers.remove(&c)?;
+    }
+    Ok(code(exit.code))
+}
+
+fn finish(c: &Container, st: &mut State, exit: ExitState) -> anyhow::Result<()> {
+    st.status = Status::Exited;
+    st.exit_code = Some(exit.code);
+    st.oom_killed = exit.oom_killed;
+    st.finished_at = Some(now());
+    c.set_state(st)
+}
+
+fn copy_to_log(pipe: std::fs::File, stream: &str, log: &std::sync::Mutex<std::fs::File>) {
+    let mut reader = std::io::BufReader::new(pipe);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let entry = serde_json::json!({
+                    "time": now(),
+                    "stream": stream,
+                    "log": String::from_utf8_lossy(&line),
+                });
+                if let Ok(mut f) = log.lock() {
+                    let _ = writeln!(f, "{entry}");
+                }
+            }
+        }
+    }
+}
+
+/// Sends the stop signal, waits up to `timeout` seconds, then SIGKILL. Returns once the
+/// process is gone (or a zombie awaiting its parent).
+fn stop_pid(pid: i32, stop_signal: i32, timeout: u64) {
+    let start = pid_start(pid);
+    if start.is_none() {
+        return;
+    }
+    let sig = Signal::try_from(stop_signal).unwrap_or(Signal::SIGTERM);
+    let _ = signal::kill(Pid::from_raw(pid), sig);
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    while Instant::now() < deadline {
+        if pid_start(pid) != start {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // busybox httpd as pid 1, for one, ignores SIGTERM.
+    let _ = signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+}
+
+fn wait_exited(c: &Container, timeout: Duration) -> anyhow::Result<State> {
+    let start = Instant::now();
+    loop {
+        let st = c.state()?;
+        if st.status != Status::Running {
+            // The shim records the exit right after reaping; give it that moment.
+            let shim_alive = st.shim_pid.is_some_and(|p| pid_start(p).is_some());
+            if !shim_alive || c.state()?.finished_at.is_some() {
+                return Ok(st);
+            }
+        }
+        if start.elapsed() > timeout {
+            bail!(
+                "container {} did not exit within {:?}",
+                c.record.name,
+                timeout
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub fn stop(g: &Global, args: StopArgs) -> anyhow::Result<ExitCode> {
+    let containers = Containers::open(&g.root)?;
+    let mut failed = false;
+    for key in &args.containers {
+        let r = (|| {
+            let c = containers.find(key)?;
+            let st = c.state()?;
+            if st.status == Status::Running {
+                let pid = st.pid.context("running container without a pid")?;
+                let timeout = args.time.unwrap_or(c.record.stop_timeout);
+                stop_pid(pid, c.record.stop_signal, timeout);
+                wait_exited(&c, Duration::from_secs(30))?;
+            }
+            println!("{key}");
+            Ok::<(), anyhow::Error>(())
+        })();
+        if let Err(e) = r {
+            eprintln!("frun: error: {e:#}");
+            failed = true;
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Removes a container that is not running (its cgroup too, should a crash have left it).
+fn remove(containers: &Containers, c: &Container) -> anyhow::Result<()> {
+    if let Ok(cg) = frun_runtime::cgroup::Cgroup::open(&c.record.cgroup) {
+        if cg.pids().is_empty() {
+            let _ = cg.remove();
+        }
+    }
+    containers.remove(c)
+}
+
+pub fn rm(g: &Global, args: RmArgs) -> anyhow::Result<ExitCode> {
+    let containers = Containers::open(&g.root)?;
+    let mut failed = false;
+    for key in &args.containers {
+        let r = (|| {
+            let c = containers.find(key)?;
+            let st = c.state()?;
+            if st.status == Status::Running {
+                if !args.force {
+                    bail!(
+                        "container {} is running: stop it first, or use rm -f",
+                        c.record.name
+                    );
+                }
+                stop_pid(
+                    st.pid.context("running container without a pid")?,
+                    Signal::SIGKILL as i32,
+                    0,
+                );
+                wait_exited(&c, Duration::from_secs(30))?;
+            }
+            // The shim of an --rm container may be removing it right now.
+            if c.dir.exists() {
+                remove(&containers, &c)?;
+            }
+            println!("{key}");
+            Ok(())
+        })();
+        if let Err(e) = r {
+            eprintln!("frun: error: {e:#}");
+            failed = true;
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub fn ps(g: &Global, args: PsArgs) -> anyhow::Result<ExitCode> {
+    let containers = Containers::open(&g.root)?;
+    let mut rows = Vec::new();
+    for c in containers.list()? {
+        let Ok(st) = c.state() else { continue };
+        if !args.all && st.status != Status::Running {
+            continue;
+        }
+        rows.push((c, st));
+    }
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Json => {
+            let v: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|(c, st)| {
+                    serde_json::json!({
+                        "id": c.record.id,
+                        "name": c.record.name,
+                        "image": c.record.image,
+                        "command": c.record.command,
+                        "created": c.record.created,
+                        "status": st.status,
+                        "pid": st.pid.filter(|_| st.status == Status::Running),
+                        "exit_code": st.exit_code,
+                        "oom_killed": st.oom_killed,
+                        "started_at": st.started_at,
+                        "finished_at": st.finished_at,
+                    })
+                })
+                .collect();
+            serde_json::to_writer_pretty(&mut out, &v)?;
+            writeln!(out)?;
+        }
+        Format::Table => {
+            writeln!(
+                out,
+                "{:<12}  {:<30}  {:<20}  {:<20}  NAME",
+                "ID", "IMAGE", "COMMAND", "STATUS"
+            )?;
+            for (c, st) in rows {
+                let status = match st.status {
+                    Status::Exited => format!("exited ({})", st.exit_code.unwrap_or(-1)),
+                    s => s.to_string(),
+                };
+                let mut cmd = c.record.command.join(" ");
+                cmd.truncate(20);
+                writeln!(
+                    out,
+                    "{:<12}  {:<30}  {:<20}  {:<20}  {}",
+                    c.short_id(),
+                    c.record.image,
+                    cmd,
+                    status,
+                    c.record.name
+                )?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn logs(g: &Global, args: LogsArgs) -> anyhow::Result<ExitCode> {
+    let containers = Containers::open(&g.root)?;
+    let c = containers.find(&args.container)?;
+    let path = c.log_path();
+    let mut offset = 0u64;
+    loop {
+        let data = std::fs::read(&path).unwrap_or_default();
+        if (data.len() as u64) > offset {
+            let chunk = &data[offset as usize..];
+            // Only whole lines: a line being written is read next time.
+            let end = chunk.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+            print_log_lines(&chunk[..end], args.timestamps)?;
+            offset += end as u64;
+        }
+        if !args.follow || c.state()?.status != Status::Running {
+            if args.follow {
+                // One last read after the exit.
+                let data = std::fs::read(&path).unwrap_or_default();
+                if (data.len() as u64) > offset {
+                    print_log_lines(&data[offset as usize..], args.timestamps)?;
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn print_log_lines(data: &[u8], timestamps: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {
+            continue;
+        };
+        let text = v["log"].as_str().unwrap_or_default();
+        let prefix = if timestamps {
+            format!("{} ", v["time"].as_str().unwrap_or_default())
+        } else {
+            String::new()
+        };
+        if v["stream"] == "stderr" {
+            write!(err, "{prefix}{text}")?;
+        } else {
+            write!(out, "{prefix}{text}")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+pub fn exec(g: &Global, args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let containers = Containers::open(&g.root)?;
+    let c = containers.find(&args.container)?;
+    let st = c.state()?;
+    if st.status != Status::Running {
+        bail!("container {} is not running", c.record.name);
+    }
+    let pid = st.pid.context("running container without a pid")?;
+    let spec = c.spec()?;
+    let mut process = spec
+        .process()
+        .clone()
+        .context("the container's spec has no process")?;
+    if args.command.is_empty() {
+        bail!("no command given");
+    }
+    process.set_args(Some(args.command.clone()));
+    let mut env = process.env().clone().unwrap_or_default();
+    for e in &args.env {
+        let key = e.split('=').next().unwrap_or_default();
+        env.retain(|x| x.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
+    process.set_env(Some(env));
+    if let Some(w) = &args.workdir {
+        process.set_cwd(PathBuf::from(w));
+    }
+    if let Some(u) = &args.user {
+        let (uid, gid, extra) = runspec::resolve_user(u, None, None)
+            .with_context(|| format!("--user {u:?} (exec takes numeric uid[:gid])"))?;
+        let user = oci_spec::runtime::UserBuilder::default()
+            .uid(uid)
+            .gid(gid)
+            .additional_gids(extra)
+            .build()?;
+        process.set_user(user);
+    }
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+    let started = frun_runtime::exec(
+        pid,
+        &c.record.cgroup,
+        &process,
+        seccomp.as_ref(),
+        Stdio::default(),
+    )?;
+    // SAFETY: ignoring SIGINT installs no handler; the exec'd process has its own session.
+    unsafe {
+        let _ = signal::signal(Signal::SIGINT, signal::SigHandler::SigIgn);
+    }
+    let exit = frun_runtime::wait(&started)?;
+    Ok(code(exit.code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_parse_by_name_and_number() {
+        assert_eq!(parse_signal("SIGUSR1").unwrap(), Signal::SIGUSR1);
+        assert_eq!(parse_signal("term").unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
+        assert!(parse_signal("SIGNOPE").is_err());
+    }
+}

@@ -1,0 +1,313 @@
+//! Containers on disk: `ROOT/containers/<id>/` holds `frun.json` (what was asked for),
+//! `config.json` (the OCI spec), `state.json` (what is happening), the overlay's
+//! `upper/` and `work/`, the `rootfs/` mount point, and `container.log`.
+//!
+//! Every file is written temp + fsync + rename. A container's status is an explicit
+//! enum; `running` is only believed while its pid is alive with the start time recorded
+//! (pids get reused), so a crash of frun or of the host leaves a state that reads true.
+
+use anyhow::{bail, Context};
+use frun_images::fsutil::write_atomic;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// What `frun run` asked for; written once at creation.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    pub name: String,
+    /// The image reference as pulled, and its manifest digest.
+    pub image: String,
+    pub image_digest: String,
+    /// The image's layers (diff_ids), bottom first: `gc` keeps them while the container
+    /// exists, even if the image is removed.
+    pub layers: Vec<frun_images::Digest>,
+    pub command: Vec<String>,
+    pub created: String,
+    /// Absolute cgroup path.
+    pub cgroup: PathBuf,
+    pub detached: bool,
+    pub auto_remove: bool,
+    /// Signal number sent by `stop` before SIGKILL.
+    pub stop_signal: i32,
+    pub stop_timeout: u64,
+    /// Human-readable limits, for error messages (`64m`).
+    #[serde(default)]
+    pub memory_limit: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Running,
+    Exited,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Exited => "exited",
+        })
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct State {
+    pub status: Status,
+    #[serde(default)]
+    pub pid: Option<i32>,
+    /// The pid's start time (field 22 of /proc/PID/stat), to tell it from a reused pid.
+    #[serde(default)]
+    pub pid_start: Option<u64>,
+    #[serde(default)]
+    pub shim_pid: Option<i32>,
+    #[serde(default)]
+    pub started_at: Option<String>,
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// Why the container could not start, if it could not.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl State {
+    pub fn created() -> State {
+        State {
+            status: Status::Created,
+            pid: None,
+            pid_start: None,
+            shim_pid: None,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            oom_killed: false,
+            error: None,
+        }
+    }
+}
+
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// The start time of `pid`, if it lives.
+pub fn pid_start(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+pub struct Containers {
+    dir: PathBuf,
+}
+
+pub struct Container {
+    pub dir: PathBuf,
+    pub record: Record,
+}
+
+impl Container {
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("container.log")
+    }
+
+    pub fn state(&self) -> anyhow::Result<State> {
+        let path = self.dir.join("state.json");
+        let data = std::fs::read(&path).with_context(|| format!("reading {path:?}"))?;
+        let mut s: State =
+            serde_json::from_slice(&data).with_context(|| format!("parsing {path:?}"))?;
+        // A running container whose process is gone (frun or the host crashed) exited.
+        if s.status == Status::Running {
+            let alive = match (s.pid, s.pid_start) {
+                (Some(pid), Some(start)) => pid_start(pid) == Some(start),
+                _ => false,
+            };
+            if !alive {
+                s.status = Status::Exited;
+            }
+        }
+        Ok(s)
+    }
+
+    pub fn set_state(&self, state: &State) -> anyhow::Result<()> {
+        let old = self.state().ok().map(|s| s.status);
+        let path = self.dir.join("state.json");
+        write_atomic(&path, &serde_json::to_vec_pretty(state)?)
+            .with_context(|| format!("writing {path:?}"))?;
+        if old != Some(state.status) {
+            tracing::info!(id = %self.short_id(), state = %state.status, was = ?old.map(|s| s.to_string()), "container state");
+        }
+        Ok(())
+    }
+
+    pub fn short_id(&self) -> &str {
+        &self.record.id[..12]
+    }
+
+    pub fn spec(&self) -> anyhow::Result<oci_spec::runtime::Spec> {
+        let path = self.config_path();
+        let data = std::fs::read(&path).with_context(|| format!("reading {path:?}"))?;
+        serde_json::from_slice(&data).with_context(|| format!("parsing {path:?}"))
+    }
+}
+
+fn random_id() -> anyhow::Result<String> {
+    let mut buf = [0u8; 32];
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .context("reading /dev/urandom")?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        && name.len() <= 128
+}
+
+impl Containers {
+    pub fn open(root: &Path) -> anyhow::Result<Containers> {
+        let dir = root.join("containers");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir:?}"))?;
+        Ok(Containers { dir })
+    }
+
+    fn lock(&self) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+        let path = self.dir.join(".lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {path:?}"))?;
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| anyhow::anyhow!("locking {path:?}: {e}"))
+    }
+
+    /// Creates a container directory with a fresh id and a unique name; `make` fills the
+    /// record.
+    pub fn create(
+        &self,
+        name: Option<&str>,
+        make: impl FnOnce(&str, &str) -> anyhow::Result<Record>,
+    ) -> anyhow::Result<Container> {
+        let _lock = self.lock()?;
+        let id = random_id()?;
+        let name = match name {
+            Some(n) => {
+                if !valid_name(n) {
+                    bail!("invalid container name {n:?}: use letters, digits, '_', '.', '-', starting with a letter or digit");
+                }
+                if self.list()?.iter().any(|c| c.record.name == n) {
+                    bail!("the container name {n:?} is already in use");
+                }
+                n.to_string()
+            }
+            None => format!("frun-{}", &id[..8]),
+        };
+        let record = make(&id, &name)?;
+        let dir = self.dir.join(&id);
+        for sub in ["", "upper", "work", "rootfs"] {
+            std::fs::create_dir_all(dir.join(sub))
+                .with_context(|| format!("creating {:?}", dir.join(sub)))?;
+        }
+        let c = Container { dir, record };
+        write_atomic(
+            &c.dir.join("frun.json"),
+            &serde_json::to_vec_pretty(&c.record)?,
+        )?;
+        c.set_state(&State::created())?;
+        Ok(c)
+    }
+
+    pub fn load_dir(dir: &Path) -> anyhow::Result<Container> {
+        let path = dir.join("frun.json");
+        let data = std::fs::read(&path).with_context(|| format!("reading {path:?}"))?;
+        let record = serde_json::from_slice(&data).with_context(|| format!("parsing {path:?}"))?;
+        Ok(Container {
+            dir: dir.to_path_buf(),
+            record,
+        })
+    }
+
+    /// Every container, oldest first. Directories without a record (a crash during
+    /// creation) are skipped.
+    pub fn list(&self) -> anyhow::Result<Vec<Container>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&self.dir).with_context(|| format!("listing {:?}", self.dir))? {
+            let e = e?;
+            if !e.file_type()?.is_dir() {
+                continue;
+            }
+            if let Ok(c) = Self::load_dir(&e.path()) {
+                out.push(c);
+            }
+        }
+        out.sort_by(|a, b| a.record.created.cmp(&b.record.created));
+        Ok(out)
+    }
+
+    /// By name, full id, or a unique id prefix.
+    pub fn find(&self, key: &str) -> anyhow::Result<Container> {
+        let all = self.list()?;
+        if let Some(pos) = all
+            .iter()
+            .position(|c| c.record.name == key || c.record.id == key)
+        {
+            return Ok(all.into_iter().nth(pos).expect("position is valid"));
+        }
+        let hits: Vec<Container> = all
+            .into_iter()
+            .filter(|c| !key.is_empty() && c.record.id.starts_with(key))
+            .collect();
+        match hits.len() {
+            1 => Ok(hits.into_iter().next().expect("one hit")),
+            0 => bail!("no such container: {key}"),
+            n => bail!("{n} containers match {key:?}: give more of the id"),
+        }
+    }
+
+    pub fn remove(&self, c: &Container) -> anyhow::Result<()> {
+        std::fs::remove_dir_all(&c.dir).with_context(|| format!("removing {:?}", c.dir))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(valid_name("app"));
+        assert!(valid_name("app-2.v_1"));
+        assert!(!valid_name("-app"));
+        assert!(!valid_name("a/b"));
+        assert!(!valid_name(""));
+    }
+
+    #[test]
+    fn own_pid_start_is_known() {
+        let me = std::process::id() as i32;
+        assert!(pid_start(me).is_some());
+        assert!(pid_start(i32::MAX).is_none());
+    }
+}

@@ -1,0 +1,399 @@
+//! From an image's config and the user's flags to an OCI runtime spec, the way Docker
+//! reads them: ENTRYPOINT + CMD (CMD replaced by the command line), the image's Env
+//! under `-e`, WorkingDir under `-w`, User under `-u` with names looked up in the
+//! image's own `/etc/passwd` and `/etc/group`, limits from `--memory`, `--cpus`,
+//! `--pids-limit`.
+
+use anyhow::{bail, Context};
+use oci_spec::image::ImageConfiguration;
+use oci_spec::runtime::{
+    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceType, LinuxPidsBuilder,
+    LinuxResourcesBuilder, MountBuilder, Spec, UserBuilder,
+};
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// What the command line asked for.
+#[derive(Debug, Default, Clone)]
+pub struct RunOptions {
+    pub command: Vec<String>,
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub memory: Option<u64>,
+    pub cpus: Option<f64>,
+    pub pids_limit: Option<i64>,
+    pub network: Network,
+    pub hostname: String,
+    /// `(source, destination, read_only)`; sources already resolved to host paths.
+    pub volumes: Vec<(PathBuf, String, bool)>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// A network namespace with only loopback.
+    #[default]
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+/// Parses `-v SRC:DST[:ro|rw]`; named volumes live under `volumes_dir`.
+pub fn parse_volume(v: &str, volumes_dir: &Path) -> anyhow::Result<(PathBuf, String, bool)> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let (src, dst, ro) = match parts.as_slice() {
+        [s, d] => (*s, *d, false),
+        [s, d, "ro"] => (*s, *d, true),
+        [s, d, "rw"] => (*s, *d, false),
+        _ => bail!("invalid volume {v:?}: expected SRC:DST[:ro]"),
+    };
+    if !dst.starts_with('/') {
+        bail!("invalid volume {v:?}: the destination {dst:?} must be an absolute path");
+    }
+    let src = if src.starts_with('/') {
+        let p = PathBuf::from(src);
+        if !p.exists() {
+            bail!("invalid volume {v:?}: {src:?} does not exist on the host");
+        }
+        p
+    } else {
+        if !crate::containers::valid_name(src) {
+            bail!("invalid volume {v:?}: {src:?} is neither an absolute path nor a volume name");
+        }
+        let p = volumes_dir.join(src);
+        std::fs::create_dir_all(&p).with_context(|| format!("creating volume {p:?}"))?;
+        p
+    };
+    Ok((src, dst.to_string(), ro))
+}
+
+/// Reads a file of the image (`etc/passwd`), topmost layer first, never following a
+/// symlink out of a layer, and stopping at a whiteout.
+pub fn read_image_file(layers_top_first: &[PathBuf], rel: &str) -> Option<String> {
+    for layer in layers_top_first {
+        let dir = rustix::fs::open(
+            layer,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        match rustix::fs::openat2(
+            &dir,
+            rel,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            Ok(fd) => {
+                let mut f = std::fs::File::from(fd);
+                if !f.metadata().ok()?.is_file() {
+                    return None;
+                }
+                let mut s = String::new();
+                f.by_ref().take(4 << 20).read_to_string(&mut s).ok()?;
+                return Some(s);
+            }
+            Err(rustix::io::Errno::NOENT) => continue,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// Resolves `user` (`name`, `uid`, `name:group`, `uid:gid`) against the image's
+/// passwd and group files: `(uid, gid, additional gids)`.
+pub fn resolve_user(
+    user: &str,
+    passwd: Option<&str>,
+    group: Option<&str>,
+) -> anyhow::Result<(u32, u32, Vec<u32>)> {
+    let id = |s: &str, what: &str| -> anyhow::Result<u32> {
+        let v: u64 = s.parse().with_context(|| format!("invalid {what} {s:?}"))?;
+        // 4294967295 is (uid_t)-1, "no change" to the kernel; larger values wrap
+        // (CVE-2024-40635 made such a uid root).
+        if v >= u32::MAX as u64 {
+            bail!("{what} {v} is out of range (0 to 4294967294)");
+        }
+        Ok(v as u32)
+    };
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    if u.is_empty() {
+        bail!("invalid user {user:?}");
+    }
+    let passwd_entries: Vec<Vec<&str>> = passwd
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 4)
+        .collect();
+    let group_entries: Vec<Vec<&str>> = group
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 3)
+        .collect();
+    let (uid, name, primary) = if u.bytes().all(|b| b.is_ascii_digit()) {
+        let uid = id(u, "uid")?;
+        let entry = passwd_entries
+            .iter()
+            .find(|f| f[2].parse::<u32>().ok() == Some(uid));
+        (
+            uid,
+            entry.map(|f| f[0].to_string()),
+            entry.and_then(|f| f[3].parse::<u32>().ok()),
+        )
+    } else {
+        let f = passwd_entries.iter().find(|f| f[0] == u).with_context(|| {
+            format!("unable to find user {u}: no matching entries in the image's /etc/passwd")
+        })?;
+        (
+            id(f[2], "uid")?,
+            Some(u.to_string()),
+            Some(id(f[3], "gid")?),
+        )
+    };
+    let gid = match g {
+        Some(g) if g.bytes().all(|b| b.is_ascii_digit()) && !g.is_empty() => id(g, "gid")?,
+        Some(g) => {
+            let f = group_entries.iter().find(|f| f[0] == g).with_context(|| {
+                format!("unable to find group {g}: no matching entries in the image's /etc/group")
+            })?;
+            id(f[2], "gid")?
+        }
+        None => primary.unwrap_or(0),
+    };
+    // Supplementary groups: those listing the user as a member (as Docker does).
+    let mut extra = Vec::new();
+    if let Some(name) = &name {
+        for f in &group_entries {
+            if f.get(3).is_some_and(|m| m.split(',').any(|m| m == name)) {
+                if let Ok(g) = id(f[2], "gid") {
+                    if g != gid && !extra.contains(&g) {
+                        extra.push(g);
+                    }
+                }
+            }
+        }
+    }
+    Ok((uid, gid, extra))
+}
+
+/// The spec for a container of `config` with `opts`; `layers_top_first` serves the
+/// user lookup; `files` are frun-written `/etc/hosts`-like files to bind in.
+pub fn build(
+    config: &ImageConfiguration,
+    opts: &RunOptions,
+    layers_top_first: &[PathBuf],
+    files: &[(PathBuf, &str)],
+) -> anyhow::Result<Spec> {
+    let empty = oci_spec::image::ConfigBuilder::default()
+        .build()
+        .expect("empty config");
+    let ic = config.config().as_ref().unwrap_or(&empty);
+    let mut args: Vec<String> = ic.entrypoint().clone().unwrap_or_default();
+    if opts.command.is_empty() {
+        args.extend(ic.cmd().clone().unwrap_or_default());
+    } else {
+        args.extend(opts.command.iter().cloned());
+    }
+    if args.is_empty() {
+        bail!("no command given and the image has neither ENTRYPOINT nor CMD");
+    }
+    let mut spec = frun_runtime::spec::default_spec(args);
+
+    // Environment: the image's, then -e (which wins), PATH always present.
+    let mut env: Vec<String> = ic.env().clone().unwrap_or_default();
+    for e in &opts.env {
+        let key = e.split('=').next().unwrap_or_default();
+        if key.is_empty() {
+            bail!("invalid environment variable {e:?}: expected KEY=VALUE");
+        }
+        env.retain(|x| x.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(
+            0,
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        );
+    }
+    env.retain(|e| !e.starts_with("HOSTNAME="));
+    env.push(format!("HOSTNAME={}", opts.hostname));
+
+    let cwd = opts
+        .workdir
+        .clone()
+        .or_else(|| ic.working_dir().clone().filter(|w| !w.is_empty()))
+        .unwrap_or_else(|| "/".into());
+    if !cwd.starts_with('/') {
+        bail!("working directory {cwd:?} must be an absolute path");
+    }
+    let user = opts
+        .user
+        .clone()
+        .or_else(|| ic.user().clone().filter(|u| !u.is_empty()));
+    let (uid, gid, extra) = match &user {
+        Some(u) => resolve_user(
+            u,
+            read_image_file(layers_top_first, "etc/passwd").as_deref(),
+            read_image_file(layers_top_first, "etc/group").as_deref(),
+        )?,
+        None => (0, 0, Vec::new()),
+    };
+    let mut process = spec.process().clone().expect("default spec has a process");
+    process.set_env(Some(env));
+    process.set_cwd(PathBuf::from(cwd));
+    process.set_user(
+        UserBuilder::default()
+            .uid(uid)
+            .gid(gid)
+            .additional_gids(extra)
+            .build()
+            .expect("user"),
+    );
+    spec.set_process(Some(process));
+    spec.set_hostname(Some(opts.hostname.clone()));
+
+    let mut linux = spec.linux().clone().expect("default spec has linux");
+    let mut resources = LinuxResourcesBuilder::default();
+    if let Some(m) = opts.memory {
+        let m = m as i64;
+        resources = resources.memory(LinuxMemoryBuilder::default().limit(m).swap(m).build()?);
+    }
+    if let Some(c) = opts.cpus {
+        if !(c > 0.0 && c <= 1024.0) {
+            bail!("--cpus {c} is out of range");
+        }
+        let period = 100_000u64;
+        resources = resources.cpu(
+            LinuxCpuBuilder::default()
+                .quota((c * period as f64) as i64)
+                .period(period)
+                .build()?,
+        );
+    }
+    if let Some(p) = opts.pids_limit {
+        resources = resources.pids(LinuxPidsBuilder::default().limit(p).build()?);
+    }
+    linux.set_resources(Some(resources.build()?));
+    if opts.network == Network::Host {
+        let ns: Vec<_> = linux
+            .namespaces()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| n.typ() != LinuxNamespaceType::Network)
+            .collect();
+        linux.set_namespaces(Some(ns));
+    }
+    spec.set_linux(Some(linux));
+
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    if opts.network == Network::Host {
+        // sysfs can only be mounted fresh in a network namespace of one's own.
+        for m in mounts
+            .iter_mut()
+            .filter(|m| m.destination() == Path::new("/sys"))
+        {
+            *m = MountBuilder::default()
+                .destination("/sys")
+                .typ("bind")
+                .source("/sys")
+                .options(vec![
+                    "rbind".into(),
+                    "nosuid".into(),
+                    "noexec".into(),
+                    "nodev".into(),
+                    "ro".into(),
+                ])
+                .build()?;
+        }
+    }
+    for (src, dst) in files {
+        mounts.push(
+            MountBuilder::default()
+                .destination(*dst)
+                .typ("bind")
+                .source(src.clone())
+                .options(vec![
+                    "bind".into(),
+                    "nosuid".into(),
+                    "nodev".into(),
+                    "noexec".into(),
+                ])
+                .build()?,
+        );
+    }
+    for (src, dst, ro) in &opts.volumes {
+        let mut o = vec!["rbind".to_string()];
+        if *ro {
+            o.push("ro".into());
+        }
+        mounts.push(
+            MountBuilder::default()
+                .destination(dst.as_str())
+                .typ("bind")
+                .source(src.clone())
+                .options(o)
+                .build()?,
+        );
+    }
+    spec.set_mounts(Some(mounts));
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n";
+    const GROUP: &str = "root:x:0:\napp:x:1000:\nextra:x:2000:app,other\n";
+
+    #[test]
+    fn users_resolve_like_docker() {
+        assert_eq!(
+            resolve_user("app", Some(PASSWD), Some(GROUP)).unwrap(),
+            (1000, 1000, vec![2000])
+        );
+        assert_eq!(
+            resolve_user("1000", Some(PASSWD), Some(GROUP)).unwrap(),
+            (1000, 1000, vec![2000])
+        );
+        assert_eq!(
+            resolve_user("app:extra", Some(PASSWD), Some(GROUP)).unwrap(),
+            (1000, 2000, vec![])
+        );
+        assert_eq!(
+            resolve_user("4242:7", None, None).unwrap(),
+            (4242, 7, vec![])
+        );
+        assert_eq!(
+            resolve_user("2147483648", None, None).unwrap().0,
+            2147483648
+        );
+        let e = resolve_user("nobody-here", Some(PASSWD), Some(GROUP))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nobody-here"), "{e}");
+        assert!(resolve_user("4294967295", None, None).is_err());
+        assert!(resolve_user("4294967296", None, None).is_err());
+        assert!(resolve_user("-1", None, None).is_err());
+    }
+
+    #[test]
+    fn volumes_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, dst, ro) = parse_volume("data:/var/lib/data:ro", dir.path()).unwrap();
+        assert_eq!(
+            (src, dst.as_str(), ro),
+            (dir.path().join("data"), "/var/lib/data", true)
+        );
+        assert!(parse_volume("/no/such/dir:/x", dir.path()).is_err());
+        assert!(parse_volume("data:relative", dir.path()).is_err());
+        assert!(parse_volume("a:b:c:d", dir.path()).is_err());
+    }
+}
