@@ -259,7 +259,8 @@ pub fn build(
     spec.set_hostname(Some(opts.hostname.clone()));
 
     let mut linux = spec.linux().clone().expect("default spec has linux");
-    let mut resources = LinuxResourcesBuilder::default();
+    let mut resources =
+        LinuxResourcesBuilder::default().devices(frun_runtime::spec::default_device_rules());
     if let Some(m) = opts.memory {
         let m = m as i64;
         resources = resources.memory(LinuxMemoryBuilder::default().limit(m).swap(m).build()?);

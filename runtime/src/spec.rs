@@ -4,9 +4,10 @@
 //! read-only kernel paths, a minimal `/dev`, new namespaces for everything but the user.
 
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
-    Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec,
-    SpecBuilder,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroup,
+    LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType,
+    ProcessBuilder, RootBuilder, Spec, SpecBuilder,
 };
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -113,6 +114,43 @@ pub fn default_mounts() -> Vec<Mount> {
     ]
 }
 
+/// The devices cgroup rules: nothing but the devices of a minimal `/dev` (runc's list).
+/// CAP_MKNOD may make a node; only these can be opened.
+pub fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
+    let rule = |allow: bool,
+                typ: LinuxDeviceType,
+                major: Option<i64>,
+                minor: Option<i64>,
+                access: &str| {
+        let mut b = LinuxDeviceCgroupBuilder::default()
+            .allow(allow)
+            .typ(typ)
+            .access(access);
+        if let Some(m) = major {
+            b = b.major(m);
+        }
+        if let Some(m) = minor {
+            b = b.minor(m);
+        }
+        b.build().expect("device rule")
+    };
+    use LinuxDeviceType::{A, B, C};
+    vec![
+        rule(false, A, None, None, "rwm"),
+        rule(true, C, None, None, "m"),
+        rule(true, B, None, None, "m"),
+        rule(true, C, Some(1), Some(3), "rwm"), // null
+        rule(true, C, Some(1), Some(5), "rwm"), // zero
+        rule(true, C, Some(1), Some(7), "rwm"), // full
+        rule(true, C, Some(1), Some(8), "rwm"), // random
+        rule(true, C, Some(1), Some(9), "rwm"), // urandom
+        rule(true, C, Some(5), Some(0), "rwm"), // tty
+        rule(true, C, Some(5), Some(1), "rwm"), // console
+        rule(true, C, Some(5), Some(2), "rwm"), // ptmx
+        rule(true, C, Some(136), None, "rwm"),  // pts/*
+    ]
+}
+
 /// A spec with frun's defaults: `args` as the process, root at `rootfs` (a path the
 /// runtime is told how to fill), all namespaces but the user one new.
 pub fn default_spec(args: Vec<String>) -> Spec {
@@ -157,8 +195,13 @@ pub fn default_spec(args: Vec<String>) -> Spec {
             .expect("namespace")
     })
     .collect::<Vec<_>>();
+    let resources = LinuxResourcesBuilder::default()
+        .devices(default_device_rules())
+        .build()
+        .expect("resources");
     let linux = LinuxBuilder::default()
         .namespaces(namespaces)
+        .resources(resources)
         .masked_paths(
             MASKED_PATHS
                 .iter()

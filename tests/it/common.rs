@@ -48,10 +48,14 @@ pub fn registry() -> Option<String> {
     test_env("FRUN_TEST_REGISTRY")
 }
 
-/// A private state root, run root and Docker config directory.
+/// A private state root, run root, cgroup parent and Docker config directory. On drop
+/// it kills what its containers left running and removes its cgroups, even when the
+/// test failed.
 pub struct Frun {
     pub dir: tempfile::TempDir,
     pub envs: Vec<(String, String)>,
+    /// Absolute cgroup parent of this test's containers, e.g. `/frun-test-1a2b3c`.
+    pub cgroup_parent: String,
 }
 
 impl Frun {
@@ -60,10 +64,53 @@ impl Frun {
             .prefix("frun-test-")
             .tempdir()
             .expect("temp dir");
+        let tag = dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .trim_start_matches("frun-test-")
+            .to_string();
         Frun {
             dir,
             envs: Vec::new(),
+            cgroup_parent: format!("/frun-test-{tag}"),
         }
+    }
+
+    /// The cgroup directories of this test under every mounted hierarchy.
+    pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        let rel = self.cgroup_parent.trim_start_matches('/');
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let d = e.path().join(rel);
+            if d.is_dir() {
+                out.push(d);
+            }
+        }
+        let unified = Path::new("/sys/fs/cgroup").join(rel);
+        if unified.join("cgroup.procs").exists() {
+            out.push(unified);
+        }
+        out
+    }
+
+    /// Pids still inside this test's cgroups.
+    pub fn cgroup_pids(&self) -> Vec<i32> {
+        let mut pids = Vec::new();
+        for d in self.cgroup_dirs() {
+            for f in walk_dirs(&d) {
+                let text = std::fs::read_to_string(f.join("cgroup.procs")).unwrap_or_default();
+                pids.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+            }
+        }
+        pids.sort();
+        pids.dedup();
+        pids
     }
 
     pub fn root(&self) -> PathBuf {
@@ -85,6 +132,8 @@ impl Frun {
             .arg(self.root())
             .arg("--run-root")
             .arg(self.dir.path().join("run"))
+            .arg("--cgroup-parent")
+            .arg(&self.cgroup_parent)
             .args(args)
             .env("DOCKER_CONFIG", self.docker_config())
             .env_remove("FRUN_REGISTRY_MIRROR")
@@ -168,6 +217,46 @@ impl Frun {
         }
         out
     }
+}
+
+impl Drop for Frun {
+    fn drop(&mut self) {
+        // Whatever a failed test left running: only pids in this test's own cgroups.
+        for pid in self.cgroup_pids() {
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(pid).unwrap(),
+                rustix::process::Signal::KILL,
+            );
+        }
+        for d in self.cgroup_dirs() {
+            let mut dirs = walk_dirs(&d);
+            dirs.reverse();
+            for sub in dirs {
+                for _ in 0..50 {
+                    if std::fs::remove_dir(&sub).is_ok() || !sub.exists() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            }
+        }
+    }
+}
+
+/// `dir` and every directory below it, parents first.
+pub fn walk_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        let d = out[i].clone();
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                out.push(e.path());
+            }
+        }
+        i += 1;
+    }
+    out
 }
 
 /// Files (not directories) below `dir`, relative.
