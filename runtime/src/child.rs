@@ -48,6 +48,8 @@ pub(crate) struct ChildArgs<'a> {
     pub seccomp: &'a [BpfProgram],
     pub sync: OwnedFd,
     pub errors: OwnedFd,
+    /// The start gate fd ([`crate::SpawnOptions::start_gate`]), if any.
+    pub gate: Option<i32>,
 }
 
 /// Never returns: `execve`s the container's process or exits 127 after reporting.
@@ -120,7 +122,7 @@ fn setup(a: &ChildArgs<'_>) -> R<std::convert::Infallible> {
         nix::unistd::sethostname(h).map_err(|e| format!("setting hostname {h:?}: {e}"))?;
     }
 
-    exec_process(process, a.seccomp, a.errors.as_raw_fd())
+    exec_process_gated(process, a.seccomp, a.errors.as_raw_fd(), a.gate)
 }
 
 /// Turns this process into the container's process: limits, user, capabilities,
@@ -130,6 +132,18 @@ pub(crate) fn exec_process(
     process: &Process,
     seccomp: &[BpfProgram],
     keep_fd: i32,
+) -> R<std::convert::Infallible> {
+    exec_process_gated(process, seccomp, keep_fd, None)
+}
+
+/// [`exec_process`], stopping at a start gate (if given) once everything but
+/// no_new_privs, seccomp and `execve` is done: the error pipe `keep_fd` is closed (the
+/// parent reads EOF: set-up succeeded), then one byte from `gate` lets it go on.
+pub(crate) fn exec_process_gated(
+    process: &Process,
+    seccomp: &[BpfProgram],
+    keep_fd: i32,
+    gate: Option<i32>,
 ) -> R<std::convert::Infallible> {
     // 5. The process: limits while still privileged.
     for rl in process.rlimits().iter().flatten() {
@@ -193,7 +207,7 @@ pub(crate) fn exec_process(
 
     // 8. File descriptors: only stdio and the error pipe survive; then the working
     //    directory, which must resolve inside the container.
-    close_fds_except(keep_fd)?;
+    close_fds_except(&[Some(keep_fd), gate])?;
     let cwd = PathBuf::from(process.cwd());
     if !cwd.is_absolute() {
         return Err(format!("working directory {cwd:?} is not absolute"));
@@ -206,19 +220,40 @@ pub(crate) fn exec_process(
         ));
     }
 
-    // 9. no_new_privs, then seccomp: nothing after this but execve.
+    let c = |s: &str| CString::new(s.as_bytes()).map_err(|_| format!("{s:?} contains a NUL byte"));
+    let argv_c = argv.iter().map(|s| c(s)).collect::<R<Vec<_>>>()?;
+    let env_c = env.iter().map(|s| c(s)).collect::<R<Vec<_>>>()?;
+    let exe_c =
+        CString::new(exe.as_os_str().as_bytes()).map_err(|_| "executable path contains NUL")?;
+
+    // The start gate: set-up is done and reported; wait for the go-ahead. A failure
+    // after it has nobody to report to but the container's stderr.
+    let Some(gate) = gate else {
+        return finish_exec(process, seccomp, &exe_c, &argv_c, &env_c, arg0);
+    };
+    wait_at_gate(keep_fd, gate);
+    let Err(e) = finish_exec(process, seccomp, &exe_c, &argv_c, &env_c, arg0);
+    let _ = writeln!(std::io::stderr(), "frun: starting the container: {e}");
+    // SAFETY: as in `fail`.
+    unsafe { libc::_exit(127) }
+}
+
+/// 9. no_new_privs, then seccomp: nothing after this but execve.
+fn finish_exec(
+    process: &Process,
+    seccomp: &[BpfProgram],
+    exe: &CString,
+    argv: &[CString],
+    env: &[CString],
+    arg0: &str,
+) -> R<std::convert::Infallible> {
     if process.no_new_privileges().unwrap_or(false) {
         nix::sys::prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
     }
     for prog in seccomp {
         seccompiler::apply_filter(prog).map_err(|e| format!("loading the seccomp filter: {e}"))?;
     }
-    let c = |s: &str| CString::new(s.as_bytes()).map_err(|_| format!("{s:?} contains a NUL byte"));
-    let argv_c = argv.iter().map(|s| c(s)).collect::<R<Vec<_>>>()?;
-    let env_c = env.iter().map(|s| c(s)).collect::<R<Vec<_>>>()?;
-    let exe_c =
-        CString::new(exe.as_os_str().as_bytes()).map_err(|_| "executable path contains NUL")?;
-    let e = nix::unistd::execve(&exe_c, &argv_c, &env_c).unwrap_err();
+    let e = nix::unistd::execve(exe, argv, env).unwrap_err();
     Err(format!("exec {arg0:?}: {e}"))
 }
 
@@ -288,7 +323,31 @@ fn find_executable(arg0: &str, env: &[String]) -> R<PathBuf> {
     Err(format!("exec {arg0:?}: executable file not found in $PATH"))
 }
 
-fn close_fds_except(keep: i32) -> R<()> {
+/// Closes the error pipe (set-up succeeded), then blocks until one byte comes through
+/// `gate`. Any other outcome ends the process: nobody is waiting for an error report
+/// any more.
+fn wait_at_gate(errors: i32, gate: i32) {
+    // SAFETY: `errors` is this process's own copy of the error pipe, not used again.
+    unsafe { libc::close(errors) };
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: reads at most one byte into a local.
+        let n = unsafe { libc::read(gate, (&mut byte as *mut u8).cast(), 1) };
+        if n == 1 {
+            break;
+        }
+        if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        // SAFETY: _exit, as in `fail`: nothing of the parent's to clean up here.
+        unsafe { libc::_exit(1) }
+    }
+    // SAFETY: the gate fd is not used again.
+    unsafe { libc::close(gate) };
+}
+
+/// Closes every fd but stdio and those in `keep`.
+fn close_fds_except(keep: &[Option<i32>]) -> R<()> {
     let close = |from: u32, to: u32| -> R<()> {
         if from > to {
             return Ok(());
@@ -304,9 +363,16 @@ fn close_fds_except(keep: i32) -> R<()> {
         }
         Ok(())
     };
-    let keep = keep as u32;
-    close(3, keep.saturating_sub(1))?;
-    close(keep + 1, u32::MAX)
+    let mut keep: Vec<u32> = keep.iter().flatten().map(|&fd| fd as u32).collect();
+    keep.sort_unstable();
+    let mut from = 3u32;
+    for fd in keep {
+        if fd >= from {
+            close(from, fd.saturating_sub(1))?;
+            from = fd + 1;
+        }
+    }
+    close(from, u32::MAX)
 }
 
 /// Brings up `lo` in a new network namespace, as Docker's `--network none` has it.

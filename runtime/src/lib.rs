@@ -19,7 +19,7 @@ pub mod spec;
 
 pub use exec::exec;
 pub use rootfs::RootfsSource;
-pub use spawn::{spawn, wait, ExitState, SpawnConfig, Started, Stdio};
+pub use spawn::{spawn, spawn_with, wait, ExitState, SpawnConfig, SpawnOptions, Started, Stdio};
 
 /// Everything that can go wrong while starting a container, named after the step.
 #[derive(Debug, thiserror::Error)]

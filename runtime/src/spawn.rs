@@ -30,6 +30,17 @@ pub struct SpawnConfig {
     pub cgroup: PathBuf,
 }
 
+/// Optional parts of [`spawn_with`].
+#[derive(Default)]
+pub struct SpawnOptions {
+    /// A start gate (the OCI `create`/`start` split): with one, the container's process
+    /// does every step of its set-up (namespaces, mounts, cgroup, user, capabilities,
+    /// working directory), then reports success, so that [`spawn_with`] returns, and
+    /// blocks reading this fd. One byte read lets it go on to no_new_privs, seccomp and
+    /// `execve`; EOF or an error makes it exit (status 1) without running anything.
+    pub start_gate: Option<OwnedFd>,
+}
+
 /// The container's stdio; `None` inherits this process's.
 #[derive(Default)]
 pub struct Stdio {
@@ -70,6 +81,16 @@ pub(crate) fn threads() -> usize {
 /// Must be called from a single-threaded process: it forks, and the child goes on to
 /// allocate and make system calls that a fork of a multi-threaded process may not.
 pub fn spawn(cfg: &SpawnConfig, stdio: Stdio) -> Result<Started, RuntimeError> {
+    spawn_with(cfg, stdio, SpawnOptions::default())
+}
+
+/// [`spawn`] with options. With a start gate it returns once the set-up is done and the
+/// process waits at the gate (see [`SpawnOptions::start_gate`]), not after `execve`.
+pub fn spawn_with(
+    cfg: &SpawnConfig,
+    stdio: Stdio,
+    opts: SpawnOptions,
+) -> Result<Started, RuntimeError> {
     if threads() != 1 {
         return Err(RuntimeError::Config(
             "spawn must run in a single-threaded process (frun re-executes itself for this)".into(),
@@ -123,6 +144,7 @@ pub fn spawn(cfg: &SpawnConfig, stdio: Stdio) -> Result<Started, RuntimeError> {
     }
 
     let (parent_sync, parent_err) = (sync_w.as_raw_fd(), err_r.as_raw_fd());
+    let gate = opts.start_gate.as_ref().map(|g| g.as_raw_fd());
     let mut stdio = Some(stdio);
     let child_main = Box::new(|| -> isize {
         // SAFETY: these are the parent's ends of the pipes, copied into this process's
@@ -145,6 +167,7 @@ pub fn spawn(cfg: &SpawnConfig, stdio: Stdio) -> Result<Started, RuntimeError> {
             seccomp: &seccomp,
             sync: sync_r.try_clone().expect("dup sync pipe"),
             errors: err_w.try_clone().expect("dup error pipe"),
+            gate,
         })
     });
     // The child runs on this stack until it execs: room for the set-up's allocations.
@@ -156,6 +179,7 @@ pub fn spawn(cfg: &SpawnConfig, stdio: Stdio) -> Result<Started, RuntimeError> {
             .map_err(|e| RuntimeError::sys("clone", e))?;
     drop(stack);
     drop(stdio);
+    drop(opts);
     drop(sync_r);
     drop(err_w);
     let fail = |e: RuntimeError| {
