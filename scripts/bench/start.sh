@@ -60,6 +60,9 @@ EOF
 umount /sys/fs/cgroup/unified 2>/dev/null || true
 
 F="$FRUN_BIN --root $T/frun --run-root $T/frun-run --cgroup-parent /frun-bench-start"
+# podman's defaults ask for rlimits above this host's hard limits (FACTS.md): none here.
+printf '[containers]\ndefault_ulimits = []\n' > "$T/containers.conf"
+export CONTAINERS_CONF=$T/containers.conf
 P="podman --root $T/podman --runroot $T/podman-run --storage-driver overlay --cgroup-manager cgroupfs --events-backend none"
 mkdir -p "$T/podman-cache" && mount -t tmpfs tmpfs /var/lib/containers/cache 2>/dev/null || true
 
