@@ -6,6 +6,9 @@
 mod cli;
 mod commands;
 mod containers;
+#[allow(dead_code)] // wired into `run -p` by the networking work in progress
+mod forward;
+mod oci;
 mod progress;
 mod runspec;
 
@@ -13,6 +16,9 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    if oci::invoked_as_oci() {
+        return oci::main();
+    }
     let cli = cli::Cli::parse();
     init_logging(cli.global.verbose);
     match commands::run(cli) {

@@ -1,0 +1,397 @@
+//! The userspace port forwarder: publishes a host port by accepting connections (or UDP
+//! datagrams) and relaying them to a container's address. No iptables DNAT, no process
+//! per port: it lives in frun's supervising process.
+//!
+//! The target is switchable while it runs ([`Target::set`]): new connections go to the
+//! new address, open ones finish where they are. That is what a zero-downtime swap
+//! needs. TCP keeps half-close (one side's FIN is passed on while the other direction
+//! goes on); bulk data moves with `splice(2)` through a pipe, never through user memory.
+//! UDP keeps one upstream socket per client address, dropped after an idle timeout.
+//! Optionally a PROXY protocol v1 line tells the target who the client really is.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncWriteExt, Interest};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::watch;
+
+/// Where new connections go; cheap to clone, switched atomically.
+#[derive(Clone)]
+pub struct Target {
+    tx: Arc<watch::Sender<SocketAddr>>,
+}
+
+impl Target {
+    pub fn new(addr: SocketAddr) -> Target {
+        Target {
+            tx: Arc::new(watch::channel(addr).0),
+        }
+    }
+
+    pub fn get(&self) -> SocketAddr {
+        *self.tx.borrow()
+    }
+
+    /// New connections go to `addr` from now on; open ones stay where they are.
+    pub fn set(&self, addr: SocketAddr) {
+        let old = self.tx.send_replace(addr);
+        if old != addr {
+            tracing::info!(target = %addr, was = %old, "forwarder retargeted");
+        }
+    }
+}
+
+/// Options of one published port.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TcpOptions {
+    /// Send a PROXY protocol v1 header before the client's bytes.
+    pub proxy_protocol: bool,
+}
+
+/// Accepts on `listener` forever, relaying each connection to the current target.
+pub async fn serve_tcp(listener: TcpListener, target: Target, opts: TcpOptions) -> io::Result<()> {
+    loop {
+        let (client, peer) = match listener.accept().await {
+            Ok(c) => c,
+            // Out of fds or memory: back off instead of spinning.
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let to = target.get();
+        tokio::spawn(async move {
+            if let Err(e) = relay_tcp(client, peer, to, opts).await {
+                tracing::debug!(client = %peer, target = %to, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn relay_tcp(
+    client: TcpStream,
+    peer: SocketAddr,
+    to: SocketAddr,
+    opts: TcpOptions,
+) -> io::Result<()> {
+    let _ = client.set_nodelay(true);
+    let mut upstream = match TcpStream::connect(to).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(client = %peer, target = %to, error = %e, "target refused the connection");
+            return Err(e);
+        }
+    };
+    let _ = upstream.set_nodelay(true);
+    if opts.proxy_protocol {
+        let local = client.local_addr()?;
+        upstream
+            .write_all(proxy_v1_header(peer, local).as_bytes())
+            .await?;
+    }
+    let (c_r, c_w) = (&client, &client);
+    let (u_r, u_w) = (&upstream, &upstream);
+    // Both directions at once; each ends with a FIN passed on (half-close).
+    let up = splice_one_way(c_r, u_w);
+    let down = splice_one_way(u_r, c_w);
+    // The first error (a reset) ends both directions.
+    tokio::try_join!(up, down).map(|_| ())
+}
+
+/// `PROXY TCP4 <src> <dst> <sport> <dport>\r\n` (or TCP6).
+pub fn proxy_v1_header(src: SocketAddr, dst: SocketAddr) -> String {
+    let fam = if src.is_ipv4() && dst.is_ipv4() {
+        "TCP4"
+    } else {
+        "TCP6"
+    };
+    let ip = |a: SocketAddr| match (fam, a) {
+        ("TCP6", SocketAddr::V4(v4)) => v4.ip().to_ipv6_mapped().to_string(),
+        (_, a) => a.ip().to_string(),
+    };
+    format!(
+        "PROXY {fam} {} {} {} {}\r\n",
+        ip(src),
+        ip(dst),
+        src.port(),
+        dst.port()
+    )
+}
+
+/// A pipe for splice(2), closed on drop.
+struct Pipe {
+    r: OwnedFd,
+    w: OwnedFd,
+    capacity: usize,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Pipe> {
+        let (r, w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
+        // A bigger pipe moves more per splice; failure just leaves the default.
+        // SAFETY: fcntl on a pipe fd this function owns.
+        let capacity = unsafe {
+            libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
+            libc::fcntl(w.as_raw_fd(), libc::F_GETPIPE_SZ)
+        };
+        Ok(Pipe {
+            r,
+            w,
+            capacity: if capacity > 0 {
+                capacity as usize
+            } else {
+                65536
+            },
+        })
+    }
+}
+
+fn splice(from: i32, to: i32, len: usize) -> io::Result<usize> {
+    // SAFETY: splice between two fds owned by the caller; no memory is passed.
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Moves bytes from `from` to `to` through a pipe until `from` reaches EOF, then shuts
+/// down `to`'s write side. The pipe is always drained before it is filled again, so
+/// a would-block always comes from the socket, whose readiness tokio then awaits.
+async fn splice_one_way(from: &TcpStream, to: &TcpStream) -> io::Result<()> {
+    let pipe = Pipe::new()?;
+    loop {
+        let n = from
+            .async_io(Interest::READABLE, || {
+                splice(from.as_raw_fd(), pipe.w.as_raw_fd(), pipe.capacity)
+            })
+            .await?;
+        if n == 0 {
+            // Half-close: pass the FIN on, keep the other direction open.
+            // SAFETY: shutdown(2) of a socket fd owned by `to`.
+            unsafe { libc::shutdown(to.as_fd().as_raw_fd(), libc::SHUT_WR) };
+            return Ok(());
+        }
+        let mut held = n;
+        while held > 0 {
+            held -= to
+                .async_io(Interest::WRITABLE, || {
+                    splice(pipe.r.as_raw_fd(), to.as_raw_fd(), held)
+                })
+                .await?;
+        }
+    }
+}
+
+/// Relays UDP datagrams: one upstream socket per client, forgotten after `idle`.
+pub async fn serve_udp(socket: UdpSocket, target: Target, idle: Duration) -> io::Result<()> {
+    let socket = Arc::new(socket);
+    let flows: Arc<tokio::sync::Mutex<std::collections::HashMap<SocketAddr, Arc<UdpSocket>>>> =
+        Arc::default();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (n, client) = socket.recv_from(&mut buf).await?;
+        let upstream = {
+            let mut map = flows.lock().await;
+            match map.get(&client) {
+                Some(u) => u.clone(),
+                None => {
+                    let to = target.get();
+                    let bind: SocketAddr = if to.is_ipv4() {
+                        "0.0.0.0:0".parse().expect("addr")
+                    } else {
+                        "[::]:0".parse().expect("addr")
+                    };
+                    let u = Arc::new(UdpSocket::bind(bind).await?);
+                    u.connect(to).await?;
+                    map.insert(client, u.clone());
+                    // Replies flow back until the client has been quiet for `idle`.
+                    let (u2, s2, flows2) = (u.clone(), socket.clone(), flows.clone());
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 65536];
+                        loop {
+                            match tokio::time::timeout(idle, u2.recv(&mut buf)).await {
+                                Ok(Ok(n)) => {
+                                    let _ = s2.send_to(&buf[..n], client).await;
+                                }
+                                _ => break,
+                            }
+                        }
+                        flows2.lock().await.remove(&client);
+                    });
+                    u
+                }
+            }
+        };
+        let _ = upstream.send(&buf[..n]).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    async fn echo_server(tag: &'static [u8]) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = l.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut data = Vec::new();
+                    s.read_to_end(&mut data).await.unwrap();
+                    s.write_all(tag).await.unwrap();
+                    s.write_all(&data).await.unwrap();
+                });
+            }
+        });
+        addr
+    }
+
+    async fn start(target: &Target, opts: TcpOptions) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(serve_tcp(l, target.clone(), opts));
+        addr
+    }
+
+    /// The client half-closes after sending; the server answers after reading to EOF:
+    /// only a forwarder that passes the FIN on and keeps the other direction open
+    /// lets this finish.
+    async fn round_trip(front: SocketAddr, payload: &[u8]) -> Vec<u8> {
+        let mut c = TcpStream::connect(front).await.unwrap();
+        c.write_all(payload).await.unwrap();
+        c.shutdown().await.unwrap();
+        let mut out = Vec::new();
+        c.read_to_end(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn tcp_half_close_and_bulk() {
+        let backend = echo_server(b"A:").await;
+        let target = Target::new(backend);
+        let front = start(&target, TcpOptions::default()).await;
+        let payload: Vec<u8> = (0..8 << 20).map(|i| (i % 251) as u8).collect();
+        let out = round_trip(front, &payload).await;
+        assert_eq!(&out[..2], b"A:");
+        assert_eq!(&out[2..], &payload[..]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retarget_under_load_loses_nothing() {
+        let a = echo_server(b"A:").await;
+        let b = echo_server(b"B:").await;
+        let target = Target::new(a);
+        let front = start(&target, TcpOptions::default()).await;
+        let client = tokio::spawn(async move {
+            let mut seen = (0, 0);
+            for i in 0..400u32 {
+                let out = round_trip(front, &i.to_be_bytes()).await;
+                assert_eq!(&out[2..], &i.to_be_bytes(), "request {i} answered intact");
+                match &out[..2] {
+                    b"A:" => seen.0 += 1,
+                    b"B:" => seen.1 += 1,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            seen
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        target.set(b);
+        let (on_a, on_b) = client.await.unwrap();
+        assert!(
+            on_b > 0,
+            "new connections went to the new target ({on_a} on A)"
+        );
+        assert_eq!(target.get(), b);
+    }
+
+    #[tokio::test]
+    async fn proxy_protocol_header_comes_first() {
+        let backend = echo_server(b"").await;
+        let front = start(
+            &Target::new(backend),
+            TcpOptions {
+                proxy_protocol: true,
+            },
+        )
+        .await;
+        let out = round_trip(front, b"GET").await;
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("PROXY TCP4 127.0.0.1 127.0.0.1 "),
+            "{text}"
+        );
+        assert!(text.ends_with("\r\nGET"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn refused_target_closes_the_client() {
+        // A port nobody listens on.
+        let dead = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let front = start(&Target::new(dead), TcpOptions::default()).await;
+        let mut c = TcpStream::connect(front).await.unwrap();
+        let mut buf = [0u8; 8];
+        let n = c.read(&mut buf).await.unwrap_or(0);
+        assert_eq!(n, 0);
+    }
+
+    #[tokio::test]
+    async fn udp_flows_per_client() {
+        let backend = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let baddr = backend.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1500];
+            loop {
+                let (n, from) = backend.recv_from(&mut buf).await.unwrap();
+                let mut reply = b"re:".to_vec();
+                reply.extend_from_slice(&buf[..n]);
+                backend.send_to(&reply, from).await.unwrap();
+            }
+        });
+        let front = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let faddr = front.local_addr().unwrap();
+        tokio::spawn(serve_udp(front, Target::new(baddr), Duration::from_secs(5)));
+        for who in [b"one", b"two"] {
+            let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            c.send_to(who, faddr).await.unwrap();
+            let mut buf = [0u8; 64];
+            let (n, from) = tokio::time::timeout(Duration::from_secs(5), c.recv_from(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(from, faddr);
+            assert_eq!(&buf[..n], [&b"re:"[..], &who[..]].concat().as_slice());
+        }
+    }
+
+    #[test]
+    fn proxy_header_formats() {
+        let h = proxy_v1_header(
+            "10.0.0.1:5000".parse().unwrap(),
+            "10.0.0.2:80".parse().unwrap(),
+        );
+        assert_eq!(h, "PROXY TCP4 10.0.0.1 10.0.0.2 5000 80\r\n");
+    }
+}
