@@ -224,13 +224,8 @@ pub async fn serve_udp(socket: UdpSocket, target: Target, idle: Duration) -> io:
                     let (u2, s2, flows2) = (u.clone(), socket.clone(), flows.clone());
                     tokio::spawn(async move {
                         let mut buf = vec![0u8; 65536];
-                        loop {
-                            match tokio::time::timeout(idle, u2.recv(&mut buf)).await {
-                                Ok(Ok(n)) => {
-                                    let _ = s2.send_to(&buf[..n], client).await;
-                                }
-                                _ => break,
-                            }
+                        while let Ok(Ok(n)) = tokio::time::timeout(idle, u2.recv(&mut buf)).await {
+                            let _ = s2.send_to(&buf[..n], client).await;
                         }
                         flows2.lock().await.remove(&client);
                     });
