@@ -8,6 +8,8 @@ mod commands;
 mod containers;
 #[allow(dead_code)] // wired into `run -p` by the networking work in progress
 mod forward;
+#[allow(dead_code)] // wired into `run --network bridge` by the networking work in progress
+mod net;
 mod oci;
 mod progress;
 mod runspec;

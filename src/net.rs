@@ -1,0 +1,586 @@
+//! Bridge networking: each container gets a network namespace of its own (kept as a
+//! bind-mounted file under the run root, as `ip netns` does, so that the runtime joins
+//! it by path), a veth pair into frun's bridge, an address from frun's allocator, a
+//! default route, and egress NAT from an nftables table that frun owns.
+//!
+//! Links, addresses and routes go through netlink (rtnetlink); the nftables table is
+//! loaded with `nft -f -` in one transaction. Leases are a JSON file rewritten
+//! atomically under a lock, so they survive a frun restart; the table and the bridge go
+//! when the last lease does.
+
+use anyhow::{bail, Context};
+use frun_images::fsutil::write_atomic;
+use futures_util::TryStreamExt;
+use rtnetlink::{LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// Settings of frun's bridge network.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    pub bridge: String,
+    /// The subnet: not podman's 10.88.0.0/16, not Docker's 172.17.0.0/16.
+    pub subnet: Ipv4Addr,
+    pub prefix: u8,
+    /// `ROOT/network`: leases.
+    pub state_dir: PathBuf,
+    /// `RUN_ROOT/netns`: namespace files.
+    pub netns_dir: PathBuf,
+}
+
+impl NetConfig {
+    pub fn new(
+        root: &Path,
+        run_root: &Path,
+        bridge: &str,
+        subnet: &str,
+    ) -> anyhow::Result<NetConfig> {
+        let (addr, prefix) = subnet
+            .split_once('/')
+            .with_context(|| format!("invalid subnet {subnet:?}: expected A.B.C.D/N"))?;
+        let subnet_addr: Ipv4Addr = addr
+            .parse()
+            .with_context(|| format!("invalid subnet {subnet:?}"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .with_context(|| format!("invalid subnet {subnet:?}"))?;
+        if !(8..=30).contains(&prefix) {
+            bail!("invalid subnet {subnet:?}: the prefix must be between 8 and 30");
+        }
+        if bridge.is_empty() || bridge.len() > 15 {
+            bail!("invalid bridge name {bridge:?}: 1 to 15 characters");
+        }
+        let mask = u32::MAX << (32 - prefix);
+        Ok(NetConfig {
+            bridge: bridge.to_string(),
+            subnet: Ipv4Addr::from(u32::from(subnet_addr) & mask),
+            prefix,
+            state_dir: root.join("network"),
+            netns_dir: run_root.join("netns"),
+        })
+    }
+
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.subnet) + 1)
+    }
+
+    fn cidr(&self) -> String {
+        format!("{}/{}", self.subnet, self.prefix)
+    }
+
+    pub fn netns_path(&self, id: &str) -> PathBuf {
+        self.netns_dir.join(id)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Lease {
+    pub ip: Ipv4Addr,
+    pub name: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Leases {
+    leases: BTreeMap<String, Lease>,
+}
+
+/// The address allocator: `ROOT/network/leases.json` under `ROOT/network/lock`.
+pub struct Ipam<'a> {
+    cfg: &'a NetConfig,
+}
+
+impl<'a> Ipam<'a> {
+    pub fn new(cfg: &'a NetConfig) -> Ipam<'a> {
+        Ipam { cfg }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Leases) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        std::fs::create_dir_all(&self.cfg.state_dir)?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.cfg.state_dir.join("lock"))?;
+        let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| anyhow::anyhow!("locking the leases: {e}"))?;
+        let path = self.cfg.state_dir.join("leases.json");
+        let mut leases: Leases = match std::fs::read(&path) {
+            Ok(d) => serde_json::from_slice(&d).with_context(|| format!("parsing {path:?}"))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Leases::default(),
+            Err(e) => return Err(e).with_context(|| format!("reading {path:?}")),
+        };
+        let out = f(&mut leases)?;
+        write_atomic(&path, &serde_json::to_vec_pretty(&leases)?)
+            .with_context(|| format!("writing {path:?}"))?;
+        Ok(out)
+    }
+
+    /// The lowest free address after the gateway.
+    pub fn allocate(&self, id: &str, name: &str) -> anyhow::Result<Ipv4Addr> {
+        let cfg = self.cfg;
+        self.with(|l| {
+            if let Some(existing) = l.leases.get(id) {
+                return Ok(existing.ip);
+            }
+            let base = u32::from(cfg.subnet);
+            let size = 1u32 << (32 - cfg.prefix);
+            let used: std::collections::HashSet<Ipv4Addr> =
+                l.leases.values().map(|x| x.ip).collect();
+            for off in 2..size - 1 {
+                let ip = Ipv4Addr::from(base + off);
+                if !used.contains(&ip) {
+                    l.leases.insert(
+                        id.to_string(),
+                        Lease {
+                            ip,
+                            name: name.to_string(),
+                        },
+                    );
+                    return Ok(ip);
+                }
+            }
+            bail!("no free address left in {}", cfg.cidr())
+        })
+    }
+
+    /// Frees `id`'s address; returns how many leases remain.
+    pub fn release(&self, id: &str) -> anyhow::Result<usize> {
+        self.with(|l| {
+            l.leases.remove(id);
+            Ok(l.leases.len())
+        })
+    }
+
+    pub fn all(&self) -> anyhow::Result<BTreeMap<String, Lease>> {
+        self.with(|l| Ok(l.leases.clone()))
+    }
+}
+
+/// What a container got.
+#[derive(Clone, Debug)]
+pub struct Attachment {
+    pub ip: Ipv4Addr,
+    pub netns: PathBuf,
+}
+
+/// Host-side veth name of a container: unique per id, within IFNAMSIZ.
+fn host_veth(id: &str) -> String {
+    format!("veth{}", &id[..11])
+}
+
+/// Runs `f` on a fresh thread with a current-thread runtime and a netlink connection,
+/// inside `netns` if given: setns then applies to that thread only.
+fn netlink<T: Send + 'static>(
+    netns: Option<PathBuf>,
+    f: impl FnOnce(
+            rtnetlink::Handle,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<T>>>>
+        + Send
+        + 'static,
+) -> anyhow::Result<T> {
+    std::thread::spawn(move || {
+        if let Some(ns) = &netns {
+            let file = std::fs::File::open(ns).with_context(|| format!("opening {ns:?}"))?;
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .with_context(|| format!("entering {ns:?}"))?;
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let (conn, handle, _) = rtnetlink::new_connection()?;
+            tokio::spawn(conn);
+            f(handle).await
+        })
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the netlink thread panicked"))?
+}
+
+async fn link_index(h: &rtnetlink::Handle, name: &str) -> anyhow::Result<Option<u32>> {
+    match h
+        .link()
+        .get()
+        .match_name(name.to_string())
+        .execute()
+        .try_next()
+        .await
+    {
+        Ok(Some(m)) => Ok(Some(m.header.index)),
+        Ok(None) => Ok(None),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("looking up link {name}")),
+    }
+}
+
+/// Makes a network namespace file at `path` (a bind mount of a new namespace).
+fn create_netns(path: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(path.parent().expect("netns path has a parent"))?;
+    std::fs::File::create(path).with_context(|| format!("creating {path:?}"))?;
+    let p = path.to_path_buf();
+    std::thread::spawn(move || -> anyhow::Result<()> {
+        // unshare(CLONE_NEWNET) on this thread only; the bind mount keeps the namespace
+        // alive after the thread is gone.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .context("creating a network namespace")?;
+        nix::mount::mount(
+            Some("/proc/thread-self/ns/net"),
+            &p,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .with_context(|| format!("bind-mounting the network namespace on {p:?}"))?;
+        Ok(())
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the netns thread panicked"))??;
+    Ok(())
+}
+
+fn remove_netns(path: &Path) {
+    let _ = nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_file(path);
+}
+
+/// The nftables table frun owns: masquerade for the subnet leaving through any other
+/// interface, forwarding to and from the bridge.
+fn nft_script(cfg: &NetConfig) -> String {
+    format!(
+        "table ip frun\nflush table ip frun\ntable ip frun {{\n\
+         chain postrouting {{ type nat hook postrouting priority srcnat; policy accept;\n\
+           ip saddr {cidr} oifname != \"{br}\" masquerade\n }}\n\
+         chain forward {{ type filter hook forward priority filter; policy accept;\n\
+           iifname \"{br}\" accept\n oifname \"{br}\" ct state established,related accept\n }}\n}}\n",
+        cidr = cfg.cidr(),
+        br = cfg.bridge
+    )
+}
+
+fn nft(script: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("running nft (install the nftables package)")?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(script.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "nft failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Gives container `id` a namespace, an address and a veth into the bridge.
+pub fn attach(cfg: &NetConfig, id: &str, name: &str) -> anyhow::Result<Attachment> {
+    let ipam = Ipam::new(cfg);
+    let ip = ipam.allocate(id, name)?;
+    let netns = cfg.netns_path(id);
+    let r = (|| {
+        create_netns(&netns)?;
+        // 1. The bridge, with the gateway address, and forwarding + NAT.
+        let (br, gw, prefix) = (cfg.bridge.clone(), cfg.gateway(), cfg.prefix);
+        netlink(None, move |h| {
+            Box::pin(async move {
+                let idx = match link_index(&h, &br).await? {
+                    Some(i) => i,
+                    None => {
+                        h.link()
+                            .add(LinkBridge::new(&br).build())
+                            .execute()
+                            .await
+                            .with_context(|| format!("creating bridge {br}"))?;
+                        link_index(&h, &br).await?.context("bridge vanished")?
+                    }
+                };
+                let has_gw = h
+                    .address()
+                    .get()
+                    .set_link_index_filter(idx)
+                    .execute()
+                    .try_collect::<Vec<_>>()
+                    .await?
+                    .iter()
+                    .any(|a| a.attributes.iter().any(|at| matches!(at, netlink_packet_route::address::AddressAttribute::Address(IpAddr::V4(x)) if *x == gw)));
+                if !has_gw {
+                    h.address()
+                        .add(idx, IpAddr::V4(gw), prefix)
+                        .execute()
+                        .await
+                        .with_context(|| format!("adding {gw}/{prefix} to {br}"))?;
+                }
+                h.link()
+                    .set(LinkUnspec::new_with_index(idx).up().build())
+                    .execute()
+                    .await?;
+                Ok(())
+            })
+        })?;
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").context("enabling IPv4 forwarding")?;
+        nft(&nft_script(cfg))?;
+
+        // 2. The veth pair: host end on the bridge, the other end into the namespace.
+        let (br, host, ns) = (cfg.bridge.clone(), host_veth(id), netns.clone());
+        netlink(None, move |h| {
+            Box::pin(async move {
+                let peer = format!("p{}", &host[4..]);
+                h.link()
+                    .add(LinkVeth::new(&host, &peer).build())
+                    .execute()
+                    .await
+                    .with_context(|| format!("creating veth {host}"))?;
+                let br_idx = link_index(&h, &br).await?.context("bridge vanished")?;
+                let host_idx = link_index(&h, &host).await?.context("veth vanished")?;
+                let peer_idx = link_index(&h, &peer).await?.context("veth peer vanished")?;
+                h.link()
+                    .set(
+                        LinkUnspec::new_with_index(host_idx)
+                            .controller(br_idx)
+                            .up()
+                            .build(),
+                    )
+                    .execute()
+                    .await?;
+                let f = std::fs::File::open(&ns)?;
+                h.link()
+                    .set(
+                        LinkUnspec::new_with_index(peer_idx)
+                            .setns_by_fd(f.as_raw_fd())
+                            .build(),
+                    )
+                    .execute()
+                    .await
+                    .context("moving the veth into the container's namespace")?;
+                Ok(())
+            })
+        })?;
+
+        // 3. Inside: eth0 with its address and the default route, lo up.
+        let (host, gw, prefix) = (host_veth(id), cfg.gateway(), cfg.prefix);
+        netlink(Some(netns.clone()), move |h| {
+            Box::pin(async move {
+                let peer = format!("p{}", &host[4..]);
+                let idx = link_index(&h, &peer)
+                    .await?
+                    .context("veth missing in the namespace")?;
+                h.link()
+                    .set(
+                        LinkUnspec::new_with_index(idx)
+                            .name("eth0".to_string())
+                            .build(),
+                    )
+                    .execute()
+                    .await?;
+                h.address()
+                    .add(idx, IpAddr::V4(ip), prefix)
+                    .execute()
+                    .await?;
+                h.link()
+                    .set(LinkUnspec::new_with_index(idx).up().build())
+                    .execute()
+                    .await?;
+                if let Some(lo) = link_index(&h, "lo").await? {
+                    h.link()
+                        .set(LinkUnspec::new_with_index(lo).up().build())
+                        .execute()
+                        .await?;
+                }
+                let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build();
+                h.route()
+                    .add(route)
+                    .execute()
+                    .await
+                    .context("adding the default route")?;
+                Ok(())
+            })
+        })?;
+        Ok::<(), anyhow::Error>(())
+    })();
+    match r {
+        Ok(()) => Ok(Attachment { ip, netns }),
+        Err(e) => {
+            if let Err(d) = detach(cfg, id) {
+                tracing::warn!(error = %d, "cleaning up a failed network attach");
+            }
+            Err(e).context(format!("connecting the container to bridge {}", cfg.bridge))
+        }
+    }
+}
+
+/// Undoes [`attach`]; the bridge and the NAT table go with the last container.
+pub fn detach(cfg: &NetConfig, id: &str) -> anyhow::Result<()> {
+    let host = host_veth(id);
+    let _ = netlink(None, move |h| {
+        Box::pin(async move {
+            if let Some(idx) = link_index(&h, &host).await? {
+                h.link().del(idx).execute().await?;
+            }
+            Ok(())
+        })
+    });
+    remove_netns(&cfg.netns_path(id));
+    let left = Ipam::new(cfg).release(id)?;
+    if left == 0 {
+        let _ = nft("delete table ip frun\n");
+        let br = cfg.bridge.clone();
+        netlink(None, move |h| {
+            Box::pin(async move {
+                if let Some(idx) = link_index(&h, &br).await? {
+                    h.link().del(idx).execute().await?;
+                }
+                Ok(())
+            })
+        })?;
+    }
+    Ok(())
+}
+
+/// `/etc/hosts` lines for every container on the network.
+pub fn hosts_entries(cfg: &NetConfig) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for lease in Ipam::new(cfg).all()?.values() {
+        out.push_str(&format!("{}\t{}\n", lease.ip, lease.name));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leases_allocate_release_and_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = NetConfig::new(dir.path(), dir.path(), "frun0", "10.89.0.0/30").unwrap();
+        assert_eq!(cfg.gateway(), Ipv4Addr::new(10, 89, 0, 1));
+        let ipam = Ipam::new(&cfg);
+        assert_eq!(
+            ipam.allocate("a", "app").unwrap(),
+            Ipv4Addr::new(10, 89, 0, 2)
+        );
+        assert_eq!(
+            ipam.allocate("a", "app").unwrap(),
+            Ipv4Addr::new(10, 89, 0, 2),
+            "same id, same lease"
+        );
+        let err = ipam.allocate("b", "proxy").unwrap_err().to_string();
+        assert!(err.contains("10.89.0.0/30"), "{err}");
+        assert_eq!(ipam.release("a").unwrap(), 0);
+        // A new allocator (a restarted frun) sees the same file.
+        let again = Ipam::new(&cfg);
+        assert_eq!(
+            again.allocate("b", "proxy").unwrap(),
+            Ipv4Addr::new(10, 89, 0, 2)
+        );
+        assert!(hosts_entries(&cfg).unwrap().contains("10.89.0.2\tproxy"));
+    }
+
+    /// Root only: attach and detach a fake container, all inside a network namespace
+    /// this test makes for its "host" side (the thread's own: threads and the `nft`
+    /// process it starts inherit it), so the machine's own namespace is never touched.
+    #[test]
+    fn attach_and_detach_inside_a_private_namespace() {
+        if !rustix::process::geteuid().is_root() {
+            assert!(
+                std::env::var("CI").is_err(),
+                "this test must run as root in CI"
+            );
+            eprintln!("SKIPPED: not root");
+            return;
+        }
+        std::thread::spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let cfg = NetConfig::new(
+                &dir.path().join("root"),
+                &dir.path().join("run"),
+                "frunt0",
+                "10.89.0.0/24",
+            )
+            .unwrap();
+            let id = "0123456789abcdef0123456789abcdef";
+            let a = attach(&cfg, id, "app").unwrap();
+            assert_eq!(a.ip, Ipv4Addr::new(10, 89, 0, 2));
+            // Inside: eth0 with the address, the default route via the gateway, lo up.
+            let ns = a.netns.clone();
+            let (addrs, routes) = netlink(Some(ns), |h| {
+                Box::pin(async move {
+                    let addrs: Vec<String> = h
+                        .address()
+                        .get()
+                        .execute()
+                        .try_collect::<Vec<_>>()
+                        .await?
+                        .iter()
+                        .map(|m| format!("{:?}", m.attributes))
+                        .collect();
+                    let routes: Vec<String> = h
+                        .route()
+                        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+                        .execute()
+                        .try_collect::<Vec<_>>()
+                        .await?
+                        .iter()
+                        .map(|m| format!("{:?}", m.attributes))
+                        .collect();
+                    Ok((addrs.join("\n"), routes.join("\n")))
+                })
+            })
+            .unwrap();
+            assert!(addrs.contains("10.89.0.2"), "{addrs}");
+            assert!(routes.contains("10.89.0.1"), "{routes}");
+            let table = std::process::Command::new("nft")
+                .args(["list", "table", "ip", "frun"])
+                .output()
+                .unwrap();
+            assert!(String::from_utf8_lossy(&table.stdout).contains("masquerade"));
+            assert!(hosts_entries(&cfg).unwrap().contains("10.89.0.2\tapp"));
+            detach(&cfg, id).unwrap();
+            // Nothing left: no veth, no bridge, no table, no lease, no namespace file.
+            let links = netlink(None, |h| {
+                Box::pin(async move {
+                    Ok(h.link()
+                        .get()
+                        .execute()
+                        .try_collect::<Vec<_>>()
+                        .await?
+                        .len())
+                })
+            })
+            .unwrap();
+            assert_eq!(links, 1, "only lo is left");
+            let table = std::process::Command::new("nft")
+                .args(["list", "table", "ip", "frun"])
+                .output()
+                .unwrap();
+            assert!(!table.status.success(), "the table is gone");
+            assert!(Ipam::new(&cfg).all().unwrap().is_empty());
+            assert!(!cfg.netns_path(id).exists());
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn subnets_validate() {
+        let d = Path::new("/x");
+        assert!(NetConfig::new(d, d, "frun0", "10.89.0.0").is_err());
+        assert!(NetConfig::new(d, d, "frun0", "10.89.0.0/31").is_err());
+        assert!(NetConfig::new(d, d, "a-very-long-bridge-name", "10.89.0.0/16").is_err());
+        let c = NetConfig::new(d, d, "frun0", "10.89.3.7/16").unwrap();
+        assert_eq!(c.cidr(), "10.89.0.0/16");
+        assert!(nft_script(&c).contains("ip saddr 10.89.0.0/16 oifname != \"frun0\" masquerade"));
+    }
+}
