@@ -10,7 +10,6 @@ mod containers;
 mod forward;
 #[allow(dead_code)] // wired into `run --network bridge` by the networking work in progress
 mod net;
-mod oci;
 mod progress;
 mod runspec;
 
@@ -18,9 +17,6 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    if oci::invoked_as_oci() {
-        return oci::main();
-    }
     let cli = cli::Cli::parse();
     init_logging(cli.global.verbose);
     match commands::run(cli) {
