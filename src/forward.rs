@@ -382,6 +382,39 @@ mod tests {
     }
 
     #[test]
+    fn publish_specs_parse() {
+        let p: Publish = "8080:80".parse().unwrap();
+        assert_eq!(p.to_string(), "0.0.0.0:8080:80/tcp");
+        let p: Publish = "127.0.0.1:5353:53/udp".parse().unwrap();
+        assert!(p.udp && p.host_port == 5353 && p.container_port == 53);
+        let p: Publish = "[::1]:8443:443".parse().unwrap();
+        assert_eq!(p.to_string(), "[::1]:8443:443/tcp");
+        for bad in [
+            "80",
+            "x:80",
+            "8080:80/sctp",
+            "0:80",
+            "70000:80",
+            "1.2.3:80:80",
+        ] {
+            let e = bad.parse::<Publish>().unwrap_err().to_string();
+            assert!(e.contains(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn port_in_use_is_named() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let p: Publish = format!("127.0.0.1:{port}:80").parse().unwrap();
+        let err = bind_all(&[p]).err().unwrap().to_string();
+        assert!(
+            err.contains("already in use") && err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn proxy_header_formats() {
         let h = proxy_v1_header(
             "10.0.0.1:5000".parse().unwrap(),
@@ -389,4 +422,182 @@ mod tests {
         );
         assert_eq!(h, "PROXY TCP4 10.0.0.1 10.0.0.2 5000 80\r\n");
     }
+}
+
+/// One `-p [IP:]HOST:CONTAINER[/tcp|udp]`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Publish {
+    pub host_ip: std::net::IpAddr,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub udp: bool,
+}
+
+impl std::str::FromStr for Publish {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Publish> {
+        let bad = || {
+            anyhow::anyhow!("invalid port mapping {s:?}: expected [IP:]HOST:CONTAINER[/tcp|udp]")
+        };
+        let (spec, proto) = match s.rsplit_once('/') {
+            Some((a, "tcp")) => (a, false),
+            Some((a, "udp")) => (a, true),
+            Some(_) => return Err(bad()),
+            None => (s, false),
+        };
+        let (ip, host, container) = match spec.rsplitn(3, ':').collect::<Vec<_>>().as_slice() {
+            [c, h] => ("0.0.0.0", *h, *c),
+            [c, h, ip] => (*ip, *h, *c),
+            _ => return Err(bad()),
+        };
+        let ip = ip.trim_start_matches('[').trim_end_matches(']');
+        let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad);
+        Ok(Publish {
+            host_ip: ip.parse().map_err(|_| bad())?,
+            host_port: port(host)?,
+            container_port: port(container)?,
+            udp: proto,
+        })
+    }
+}
+
+impl std::fmt::Display for Publish {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ip = match self.host_ip {
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        };
+        write!(
+            f,
+            "{ip}:{}:{}/{}",
+            self.host_port,
+            self.container_port,
+            if self.udp { "udp" } else { "tcp" }
+        )
+    }
+}
+
+/// A bound host socket, ready to forward.
+pub enum Bound {
+    Tcp(std::net::TcpListener, Publish),
+    Udp(std::net::UdpSocket, Publish),
+}
+
+/// Binds every published port now, so that a taken port fails the start with a clear
+/// message instead of a container without its port.
+pub fn bind_all(ports: &[Publish]) -> anyhow::Result<Vec<Bound>> {
+    let mut out = Vec::new();
+    for p in ports {
+        let addr = SocketAddr::new(p.host_ip, p.host_port);
+        let r = if p.udp {
+            std::net::UdpSocket::bind(addr).map(|s| Bound::Udp(s, p.clone()))
+        } else {
+            std::net::TcpListener::bind(addr).map(|s| Bound::Tcp(s, p.clone()))
+        };
+        match r {
+            Ok(b) => out.push(b),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                let who = port_owner(p.host_port, p.udp)
+                    .map(|w| format!(" (by {w})"))
+                    .unwrap_or_default();
+                anyhow::bail!(
+                    "cannot publish {p}: port {} is already in use{who}",
+                    p.host_port
+                );
+            }
+            Err(e) => anyhow::bail!("cannot publish {p}: {e}"),
+        }
+    }
+    Ok(out)
+}
+
+/// `pid NNN (comm)` of the process holding a listening socket on `port`, if visible.
+fn port_owner(port: u16, udp: bool) -> Option<String> {
+    let tables = if udp {
+        ["/proc/net/udp", "/proc/net/udp6"]
+    } else {
+        ["/proc/net/tcp", "/proc/net/tcp6"]
+    };
+    let mut inodes = Vec::new();
+    for t in tables {
+        for line in std::fs::read_to_string(t).ok()?.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = f
+                .get(1)?
+                .rsplit(':')
+                .next()
+                .and_then(|h| u16::from_str_radix(h, 16).ok());
+            // 0A is LISTEN for TCP; any bound UDP socket counts.
+            if local_port == Some(port) && (udp || f.get(3) == Some(&"0A")) {
+                inodes.push(format!("socket:[{}]", f.get(9)?));
+            }
+        }
+    }
+    for proc_dir in std::fs::read_dir("/proc").ok()?.flatten() {
+        let pid = proc_dir.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(proc_dir.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(link) = std::fs::read_link(fd.path()) {
+                if inodes.iter().any(|i| link.as_os_str() == i.as_str()) {
+                    let comm =
+                        std::fs::read_to_string(proc_dir.path().join("comm")).unwrap_or_default();
+                    return Some(format!("pid {pid} ({})", comm.trim()));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Forwards every bound port to `ip` on a runtime of its own thread; returns the
+/// targets (for retargeting) and the thread.
+pub fn start(
+    bound: Vec<Bound>,
+    ip: std::net::IpAddr,
+) -> anyhow::Result<(Vec<Target>, std::thread::JoinHandle<()>)> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .thread_name("frun-forward")
+        .build()?;
+    let mut targets = Vec::new();
+    let mut tasks = Vec::new();
+    for b in bound {
+        match b {
+            Bound::Tcp(l, p) => {
+                l.set_nonblocking(true)?;
+                let t = Target::new(SocketAddr::new(ip, p.container_port));
+                targets.push(t.clone());
+                let l = {
+                    let _g = rt.enter();
+                    TcpListener::from_std(l)?
+                };
+                tasks.push(rt.spawn(serve_tcp(l, t, TcpOptions::default())));
+            }
+            Bound::Udp(s, p) => {
+                s.set_nonblocking(true)?;
+                let t = Target::new(SocketAddr::new(ip, p.container_port));
+                targets.push(t.clone());
+                let s = {
+                    let _g = rt.enter();
+                    UdpSocket::from_std(s)?
+                };
+                tasks.push(rt.spawn(serve_udp(s, t, Duration::from_secs(60))));
+            }
+        }
+    }
+    let handle = std::thread::spawn(move || {
+        rt.block_on(async move {
+            for t in tasks {
+                let _ = t.await;
+            }
+        })
+    });
+    Ok((targets, handle))
 }
