@@ -13,8 +13,8 @@ use frun_images::{ImageRecord, ImageRef, Platform};
 use frun_runtime::{ExitState, RootfsSource, SpawnConfig, Stdio};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
-use std::io::{BufRead, Write};
-use std::os::fd::OwnedFd;
+use std::io::{BufRead, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::str::FromStr;
@@ -29,6 +29,9 @@ use crate::runspec::{self, Network, RunOptions};
 const EXIT_FRUN_ERROR: u8 = 125;
 const EXIT_CANNOT_INVOKE: u8 = 126;
 const EXIT_NOT_FOUND: u8 = 127;
+
+/// What the shim of a detached container prints once the container runs.
+const SHIM_STARTED: &str = "started";
 
 fn code(c: i32) -> ExitCode {
     ExitCode::from(c.clamp(0, 255) as u8)
@@ -48,7 +51,20 @@ fn image_for_run(g: &Global, image: &ImageRef, quiet: bool) -> anyhow::Result<Im
     super::images::pull_record(g, image, None, quiet)
 }
 
+/// `frun run`: a failure before the container's command runs (a bad flag, an unknown
+/// user, an image for another platform, a name in use) exits 125, as Docker's does, so
+/// that a caller can tell it from the command's own exit code.
 pub fn run(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
+    match run_container(g, args) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("frun: error: {e:#}");
+            Ok(ExitCode::from(EXIT_FRUN_ERROR))
+        }
+    }
+}
+
+fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     // 1. Validate every flag before anything exists.
     let image: ImageRef = args.image.parse()?;
     let memory = args
@@ -164,9 +180,13 @@ pub fn run(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     cmd.arg("__shim").arg(&c.record.id);
     if args.detach {
         use std::os::unix::process::CommandExt;
+        // The shim says "started" on its stdout once the container runs, then lets go of
+        // both pipes; if it cannot start the container it says why on stderr and exits.
+        // The state file cannot tell: with --rm a container that exits at once is gone
+        // before anyone could read it.
         cmd.stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
         // SAFETY: setsid is async-signal-safe; the shim outlives this command.
         unsafe {
             cmd.pre_exec(|| {
@@ -175,33 +195,33 @@ pub fn run(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
             });
         }
         let mut child = cmd.spawn().context("starting the container supervisor")?;
-        let start = Instant::now();
-        loop {
-            let st = c.state()?;
-            match st.status {
-                Status::Running => break,
-                Status::Exited => match st.error {
-                    Some(e) => bail!("{e}"),
-                    None => break,
-                },
-                Status::Created => {}
-            }
-            if let Some(status) = child.try_wait()? {
-                let st = c.state()?;
-                bail!(
-                    "{}",
-                    st.error.unwrap_or_else(|| format!(
-                        "the container supervisor exited with {status}"
-                    ))
-                );
-            }
-            if start.elapsed() > Duration::from_secs(60) {
-                bail!("the container did not start within 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(2));
+        let mut stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut said = String::new();
+            let _ = stdout.read_to_string(&mut said);
+            let _ = tx.send(said);
+        });
+        let said = rx
+            .recv_timeout(Duration::from_secs(60))
+            .map_err(|_| anyhow::anyhow!("the container did not start within 60 s"))?;
+        if said.lines().any(|l| l == SHIM_STARTED) {
+            println!("{}", c.record.id);
+            return Ok(ExitCode::SUCCESS);
         }
-        println!("{}", c.record.id);
-        return Ok(ExitCode::SUCCESS);
+        let status = child.wait()?;
+        let mut why = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut why);
+        }
+        if why.trim().is_empty() {
+            why = format!("frun: error: the container supervisor exited with {status}\n");
+        }
+        eprint!("{why}");
+        return Ok(match status.code() {
+            Some(c) if c == EXIT_CANNOT_INVOKE as i32 || c == EXIT_NOT_FOUND as i32 => code(c),
+            _ => ExitCode::from(EXIT_FRUN_ERROR),
+        });
     }
     let mut child = cmd.spawn().context("starting the container supervisor")?;
     // Ctrl-C reaches the shim too (same process group); it stops the container, and
@@ -330,6 +350,20 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
     st.shim_pid = Some(std::process::id() as i32);
     st.started_at = Some(now());
     c.set_state(&st)?;
+    if c.record.detached {
+        // `frun run -d` waits for this line, then for both pipes to close.
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{SHIM_STARTED}")?;
+        out.flush()?;
+        drop(out);
+        let null = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")?;
+        for fd in [1, 2] {
+            nix::unistd::dup2(null.as_raw_fd(), fd)?;
+        }
+    }
 
     // Logs of a detached container: one thread per stream, JSON lines like Docker's.
     let mut loggers = Vec::new();
