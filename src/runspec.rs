@@ -295,7 +295,10 @@ pub fn build(
 
     let mut mounts = spec.mounts().clone().unwrap_or_default();
     if opts.network == Network::Host {
-        // sysfs can only be mounted fresh in a network namespace of one's own.
+        // sysfs can only be mounted fresh in a network namespace of one's own. A plain
+        // bind, not rbind: the host's submounts of /sys (debugfs, tracefs, securityfs,
+        // bpf, cgroups) would come along read-write, since the read-only remount applies
+        // to the top mount only.
         for m in mounts
             .iter_mut()
             .filter(|m| m.destination() == Path::new("/sys"))
@@ -305,7 +308,7 @@ pub fn build(
                 .typ("bind")
                 .source("/sys")
                 .options(vec![
-                    "rbind".into(),
+                    "bind".into(),
                     "nosuid".into(),
                     "noexec".into(),
                     "nodev".into(),

@@ -397,7 +397,14 @@ fn mount_cgroups(root: &OwnedFd, dest: &Path, flags: MsFlags) -> R<()> {
                 .split(',')
                 .filter(|o| *o != "rw" && *o != "ro")
                 .collect();
-            v1.push((name, opts.join(",")));
+            // One mount per hierarchy: with /sys bound recursively from the host (a
+            // container in the host's network namespace), mountinfo lists each hierarchy
+            // again under the new root, and mounting one twice on the same directory
+            // fails with EBUSY.
+            let opts = opts.join(",");
+            if !v1.iter().any(|(_, o)| *o == opts) {
+                v1.push((name, opts));
+            }
         } else if fstype == "cgroup2" && mount_point == "/sys/fs/cgroup" {
             v2 = true;
         }
