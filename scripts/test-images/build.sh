@@ -160,7 +160,7 @@ reconfig() { # reconfig REPO [umoci config args...]: config change, gc, check, l
     img "oci:oci/$repo:latest $repo:latest"
 }
 top_has() { # top_has REPO REGEX: a line of `tar -tvzf` of the top layer matches REGEX
-    tar -tvzf "$(last_layer "$OUT/oci/$1")" | grep -Eq "$2" || die "$1: top layer has no entry matching '$2'"
+    tar -tvzf "$(last_layer "$OUT/oci/$1")" | grep -E "$2" >/dev/null || die "$1: top layer has no entry matching '$2'"
 }
 config_is() { # config_is REPO JQ-EXPR WANT: `jq -c JQ-EXPR` of the image config is WANT
     local got
