@@ -7,3 +7,4 @@
 
 mod common;
 mod pull;
+mod run;
