@@ -59,6 +59,17 @@ pub struct Global {
         default_value = "/frun"
     )]
     pub cgroup_parent: String,
+    /// The bridge of `--network bridge`.
+    #[arg(long, global = true, env = "FRUN_BRIDGE", default_value = "frun0")]
+    pub bridge: String,
+    /// The bridge's subnet (not podman's 10.88.0.0/16 nor Docker's 172.17.0.0/16).
+    #[arg(
+        long,
+        global = true,
+        env = "FRUN_SUBNET",
+        default_value = "10.89.0.0/16"
+    )]
+    pub subnet: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -124,9 +135,12 @@ pub struct RunArgs {
     /// Maximum number of processes.
     #[arg(long)]
     pub pids_limit: Option<i64>,
-    /// none (loopback only) or host.
-    #[arg(long, default_value = "none")]
+    /// bridge (an address on frun's bridge, NAT to the outside), none (loopback only) or host.
+    #[arg(long, default_value = "bridge")]
     pub network: String,
+    /// Publish a port: [IP:]HOST:CONTAINER[/tcp|udp] (a userspace forwarder in frun).
+    #[arg(short, long = "publish")]
+    pub publish: Vec<String>,
     /// Pull quietly if the image is missing.
     #[arg(short, long)]
     pub quiet: bool,

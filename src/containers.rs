@@ -35,6 +35,26 @@ pub struct Record {
     /// Human-readable limits, for error messages (`64m`).
     #[serde(default)]
     pub memory_limit: Option<String>,
+    /// The bridge network it is on, if any.
+    #[serde(default)]
+    pub network: Option<NetRecord>,
+    /// Published ports (`-p`).
+    #[serde(default)]
+    pub publish: Vec<crate::forward::Publish>,
+}
+
+/// A container's place on frun's bridge network.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NetRecord {
+    pub bridge: String,
+    pub subnet: String,
+    pub ip: std::net::Ipv4Addr,
+}
+
+impl NetRecord {
+    pub fn config(&self, root: &Path, run_root: &Path) -> anyhow::Result<crate::net::NetConfig> {
+        crate::net::NetConfig::new(root, run_root, &self.bridge, &self.subnet)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,6 +304,15 @@ impl Containers {
             0 => bail!("no such container: {key}"),
             n => bail!("{n} containers match {key:?}: give more of the id"),
         }
+    }
+
+    /// Rewrites a container's record (once, when its network is known).
+    pub fn update(&self, c: Container, record: Record) -> anyhow::Result<Container> {
+        write_atomic(
+            &c.dir.join("frun.json"),
+            &serde_json::to_vec_pretty(&record)?,
+        )?;
+        Ok(Container { dir: c.dir, record })
     }
 
     pub fn remove(&self, c: &Container) -> anyhow::Result<()> {

@@ -6,9 +6,7 @@
 mod cli;
 mod commands;
 mod containers;
-#[allow(dead_code)] // wired into `run -p` by the networking work in progress
 mod forward;
-#[allow(dead_code)] // wired into `run --network bridge` by the networking work in progress
 mod net;
 mod progress;
 mod runspec;

@@ -163,7 +163,6 @@ impl<'a> Ipam<'a> {
 #[derive(Clone, Debug)]
 pub struct Attachment {
     pub ip: Ipv4Addr,
-    pub netns: PathBuf,
 }
 
 /// Host-side veth name of a container: unique per id, within IFNAMSIZ.
@@ -409,7 +408,7 @@ pub fn attach(cfg: &NetConfig, id: &str, name: &str) -> anyhow::Result<Attachmen
         Ok::<(), anyhow::Error>(())
     })();
     match r {
-        Ok(()) => Ok(Attachment { ip, netns }),
+        Ok(()) => Ok(Attachment { ip }),
         Err(e) => {
             if let Err(d) = detach(cfg, id) {
                 tracing::warn!(error = %d, "cleaning up a failed network attach");
@@ -514,7 +513,7 @@ mod tests {
             let a = attach(&cfg, id, "app").unwrap();
             assert_eq!(a.ip, Ipv4Addr::new(10, 89, 0, 2));
             // Inside: eth0 with the address, the default route via the gateway, lo up.
-            let ns = a.netns.clone();
+            let ns = cfg.netns_path(id);
             let (addrs, routes) = netlink(Some(ns), |h| {
                 Box::pin(async move {
                     let addrs: Vec<String> = h

@@ -30,8 +30,10 @@ pub struct RunOptions {
     pub volumes: Vec<(PathBuf, String, bool)>,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub enum Network {
+    /// The network namespace file prepared for the container (bridge networking).
+    Join(PathBuf),
     /// A network namespace with only loopback.
     #[default]
     None,
@@ -281,6 +283,26 @@ pub fn build(
         resources = resources.pids(LinuxPidsBuilder::default().limit(p).build()?);
     }
     linux.set_resources(Some(resources.build()?));
+    if let Network::Join(path) = &opts.network {
+        let ns: Vec<_> = linux
+            .namespaces()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|n| {
+                if n.typ() == LinuxNamespaceType::Network {
+                    oci_spec::runtime::LinuxNamespaceBuilder::default()
+                        .typ(LinuxNamespaceType::Network)
+                        .path(path.clone())
+                        .build()
+                        .expect("namespace")
+                } else {
+                    n
+                }
+            })
+            .collect();
+        linux.set_namespaces(Some(ns));
+    }
     if opts.network == Network::Host {
         let ns: Vec<_> = linux
             .namespaces()

@@ -76,11 +76,23 @@ fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     if memory.is_some_and(|m| m < 6 << 20) {
         bail!("--memory must be at least 6m");
     }
-    let network = match args.network.as_str() {
-        "none" => Network::None,
-        "host" => Network::Host,
-        other => bail!("--network {other:?}: supported are none and host (bridge comes with the networking work)"),
+    let bridge = match args.network.as_str() {
+        "bridge" => true,
+        "none" | "host" => false,
+        other => bail!("--network {other:?}: use bridge, none or host"),
     };
+    let publish = args
+        .publish
+        .iter()
+        .map(|p| p.parse::<crate::forward::Publish>())
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if !publish.is_empty() && !bridge {
+        bail!(
+            "-p needs --network bridge: with --network {} there is no container address to forward to",
+            args.network
+        );
+    }
+    let net_cfg = crate::net::NetConfig::new(&g.root, &g.run_root, &g.bridge, &g.subnet)?;
     let containers = Containers::open(&g.root)?;
     let store = open_store(g)?;
     let volumes_dir = g.root.join("volumes");
@@ -131,14 +143,44 @@ fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
             stop_signal: stop_signal as i32,
             stop_timeout: 10,
             memory_limit: args.memory.clone(),
+            network: None,
+            publish: publish.clone(),
         })
     })?;
+    // The network first: the spec names the namespace file it makes.
+    let c = if bridge {
+        match crate::net::attach(&net_cfg, &c.record.id, &c.record.name) {
+            Ok(a) => {
+                let mut record = c.record.clone();
+                record.network = Some(crate::containers::NetRecord {
+                    bridge: g.bridge.clone(),
+                    subnet: g.subnet.clone(),
+                    ip: a.ip,
+                });
+                containers.update(c, record)?
+            }
+            Err(e) => {
+                let _ = containers.remove(&c);
+                return Err(e);
+            }
+        }
+    } else {
+        c
+    };
+    let network = match (&c.record.network, args.network.as_str()) {
+        (Some(_), _) => Network::Join(net_cfg.netns_path(&c.record.id)),
+        (None, "host") => Network::Host,
+        _ => Network::None,
+    };
     let result = (|| {
         let hostname = c.record.id[..12].to_string();
         let hosts = c.dir.join("hosts");
         let resolv = c.dir.join("resolv.conf");
         let hostname_file = c.dir.join("hostname");
-        std::fs::write(&hosts, format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname} {}\n", c.record.name))?;
+        std::fs::write(&hosts, hosts_file(&c, &net_cfg))?;
+        if c.record.network.is_some() {
+            refresh_hosts(&containers, &net_cfg);
+        }
         std::fs::write(&resolv, host_resolv_conf())?;
         std::fs::write(&hostname_file, format!("{hostname}\n"))?;
         let opts = RunOptions {
@@ -163,6 +205,9 @@ fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok::<(), anyhow::Error>(())
     })();
     if let Err(e) = result {
+        if c.record.network.is_some() {
+            let _ = crate::net::detach(&net_cfg, &c.record.id);
+        }
         let _ = containers.remove(&c);
         return Err(e);
     }
@@ -315,9 +360,20 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
         (Stdio::default(), None)
     };
 
-    let started = match frun_runtime::spawn(&cfg, stdio) {
+    let net_cfg = match &c.record.network {
+        Some(n) => Some(n.config(&g.root, &g.run_root)?),
+        None => None,
+    };
+    // Published ports are bound before the start, so that a taken port fails it.
+    let spawned = crate::forward::bind_all(&c.record.publish)
+        .map_err(|e| frun_runtime::RuntimeError::Config(format!("{e:#}")))
+        .and_then(|bound| Ok((frun_runtime::spawn(&cfg, stdio)?, bound)));
+    let (started, bound) = match spawned {
         Ok(s) => s,
         Err(e) => {
+            if let Some(n) = &net_cfg {
+                let _ = crate::net::detach(n, &c.record.id);
+            }
             let msg = format!("starting container {}: {e}", c.record.name);
             let exit = match &e {
                 frun_runtime::RuntimeError::Child(m)
@@ -395,9 +451,20 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
         }
     });
 
+    // The forwarder: host ports to the container's address, in this process.
+    if let (false, Some(n)) = (bound.is_empty(), &c.record.network) {
+        crate::forward::start(bound, std::net::IpAddr::V4(n.ip))?;
+    }
+
     let exit = frun_runtime::wait(&started)?;
     for l in loggers {
         let _ = l.join();
+    }
+    if let Some(n) = &net_cfg {
+        if let Err(e) = crate::net::detach(n, &c.record.id) {
+            tracing::warn!(error = %format!("{e:#}"), "disconnecting the container from the bridge");
+        }
+        refresh_hosts(&containers, n);
     }
     if let Err(e) = started.cgroup.remove() {
         tracing::warn!(error = %e, "removing the container's cgroup");
@@ -516,7 +583,13 @@ pub fn stop(g: &Global, args: StopArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Removes a container that is not running (its cgroup too, should a crash have left it).
-fn remove(containers: &Containers, c: &Container) -> anyhow::Result<()> {
+fn remove(g: &Global, containers: &Containers, c: &Container) -> anyhow::Result<()> {
+    // Normally the shim disconnected it; after a crash, this does.
+    if let Some(n) = &c.record.network {
+        if let Ok(cfg) = n.config(&g.root, &g.run_root) {
+            let _ = crate::net::detach(&cfg, &c.record.id);
+        }
+    }
     if let Ok(cg) = frun_runtime::cgroup::Cgroup::open(&c.record.cgroup) {
         if cg.pids().is_empty() {
             let _ = cg.remove();
@@ -548,7 +621,7 @@ pub fn rm(g: &Global, args: RmArgs) -> anyhow::Result<ExitCode> {
             }
             // The shim of an --rm container may be removing it right now.
             if c.dir.exists() {
-                remove(&containers, &c)?;
+                remove(g, &containers, &c)?;
             }
             println!("{key}");
             Ok(())
@@ -729,6 +802,36 @@ pub fn exec(g: &Global, args: ExecArgs) -> anyhow::Result<ExitCode> {
     }
     let exit = frun_runtime::wait(&started)?;
     Ok(code(exit.code))
+}
+
+/// A container's `/etc/hosts`: itself, and every container on its bridge by name.
+fn hosts_file(c: &Container, net: &crate::net::NetConfig) -> String {
+    let hostname = &c.record.id[..12];
+    let mut s = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string();
+    match &c.record.network {
+        Some(n) => {
+            s.push_str(&format!("{}\t{hostname}\n", n.ip));
+            s.push_str(&crate::net::hosts_entries(net).unwrap_or_default());
+        }
+        None => s.push_str(&format!("127.0.1.1\t{hostname} {}\n", c.record.name)),
+    }
+    s
+}
+
+/// Rewrites, in place (a bind-mounted file must keep its inode), the hosts file of every
+/// container on the bridge, so that they find a container that just came or went.
+fn refresh_hosts(containers: &Containers, net: &crate::net::NetConfig) {
+    let Ok(all) = containers.list() else { return };
+    for c in all.iter().filter(|c| c.record.network.is_some()) {
+        let path = c.dir.join("hosts");
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+        {
+            let _ = f.write_all(hosts_file(c, net).as_bytes());
+        }
+    }
 }
 
 #[cfg(test)]
