@@ -67,6 +67,17 @@ impl NetConfig {
         Ipv4Addr::from(u32::from(self.subnet) + 1)
     }
 
+    /// The nftables table of this bridge (one per bridge, so that two frun roots with
+    /// their own bridges never touch each other's rules).
+    pub fn nft_table(&self) -> String {
+        let name: String = self
+            .bridge
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        format!("frun_{name}")
+    }
+
     fn cidr(&self) -> String {
         format!("{}/{}", self.subnet, self.prefix)
     }
@@ -249,11 +260,12 @@ fn remove_netns(path: &Path) {
 /// interface, forwarding to and from the bridge.
 fn nft_script(cfg: &NetConfig) -> String {
     format!(
-        "table ip frun\nflush table ip frun\ntable ip frun {{\n\
+        "table ip {t}\nflush table ip {t}\ntable ip {t} {{\n\
          chain postrouting {{ type nat hook postrouting priority srcnat; policy accept;\n\
            ip saddr {cidr} oifname != \"{br}\" masquerade\n }}\n\
          chain forward {{ type filter hook forward priority filter; policy accept;\n\
            iifname \"{br}\" accept\n oifname \"{br}\" ct state established,related accept\n }}\n}}\n",
+        t = cfg.nft_table(),
         cidr = cfg.cidr(),
         br = cfg.bridge
     )
@@ -432,7 +444,7 @@ pub fn detach(cfg: &NetConfig, id: &str) -> anyhow::Result<()> {
     remove_netns(&cfg.netns_path(id));
     let left = Ipam::new(cfg).release(id)?;
     if left == 0 {
-        let _ = nft("delete table ip frun\n");
+        let _ = nft(&format!("delete table ip {}\n", cfg.nft_table()));
         let br = cfg.bridge.clone();
         netlink(None, move |h| {
             Box::pin(async move {
@@ -541,7 +553,7 @@ mod tests {
             assert!(addrs.contains("10.89.0.2"), "{addrs}");
             assert!(routes.contains("10.89.0.1"), "{routes}");
             let table = std::process::Command::new("nft")
-                .args(["list", "table", "ip", "frun"])
+                .args(["list", "table", "ip", "frun_frunt0"])
                 .output()
                 .unwrap();
             assert!(String::from_utf8_lossy(&table.stdout).contains("masquerade"));
@@ -561,7 +573,7 @@ mod tests {
             .unwrap();
             assert_eq!(links, 1, "only lo is left");
             let table = std::process::Command::new("nft")
-                .args(["list", "table", "ip", "frun"])
+                .args(["list", "table", "ip", "frun_frunt0"])
                 .output()
                 .unwrap();
             assert!(!table.status.success(), "the table is gone");

@@ -6,5 +6,6 @@
 //! reason; under CI (`CI=true`) it fails instead.
 
 mod common;
+mod net;
 mod pull;
 mod run;

@@ -1,0 +1,322 @@
+//! Bridge networking and published ports. Everything here runs inside the network
+//! namespace that `scripts/test.sh` makes for the test run (the "host" of these tests),
+//! plus an "outside" namespace a test makes and removes itself.
+
+use crate::common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// Retries `f` for up to 10 s (a detached server needs a moment to listen).
+fn eventually<T>(mut f: impl FnMut() -> Result<T, String>) -> T {
+    let start = Instant::now();
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) if start.elapsed() > Duration::from_secs(10) => panic!("gave up: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+fn www(f: &Frun, text: &str) -> PathBuf {
+    let dir = f.dir.path().join("www");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), text).unwrap();
+    dir
+}
+
+fn links() -> String {
+    String::from_utf8(
+        Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+}
+
+fn nft_tables() -> String {
+    String::from_utf8(
+        Command::new("nft")
+            .args(["list", "tables"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+}
+
+/// A test's own bridge, so that tests running at once do not share one.
+fn bridged(f: Frun, n: u8) -> Frun {
+    let br = format!("frunt{n}");
+    let subnet = format!("10.89.{n}.0/24");
+    f.env("FRUN_BRIDGE", &br).env("FRUN_SUBNET", &subnet)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn published_port_reaches_the_container_and_everything_goes_at_rm() {
+    let Some(reg) = registry() else { return };
+    let f = bridged(Frun::new(), 1);
+    let dir = www(&f, "hello through the forwarder\n");
+    let port = free_port();
+    let image = format!("{reg}/test/busybox");
+    f.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-v",
+        &format!("{}:/www:ro", dir.display()),
+        "-p",
+        &format!("127.0.0.1:{port}:80"),
+        &image,
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    let body =
+        eventually(|| http_get(&format!("127.0.0.1:{port}"), "/").map_err(|e| e.to_string()));
+    assert!(body.contains("hello through the forwarder"), "{body}");
+    // A second container cannot take the port; the error names it and its owner.
+    let err = f.fails(&[
+        "run",
+        "--rm",
+        "-p",
+        &format!("127.0.0.1:{port}:80"),
+        &image,
+        "true",
+    ]);
+    assert!(
+        err.contains(&format!("port {port} is already in use")) && err.contains("frun"),
+        "{err}"
+    );
+    assert!(links().contains("frunt1"));
+    assert!(nft_tables().contains("table ip frun_frunt1"));
+    f.ok(&["rm", "-f", "web"]);
+    // Clean-up: no veth, no bridge, no table, no lease, no namespace file.
+    let l = links();
+    assert!(!l.contains("frunt1") && !l.contains("veth"), "{l}");
+    assert!(!nft_tables().contains("table ip frun_frunt1"));
+    let leases = std::fs::read_to_string(f.root().join("network/leases.json")).unwrap();
+    assert!(!leases.contains("10.89.1."), "{leases}");
+    let netns = f.dir.path().join("run/netns");
+    assert!(std::fs::read_dir(&netns).map(|d| d.count()).unwrap_or(0) == 0);
+    assert!(
+        http_get(&format!("127.0.0.1:{port}"), "/").is_err(),
+        "the port is closed"
+    );
+}
+
+#[test]
+fn containers_reach_each_other_by_name() {
+    let Some(reg) = registry() else { return };
+    let f = bridged(Frun::new(), 2);
+    let dir = www(&f, "from app\n");
+    let image = format!("{reg}/test/busybox");
+    f.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "app",
+        "-v",
+        &format!("{}:/www:ro", dir.display()),
+        &image,
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    // The first container learns of the second one too (its /etc/hosts is kept current).
+    f.ok(&["run", "-d", "--name", "proxy", &image, "sleep", "60"]);
+    let out = eventually(|| {
+        let o = f.run(&["exec", "proxy", "wget", "-q", "-O", "-", "http://app/"]);
+        if o.status.success() {
+            Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&o.stderr).into_owned())
+        }
+    });
+    assert_eq!(out, "from app\n");
+    let hosts = f.ok(&["exec", "app", "cat", "/etc/hosts"]);
+    assert!(hosts.contains("\tproxy"), "{hosts}");
+    f.ok(&["rm", "-f", "app", "proxy"]);
+    assert!(!links().contains("frunt2"));
+}
+
+/// An "outside" host: a network namespace of this test, wired to the test run's
+/// namespace by a veth pair, with a web server; removed on drop.
+struct Outside {
+    file: PathBuf,
+    server: Option<std::process::Child>,
+    host_if: String,
+}
+
+impl Outside {
+    fn new(dir: &Path) -> Outside {
+        let file = dir.join("outside-ns");
+        std::fs::File::create(&file).unwrap();
+        let ok = |c: &mut Command| assert!(c.status().unwrap().success(), "{c:?}");
+        ok(Command::new("unshare")
+            .arg(format!("--net={}", file.display()))
+            .arg("true"));
+        let o = Outside {
+            file,
+            server: None,
+            host_if: "frunto0".into(),
+        };
+        let ns = format!("--net={}", o.file.display());
+        ok(Command::new("ip").args([
+            "link", "add", &o.host_if, "type", "veth", "peer", "name", "frunto1",
+        ]));
+        ok(Command::new("ip").args([
+            "link",
+            "set",
+            "frunto1",
+            "netns",
+            &o.file.display().to_string(),
+        ]));
+        ok(Command::new("ip").args(["addr", "add", "192.0.2.1/24", "dev", &o.host_if]));
+        ok(Command::new("ip").args(["link", "set", &o.host_if, "up"]));
+        for args in [
+            vec!["ip", "addr", "add", "192.0.2.2/24", "dev", "frunto1"],
+            vec!["ip", "link", "set", "frunto1", "up"],
+            vec!["ip", "link", "set", "lo", "up"],
+        ] {
+            ok(Command::new("nsenter").arg(&ns).args(&args));
+        }
+        o
+    }
+
+    fn serve(&mut self, dir: &Path) {
+        let ns = format!("--net={}", self.file.display());
+        self.server = Some(
+            Command::new("nsenter")
+                .arg(&ns)
+                .args(["busybox", "httpd", "-f", "-v", "-p", "192.0.2.2:8000", "-h"])
+                .arg(dir)
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
+        let _ = nix::mount::umount2(&self.file, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+#[test]
+fn egress_goes_out_through_nat() {
+    let Some(reg) = registry() else { return };
+    let f = bridged(Frun::new(), 3);
+    let dir = www(&f, "outside world\n");
+    let mut outside = Outside::new(f.dir.path());
+    outside.serve(&dir);
+    let image = format!("{reg}/test/busybox");
+    let out = eventually(|| {
+        let o = f.run(&[
+            "run",
+            "--rm",
+            &image,
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://192.0.2.2:8000/",
+        ]);
+        if o.status.success() {
+            Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&o.stderr).into_owned())
+        }
+    });
+    assert_eq!(out, "outside world\n");
+    // The outside saw the host's address, not the container's: that is the NAT.
+    let mut server = outside.server.take().unwrap();
+    let _ = server.kill();
+    let mut log = String::new();
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    let _ = server.wait();
+    assert!(log.contains("192.0.2.1"), "{log}");
+    assert!(!log.contains("10.89.3."), "{log}");
+    assert!(
+        !nft_tables().contains("table ip frun_frunt3"),
+        "the table went with the last container"
+    );
+}
+
+#[test]
+fn network_none_has_only_loopback_and_refuses_ports() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    let image = format!("{reg}/test/busybox");
+    let out = f.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &image,
+        "cat",
+        "/proc/net/dev",
+    ]);
+    let ifaces: Vec<&str> = out
+        .lines()
+        .skip(2)
+        .map(|l| l.split(':').next().unwrap().trim())
+        .collect();
+    assert_eq!(ifaces, vec!["lo"]);
+    let err = f.fails(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-p",
+        "8080:80",
+        &image,
+        "true",
+    ]);
+    assert!(err.contains("-p needs --network bridge"), "{err}");
+    let err = f.fails(&["run", "--rm", "-p", "8080", &image, "true"]);
+    assert!(err.contains("\"8080\""), "{err}");
+}
