@@ -8,6 +8,7 @@ mod commands;
 mod containers;
 mod forward;
 mod net;
+mod oci;
 mod progress;
 mod runspec;
 
@@ -15,6 +16,9 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    if oci::invoked_as_oci() {
+        return oci::main();
+    }
     let cli = cli::Cli::parse();
     init_logging(cli.global.verbose);
     match commands::run(cli) {

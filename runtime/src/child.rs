@@ -306,6 +306,13 @@ fn set_rlimit(typ: PosixRlimitType, soft: u64, hard: u64) -> R<()> {
 /// container's PATH.
 fn find_executable(arg0: &str, env: &[String]) -> R<PathBuf> {
     if arg0.contains('/') {
+        // An absolute path is checked now, as runc does, so that a missing command fails
+        // the set-up (OCI `create`) rather than only the `execve` after `start`. A
+        // relative one depends on the working directory, set later.
+        if arg0.starts_with('/') {
+            nix::unistd::access(arg0, nix::unistd::AccessFlags::X_OK)
+                .map_err(|e| format!("exec {arg0:?}: {}", e.desc()))?;
+        }
         return Ok(PathBuf::from(arg0));
     }
     let path = env

@@ -7,5 +7,6 @@
 
 mod common;
 mod net;
+mod oci;
 mod pull;
 mod run;

@@ -1,0 +1,85 @@
+//! `exec`: another process in a running container, from a process JSON (`--process`,
+//! as conmon and containerd-shim pass it) or from a command line.
+
+use anyhow::{bail, Context};
+use frun_runtime::Stdio;
+use oci_spec::runtime::{Process, UserBuilder};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::lifecycle::{code, wait_forwarding_signals};
+use super::state::{write_pid_file, Container, Status};
+use super::{ExecArgs, Global};
+
+pub fn exec(g: &Global, a: &ExecArgs) -> anyhow::Result<ExitCode> {
+    let c = Container::load(&g.root, &a.id)?;
+    if c.status() == Status::Stopped {
+        bail!("cannot exec in a stopped container");
+    }
+    if a.preserve_fds > 0 {
+        bail!("--preserve-fds is not supported: the process gets stdio only");
+    }
+    let spec = c.spec()?;
+    let process = match &a.process {
+        Some(path) => {
+            if !a.command.is_empty() {
+                bail!("give either --process or a command, not both");
+            }
+            let data = std::fs::read(path).with_context(|| format!("reading {path:?}"))?;
+            serde_json::from_slice::<Process>(&data)
+                .with_context(|| format!("parsing the process {path:?}"))?
+        }
+        None => from_command_line(&spec, a)?,
+    };
+    if process.args().as_ref().is_none_or(|v| v.is_empty()) {
+        bail!("the process has no args");
+    }
+    if process.terminal().unwrap_or(false) {
+        bail!("terminals are not supported yet (process.terminal); exec without a tty");
+    }
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+    let started = frun_runtime::exec(
+        c.saved.pid,
+        &c.saved.cgroup,
+        &process,
+        seccomp.as_ref(),
+        Stdio::default(),
+    )?;
+    if let Some(pf) = &a.pid_file {
+        write_pid_file(pf, started.pid)?;
+    }
+    if a.detach {
+        // The process is reparented to the caller's subreaper when this one exits.
+        return Ok(ExitCode::SUCCESS);
+    }
+    let exit = wait_forwarding_signals(&started)?;
+    Ok(code(exit.code))
+}
+
+/// `exec ID CMD...`: the container's own process with these args and overrides.
+fn from_command_line(spec: &oci_spec::runtime::Spec, a: &ExecArgs) -> anyhow::Result<Process> {
+    if a.command.is_empty() {
+        bail!("exec needs --process FILE or a command");
+    }
+    let mut p = spec.process().clone().context("the spec has no process")?;
+    p.set_args(Some(a.command.clone()));
+    p.set_terminal(Some(a.tty));
+    let mut env = p.env().clone().unwrap_or_default();
+    for e in &a.env {
+        let key = e.split('=').next().unwrap_or_default();
+        env.retain(|x| x.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
+    p.set_env(Some(env));
+    if let Some(cwd) = &a.cwd {
+        p.set_cwd(PathBuf::from(cwd));
+    }
+    if let Some(u) = &a.user {
+        let (uid, gid): (u32, u32) = match u.split_once(':') {
+            Some((u, g)) => (u.parse()?, g.parse()?),
+            None => (u.parse()?, 0),
+        };
+        p.set_user(UserBuilder::default().uid(uid).gid(gid).build()?);
+    }
+    Ok(p)
+}

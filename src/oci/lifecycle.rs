@@ -1,0 +1,489 @@
+//! `create`, `start`, `run`, `state`, `kill`, `delete`, `list`, `ps`, `features`.
+
+use anyhow::{bail, Context};
+use frun_runtime::{RootfsSource, SpawnConfig, SpawnOptions, Started, Stdio};
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use super::state::{cgroup_path, now, validate_id, write_pid_file, Container, Saved, Status};
+use super::{warn, CreateArgs, Global, RunArgs};
+use crate::containers::pid_start;
+
+pub(super) fn code(c: i32) -> ExitCode {
+    ExitCode::from(c.clamp(0, 255) as u8)
+}
+
+/// What `create` and `run` have checked and written before anything starts.
+struct Prepared {
+    id: String,
+    dir: PathBuf,
+    spec: Spec,
+    bundle: PathBuf,
+    rootfs: PathBuf,
+    cgroup: PathBuf,
+}
+
+/// Validates the bundle and makes the state directory (which claims the id).
+fn prepare(g: &Global, a: &CreateArgs) -> anyhow::Result<Prepared> {
+    validate_id(&a.id)?;
+    if a.preserve_fds > 0 {
+        bail!("--preserve-fds is not supported: the container gets stdio only");
+    }
+    let bundle =
+        std::fs::canonicalize(&a.bundle).with_context(|| format!("bundle {:?}", a.bundle))?;
+    let config = bundle.join("config.json");
+    let data = std::fs::read(&config).with_context(|| format!("reading {config:?}"))?;
+    let spec: Spec =
+        serde_json::from_slice(&data).with_context(|| format!("parsing {config:?}"))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .context("config.json has no process")?;
+    if process.terminal().unwrap_or(false) {
+        match &a.console_socket {
+            None => bail!("process.terminal is true but no --console-socket was given"),
+            Some(_) => bail!(
+                "terminals are not supported yet (process.terminal with --console-socket); run without a tty"
+            ),
+        }
+    }
+    let root = spec.root().as_ref().context("config.json has no root")?;
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        bundle.join(root.path())
+    };
+    let rootfs =
+        std::fs::canonicalize(&rootfs).with_context(|| format!("root filesystem {rootfs:?}"))?;
+    if !rootfs.is_dir() {
+        bail!("root filesystem {rootfs:?} is not a directory");
+    }
+    let cgroup = cgroup_path(
+        spec.linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().as_ref())
+            .and_then(|p| p.to_str()),
+        &a.id,
+    )?;
+    if let Some(h) = spec.hooks() {
+        let any = [
+            h.prestart().as_ref().map(Vec::len),
+            h.create_runtime().as_ref().map(Vec::len),
+            h.create_container().as_ref().map(Vec::len),
+            h.start_container().as_ref().map(Vec::len),
+            h.poststart().as_ref().map(Vec::len),
+            h.poststop().as_ref().map(Vec::len),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|n| n > 0);
+        if any {
+            bail!("OCI hooks are not supported");
+        }
+    }
+    std::fs::create_dir_all(&g.root).with_context(|| format!("state root {:?}", g.root))?;
+    let dir = Container::dir_of(&g.root, &a.id);
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("container with id exists: {}", a.id)
+        }
+        Err(e) => return Err(e).with_context(|| format!("creating {dir:?}")),
+    }
+    let r = frun_images::fsutil::write_atomic(&dir.join("config.json"), &data);
+    if let Err(e) = r {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e.into());
+    }
+    Ok(Prepared {
+        id: a.id.clone(),
+        dir,
+        spec,
+        bundle,
+        rootfs,
+        cgroup,
+    })
+}
+
+/// Starts the container's process (waiting at `gate` if given) and records it.
+fn launch(p: &Prepared, gate: Option<std::os::fd::OwnedFd>) -> anyhow::Result<Started> {
+    let cfg = SpawnConfig {
+        spec: p.spec.clone(),
+        // The bundle's rootfs is bind-mounted onto itself, inside the container's mount
+        // namespace only.
+        rootfs: RootfsSource::Dir(p.rootfs.clone()),
+        mountpoint: p.rootfs.clone(),
+        cgroup: p.cgroup.clone(),
+    };
+    let started =
+        frun_runtime::spawn_with(&cfg, Stdio::default(), SpawnOptions { start_gate: gate })?;
+    let annotations = p
+        .spec
+        .annotations()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let saved = Saved {
+        id: p.id.clone(),
+        bundle: p.bundle.clone(),
+        rootfs: p.rootfs.clone(),
+        pid: started.pid,
+        pid_start: pid_start(started.pid),
+        cgroup: p.cgroup.clone(),
+        created: now(),
+        annotations,
+    };
+    if let Err(e) = Container::save(&p.dir, &saved) {
+        kill_and_remove(&started);
+        return Err(e);
+    }
+    Ok(started)
+}
+
+fn kill_and_remove(started: &Started) {
+    let _ = signal::kill(Pid::from_raw(started.pid), Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(Pid::from_raw(started.pid), None);
+    let _ = started.cgroup.remove();
+}
+
+/// Undoes `prepare` after a failure.
+fn abandon(p: &Prepared) {
+    let _ = std::fs::remove_dir_all(&p.dir);
+}
+
+pub fn create(g: &Global, a: &CreateArgs) -> anyhow::Result<ExitCode> {
+    let p = prepare(g, a)?;
+    let r = (|| {
+        // The start gate: a FIFO the waiting process holds open read-write (so opening
+        // it never blocks); `start` writes one byte into it.
+        let fifo = p.dir.join("exec.fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .with_context(|| format!("mkfifo {fifo:?}"))?;
+        let gate = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&fifo)
+            .with_context(|| format!("opening {fifo:?}"))?;
+        let started = launch(&p, Some(gate.into()))?;
+        if let Some(pf) = &a.pid_file {
+            if let Err(e) = write_pid_file(pf, started.pid) {
+                kill_and_remove(&started);
+                return Err(e);
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = r {
+        abandon(&p);
+        return Err(e);
+    }
+    // The process lives on, waiting at the gate; it becomes the child of the caller's
+    // subreaper once this process exits.
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn start(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
+    let c = Container::load(&g.root, id)?;
+    match c.status() {
+        Status::Created => {}
+        Status::Running => bail!("cannot start an already running container"),
+        Status::Stopped => bail!("cannot start a container that has stopped"),
+    }
+    let fifo = c.fifo();
+    let mut f = match std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&fifo)
+    {
+        Ok(f) => f,
+        // No reader: the waiting process is gone.
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+            bail!("container {id} is not running: its process exited before start")
+        }
+        Err(e) => return Err(e).with_context(|| format!("opening {fifo:?}")),
+    };
+    f.write_all(b"0").context("releasing the container")?;
+    drop(f);
+    std::fs::remove_file(&fifo).with_context(|| format!("removing {fifo:?}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run(g: &Global, a: &RunArgs) -> anyhow::Result<ExitCode> {
+    let p = prepare(g, &a.create)?;
+    let started = match launch(&p, None) {
+        Ok(s) => s,
+        Err(e) => {
+            abandon(&p);
+            return Err(e);
+        }
+    };
+    if let Some(pf) = &a.create.pid_file {
+        if let Err(e) = write_pid_file(pf, started.pid) {
+            kill_and_remove(&started);
+            abandon(&p);
+            return Err(e);
+        }
+    }
+    if a.create.detach {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let exit = wait_forwarding_signals(&started)?;
+    if !a.keep {
+        if let Err(e) = started.cgroup.remove() {
+            warn(g, &format!("removing cgroup {:?}: {e}", p.cgroup));
+        }
+        abandon(&p);
+    }
+    Ok(code(exit.code))
+}
+
+/// The pid that [`forward`] passes signals on to.
+static FORWARD_TO: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = FORWARD_TO.load(std::sync::atomic::Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// Waits for `started` (a child of this process), passing on the signals a foreground
+/// runtime gets (Ctrl-C, SIGTERM, ...) to it, as runc does. A signal handler, not a
+/// thread: after joining a container's pid namespace (`exec`) no thread can be made.
+pub(super) fn wait_forwarding_signals(
+    started: &Started,
+) -> anyhow::Result<frun_runtime::ExitState> {
+    FORWARD_TO.store(started.pid, std::sync::atomic::Ordering::SeqCst);
+    let action = signal::SigAction::new(
+        signal::SigHandler::Handler(forward),
+        signal::SaFlags::SA_RESTART,
+        signal::SigSet::empty(),
+    );
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+    ] {
+        // SAFETY: the handler only reads an atomic and calls kill.
+        unsafe { signal::sigaction(s, &action) }?;
+    }
+    Ok(frun_runtime::wait(started)?)
+}
+
+pub fn state(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
+    let c = Container::load(&g.root, id)?;
+    println!("{}", serde_json::to_string_pretty(&c.state_json())?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn parse_signal(s: &str) -> anyhow::Result<Signal> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| anyhow::anyhow!("unknown signal {n}"));
+    }
+    let name = s.to_ascii_uppercase();
+    let name = if name.starts_with("SIG") {
+        name
+    } else {
+        format!("SIG{name}")
+    };
+    Signal::from_str(&name).map_err(|_| anyhow::anyhow!("unknown signal {s:?}"))
+}
+
+pub fn kill(g: &Global, id: &str, sig: Option<&str>, all: bool) -> anyhow::Result<ExitCode> {
+    let c = Container::load(&g.root, id)?;
+    let sig = parse_signal(sig.unwrap_or("SIGTERM"))?;
+    if all {
+        let cg = c.cgroup()?;
+        for pid in cg.pids() {
+            let _ = signal::kill(Pid::from_raw(pid), sig);
+        }
+        if c.alive() {
+            let _ = signal::kill(Pid::from_raw(c.saved.pid), sig);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if c.status() == Status::Stopped {
+        bail!("container not running");
+    }
+    match signal::kill(Pid::from_raw(c.saved.pid), sig) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(nix::errno::Errno::ESRCH) => bail!("container not running"),
+        Err(e) => Err(e).context("sending the signal"),
+    }
+}
+
+pub fn delete(g: &Global, id: &str, force: bool) -> anyhow::Result<ExitCode> {
+    validate_id(id)?;
+    let c = match Container::load(&g.root, id) {
+        Ok(c) => c,
+        Err(e) => {
+            // A create that died half-way leaves a directory without state.json.
+            let dir = Container::dir_of(&g.root, id);
+            if dir.is_dir() && !dir.join("state.json").exists() {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if force {
+                return Ok(ExitCode::SUCCESS);
+            }
+            return Err(e);
+        }
+    };
+    match c.status() {
+        Status::Stopped | Status::Created => {}
+        Status::Running if force => {}
+        Status::Running => {
+            bail!("cannot delete container {id} that is not stopped: running")
+        }
+    }
+    destroy(g, &c)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Kills whatever is left, removes the cgroup and the state directory.
+fn destroy(g: &Global, c: &Container) -> anyhow::Result<()> {
+    let cg = c.cgroup()?;
+    if c.alive() {
+        let _ = signal::kill(Pid::from_raw(c.saved.pid), Signal::SIGKILL);
+    }
+    for pid in cg.pids() {
+        let _ = signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.alive() {
+        if Instant::now() > deadline {
+            bail!(
+                "container {}: process {} did not die",
+                c.saved.id,
+                c.saved.pid
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut last = None;
+    for _ in 0..100 {
+        match cg.remove() {
+            Ok(()) => {
+                last = None;
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if let Some(e) = last {
+        warn(g, &format!("removing cgroup {:?}: {e}", c.saved.cgroup));
+    }
+    std::fs::remove_dir_all(&c.dir).with_context(|| format!("removing {:?}", c.dir))?;
+    Ok(())
+}
+
+fn all_containers(root: &Path) -> Vec<Container> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Ok(c) = Container::load(root, &name) {
+            out.push(c);
+        }
+    }
+    out.sort_by(|a, b| a.saved.created.cmp(&b.saved.created));
+    out
+}
+
+pub fn list(g: &Global, format: &str, quiet: bool) -> anyhow::Result<ExitCode> {
+    let all = all_containers(&g.root);
+    let mut out = std::io::stdout().lock();
+    if quiet {
+        for c in &all {
+            writeln!(out, "{}", c.saved.id)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    match format {
+        "json" => {
+            let v: Vec<serde_json::Value> = all.iter().map(|c| c.state_json()).collect();
+            writeln!(out, "{}", serde_json::Value::Array(v))?;
+        }
+        "table" => {
+            writeln!(out, "ID\tPID\tSTATUS\tBUNDLE\tCREATED\tOWNER")?;
+            for c in &all {
+                let s = c.state_json();
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}\troot",
+                    c.saved.id,
+                    s["pid"],
+                    c.status().as_str(),
+                    c.saved.bundle.display(),
+                    c.saved.created
+                )?;
+            }
+        }
+        other => bail!("invalid format {other:?}: table or json"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn ps(g: &Global, id: &str, format: &str) -> anyhow::Result<ExitCode> {
+    let c = Container::load(&g.root, id)?;
+    let pids = c.cgroup()?.pids();
+    match format {
+        "json" => println!("{}", serde_json::to_string(&pids)?),
+        "table" => {
+            println!("PID");
+            for p in pids {
+                println!("{p}");
+            }
+        }
+        other => bail!("invalid format {other:?}: table or json"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn features() -> anyhow::Result<ExitCode> {
+    let v = serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": super::state::OCI_VERSION,
+        "hooks": [],
+        "mountOptions": ["ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec",
+            "sync", "dirsync", "noatime", "nodiratime", "relatime", "strictatime", "bind",
+            "rbind", "private", "rprivate", "shared", "rshared", "slave", "rslave",
+            "unbindable", "runbindable"],
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
+            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
+            "seccomp": {"enabled": true},
+            "apparmor": {"enabled": false},
+            "selinux": {"enabled": false},
+        },
+    });
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals() {
+        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
+        assert_eq!(parse_signal("TERM").unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_signal("sigusr1").unwrap(), Signal::SIGUSR1);
+        assert!(parse_signal("NOPE").is_err());
+    }
+}

@@ -1,0 +1,218 @@
+//! A container's state directory, `ROOT/ID/`: `state.json` (what `create` made),
+//! `config.json` (the spec as created, for `exec`), and `exec.fifo`, the start gate,
+//! present from `create` until `start`.
+//!
+//! The status is computed, never stored: `stopped` once the first process is gone (or a
+//! zombie, or its pid reused: the start time is recorded), else `created` while the
+//! gate exists, else `running`.
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::containers::pid_start;
+
+/// The runtime-spec version this runtime implements (reported by `state`).
+pub const OCI_VERSION: &str = "1.0.2";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Saved {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub pid: i32,
+    pub pid_start: Option<u64>,
+    pub cgroup: PathBuf,
+    pub created: String,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Created,
+    Running,
+    Stopped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+/// Container ids as runc accepts them: letters, digits, `_+-.`, not `.` or `..`.
+pub fn validate_id(id: &str) -> anyhow::Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 1024
+        && id != "."
+        && id != ".."
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c));
+    if !ok {
+        bail!("invalid container id {id:?}: letters, digits and _+-. only");
+    }
+    Ok(())
+}
+
+pub struct Container {
+    pub dir: PathBuf,
+    pub saved: Saved,
+}
+
+impl Container {
+    pub fn dir_of(root: &Path, id: &str) -> PathBuf {
+        root.join(id)
+    }
+
+    /// The container `id`, or runc's "container does not exist" error (callers match
+    /// on those words).
+    pub fn load(root: &Path, id: &str) -> anyhow::Result<Container> {
+        validate_id(id)?;
+        let dir = Self::dir_of(root, id);
+        let data = match std::fs::read(dir.join("state.json")) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                bail!("container {id} does not exist")
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading the state of {id}")),
+        };
+        let saved: Saved =
+            serde_json::from_slice(&data).with_context(|| format!("parsing the state of {id}"))?;
+        Ok(Container { dir, saved })
+    }
+
+    pub fn save(dir: &Path, saved: &Saved) -> anyhow::Result<()> {
+        frun_images::fsutil::write_atomic(&dir.join("state.json"), &serde_json::to_vec(saved)?)?;
+        Ok(())
+    }
+
+    pub fn fifo(&self) -> PathBuf {
+        self.dir.join("exec.fifo")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+
+    pub fn spec(&self) -> anyhow::Result<oci_spec::runtime::Spec> {
+        let data = std::fs::read(self.config_path())
+            .with_context(|| format!("reading {:?}", self.config_path()))?;
+        Ok(serde_json::from_slice(&data)?)
+    }
+
+    /// Whether the first process lives (a zombie or a reused pid does not).
+    pub fn alive(&self) -> bool {
+        let now = pid_start(self.saved.pid);
+        now.is_some() && now == self.saved.pid_start
+    }
+
+    pub fn status(&self) -> Status {
+        if !self.alive() {
+            Status::Stopped
+        } else if self.fifo().exists() {
+            Status::Created
+        } else {
+            Status::Running
+        }
+    }
+
+    /// The state as `runc state` prints it.
+    pub fn state_json(&self) -> serde_json::Value {
+        let status = self.status();
+        serde_json::json!({
+            "ociVersion": OCI_VERSION,
+            "id": self.saved.id,
+            "pid": if status == Status::Stopped { 0 } else { self.saved.pid },
+            "status": status.as_str(),
+            "bundle": self.saved.bundle,
+            "rootfs": self.saved.rootfs,
+            "created": self.saved.created,
+            "annotations": self.saved.annotations,
+            "owner": "",
+        })
+    }
+
+    pub fn cgroup(&self) -> anyhow::Result<frun_runtime::cgroup::Cgroup> {
+        Ok(frun_runtime::cgroup::Cgroup::open(&self.saved.cgroup)?)
+    }
+}
+
+/// The container's cgroup from the spec's `linux.cgroupsPath`: an absolute path as is; a
+/// systemd-style `slice:prefix:name` (frun does not talk to systemd) as
+/// `/frun-oci/prefix-name`; empty or relative as `/frun-oci/ID` (never below the
+/// caller's own cgroup).
+pub fn cgroup_path(spec_path: Option<&str>, id: &str) -> anyhow::Result<PathBuf> {
+    let p = spec_path.unwrap_or("").trim();
+    let path = if p.is_empty() {
+        PathBuf::from("/frun-oci").join(id)
+    } else if p.starts_with('/') {
+        PathBuf::from(p)
+    } else if let Some((_slice, rest)) = p.split_once(':') {
+        let (prefix, name) = rest.split_once(':').unwrap_or(("", rest));
+        let leaf = if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}-{name}")
+        };
+        if leaf.is_empty() || leaf.contains('/') {
+            bail!("cgroups path {p:?}: expected slice:prefix:name");
+        }
+        PathBuf::from("/frun-oci").join(leaf)
+    } else {
+        PathBuf::from("/frun-oci").join(id)
+    };
+    frun_runtime::cgroup::validate_path(&path)?;
+    Ok(path)
+}
+
+/// Writes `pid` to `path` (temp + rename, so a reader never sees a partial number).
+pub fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
+    let path = std::path::absolute(path)?;
+    frun_images::fsutil::write_atomic(&path, pid.to_string().as_bytes())
+        .with_context(|| format!("writing the pid file {path:?}"))
+}
+
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_paths() {
+        assert_eq!(
+            cgroup_path(None, "c1").unwrap(),
+            PathBuf::from("/frun-oci/c1")
+        );
+        assert_eq!(
+            cgroup_path(Some("/x/y"), "c1").unwrap(),
+            PathBuf::from("/x/y")
+        );
+        assert_eq!(
+            cgroup_path(Some("rel/ative"), "c1").unwrap(),
+            PathBuf::from("/frun-oci/c1")
+        );
+        assert_eq!(
+            cgroup_path(Some("machine.slice:libpod:abc"), "c1").unwrap(),
+            PathBuf::from("/frun-oci/libpod-abc")
+        );
+        assert!(cgroup_path(Some("/x/../y"), "c1").is_err());
+    }
+
+    #[test]
+    fn ids() {
+        assert!(validate_id("abc-1.2_x+y").is_ok());
+        for bad in ["", ".", "..", "a/b", "a b"] {
+            assert!(validate_id(bad).is_err(), "{bad:?}");
+        }
+    }
+}

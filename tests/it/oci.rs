@@ -1,0 +1,388 @@
+//! `frun-oci`, frun's OCI runtime command line (runc's), driven (a) directly on a bundle
+//! that umoci unpacked from the test image layout, (b) by podman (through conmon) and
+//! (c) by containerd (through containerd-shim-runc-v2), each with private state in the
+//! test's temp dir and cgroups under the test's own parent.
+
+use crate::common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `dir/frun-oci`, a symlink to the frun binary.
+fn oci_bin(dir: &Path) -> PathBuf {
+    let link = dir.join("frun-oci");
+    if !link.exists() {
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_frun"), &link).expect("symlink frun-oci");
+    }
+    link
+}
+
+fn wait_for<T>(secs: u64, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Mount points of this (the host's) mount namespace below `dir`.
+fn mounts_below(dir: &Path) -> Vec<String> {
+    let d = dir.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+        .filter(|m| m == &d || m.starts_with(&format!("{d}/")))
+        .collect()
+}
+
+/// Cgroup directories below the test's parent (every hierarchy), the parent excluded.
+fn child_cgroups(f: &Frun) -> Vec<PathBuf> {
+    f.cgroup_dirs()
+        .iter()
+        .flat_map(|d| walk_dirs(d).into_iter().skip(1))
+        .collect()
+}
+
+/// The runc-style CLI on a private state root.
+struct Oci {
+    f: Frun,
+    bin: PathBuf,
+    root: PathBuf,
+}
+
+impl Oci {
+    fn new() -> Oci {
+        let f = Frun::new();
+        let bin = oci_bin(f.dir.path());
+        let root = f.dir.path().join("oci-state");
+        Oci { f, bin, root }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.arg("--root").arg(&self.root).args(args);
+        c.stdin(Stdio::null()).env_remove("RUST_LOG");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run frun-oci")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "frun-oci {args:?} failed ({}):\n{}",
+            out.status,
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "frun-oci {args:?} should have failed:\n{}",
+            text(&out.stdout)
+        );
+        text(&out.stderr)
+    }
+
+    fn state(&self, id: &str) -> Value {
+        serde_json::from_str(&self.ok(&["state", id])).expect("state JSON")
+    }
+
+    fn status(&self, id: &str) -> String {
+        self.state(id)["status"].as_str().unwrap().to_string()
+    }
+
+    /// `create`, with the container's stdio on files (a pipe would stay open as long as
+    /// the container runs).
+    fn create(&self, bundle: &Path, id: &str, out: &Path) -> i32 {
+        let pid_file = self.f.dir.path().join(format!("{id}.pid"));
+        let log = std::fs::File::create(out).unwrap();
+        let status = self
+            .cmd(&["create", "--bundle"])
+            .arg(bundle)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(id)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .status()
+            .unwrap();
+        assert!(status.success(), "create {id}: {}", read(out));
+        read(&pid_file).trim().parse().expect("pid file")
+    }
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// A bundle unpacked by umoci from the test image layout of test/busybox, with `args` as
+/// the process, no terminal and `cgroup` as cgroupsPath (None: leave it unset).
+fn bundle(f: &Frun, name: &str, args: &[&str], cgroup: Option<&str>) -> Option<PathBuf> {
+    if !is_root() {
+        unavailable("not root: containers need root");
+        return None;
+    }
+    let images = test_env("FRUN_TEST_IMAGES")?;
+    if !have("umoci") {
+        unavailable("umoci is not installed (scripts/test.sh installs it)");
+        return None;
+    }
+    let dir = f.dir.path().join(name);
+    let out = Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{images}/oci/test/busybox:latest"))
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "umoci unpack: {}", text(&out.stderr));
+    let config = dir.join("config.json");
+    let mut spec: Value = serde_json::from_str(&read(&config)).unwrap();
+    spec["process"]["terminal"] = false.into();
+    spec["process"]["args"] = args.iter().map(|a| Value::from(*a)).collect();
+    match cgroup {
+        Some(c) => spec["linux"]["cgroupsPath"] = c.into(),
+        None => {
+            spec["linux"].as_object_mut().unwrap().remove("cgroupsPath");
+        }
+    }
+    std::fs::write(&config, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+    Some(dir)
+}
+
+/// Kills what is left in a cgroup (relative to every hierarchy) and removes it, on drop.
+struct CgroupGuard(String);
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        for e in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let d = e.path().join(&self.0);
+            for pid in read(&d.join("cgroup.procs")).lines() {
+                if let Ok(pid) = pid.trim().parse::<i32>() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+            for _ in 0..50 {
+                if !d.exists() || std::fs::remove_dir(&d).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    let stat = read(Path::new(&format!("/proc/{pid}/stat")));
+    !stat.is_empty() && !stat.contains(") Z ")
+}
+
+#[test]
+fn create_start_kill_delete_follow_runc() {
+    let o = Oci::new();
+    let cg = format!("{}/life", o.f.cgroup_parent);
+    let script = "echo started; trap 'echo got-term; exit 7' TERM; while true; do sleep 0.1; done";
+    let Some(b) = bundle(&o.f, "b1", &["/bin/sh", "-c", script], Some(&cg)) else {
+        return;
+    };
+    let out = o.f.dir.path().join("life.out");
+    let before = mounts_below(&b);
+
+    // create: the process exists, set up, and waits: nothing of the command ran yet.
+    let pid = o.create(&b, "life", &out);
+    assert!(alive(pid));
+    let st = o.state("life");
+    assert_eq!(st["status"], "created");
+    assert_eq!(st["pid"], pid);
+    assert_eq!(st["id"], "life");
+    assert_eq!(st["bundle"], b.display().to_string());
+    assert!(st["ociVersion"].is_string());
+    assert!(st["annotations"].is_object());
+    assert!(!read(&out).contains("started"), "ran before start");
+    // Its namespaces and cgroup are in place already.
+    for ns in ["mnt", "pid", "net", "uts", "ipc"] {
+        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
+        let ours = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+        assert_ne!(theirs, ours, "{ns} namespace");
+    }
+    assert!(o.f.cgroup_pids().contains(&pid), "in the test's cgroup");
+    assert!(o.fails(&["start", "nope"]).contains("does not exist"));
+    assert!(o
+        .fails(&["create", "--bundle", b.to_str().unwrap(), "life"])
+        .contains("exists"));
+
+    // start: the command runs, as the same process.
+    o.ok(&["start", "life"]);
+    assert_eq!(o.status("life"), "running");
+    wait_for(10, "the container's output", || {
+        read(&out).contains("started").then_some(())
+    });
+    assert_eq!(o.state("life")["pid"], pid);
+    assert!(o.fails(&["start", "life"]).contains("running"));
+    assert!(o.fails(&["delete", "life"]).contains("not stopped"));
+    let ps: Vec<i32> = serde_json::from_str(&o.ok(&["ps", "--format", "json", "life"])).unwrap();
+    assert!(ps.contains(&pid));
+    let list: Value = serde_json::from_str(&o.ok(&["list", "--format", "json"])).unwrap();
+    assert_eq!(list[0]["id"], "life");
+
+    // exec: a second process in the container, with its exit code.
+    let e = o.run(&[
+        "exec",
+        "life",
+        "/bin/sh",
+        "-c",
+        "echo in-$(hostname); exit 4",
+    ]);
+    assert_eq!(e.status.code(), Some(4), "{}", text(&e.stderr));
+    assert!(text(&e.stdout).starts_with("in-"));
+
+    // kill by name: the trap runs, the container stops.
+    o.ok(&["kill", "life", "TERM"]);
+    wait_for(10, "the container to stop", || {
+        (o.status("life") == "stopped").then_some(())
+    });
+    assert!(read(&out).contains("got-term"));
+    assert_eq!(o.state("life")["pid"], 0);
+    assert!(o.fails(&["kill", "life", "KILL"]).contains("not running"));
+
+    // delete: state, cgroup and mounts gone.
+    o.ok(&["delete", "life"]);
+    assert!(o.fails(&["state", "life"]).contains("does not exist"));
+    assert!(!o.root.join("life").exists());
+    assert!(child_cgroups(&o.f).is_empty(), "{:?}", child_cgroups(&o.f));
+    assert_eq!(mounts_below(&b), before);
+    o.ok(&["delete", "--force", "life"]);
+}
+
+#[test]
+fn run_returns_the_exit_code_and_failures_are_logged_as_json() {
+    let o = Oci::new();
+    let cg = format!("{}/run", o.f.cgroup_parent);
+    let Some(b) = bundle(
+        &o.f,
+        "b2",
+        &["/bin/sh", "-c", "echo out; exit 3"],
+        Some(&cg),
+    ) else {
+        return;
+    };
+    let out = o.run(&["run", "--bundle", b.to_str().unwrap(), "r1"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "out\n");
+    assert!(!o.root.join("r1").exists(), "run removes its state");
+    assert!(child_cgroups(&o.f).is_empty());
+
+    // A command that does not exist fails `create`, with a JSON error line in --log.
+    let config = b.join("config.json");
+    let mut spec: Value = serde_json::from_str(&read(&config)).unwrap();
+    spec["process"]["args"] = serde_json::json!(["/no/such/cmd"]);
+    std::fs::write(&config, spec.to_string()).unwrap();
+    let log = o.f.dir.path().join("log.json");
+    let err_file = o.f.dir.path().join("r2.err");
+    let ef = std::fs::File::create(&err_file).unwrap();
+    let st = o
+        .cmd(&["--log", log.to_str().unwrap(), "--log-format", "json"])
+        .args(["create", "--bundle", b.to_str().unwrap(), "r2"])
+        .stdout(ef.try_clone().unwrap())
+        .stderr(ef)
+        .status()
+        .unwrap();
+    let err = read(&err_file);
+    assert!(
+        !st.success(),
+        "create of a missing command succeeded: {err}"
+    );
+    assert!(err.contains("/no/such/cmd"), "{err}");
+    let line: Value = serde_json::from_str(read(&log).lines().last().unwrap()).unwrap();
+    assert_eq!(line["level"], "error");
+    assert!(line["msg"].as_str().unwrap().contains("/no/such/cmd"));
+    assert!(line["time"].is_string());
+    assert!(!o.root.join("r2").exists());
+    assert!(child_cgroups(&o.f).is_empty());
+    assert!(o.ok(&["--version"]).contains("version"));
+}
+
+#[test]
+fn delete_force_kills_and_a_relative_cgroup_goes_under_frun_oci() {
+    let o = Oci::new();
+    let Some(b) = bundle(&o.f, "b3", &["/bin/sleep", "1000"], None) else {
+        return;
+    };
+    let id = format!(
+        "rel-{}",
+        o.f.cgroup_parent.trim_start_matches("/frun-test-")
+    );
+    let out = o.f.dir.path().join("rel.out");
+    let _guard = CgroupGuard(format!("frun-oci/{id}"));
+    let pid = o.create(&b, &id, &out);
+    let procs = PathBuf::from(format!("/sys/fs/cgroup/pids/frun-oci/{id}/cgroup.procs"));
+    let unified = PathBuf::from(format!("/sys/fs/cgroup/frun-oci/{id}/cgroup.procs"));
+    let cg = if procs.exists() { procs } else { unified };
+    assert!(
+        read(&cg).lines().any(|l| l.trim() == pid.to_string()),
+        "pid {pid} in {cg:?}"
+    );
+    // A created container can be deleted: its waiting process is killed.
+    o.ok(&["delete", &id]);
+    wait_for(10, "the process to die", || (!alive(pid)).then_some(()));
+    assert!(!cg.exists(), "{cg:?} removed");
+
+    // A running one needs --force, and --all signals every process.
+    let pid = o.create(&b, &id, &out);
+    o.ok(&["start", &id]);
+    let st = o
+        .cmd(&["exec", "--detach", &id, "/bin/sleep", "1000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let ps: Vec<i32> = serde_json::from_str(&o.ok(&["ps", "--format", "json", &id])).unwrap();
+    assert_eq!(ps.len(), 2, "{ps:?}");
+    o.ok(&["kill", "--all", &id, "STOP"]);
+    for p in &ps {
+        wait_for(10, "stopped processes", || {
+            read(Path::new(&format!("/proc/{p}/stat")))
+                .contains(") T ")
+                .then_some(())
+        });
+    }
+    o.ok(&["kill", "--all", &id, "CONT"]);
+    o.ok(&["delete", "--force", &id]);
+    wait_for(10, "the processes to die", || {
+        ps.iter().all(|p| !alive(*p)).then_some(())
+    });
+    assert!(!alive(pid));
+    assert!(!cg.exists());
+    assert!(!o.root.join(&id).exists());
+}
