@@ -56,6 +56,8 @@ pub struct Frun {
     pub envs: Vec<(String, String)>,
     /// Absolute cgroup parent of this test's containers, e.g. `/frun-test-1a2b3c`.
     pub cgroup_parent: String,
+    /// This test's bridge (`FRUN_BRIDGE`); its nftables table is `frun_<bridge>`.
+    pub bridge: String,
 }
 
 impl Frun {
@@ -71,10 +73,19 @@ impl Frun {
             .to_string_lossy()
             .trim_start_matches("frun-test-")
             .to_string();
+        // A bridge and subnet of its own: tests run at once, and two roots sharing a
+        // bridge would hand out the same addresses and remove it under each other.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 250 + 1;
+        let bridge = format!("frunt{n}");
         Frun {
             dir,
-            envs: Vec::new(),
+            envs: vec![
+                ("FRUN_BRIDGE".into(), bridge.clone()),
+                ("FRUN_SUBNET".into(), format!("10.89.{n}.0/24")),
+            ],
             cgroup_parent: format!("/frun-test-{tag}"),
+            bridge,
         }
     }
 
