@@ -11,7 +11,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [ "$(id -u)" = 0 ] || { echo "scripts/test.sh: run as root (tests unpack device nodes, mount overlayfs, make namespaces)" >&2; exit 2; }
 
 packages=(docker-registry umoci skopeo busybox-static apache2-utils jq openssl curl zstd
-          python3 python3-cryptography python3-jwt iproute2 util-linux)
+          python3 python3-cryptography python3-jwt iproute2 util-linux
+          podman containerd)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -386,3 +386,213 @@ fn delete_force_kills_and_a_relative_cgroup_goes_under_frun_oci() {
     assert!(!cg.exists());
     assert!(!o.root.join(&id).exists());
 }
+
+/// Unmounts everything below `dir`, deepest first (what podman or containerd left).
+fn umount_below(dir: &Path) {
+    let mut ms = mounts_below(dir);
+    ms.sort();
+    for m in ms.iter().rev() {
+        let c = std::ffi::CString::new(m.as_str()).unwrap();
+        // SAFETY: umount2 on a NUL-terminated path.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// podman with all of its state in the test's temp dir, frun-oci as its runtime (state
+/// in `oci-state/`), cgroupfs under the test's cgroup parent, no network.
+struct Podman {
+    f: Frun,
+    bin: PathBuf,
+}
+
+impl Podman {
+    fn new() -> Podman {
+        let f = Frun::new();
+        let d = f.dir.path();
+        for sub in ["net", "copy", "tmp", "wrap"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        // podman passes no --root to a runtime it does not know (and its --runtime-flag
+        // does not reach the clean-up it runs when a container exits): a wrapper named
+        // frun-oci gives frun-oci the test's state root.
+        let bin = d.join("wrap/frun-oci");
+        std::fs::write(
+            &bin,
+            format!(
+                "#!/bin/sh\nexec {} --root {} \"$@\"\n",
+                oci_bin(d).display(),
+                d.join("oci-state").display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        std::fs::write(
+            d.join("containers.conf"),
+            format!(
+                "[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = \"cgroupfs\"\n\
+                 events_logger = \"none\"\nimage_copy_tmp_dir = \"{0}/copy\"\n\
+                 runtime_supports_json = [\"frun-oci\"]\n[network]\nnetwork_config_dir = \"{0}/net\"\n",
+                d.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("storage.conf"),
+            format!(
+                "[storage]\ndriver = \"overlay\"\ngraphroot = \"{0}/proot\"\nrunroot = \"{0}/prun\"\n",
+                d.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(d.join("registries.conf"), "").unwrap();
+        Podman { f, bin }
+    }
+
+    fn oci_state(&self) -> PathBuf {
+        self.f.dir.path().join("oci-state")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let d = self.f.dir.path();
+        let mut c = Command::new("podman");
+        c.env("CONTAINERS_CONF", d.join("containers.conf"))
+            .env("CONTAINERS_STORAGE_CONF", d.join("storage.conf"))
+            .env("CONTAINERS_REGISTRIES_CONF", d.join("registries.conf"))
+            .arg("--root")
+            .arg(d.join("proot"))
+            .arg("--runroot")
+            .arg(d.join("prun"))
+            .args([
+                "--storage-driver",
+                "overlay",
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "none",
+            ])
+            .arg("--tmpdir")
+            .arg(d.join("tmp"))
+            .arg("--runtime")
+            .arg(&self.bin)
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run podman")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "podman {args:?} failed ({}):\n{}",
+            out.status,
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self
+            .cmd(&["rm", "--all", "--force", "--time", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        umount_below(self.f.dir.path());
+    }
+}
+
+/// Container ids frun-oci holds state for.
+fn oci_ids(root: &Path) -> Vec<String> {
+    std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn podman_runs_execs_stops_kills_and_removes_with_frun_oci() {
+    let Some(reg) = registry() else { return };
+    if !have("podman") || !have("conmon") {
+        unavailable("podman and conmon are not installed (scripts/test.sh installs them)");
+        return;
+    }
+    let p = Podman::new();
+    let img = format!("{reg}/test/busybox:latest");
+    p.ok(&["pull", "-q", "--tls-verify=false", &img]);
+    let cg = p.f.cgroup_parent.clone();
+    let base = ["--network", "none", "--cgroup-parent", cg.as_str()];
+    let run = |extra: &[&str], cmd: &[&str]| -> Output {
+        let args: Vec<&str> = ["run"]
+            .iter()
+            .chain(extra)
+            .chain(&base)
+            .chain([&img.as_str()])
+            .chain(cmd)
+            .copied()
+            .collect();
+        p.run(&args)
+    };
+
+    // Foreground, with the exit code.
+    let out = run(&["--rm"], &["sh", "-c", "echo hi; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hi\n");
+
+    // Detached; exec into it; stop (SIGTERM, trapped: exit 0); rm.
+    let script = "trap 'exit 0' TERM; while :; do sleep 0.1; done";
+    let out = run(&["-d", "--name", "c1"], &["sh", "-c", script]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_string();
+    assert!(p.oci_state().join(&id).join("state.json").exists());
+    let cg_dir = format!("/sys/fs/cgroup/pids{cg}/libpod-{id}");
+    assert!(Path::new(&cg_dir).exists(), "{cg_dir}");
+    let e = p.run(&["exec", "c1", "sh", "-c", "echo from-exec; exit 4"]);
+    assert_eq!(e.status.code(), Some(4), "{}", text(&e.stderr));
+    assert_eq!(text(&e.stdout), "from-exec\n");
+    let e = p.run(&["exec", "c1", "/no/such/cmd"]);
+    assert!(!e.status.success());
+    p.ok(&["stop", "-t", "10", "c1"]);
+    assert_eq!(
+        p.ok(&["inspect", "c1", "--format", "{{.State.ExitCode}}"])
+            .trim(),
+        "0"
+    );
+    p.ok(&["rm", "c1"]);
+    assert!(!p.oci_state().join(&id).exists());
+    assert!(!Path::new(&cg_dir).exists(), "{cg_dir} removed");
+
+    // kill: SIGKILL is 137; rm -f of a running one.
+    let out = run(&["-d", "--name", "c2"], &["sleep", "1000"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    p.ok(&["kill", "c2"]);
+    assert_eq!(p.ok(&["wait", "c2"]).trim(), "137");
+    p.ok(&["rm", "c2"]);
+    let out = run(&["-d", "--name", "c3"], &["sleep", "1000"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    p.ok(&["rm", "-f", "-t", "0", "c3"]);
+
+    // A command that does not exist: podman's 127, frun-oci's error reaches the user.
+    let out = run(&["--rm"], &["/no/such/cmd"]);
+    assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("/no/such/cmd"));
+
+    assert!(p.ok(&["ps", "-aq"]).trim().is_empty());
+    assert!(
+        oci_ids(&p.oci_state()).is_empty(),
+        "{:?}",
+        oci_ids(&p.oci_state())
+    );
+    let left: Vec<_> = child_cgroups(&p.f)
+        .into_iter()
+        .filter(|d| d.to_string_lossy().contains("libpod-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
