@@ -596,3 +596,288 @@ fn podman_runs_execs_stops_kills_and_removes_with_frun_oci() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A private containerd (root, state, socket in the test's temp dir; CRI off) in a mount
+/// namespace of its own with a tmpfs on /run, where containerd 1.6 and its shims keep
+/// sockets and FIFOs at fixed paths: nothing of it shows on the host, and its mounts go
+/// with it.
+struct Containerd {
+    f: Frun,
+    bin: PathBuf,
+    sock: PathBuf,
+    daemon: Option<std::process::Child>,
+}
+
+impl Containerd {
+    fn start() -> Containerd {
+        let f = Frun::new();
+        let d = f.dir.path().to_path_buf();
+        let bin = oci_bin(&d);
+        let sock = d.join("ctd.sock");
+        for sub in ["ctd-root", "ctd-state", "ctd-opt", "fifo"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        let config = d.join("containerd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"version = 2
+root = "{0}/ctd-root"
+state = "{0}/ctd-state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
+                    "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
+                    "io.containerd.snapshotter.v1.aufs"]
+[grpc]
+  address = "{1}"
+[ttrpc]
+  address = "{1}.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{0}/ctd-opt"
+"#,
+                d.display(),
+                sock.display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(d.join("containerd.log")).unwrap();
+        let daemon = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "mount -t tmpfs -o mode=755 frun-test-run /run && exec containerd --config {}",
+                config.display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start containerd");
+        let c = Containerd {
+            f,
+            bin,
+            sock,
+            daemon: Some(daemon),
+        };
+        wait_for(20, "containerd to answer", || {
+            c.ctr(&["version"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap()
+                .success()
+                .then_some(())
+        });
+        c
+    }
+
+    fn ctr(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ctr");
+        c.arg("--address")
+            .arg(&self.sock)
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.ctr(args).output().expect("run ctr")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "ctr {args:?} failed ({}):\n{}\ncontainerd log:\n{}",
+            out.status,
+            text(&out.stderr),
+            read(&self.f.dir.path().join("containerd.log"))
+        );
+        text(&out.stdout)
+    }
+
+    fn fifo_dir(&self) -> String {
+        self.f.dir.path().join("fifo").display().to_string()
+    }
+
+    /// The frun-oci state root the shim passes (`/run/containerd/runc/NAMESPACE`),
+    /// seen through the daemon's mount namespace.
+    fn oci_state(&self) -> PathBuf {
+        let pid = self.daemon.as_ref().unwrap().id();
+        PathBuf::from(format!("/proc/{pid}/root/run/containerd/runc/default"))
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let ids = self.run(&["containers", "ls", "-q"]);
+        for id in text(&ids.stdout).lines() {
+            for args in [
+                &["tasks", "kill", "-s", "KILL", id][..],
+                &["tasks", "delete", "-f", id],
+                &["containers", "delete", id],
+            ] {
+                let _ = self
+                    .ctr(args)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+        if let Some(mut d) = self.daemon.take() {
+            let pid = nix::unistd::Pid::from_raw(d.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while d.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        // Shims this daemon started outlive it: they name its socket on their command line.
+        let sock = self.sock.display().to_string();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            if args
+                .first()
+                .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"))
+                && args.contains(&sock.as_bytes())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        umount_below(self.f.dir.path());
+    }
+}
+
+#[test]
+fn containerd_runs_execs_kills_and_deletes_with_frun_oci() {
+    let Some(reg) = registry() else { return };
+    if !have("containerd") || !have("ctr") || !have("containerd-shim-runc-v2") {
+        unavailable("containerd is not installed (scripts/test.sh installs it)");
+        return;
+    }
+    let c = Containerd::start();
+    let img = format!("{reg}/test/busybox:latest");
+    c.ok(&["images", "pull", "--plain-http", &img]);
+    let bin = c.bin.display().to_string();
+    let fifo = c.fifo_dir();
+    let cg = |id: &str| format!("{}/{id}", c.f.cgroup_parent);
+
+    // Foreground run --rm: output and exit code.
+    let cg1 = cg("c1");
+    let out = c.run(&[
+        "run",
+        "--rm",
+        "--fifo-dir",
+        &fifo,
+        "--runc-binary",
+        &bin,
+        "--cgroup",
+        &cg1,
+        &img,
+        "c1",
+        "sh",
+        "-c",
+        "echo hi; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hi\n");
+
+    // A detached task: exec into it, kill it, delete it.
+    let cg2 = cg("c2");
+    let script = "trap 'exit 0' TERM; while :; do sleep 0.1; done";
+    c.ok(&[
+        "run",
+        "-d",
+        "--null-io",
+        "--fifo-dir",
+        &fifo,
+        "--runc-binary",
+        &bin,
+        "--cgroup",
+        &cg2,
+        &img,
+        "c2",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert!(c.oci_state().join("c2/state.json").exists());
+    let procs = format!("/sys/fs/cgroup/pids{cg2}/cgroup.procs");
+    assert!(!read(Path::new(&procs)).trim().is_empty(), "{procs}");
+    let out = c.run(&[
+        "tasks",
+        "exec",
+        "--fifo-dir",
+        &fifo,
+        "--exec-id",
+        "e1",
+        "c2",
+        "sh",
+        "-c",
+        "echo from-exec; exit 4",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "from-exec\n");
+    c.ok(&["tasks", "kill", "c2"]);
+    wait_for(10, "the task to stop", || {
+        c.ok(&["tasks", "ls"])
+            .lines()
+            .any(|l| l.starts_with("c2 ") && l.contains("STOPPED"))
+            .then_some(())
+    });
+    let out = c.ok(&["tasks", "delete", "c2"]);
+    assert!(
+        !out.contains("exit status") || out.contains("exit status 0"),
+        "{out}"
+    );
+    c.ok(&["containers", "delete", "c2"]);
+    assert!(!c.oci_state().join("c2").exists());
+    assert!(!Path::new(&procs).exists(), "{procs} removed");
+
+    // SIGKILL of a task that traps SIGTERM; `ctr run` reports 137.
+    let cg3 = cg("c3");
+    let mut fg = c
+        .ctr(&[
+            "run",
+            "--rm",
+            "--fifo-dir",
+            &fifo,
+            "--runc-binary",
+            &bin,
+            "--cgroup",
+            &cg3,
+            &img,
+            "c3",
+            "sh",
+            "-c",
+            script,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(20, "c3 to run", || {
+        c.ok(&["tasks", "ls"])
+            .lines()
+            .any(|l| l.starts_with("c3 ") && l.contains("RUNNING"))
+            .then_some(())
+    });
+    c.ok(&["tasks", "kill", "-s", "KILL", "c3"]);
+    let status = fg.wait().unwrap();
+    assert_eq!(status.code(), Some(137));
+
+    assert!(c.ok(&["containers", "ls", "-q"]).trim().is_empty());
+    assert!(oci_ids(&c.oci_state()).is_empty());
+    assert!(child_cgroups(&c.f).is_empty(), "{:?}", child_cgroups(&c.f));
+}
