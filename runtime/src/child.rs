@@ -50,6 +50,8 @@ pub(crate) struct ChildArgs<'a> {
     pub errors: OwnedFd,
     /// The start gate fd ([`crate::SpawnOptions::start_gate`]), if any.
     pub gate: Option<i32>,
+    /// The console socket ([`crate::SpawnOptions::console_socket`]), if any.
+    pub console: Option<i32>,
 }
 
 /// Never returns: `execve`s the container's process or exits 127 after reporting.
@@ -120,6 +122,14 @@ fn setup(a: &ChildArgs<'_>) -> R<std::convert::Infallible> {
     rootfs::finish(spec)?;
     if let Some(h) = spec.hostname() {
         nix::unistd::sethostname(h).map_err(|e| format!("setting hostname {h:?}: {e}"))?;
+    }
+
+    if let (Some(socket), true) = (a.console, process.terminal().unwrap_or(false)) {
+        let size = process
+            .console_size()
+            .as_ref()
+            .map(|s| (s.height() as u32, s.width() as u32));
+        crate::console::setup(socket, size)?;
     }
 
     exec_process_gated(process, a.seccomp, a.errors.as_raw_fd(), a.gate)

@@ -20,6 +20,14 @@ use crate::child;
 use crate::spawn::{pipe, threads, Started, Stdio};
 use crate::RuntimeError;
 
+/// Optional parts of [`exec_with`].
+#[derive(Default)]
+pub struct ExecOptions {
+    /// As [`crate::SpawnOptions::console_socket`]: with `process.terminal`, a pty of the
+    /// container's devpts as stdio, its master end sent over this socket.
+    pub console_socket: Option<std::os::fd::OwnedFd>,
+}
+
 /// Starts `process` inside the container whose first process is `pid`.
 pub fn exec(
     pid: i32,
@@ -27,6 +35,18 @@ pub fn exec(
     process: &Process,
     seccomp: Option<&LinuxSeccomp>,
     stdio: Stdio,
+) -> Result<Started, RuntimeError> {
+    exec_with(pid, cgroup, process, seccomp, stdio, ExecOptions::default())
+}
+
+/// [`exec`] with options.
+pub fn exec_with(
+    pid: i32,
+    cgroup: &Path,
+    process: &Process,
+    seccomp: Option<&LinuxSeccomp>,
+    stdio: Stdio,
+    opts: ExecOptions,
 ) -> Result<Started, RuntimeError> {
     if threads() != 1 {
         return Err(RuntimeError::Config(
@@ -81,6 +101,16 @@ pub fn exec(
                         .map_err(|e| format!("joining namespace {flag:?}: {e}"))?;
                 }
                 drop(nss);
+                if let (Some(socket), true) = (
+                    opts.console_socket.as_ref(),
+                    process.terminal().unwrap_or(false),
+                ) {
+                    let size = process
+                        .console_size()
+                        .as_ref()
+                        .map(|s| (s.height() as u32, s.width() as u32));
+                    crate::console::setup(socket.as_raw_fd(), size)?;
+                }
                 child::exec_process(process, &seccomp, err_w.as_raw_fd())
             })();
             match r {
@@ -92,6 +122,7 @@ pub fn exec(
             drop(sync_r);
             drop(err_w);
             drop(stdio);
+            drop(opts);
             let fail = |e: RuntimeError| {
                 let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
                 let _ = waitpid(child, None);

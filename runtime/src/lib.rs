@@ -11,13 +11,14 @@
 
 pub mod cgroup;
 mod child;
+mod console;
 mod exec;
 pub mod rootfs;
 pub mod seccomp;
 mod spawn;
 pub mod spec;
 
-pub use exec::exec;
+pub use exec::{exec, exec_with, ExecOptions};
 pub use rootfs::RootfsSource;
 pub use spawn::{spawn, spawn_with, wait, ExitState, SpawnConfig, SpawnOptions, Started, Stdio};
 

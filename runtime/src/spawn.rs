@@ -39,6 +39,10 @@ pub struct SpawnOptions {
     /// blocks reading this fd. One byte read lets it go on to no_new_privs, seccomp and
     /// `execve`; EOF or an error makes it exit (status 1) without running anything.
     pub start_gate: Option<OwnedFd>,
+    /// A connected unix socket (the OCI `--console-socket`): when `process.terminal` is
+    /// set, the container's process gets a pty from its own devpts as stdio and
+    /// controlling terminal, and the pty's master end is sent over this socket.
+    pub console_socket: Option<OwnedFd>,
 }
 
 /// The container's stdio; `None` inherits this process's.
@@ -145,6 +149,7 @@ pub fn spawn_with(
 
     let (parent_sync, parent_err) = (sync_w.as_raw_fd(), err_r.as_raw_fd());
     let gate = opts.start_gate.as_ref().map(|g| g.as_raw_fd());
+    let console = opts.console_socket.as_ref().map(|c| c.as_raw_fd());
     let mut stdio = Some(stdio);
     let child_main = Box::new(|| -> isize {
         // SAFETY: these are the parent's ends of the pipes, copied into this process's
@@ -168,6 +173,7 @@ pub fn spawn_with(
             sync: sync_r.try_clone().expect("dup sync pipe"),
             errors: err_w.try_clone().expect("dup error pipe"),
             gate,
+            console,
         })
     });
     // The child runs on this stack until it execs: room for the set-up's allocations.

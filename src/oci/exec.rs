@@ -2,12 +2,12 @@
 //! as conmon and containerd-shim pass it) or from a command line.
 
 use anyhow::{bail, Context};
-use frun_runtime::Stdio;
+use frun_runtime::{ExecOptions, Stdio};
 use oci_spec::runtime::{Process, UserBuilder};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::lifecycle::{code, wait_forwarding_signals};
+use super::lifecycle::{code, console_socket, wait_forwarding_signals};
 use super::state::{write_pid_file, Container, Status};
 use super::{ExecArgs, Global};
 
@@ -34,16 +34,21 @@ pub fn exec(g: &Global, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     if process.args().as_ref().is_none_or(|v| v.is_empty()) {
         bail!("the process has no args");
     }
-    if process.terminal().unwrap_or(false) {
-        bail!("terminals are not supported yet (process.terminal); exec without a tty");
+    let terminal = process.terminal().unwrap_or(false);
+    if terminal && a.console_socket.is_none() {
+        bail!("process.terminal is true but no --console-socket was given");
     }
+    let console = console_socket(a.console_socket.as_deref(), terminal)?;
     let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
-    let started = frun_runtime::exec(
+    let started = frun_runtime::exec_with(
         c.saved.pid,
         &c.saved.cgroup,
         &process,
         seccomp.as_ref(),
         Stdio::default(),
+        ExecOptions {
+            console_socket: console,
+        },
     )?;
     if let Some(pf) = &a.pid_file {
         write_pid_file(pf, started.pid)?;

@@ -28,6 +28,23 @@ struct Prepared {
     bundle: PathBuf,
     rootfs: PathBuf,
     cgroup: PathBuf,
+    /// Connected to --console-socket when the process wants a terminal.
+    console: Option<std::os::fd::OwnedFd>,
+}
+
+/// Connects to the caller's console socket (only when the process wants a terminal).
+pub(super) fn console_socket(
+    path: Option<&Path>,
+    terminal: bool,
+) -> anyhow::Result<Option<std::os::fd::OwnedFd>> {
+    match (path, terminal) {
+        (Some(p), true) => {
+            let s = std::os::unix::net::UnixStream::connect(p)
+                .with_context(|| format!("connecting to the console socket {p:?}"))?;
+            Ok(Some(s.into()))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Validates the bundle and makes the state directory (which claims the id).
@@ -46,14 +63,13 @@ fn prepare(g: &Global, a: &CreateArgs) -> anyhow::Result<Prepared> {
         .process()
         .as_ref()
         .context("config.json has no process")?;
-    if process.terminal().unwrap_or(false) {
-        match &a.console_socket {
-            None => bail!("process.terminal is true but no --console-socket was given"),
-            Some(_) => bail!(
-                "terminals are not supported yet (process.terminal with --console-socket); run without a tty"
-            ),
-        }
+    if process.terminal().unwrap_or(false) && a.console_socket.is_none() {
+        bail!("process.terminal is true but no --console-socket was given");
     }
+    let console = console_socket(
+        a.console_socket.as_deref(),
+        process.terminal().unwrap_or(false),
+    )?;
     let root = spec.root().as_ref().context("config.json has no root")?;
     let rootfs = if root.path().is_absolute() {
         root.path().clone()
@@ -109,11 +125,12 @@ fn prepare(g: &Global, a: &CreateArgs) -> anyhow::Result<Prepared> {
         bundle,
         rootfs,
         cgroup,
+        console,
     })
 }
 
 /// Starts the container's process (waiting at `gate` if given) and records it.
-fn launch(p: &Prepared, gate: Option<std::os::fd::OwnedFd>) -> anyhow::Result<Started> {
+fn launch(p: &mut Prepared, gate: Option<std::os::fd::OwnedFd>) -> anyhow::Result<Started> {
     let cfg = SpawnConfig {
         spec: p.spec.clone(),
         // The bundle's rootfs is bind-mounted onto itself, inside the container's mount
@@ -122,8 +139,11 @@ fn launch(p: &Prepared, gate: Option<std::os::fd::OwnedFd>) -> anyhow::Result<St
         mountpoint: p.rootfs.clone(),
         cgroup: p.cgroup.clone(),
     };
-    let started =
-        frun_runtime::spawn_with(&cfg, Stdio::default(), SpawnOptions { start_gate: gate })?;
+    let opts = SpawnOptions {
+        start_gate: gate,
+        console_socket: p.console.take(),
+    };
+    let started = frun_runtime::spawn_with(&cfg, Stdio::default(), opts)?;
     let annotations = p
         .spec
         .annotations()
@@ -160,7 +180,7 @@ fn abandon(p: &Prepared) {
 }
 
 pub fn create(g: &Global, a: &CreateArgs) -> anyhow::Result<ExitCode> {
-    let p = prepare(g, a)?;
+    let mut p = prepare(g, a)?;
     let r = (|| {
         // The start gate: a FIFO the waiting process holds open read-write (so opening
         // it never blocks); `start` writes one byte into it.
@@ -173,7 +193,7 @@ pub fn create(g: &Global, a: &CreateArgs) -> anyhow::Result<ExitCode> {
             .custom_flags(libc::O_CLOEXEC)
             .open(&fifo)
             .with_context(|| format!("opening {fifo:?}"))?;
-        let started = launch(&p, Some(gate.into()))?;
+        let started = launch(&mut p, Some(gate.into()))?;
         if let Some(pf) = &a.pid_file {
             if let Err(e) = write_pid_file(pf, started.pid) {
                 kill_and_remove(&started);
@@ -218,8 +238,8 @@ pub fn start(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
 }
 
 pub fn run(g: &Global, a: &RunArgs) -> anyhow::Result<ExitCode> {
-    let p = prepare(g, &a.create)?;
-    let started = match launch(&p, None) {
+    let mut p = prepare(g, &a.create)?;
+    let started = match launch(&mut p, None) {
         Ok(s) => s,
         Err(e) => {
             abandon(&p);

@@ -518,7 +518,7 @@ fn oci_ids(root: &Path) -> Vec<String> {
 }
 
 #[test]
-fn podman_runs_execs_stops_kills_and_removes_with_frun_oci() {
+fn podman_runs_execs_ttys_stops_kills_and_removes_with_frun_oci() {
     let Some(reg) = registry() else { return };
     if !have("podman") || !have("conmon") {
         unavailable("podman and conmon are not installed (scripts/test.sh installs them)");
@@ -546,6 +546,10 @@ fn podman_runs_execs_stops_kills_and_removes_with_frun_oci() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "hi\n");
 
+    let out = run(&["--rm", "-t"], &["sh", "-c", "tty; exit 2"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "/dev/pts/0\r\n");
+
     // Detached; exec into it; stop (SIGTERM, trapped: exit 0); rm.
     let script = "trap 'exit 0' TERM; while :; do sleep 0.1; done";
     let out = run(&["-d", "--name", "c1"], &["sh", "-c", script]);
@@ -557,6 +561,14 @@ fn podman_runs_execs_stops_kills_and_removes_with_frun_oci() {
     let e = p.run(&["exec", "c1", "sh", "-c", "echo from-exec; exit 4"]);
     assert_eq!(e.status.code(), Some(4), "{}", text(&e.stderr));
     assert_eq!(text(&e.stdout), "from-exec\n");
+    // A terminal: podman (conmon) gets the pty's master over --console-socket.
+    let e = p.run(&["exec", "-t", "c1", "sh", "-c", "tty; exit 5"]);
+    assert_eq!(e.status.code(), Some(5), "{}", text(&e.stderr));
+    assert!(
+        text(&e.stdout).starts_with("/dev/pts/"),
+        "{}",
+        text(&e.stdout)
+    );
     let e = p.run(&["exec", "c1", "/no/such/cmd"]);
     assert!(!e.status.success());
     p.ok(&["stop", "-t", "10", "c1"]);
