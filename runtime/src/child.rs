@@ -248,7 +248,8 @@ pub(crate) fn exec_process_gated(
     unsafe { libc::_exit(127) }
 }
 
-/// 9. no_new_privs, then seccomp: nothing after this but execve.
+/// 9. Signals as a new process has them, no_new_privs, then seccomp: nothing after
+///    this but execve.
 fn finish_exec(
     process: &Process,
     seccomp: &[BpfProgram],
@@ -257,6 +258,7 @@ fn finish_exec(
     env: &[CString],
     arg0: &str,
 ) -> R<std::convert::Infallible> {
+    reset_signals()?;
     if process.no_new_privileges().unwrap_or(false) {
         nix::sys::prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
     }
@@ -265,6 +267,51 @@ fn finish_exec(
     }
     let e = nix::unistd::execve(exe, argv, env).unwrap_err();
     Err(format!("exec {arg0:?}: {e}"))
+}
+
+/// Default dispositions and an empty mask: an ignored signal and the mask survive
+/// `execve`, and frun's are not the container's. Rust ignores SIGPIPE in every binary (so
+/// `yes | head` in a container got EPIPE instead of dying of it); glibc's posix_spawn
+/// leaves its internal signals 32 and 33 ignored in the spawned program; the shim blocks
+/// SIGINT, SIGTERM and SIGHUP to turn them into a stop.
+fn reset_signals() -> R<()> {
+    /// The kernel's `struct sigaction` (x86-64, arm64): glibc's `sigaction` refuses to
+    /// touch its internal signals, so the system call is made directly.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: 0, // SIG_DFL
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in (1..=64).filter(|s| *s != libc::SIGKILL && *s != libc::SIGSTOP) {
+        // SAFETY: `default` is a valid kernel sigaction (SIG_DFL: no handler code runs in
+        // this process), the old action is not asked for, 8 is the kernel's sigset size.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+        if r != 0 {
+            return Err(format!(
+                "resetting signal {sig}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    let none = nix::sys::signal::SigSet::empty();
+    nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&none), None)
+        .map_err(|e| format!("clearing the signal mask: {e}"))
 }
 
 fn to_caps(

@@ -223,8 +223,17 @@ fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
         cmd.arg("--verbose");
     }
     cmd.arg("__shim").arg(&c.record.id);
+    use std::os::unix::process::CommandExt;
+    // SAFETY: sigprocmask is async-signal-safe and changes only the child's mask. The shim
+    // is born with Ctrl-C, SIGTERM and SIGHUP blocked (std clears the mask before this
+    // runs): one that comes while it starts waits for the container instead of killing it.
+    unsafe {
+        cmd.pre_exec(|| {
+            signal::sigprocmask(signal::SigmaskHow::SIG_BLOCK, Some(&stop_signals()), None)
+                .map_err(std::io::Error::from)
+        });
+    }
     if args.detach {
-        use std::os::unix::process::CommandExt;
         // The shim says "started" on its stdout once the container runs, then lets go of
         // both pipes; if it cannot start the container it says why on stderr and exits.
         // The state file cannot tell: with --rm a container that exits at once is gone
@@ -323,6 +332,12 @@ fn host_resolv_conf() -> String {
 
 /// `frun __shim ID`: start the container and supervise it until it exits.
 pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
+    // Ctrl-C, SIGTERM and SIGHUP stop the container; until it runs they wait, blocked.
+    // Blocked first, in the only thread: every thread started later inherits the mask,
+    // so none of them can take such a signal and die of it, leaving the container
+    // running without its supervisor. (The container's process unblocks them.)
+    let set = stop_signals();
+    set.thread_block()?;
     let containers = Containers::open(&g.root)?;
     let c = containers.find(id)?;
     let store = open_store(g)?;
@@ -437,14 +452,10 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
             }));
         }
     }
-    // Ctrl-C, SIGTERM, SIGHUP to the shim become a stop of the container.
+    // Ctrl-C, SIGTERM, SIGHUP to the shim (blocked since it started) become a stop of
+    // the container.
     let pid = started.pid;
     let (stop_signal, timeout) = (c.record.stop_signal, c.record.stop_timeout);
-    let mut set = signal::SigSet::empty();
-    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        set.add(s);
-    }
-    set.thread_block()?;
     std::thread::spawn(move || {
         if set.wait().is_ok() {
             stop_pid(pid, stop_signal, timeout);
@@ -481,6 +492,15 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
         containers.remove(&c)?;
     }
     Ok(code(exit.code))
+}
+
+/// The signals to the shim that stop its container.
+fn stop_signals() -> signal::SigSet {
+    let mut set = signal::SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(s);
+    }
+    set
 }
 
 fn finish(c: &Container, st: &mut State, exit: ExitState) -> anyhow::Result<()> {
