@@ -294,8 +294,22 @@ fn nft(script: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Serializes attach and detach on one root: the last detach removes the bridge, which
+/// must not happen between another attach's lease and its veth.
+fn bridge_lock(cfg: &NetConfig) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    std::fs::create_dir_all(&cfg.state_dir)?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(cfg.state_dir.join("bridge.lock"))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| anyhow::anyhow!("locking the bridge: {e}"))
+}
+
 /// Gives container `id` a namespace, an address and a veth into the bridge.
 pub fn attach(cfg: &NetConfig, id: &str, name: &str) -> anyhow::Result<Attachment> {
+    let _lock = bridge_lock(cfg)?;
     let ipam = Ipam::new(cfg);
     let ip = ipam.allocate(id, name)?;
     let netns = cfg.netns_path(id);
@@ -422,7 +436,7 @@ pub fn attach(cfg: &NetConfig, id: &str, name: &str) -> anyhow::Result<Attachmen
     match r {
         Ok(()) => Ok(Attachment { ip }),
         Err(e) => {
-            if let Err(d) = detach(cfg, id) {
+            if let Err(d) = detach_locked(cfg, id) {
                 tracing::warn!(error = %d, "cleaning up a failed network attach");
             }
             Err(e).context(format!("connecting the container to bridge {}", cfg.bridge))
@@ -432,6 +446,11 @@ pub fn attach(cfg: &NetConfig, id: &str, name: &str) -> anyhow::Result<Attachmen
 
 /// Undoes [`attach`]; the bridge and the NAT table go with the last container.
 pub fn detach(cfg: &NetConfig, id: &str) -> anyhow::Result<()> {
+    let _lock = bridge_lock(cfg)?;
+    detach_locked(cfg, id)
+}
+
+fn detach_locked(cfg: &NetConfig, id: &str) -> anyhow::Result<()> {
     let host = host_veth(id);
     let _ = netlink(None, move |h| {
         Box::pin(async move {
