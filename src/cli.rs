@@ -141,6 +141,10 @@ pub struct RunArgs {
     /// Publish a port: [IP:]HOST:CONTAINER[/tcp|udp] (a userspace forwarder in frun).
     #[arg(short, long = "publish")]
     pub publish: Vec<String>,
+    /// Send a PROXY protocol v1 line before each forwarded TCP connection, so that the
+    /// container sees the client's real address.
+    #[arg(long)]
+    pub proxy_protocol: bool,
     /// Pull quietly if the image is missing.
     #[arg(short, long)]
     pub quiet: bool,

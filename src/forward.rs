@@ -433,6 +433,8 @@ pub struct Publish {
     pub host_port: u16,
     pub container_port: u16,
     pub udp: bool,
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 impl std::str::FromStr for Publish {
@@ -460,6 +462,7 @@ impl std::str::FromStr for Publish {
             host_port: port(host)?,
             container_port: port(container)?,
             udp: proto,
+            proxy_protocol: false,
         })
     }
 }
@@ -580,7 +583,10 @@ pub fn start(
                     let _g = rt.enter();
                     TcpListener::from_std(l)?
                 };
-                tasks.push(rt.spawn(serve_tcp(l, t, TcpOptions::default())));
+                let opts = TcpOptions {
+                    proxy_protocol: p.proxy_protocol,
+                };
+                tasks.push(rt.spawn(serve_tcp(l, t, opts)));
             }
             Bound::Udp(s, p) => {
                 s.set_nonblocking(true)?;

@@ -84,8 +84,15 @@ fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     let publish = args
         .publish
         .iter()
-        .map(|p| p.parse::<crate::forward::Publish>())
+        .map(|p| {
+            let mut p = p.parse::<crate::forward::Publish>()?;
+            p.proxy_protocol = args.proxy_protocol && !p.udp;
+            Ok(p)
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if args.proxy_protocol && publish.is_empty() {
+        bail!("--proxy-protocol goes with -p: it changes what the forwarder sends");
+    }
     if !publish.is_empty() && !bridge {
         bail!(
             "-p needs --network bridge: with --network {} there is no container address to forward to",
@@ -427,13 +434,18 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
         writeln!(out, "{SHIM_STARTED}")?;
         out.flush()?;
         drop(out);
+        // From here on the shim's own messages (the forwarder's "target refused", a
+        // failed clean-up) go to `shim.log` in the container's directory.
         let null = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open("/dev/null")?;
-        for fd in [1, 2] {
-            nix::unistd::dup2(null.as_raw_fd(), fd)?;
-        }
+        let own_log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(c.dir.join("shim.log"))?;
+        nix::unistd::dup2(null.as_raw_fd(), 1)?;
+        nix::unistd::dup2(own_log.as_raw_fd(), 2)?;
     }
 
     // Logs of a detached container: one thread per stream, JSON lines like Docker's.

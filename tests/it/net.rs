@@ -315,3 +315,45 @@ fn network_none_has_only_loopback_and_refuses_ports() {
     let err = f.fails(&["run", "--rm", "-p", "8080", &image, "true"]);
     assert!(err.contains("\"8080\""), "{err}");
 }
+
+/// `--proxy-protocol`: the container reads the PROXY line naming the real client first.
+#[test]
+fn proxy_protocol_tells_the_container_who_connected() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    let port = free_port();
+    let image = format!("{reg}/test/busybox");
+    // nc -l prints what it received and answers with the date; one connection.
+    f.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "echo",
+        "-p",
+        &format!("127.0.0.1:{port}:7000"),
+        "--proxy-protocol",
+        &image,
+        "sh",
+        "-c",
+        "nc -l -p 7000 > /tmp/got; cat /tmp/got; sleep 1",
+    ]);
+    eventually(|| {
+        let mut s = TcpStream::connect(format!("127.0.0.1:{port}")).map_err(|e| e.to_string())?;
+        s.write_all(b"payload\n").map_err(|e| e.to_string())?;
+        Ok(())
+    });
+    let logs = eventually(|| {
+        let l = f.ok(&["logs", "echo"]);
+        if l.contains("payload") {
+            Ok(l)
+        } else {
+            Err(l)
+        }
+    });
+    assert!(
+        logs.starts_with("PROXY TCP4 127.0.0.1 127.0.0.1 "),
+        "{logs}"
+    );
+    assert!(logs.contains(&format!(" {port}\r\npayload")), "{logs}");
+    f.ok(&["rm", "-f", "echo"]);
+}
