@@ -8,9 +8,11 @@
 
 use anyhow::{bail, Context};
 use frun_images::fsutil::write_atomic;
+use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 /// What `frun run` asked for; written once at creation.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -112,6 +114,21 @@ impl State {
             error: None,
         }
     }
+}
+
+/// A signal by name (`SIGTERM`, `term`) or number, as Docker's StopSignal and runc's
+/// `kill` take it.
+pub fn parse_signal(s: &str) -> anyhow::Result<Signal> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| anyhow::anyhow!("unknown signal {n}"));
+    }
+    let name = s.to_ascii_uppercase();
+    let name = if name.starts_with("SIG") {
+        name
+    } else {
+        format!("SIG{name}")
+    };
+    Signal::from_str(&name).map_err(|_| anyhow::anyhow!("unknown signal {s:?}"))
 }
 
 pub fn now() -> String {

@@ -7,17 +7,14 @@
 //! that link, let alone write through it.
 
 use nix::sched::CloneFlags;
-use nix::sys::signal::Signal;
-use nix::sys::wait::waitpid;
 use nix::unistd::ForkResult;
 use oci_spec::runtime::{LinuxSeccomp, Process};
-use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use crate::cgroup::Cgroup;
 use crate::child;
-use crate::spawn::{pipe, threads, Started, Stdio};
+use crate::spawn::{handshake, pipe, threads, Started, Stdio};
 use crate::RuntimeError;
 
 /// Optional parts of [`exec_with`].
@@ -123,22 +120,7 @@ pub fn exec_with(
             drop(err_w);
             drop(stdio);
             drop(opts);
-            let fail = |e: RuntimeError| {
-                let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
-                let _ = waitpid(child, None);
-                e
-            };
-            if let Err(e) = cgroup.add(child.as_raw(), None) {
-                return Err(fail(e));
-            }
-            if let Err(e) = std::fs::File::from(sync_w).write_all(b"1") {
-                return Err(fail(RuntimeError::sys("starting the process", e)));
-            }
-            let mut msg = String::new();
-            let _ = std::fs::File::from(err_r).read_to_string(&mut msg);
-            if !msg.is_empty() {
-                return Err(fail(RuntimeError::Child(msg)));
-            }
+            handshake(child, &cgroup, None, sync_w, err_r)?;
             Ok(Started {
                 pid: child.as_raw(),
                 cgroup,

@@ -188,27 +188,42 @@ pub fn spawn_with(
     drop(opts);
     drop(sync_r);
     drop(err_w);
-    let fail = |e: RuntimeError| {
-        let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
-        let _ = waitpid(child, None);
+    if let Err(e) = handshake(child, &cgroup, linux.resources().as_ref(), sync_w, err_r) {
+        // The cgroup was made for this container alone.
         let _ = cgroup.remove();
-        e
-    };
-    if let Err(e) = cgroup.add(child.as_raw(), linux.resources().as_ref()) {
-        return Err(fail(e));
-    }
-    if let Err(e) = std::fs::File::from(sync_w).write_all(b"1") {
-        return Err(fail(RuntimeError::sys("starting the container process", e)));
-    }
-    let mut msg = String::new();
-    let _ = std::fs::File::from(err_r).read_to_string(&mut msg);
-    if !msg.is_empty() {
-        return Err(fail(RuntimeError::Child(msg)));
+        return Err(e);
     }
     Ok(Started {
         pid: child.as_raw(),
         cgroup,
     })
+}
+
+/// The parent's half of a start: put `child` into `cgroup` (with `resources`), let it go
+/// on, and read its verdict from the error pipe (EOF: it got as far as it should). On
+/// failure the child is killed and reaped.
+pub(crate) fn handshake(
+    child: Pid,
+    cgroup: &Cgroup,
+    resources: Option<&oci_spec::runtime::LinuxResources>,
+    sync_w: OwnedFd,
+    err_r: OwnedFd,
+) -> Result<(), RuntimeError> {
+    let fail = |e: RuntimeError| {
+        let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+        let _ = waitpid(child, None);
+        e
+    };
+    cgroup.add(child.as_raw(), resources).map_err(fail)?;
+    std::fs::File::from(sync_w)
+        .write_all(b"1")
+        .map_err(|e| fail(RuntimeError::sys("starting the process", e)))?;
+    let mut msg = String::new();
+    let _ = std::fs::File::from(err_r).read_to_string(&mut msg);
+    if !msg.is_empty() {
+        return Err(fail(RuntimeError::Child(msg)));
+    }
+    Ok(())
 }
 
 pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), RuntimeError> {

@@ -17,12 +17,13 @@ use std::io::{BufRead, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use super::images::{open_store, parse_size};
 use crate::cli::{ExecArgs, Format, Global, LogsArgs, PsArgs, RmArgs, RunArgs, StopArgs};
-use crate::containers::{now, pid_start, Container, Containers, Record, State, Status};
+use crate::containers::{
+    now, parse_signal, pid_start, Container, Containers, Record, State, Status,
+};
 use crate::runspec::{self, Network, RunOptions};
 
 /// Exit codes of `run` for failures before the command runs, as Docker's.
@@ -300,19 +301,6 @@ fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn parse_signal(s: &str) -> anyhow::Result<Signal> {
-    if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| anyhow::anyhow!("unknown signal {n}"));
-    }
-    let name = s.to_ascii_uppercase();
-    let name = if name.starts_with("SIG") {
-        name
-    } else {
-        format!("SIG{name}")
-    };
-    Signal::from_str(&name).map_err(|_| anyhow::anyhow!("unknown signal {s:?}"))
-}
-
 /// The host's resolvers; a local stub (127.0.0.53 of systemd-resolved) is useless in a
 /// network namespace of its own, so its upstream list is used instead.
 fn host_resolv_conf() -> String {
@@ -586,31 +574,41 @@ fn wait_exited(c: &Container, timeout: Duration) -> anyhow::Result<State> {
     }
 }
 
-pub fn stop(g: &Global, args: StopArgs) -> anyhow::Result<ExitCode> {
+/// Runs `f` on each named container, like Docker: every error is reported, the others
+/// still go on, and the exit code says whether any failed.
+fn each_container(
+    g: &Global,
+    keys: &[String],
+    f: impl Fn(&Containers, Container) -> anyhow::Result<()>,
+) -> anyhow::Result<ExitCode> {
     let containers = Containers::open(&g.root)?;
     let mut failed = false;
-    for key in &args.containers {
-        let r = (|| {
-            let c = containers.find(key)?;
-            let st = c.state()?;
-            if st.status == Status::Running {
-                let pid = st.pid.context("running container without a pid")?;
-                let timeout = args.time.unwrap_or(c.record.stop_timeout);
-                stop_pid(pid, c.record.stop_signal, timeout);
-                wait_exited(&c, Duration::from_secs(30))?;
+    for key in keys {
+        match containers.find(key).and_then(|c| f(&containers, c)) {
+            Ok(()) => println!("{key}"),
+            Err(e) => {
+                eprintln!("frun: error: {e:#}");
+                failed = true;
             }
-            println!("{key}");
-            Ok::<(), anyhow::Error>(())
-        })();
-        if let Err(e) = r {
-            eprintln!("frun: error: {e:#}");
-            failed = true;
         }
     }
     Ok(if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+pub fn stop(g: &Global, args: StopArgs) -> anyhow::Result<ExitCode> {
+    each_container(g, &args.containers, |_, c| {
+        let st = c.state()?;
+        if st.status == Status::Running {
+            let pid = st.pid.context("running container without a pid")?;
+            let timeout = args.time.unwrap_or(c.record.stop_timeout);
+            stop_pid(pid, c.record.stop_signal, timeout);
+            wait_exited(&c, Duration::from_secs(30))?;
+        }
+        Ok(())
     })
 }
 
@@ -631,42 +629,27 @@ fn remove(g: &Global, containers: &Containers, c: &Container) -> anyhow::Result<
 }
 
 pub fn rm(g: &Global, args: RmArgs) -> anyhow::Result<ExitCode> {
-    let containers = Containers::open(&g.root)?;
-    let mut failed = false;
-    for key in &args.containers {
-        let r = (|| {
-            let c = containers.find(key)?;
-            let st = c.state()?;
-            if st.status == Status::Running {
-                if !args.force {
-                    bail!(
-                        "container {} is running: stop it first, or use rm -f",
-                        c.record.name
-                    );
-                }
-                stop_pid(
-                    st.pid.context("running container without a pid")?,
-                    Signal::SIGKILL as i32,
-                    0,
+    each_container(g, &args.containers, |containers, c| {
+        let st = c.state()?;
+        if st.status == Status::Running {
+            if !args.force {
+                bail!(
+                    "container {} is running: stop it first, or use rm -f",
+                    c.record.name
                 );
-                wait_exited(&c, Duration::from_secs(30))?;
             }
-            // The shim of an --rm container may be removing it right now.
-            if c.dir.exists() {
-                remove(g, &containers, &c)?;
-            }
-            println!("{key}");
-            Ok(())
-        })();
-        if let Err(e) = r {
-            eprintln!("frun: error: {e:#}");
-            failed = true;
+            stop_pid(
+                st.pid.context("running container without a pid")?,
+                Signal::SIGKILL as i32,
+                0,
+            );
+            wait_exited(&c, Duration::from_secs(30))?;
         }
-    }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
+        // The shim of an --rm container may be removing it right now.
+        if c.dir.exists() {
+            remove(g, containers, &c)?;
+        }
+        Ok(())
     })
 }
 

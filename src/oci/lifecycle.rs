@@ -1,5 +1,6 @@
 //! `create`, `start`, `run`, `state`, `kill`, `delete`, `list`, `ps`, `features`.
 
+use crate::containers::parse_signal;
 use anyhow::{bail, Context};
 use frun_runtime::{RootfsSource, SpawnConfig, SpawnOptions, Started, Stdio};
 use nix::sys::signal::{self, Signal};
@@ -9,7 +10,6 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use super::state::{cgroup_path, now, validate_id, write_pid_file, Container, Saved, Status};
@@ -308,19 +308,6 @@ pub fn state(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
     let c = Container::load(&g.root, id)?;
     println!("{}", serde_json::to_string_pretty(&c.state_json())?);
     Ok(ExitCode::SUCCESS)
-}
-
-pub fn parse_signal(s: &str) -> anyhow::Result<Signal> {
-    if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| anyhow::anyhow!("unknown signal {n}"));
-    }
-    let name = s.to_ascii_uppercase();
-    let name = if name.starts_with("SIG") {
-        name
-    } else {
-        format!("SIG{name}")
-    };
-    Signal::from_str(&name).map_err(|_| anyhow::anyhow!("unknown signal {s:?}"))
 }
 
 pub fn kill(g: &Global, id: &str, sig: Option<&str>, all: bool) -> anyhow::Result<ExitCode> {
