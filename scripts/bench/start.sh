@@ -2,7 +2,9 @@
 # Benchmark (not a test): container start-up latency.
 #   runtime level: create + start + wait + delete of /bin/true in a busybox bundle, via
 #                  `RUNTIME run` (which is exactly that) for runc, crun and frun-oci;
-#   tool level:    `frun run --rm IMAGE /bin/true` against `podman run --rm IMAGE /bin/true`.
+#   tool level:    `frun run --rm IMAGE /bin/true` against `podman run --rm IMAGE /bin/true`,
+#                  both with --network none (the same isolation); frun-run-bridge adds
+#                  frun's default bridge networking (netns, veth, lease, NAT table).
 # Prints the median, min and max per contender in milliseconds and ratios to frun's.
 #
 # usage: scripts/bench/start.sh            (as root)
@@ -20,7 +22,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$here/../.." && pwd)
 RUNS=${RUNS:-50}
-CONTENDERS=${CONTENDERS:-"runc crun frun-oci frun-run podman-run"}
+CONTENDERS=${CONTENDERS:-"runc crun frun-oci frun-run podman-run frun-run-bridge"}
 
 if [ "${1:-}" != --inside ]; then
     [ "$(id -u)" = 0 ] || { echo "start.sh: run as root" >&2; exit 2; }
@@ -70,7 +72,8 @@ declare -A CMD=(
     [runc]="runc --root $T/runc run --bundle $T/bundle"
     [crun]="crun --root $T/crun run --bundle $T/bundle"
     [frun-oci]="$T/frun-oci --root $T/frun-oci-state run --bundle $T/bundle"
-    [frun-run]="$F run --rm --quiet $IMAGE /bin/true"
+    [frun-run]="$F run --rm --quiet --network none $IMAGE /bin/true"
+    [frun-run-bridge]="$F run --rm --quiet $IMAGE /bin/true"
     [podman-run]="$P run --rm --runtime runc --network none --tls-verify=false $IMAGE /bin/true"
 )
 $F pull -q "$IMAGE"
@@ -102,7 +105,7 @@ printf '%-12s %9s %9s %9s  %s\n' contender median_ms min_ms max_ms ratio
 for c in $CONTENDERS; do
     [ -n "${MED[$c]:-}" ] || { printf '%-12s %9s\n' "$c" FAILED; continue; }
     case $c in
-        frun-run|podman-run) base=${MED[frun-run]:-} ;;
+        frun-run|podman-run|frun-run-bridge) base=${MED[frun-run]:-} ;;
         *) base=${MED[frun-oci]:-} ;;
     esac
     ratio=""
