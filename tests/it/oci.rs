@@ -174,7 +174,26 @@ fn bundle(f: &Frun, name: &str, args: &[&str], cgroup: Option<&str>) -> Option<P
 }
 
 /// Kills what is left in a cgroup (relative to every hierarchy) and removes it, on drop.
-struct CgroupGuard(String);
+/// Kills what is left in the cgroup `/<path>` and removes it on drop; also its parent,
+/// when the parent did not exist before the guard (frun-oci's default `/frun-oci`).
+struct CgroupGuard(String, Vec<PathBuf>);
+
+impl CgroupGuard {
+    fn new(path: String) -> CgroupGuard {
+        let parent = Path::new(&path)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let made_by_us = std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join(&parent))
+            .filter(|p| !parent.as_os_str().is_empty() && !p.exists())
+            .collect();
+        CgroupGuard(path, made_by_us)
+    }
+}
 
 impl Drop for CgroupGuard {
     fn drop(&mut self) {
@@ -198,6 +217,10 @@ impl Drop for CgroupGuard {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
+        }
+        // Only a parent that this test brought into being, and only if empty.
+        for p in &self.1 {
+            let _ = std::fs::remove_dir(p);
         }
     }
 }
@@ -343,7 +366,7 @@ fn delete_force_kills_and_a_relative_cgroup_goes_under_frun_oci() {
         o.f.cgroup_parent.trim_start_matches("/frun-test-")
     );
     let out = o.f.dir.path().join("rel.out");
-    let _guard = CgroupGuard(format!("frun-oci/{id}"));
+    let _guard = CgroupGuard::new(format!("frun-oci/{id}"));
     let pid = o.create(&b, &id, &out);
     let procs = PathBuf::from(format!("/sys/fs/cgroup/pids/frun-oci/{id}/cgroup.procs"));
     let unified = PathBuf::from(format!("/sys/fs/cgroup/frun-oci/{id}/cgroup.procs"));
