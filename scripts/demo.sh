@@ -1,6 +1,7 @@
 #!/bin/bash
 # The demo (README's first command), as far as frun goes today: pull images the way a
-# fresh VPS pulls from Docker Hub, and list them.
+# fresh VPS pulls from Docker Hub, then run a web server in a container on frun's bridge
+# with a published port, and talk to it through that port.
 #
 # There is no Docker Hub here, so the demo plays it locally, inside a network namespace
 # of its own: it builds images with umoci/skopeo (never with frun), serves them from
@@ -27,8 +28,8 @@ if [ "${1:-}" != --inside ]; then
 fi
 
 state=$(mktemp -d /tmp/frun-demo.XXXXXX)
-trap 'rm -rf "$state"' EXIT
-frun() { target/release/frun --root "$state/root" --run-root "$state/run" "$@"; }
+frun() { target/release/frun --root "$state/root" --run-root "$state/run" --cgroup-parent /frun-demo "$@"; }
+trap 'frun rm -f web >/dev/null 2>&1 || true; rmdir /sys/fs/cgroup/*/frun-demo 2>/dev/null || true; rm -rf "$state"' EXIT
 export FRUN_REGISTRY_MIRROR=$FRUN_TEST_REGISTRY_TOKEN
 
 set -x
@@ -39,3 +40,14 @@ frun images
 frun images --format json | jq -r '.[] | "\(.reference) \(.platform) \(.size)"'
 frun rmi alpine:3.20.3
 frun gc
+
+# A container on frun's bridge, its port published on the host by frun's forwarder.
+mkdir -p "$state/www" && echo "hello from a frun container" > "$state/www/index.html"
+frun run -d --name web -v "$state/www:/www:ro" -p 127.0.0.1:8080:80 \
+    "$FRUN_TEST_REGISTRY/test/busybox" httpd -f -p 80 -h /www
+frun ps
+for i in $(seq 50); do curl -fsS http://127.0.0.1:8080/ && break; sleep 0.1; done
+frun exec web cat /etc/hosts
+frun stop -t 2 web   # busybox httpd as pid 1 ignores SIGTERM: SIGKILL after 2 s
+frun ps -a --format json | jq -r '.[] | "\(.name) \(.status) exit=\(.exit_code)"'
+frun rm web
