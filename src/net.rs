@@ -315,11 +315,16 @@ pub fn attach(cfg: &NetConfig, id: &str, name: &str) -> anyhow::Result<Attachmen
     let netns = cfg.netns_path(id);
     let r = (|| {
         create_netns(&netns)?;
-        // 1. The bridge, with the gateway address, and forwarding + NAT.
+        // 1. Forwarding and NAT, then (one netlink session on the host side) the bridge
+        //    with the gateway address, and the veth pair: host end on the bridge, the
+        //    other end into the namespace.
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").context("enabling IPv4 forwarding")?;
+        nft(&nft_script(cfg))?;
         let (br, gw, prefix) = (cfg.bridge.clone(), cfg.gateway(), cfg.prefix);
+        let (host, ns) = (host_veth(id), netns.clone());
         netlink(None, move |h| {
             Box::pin(async move {
-                let idx = match link_index(&h, &br).await? {
+                let br_idx = match link_index(&h, &br).await? {
                     Some(i) => i,
                     None => {
                         h.link()
@@ -333,7 +338,7 @@ pub fn attach(cfg: &NetConfig, id: &str, name: &str) -> anyhow::Result<Attachmen
                 let has_gw = h
                     .address()
                     .get()
-                    .set_link_index_filter(idx)
+                    .set_link_index_filter(br_idx)
                     .execute()
                     .try_collect::<Vec<_>>()
                     .await?
@@ -341,32 +346,21 @@ pub fn attach(cfg: &NetConfig, id: &str, name: &str) -> anyhow::Result<Attachmen
                     .any(|a| a.attributes.iter().any(|at| matches!(at, netlink_packet_route::address::AddressAttribute::Address(IpAddr::V4(x)) if *x == gw)));
                 if !has_gw {
                     h.address()
-                        .add(idx, IpAddr::V4(gw), prefix)
+                        .add(br_idx, IpAddr::V4(gw), prefix)
                         .execute()
                         .await
                         .with_context(|| format!("adding {gw}/{prefix} to {br}"))?;
                 }
                 h.link()
-                    .set(LinkUnspec::new_with_index(idx).up().build())
+                    .set(LinkUnspec::new_with_index(br_idx).up().build())
                     .execute()
                     .await?;
-                Ok(())
-            })
-        })?;
-        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").context("enabling IPv4 forwarding")?;
-        nft(&nft_script(cfg))?;
-
-        // 2. The veth pair: host end on the bridge, the other end into the namespace.
-        let (br, host, ns) = (cfg.bridge.clone(), host_veth(id), netns.clone());
-        netlink(None, move |h| {
-            Box::pin(async move {
                 let peer = format!("p{}", &host[4..]);
                 h.link()
                     .add(LinkVeth::new(&host, &peer).build())
                     .execute()
                     .await
                     .with_context(|| format!("creating veth {host}"))?;
-                let br_idx = link_index(&h, &br).await?.context("bridge vanished")?;
                 let host_idx = link_index(&h, &host).await?.context("veth vanished")?;
                 let peer_idx = link_index(&h, &peer).await?.context("veth peer vanished")?;
                 h.link()
@@ -392,7 +386,7 @@ pub fn attach(cfg: &NetConfig, id: &str, name: &str) -> anyhow::Result<Attachmen
             })
         })?;
 
-        // 3. Inside: eth0 with its address and the default route, lo up.
+        // 2. Inside: eth0 with its address and the default route, lo up.
         let (host, gw, prefix) = (host_veth(id), cfg.gateway(), cfg.prefix);
         netlink(Some(netns.clone()), move |h| {
             Box::pin(async move {

@@ -373,32 +373,22 @@ impl Ctx {
     /// Fetches a manifest and checks it against the digest it was asked by, or that
     /// the registry claims.
     async fn manifest(&self, r: &Reference) -> Result<(Vec<u8>, Digest), PullError> {
-        let mut attempt = 0;
-        let (bytes, claimed) = loop {
-            match self
-                .client
-                .pull_manifest_raw(r, &RegistryAuth::Anonymous, MANIFEST_TYPES)
-                .await
-            {
-                Ok(ok) => break ok,
-                Err(e) if is_retryable(&e) && attempt < self.opts.retries => {
-                    attempt += 1;
-                    tokio::time::sleep(backoff(attempt)).await;
-                }
-                Err(oci_client::errors::OciDistributionError::DigestError(e)) => {
-                    return Err(bad_manifest(
-                        &self.reference,
-                        &Digest::of(b""),
-                        e.to_string(),
-                    ))
-                }
-                Err(e) => {
-                    return Err(PullError::Registry {
-                        reference: self.reference.clone(),
-                        source: e,
-                    })
-                }
+        let fetched = self
+            .retrying(|| {
+                self.client
+                    .pull_manifest_raw(r, &RegistryAuth::Anonymous, MANIFEST_TYPES)
+            })
+            .await;
+        let (bytes, claimed) = match fetched {
+            Ok(ok) => ok,
+            Err(oci_client::errors::OciDistributionError::DigestError(e)) => {
+                return Err(bad_manifest(
+                    &self.reference,
+                    &Digest::of(b""),
+                    e.to_string(),
+                ))
             }
+            Err(e) => return Err(self.registry_err(e)),
         };
         if bytes.len() as u64 > MAX_JSON_BLOB {
             return Err(bad_manifest(
@@ -473,9 +463,8 @@ impl Ctx {
             return Ok(data);
         }
         let digest_str = digest.to_string();
-        let mut attempt = 0;
-        loop {
-            let res: Result<Vec<u8>, oci_client::errors::OciDistributionError> = async {
+        let data = self
+            .retrying(|| async {
                 let mut stream = self
                     .client
                     .pull_blob_stream(&self.fetch_ref, digest_str.as_str())
@@ -488,30 +477,44 @@ impl Ctx {
                     }
                 }
                 Ok(out)
-            }
-            .await;
-            match res {
-                Ok(data) => {
-                    let actual = Digest::of(&data);
-                    if &actual != digest {
-                        return Err(PullError::DigestMismatch {
-                            expected: digest.clone(),
-                            actual,
-                        });
-                    }
-                    return Ok(data);
-                }
+            })
+            .await
+            .map_err(|e| self.registry_err(e))?;
+        let actual = Digest::of(&data);
+        if &actual != digest {
+            return Err(PullError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        Ok(data)
+    }
+
+    /// Runs `op` again, with backoff, while it fails with a network error, up to the
+    /// configured number of retries.
+    async fn retrying<T, Fut>(
+        &self,
+        op: impl Fn() -> Fut,
+    ) -> Result<T, oci_client::errors::OciDistributionError>
+    where
+        Fut: std::future::Future<Output = Result<T, oci_client::errors::OciDistributionError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match op().await {
                 Err(e) if is_retryable(&e) && attempt < self.opts.retries => {
                     attempt += 1;
                     tokio::time::sleep(backoff(attempt)).await;
                 }
-                Err(e) => {
-                    return Err(PullError::Registry {
-                        reference: self.reference.clone(),
-                        source: e,
-                    })
-                }
+                other => return other,
             }
+        }
+    }
+
+    fn registry_err(&self, source: oci_client::errors::OciDistributionError) -> PullError {
+        PullError::Registry {
+            reference: self.reference.clone(),
+            source,
         }
     }
 

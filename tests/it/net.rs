@@ -37,26 +37,16 @@ fn www(f: &Frun, text: &str) -> PathBuf {
     dir
 }
 
+fn stdout_of(cmd: &str, args: &[&str]) -> String {
+    String::from_utf8(Command::new(cmd).args(args).output().unwrap().stdout).unwrap()
+}
+
 fn links() -> String {
-    String::from_utf8(
-        Command::new("ip")
-            .args(["-o", "link"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
+    stdout_of("ip", &["-o", "link"])
 }
 
 fn nft_tables() -> String {
-    String::from_utf8(
-        Command::new("nft")
-            .args(["list", "tables"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
+    stdout_of("nft", &["list", "tables"])
 }
 
 fn free_port() -> u16 {

@@ -264,6 +264,21 @@ fn assert_clean(f: &Frun, before: &BTreeSet<String>) {
 
 // --- 1. what a container looks like from the inside -----------------------------------------
 
+/// Starts `checker sleep 300` detached as `name` and returns its pid once it runs.
+fn run_sleeper(f: &Frun, reg: &str, name: &str) -> i32 {
+    f.ok(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        &image(reg, "checker"),
+        "checker",
+        "sleep",
+        "300",
+    ]);
+    wait_running(f, name)
+}
+
 #[test]
 fn container_is_isolated_with_docker_default_privileges() {
     let Some(reg) = registry() else { return };
@@ -933,17 +948,7 @@ fn exec_joins_the_container_and_returns_its_exit_code() {
     let Some(reg) = registry() else { return };
     let f = Frun::new();
     let before = mountinfo();
-    f.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "box",
-        &image(&reg, "checker"),
-        "checker",
-        "sleep",
-        "300",
-    ]);
-    let pid = wait_running(&f, "box");
+    let pid = run_sleeper(&f, &reg, "box");
     let leak = tempfile::tempdir().unwrap();
     let out = leaky_command(&f, &["exec", "box", "checker", "report"], leak.path())
         .output()
@@ -1052,17 +1057,7 @@ fn rm_refuses_a_running_container_without_force() {
     let Some(reg) = registry() else { return };
     let f = Frun::new();
     let before = mountinfo();
-    f.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "busy",
-        &image(&reg, "checker"),
-        "checker",
-        "sleep",
-        "300",
-    ]);
-    let pid = wait_running(&f, "busy");
+    let pid = run_sleeper(&f, &reg, "busy");
     let err = f.fails(&["rm", "busy"]);
     assert!(err.contains("running"), "{err}");
     assert_eq!(find(&f, "busy")["status"], "running");
