@@ -88,7 +88,7 @@ pub enum Command {
     /// Check credentials against a registry and save them in Docker's config.json.
     Login(LoginArgs),
     /// Run a command in a new container.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List containers.
     Ps(PsArgs),
     /// Stop running containers: the image's stop signal, then SIGKILL after a grace period.
@@ -117,9 +117,19 @@ pub struct RunArgs {
     /// Environment variable KEY=VALUE.
     #[arg(short, long = "env")]
     pub env: Vec<String>,
-    /// Bind mount SRC:DST[:ro]; SRC is a host path or a volume name.
+    /// Bind mount SRC:DST[:OPTS]; SRC is a host path or a volume name; OPTS is a comma
+    /// list of ro, rw and idmap (with --uidmap: the volume's files owned by uid 0 on the
+    /// host are seen as root in the container).
     #[arg(short, long = "volume")]
     pub volumes: Vec<String>,
+    /// Run in a user namespace: container uid CONTAINER..+SIZE is host uid HOST..+SIZE
+    /// (CONTAINER:HOST:SIZE, repeatable; podman's --uidmap). The image's layers are
+    /// idmapped, never copied or chowned.
+    #[arg(long = "uidmap", value_name = "CONTAINER:HOST:SIZE")]
+    pub uidmap: Vec<String>,
+    /// As --uidmap, for group ids (default: the same as --uidmap).
+    #[arg(long = "gidmap", value_name = "CONTAINER:HOST:SIZE")]
+    pub gidmap: Vec<String>,
     /// Working directory inside the container.
     #[arg(short, long)]
     pub workdir: Option<String>,

@@ -7,8 +7,8 @@
 use anyhow::{bail, Context};
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{
-    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceType, LinuxPidsBuilder,
-    LinuxResourcesBuilder, MountBuilder, Spec, UserBuilder,
+    LinuxCpuBuilder, LinuxIdMapping, LinuxIdMappingBuilder, LinuxMemoryBuilder, LinuxNamespaceType,
+    LinuxPidsBuilder, LinuxResourcesBuilder, MountBuilder, Spec, UserBuilder,
 };
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use std::io::Read;
@@ -26,8 +26,79 @@ pub struct RunOptions {
     pub pids_limit: Option<i64>,
     pub network: Network,
     pub hostname: String,
-    /// `(source, destination, read_only)`; sources already resolved to host paths.
-    pub volumes: Vec<(PathBuf, String, bool)>,
+    pub volumes: Vec<Volume>,
+    /// A user namespace with these mappings (`--uidmap`, `--gidmap`).
+    pub userns: Option<IdMaps>,
+}
+
+/// A bind mount from `-v`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    /// The host path (named volumes already resolved).
+    pub source: PathBuf,
+    pub dest: String,
+    pub read_only: bool,
+    /// Idmapped through the container's user namespace.
+    pub idmap: bool,
+}
+
+/// User namespace mappings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdMaps {
+    pub uid: Vec<LinuxIdMapping>,
+    pub gid: Vec<LinuxIdMapping>,
+}
+
+impl IdMaps {
+    /// From `--uidmap`/`--gidmap` values (`CONTAINER:HOST:SIZE`); the gid maps default
+    /// to the uid maps. `None` when neither is given.
+    pub fn parse(uid: &[String], gid: &[String]) -> anyhow::Result<Option<IdMaps>> {
+        fn one(flag: &str, v: &str) -> anyhow::Result<LinuxIdMapping> {
+            let n: Vec<u32> = v
+                .split(':')
+                .map(|x| x.parse::<u32>())
+                .collect::<Result<_, _>>()
+                .map_err(|_| {
+                    anyhow::anyhow!("invalid {flag} {v:?}: expected CONTAINER:HOST:SIZE")
+                })?;
+            let [c, h, size] = n[..] else {
+                bail!("invalid {flag} {v:?}: expected CONTAINER:HOST:SIZE");
+            };
+            if size == 0 {
+                bail!("invalid {flag} {v:?}: the size is 0");
+            }
+            Ok(LinuxIdMappingBuilder::default()
+                .container_id(c)
+                .host_id(h)
+                .size(size)
+                .build()?)
+        }
+        if uid.is_empty() && gid.is_empty() {
+            return Ok(None);
+        }
+        if uid.is_empty() {
+            bail!("--gidmap needs --uidmap too");
+        }
+        let uid: Vec<_> = uid
+            .iter()
+            .map(|v| one("--uidmap", v))
+            .collect::<anyhow::Result<_>>()?;
+        let gid: Vec<_> = if gid.is_empty() {
+            uid.clone()
+        } else {
+            gid.iter()
+                .map(|v| one("--gidmap", v))
+                .collect::<anyhow::Result<_>>()?
+        };
+        Ok(Some(IdMaps { uid, gid }))
+    }
+
+    fn maps(maps: &[LinuxIdMapping], id: u32) -> bool {
+        maps.iter().any(|m| {
+            id.checked_sub(m.container_id())
+                .is_some_and(|o| o < m.size())
+        })
+    }
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -41,15 +112,24 @@ pub enum Network {
     Host,
 }
 
-/// Parses `-v SRC:DST[:ro|rw]`; named volumes live under `volumes_dir`.
-pub fn parse_volume(v: &str, volumes_dir: &Path) -> anyhow::Result<(PathBuf, String, bool)> {
+/// Parses `-v SRC:DST[:OPTS]` (OPTS: a comma list of ro, rw, idmap); named volumes
+/// live under `volumes_dir`.
+pub fn parse_volume(v: &str, volumes_dir: &Path) -> anyhow::Result<Volume> {
     let parts: Vec<&str> = v.split(':').collect();
-    let (src, dst, ro) = match parts.as_slice() {
-        [s, d] => (*s, *d, false),
-        [s, d, "ro"] => (*s, *d, true),
-        [s, d, "rw"] => (*s, *d, false),
+    let (src, dst, opts) = match parts.as_slice() {
+        [s, d] => (*s, *d, ""),
+        [s, d, o] => (*s, *d, *o),
         _ => bail!("invalid volume {v:?}: expected SRC:DST[:ro]"),
     };
+    let (mut ro, mut idmap) = (false, false);
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => ro = true,
+            "rw" => ro = false,
+            "idmap" => idmap = true,
+            _ => bail!("invalid volume {v:?}: unknown option {o:?} (ro, rw or idmap)"),
+        }
+    }
     if !dst.starts_with('/') {
         bail!("invalid volume {v:?}: the destination {dst:?} must be an absolute path");
     }
@@ -67,7 +147,12 @@ pub fn parse_volume(v: &str, volumes_dir: &Path) -> anyhow::Result<(PathBuf, Str
         std::fs::create_dir_all(&p).with_context(|| format!("creating volume {p:?}"))?;
         p
     };
-    Ok((src, dst.to_string(), ro))
+    Ok(Volume {
+        source: src,
+        dest: dst.to_string(),
+        read_only: ro,
+        idmap,
+    })
 }
 
 /// Reads a file of the image (`etc/passwd`), topmost layer first, never following a
@@ -253,7 +338,7 @@ pub fn build(
         UserBuilder::default()
             .uid(uid)
             .gid(gid)
-            .additional_gids(extra)
+            .additional_gids(extra.clone())
             .build()
             .expect("user"),
     );
@@ -313,6 +398,28 @@ pub fn build(
             .collect();
         linux.set_namespaces(Some(ns));
     }
+    if let Some(maps) = &opts.userns {
+        // The user runs as ids of the namespace: each must be mapped, or the process
+        // could not become it.
+        for (what, id, m) in [("uid", uid, &maps.uid), ("gid", gid, &maps.gid)] {
+            if !IdMaps::maps(m, id) {
+                bail!("the container's {what} {id} is not mapped by --{what}map");
+            }
+        }
+        if let Some(g) = extra.iter().find(|g| !IdMaps::maps(&maps.gid, **g)) {
+            bail!("the container's supplementary gid {g} is not mapped by --gidmap");
+        }
+        let mut ns = linux.namespaces().clone().unwrap_or_default();
+        ns.push(
+            oci_spec::runtime::LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::User)
+                .build()
+                .expect("namespace"),
+        );
+        linux.set_namespaces(Some(ns));
+        linux.set_uid_mappings(Some(maps.uid.clone()));
+        linux.set_gid_mappings(Some(maps.gid.clone()));
+    }
     spec.set_linux(Some(linux));
 
     let mut mounts = spec.mounts().clone().unwrap_or_default();
@@ -354,19 +461,28 @@ pub fn build(
                 .build()?,
         );
     }
-    for (src, dst, ro) in &opts.volumes {
+    for v in &opts.volumes {
         let mut o = vec!["rbind".to_string()];
-        if *ro {
+        if v.read_only {
             o.push("ro".into());
         }
-        mounts.push(
-            MountBuilder::default()
-                .destination(dst.as_str())
-                .typ("bind")
-                .source(src.clone())
-                .options(o)
-                .build()?,
-        );
+        let mut m = MountBuilder::default()
+            .destination(v.dest.as_str())
+            .typ("bind")
+            .source(v.source.clone())
+            .options(o)
+            .build()?;
+        if v.idmap {
+            let Some(maps) = &opts.userns else {
+                bail!(
+                    "volume {:?}: idmap needs a user namespace (--uidmap)",
+                    v.source
+                );
+            };
+            m.set_uid_mappings(Some(maps.uid.clone()));
+            m.set_gid_mappings(Some(maps.gid.clone()));
+        }
+        mounts.push(m);
     }
     spec.set_mounts(Some(mounts));
     Ok(spec)
@@ -413,11 +529,17 @@ mod tests {
     #[test]
     fn volumes_parse() {
         let dir = tempfile::tempdir().unwrap();
-        let (src, dst, ro) = parse_volume("data:/var/lib/data:ro", dir.path()).unwrap();
+        let v = parse_volume("data:/var/lib/data:ro", dir.path()).unwrap();
         assert_eq!(
-            (src, dst.as_str(), ro),
-            (dir.path().join("data"), "/var/lib/data", true)
+            (v.source, v.dest.as_str(), v.read_only, v.idmap),
+            (dir.path().join("data"), "/var/lib/data", true, false)
         );
+        let v = parse_volume("data:/d:rw,idmap", dir.path()).unwrap();
+        assert!(!v.read_only && v.idmap);
+        assert!(parse_volume("data:/d:rx", dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains("unknown option \"rx\""));
         assert!(parse_volume("/no/such/dir:/x", dir.path()).is_err());
         assert!(parse_volume("data:relative", dir.path()).is_err());
         assert!(parse_volume("a:b:c:d", dir.path()).is_err());

@@ -52,6 +52,8 @@ pub(crate) struct ChildArgs<'a> {
     pub gate: Option<i32>,
     /// The console socket ([`crate::SpawnOptions::console_socket`]), if any.
     pub console: Option<i32>,
+    /// In a new user namespace: the socket the parent sends its premade mounts over.
+    pub userns_mounts: Option<i32>,
 }
 
 /// Never returns: `execve`s the container's process or exits 127 after reporting.
@@ -69,6 +71,29 @@ fn setup(a: &ChildArgs<'_>) -> R<std::convert::Infallible> {
     // 1. Wait until the parent has put this process into the cgroup: everything from
     //    here on is accounted and limited.
     wait_for_parent(&a.sync)?;
+
+    // 1b. In a new user namespace (the parent has written its maps by now): become its
+    //     root, take the mounts the parent made, and note this process's cgroups while
+    //     /proc/self/cgroup still shows them from the host's side (for binding them in,
+    //     since cgroup v1 cannot be mounted in a user namespace).
+    let userns = match a.userns_mounts {
+        Some(sock) => {
+            // SAFETY: the child's own copy of its end of the socket pair, used once.
+            let sock = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(sock) };
+            let premade = crate::userns::recv_fds(&sock)?;
+            drop(sock);
+            let read =
+                |p: &str| std::fs::read_to_string(p).map_err(|e| format!("reading {p}: {e}"));
+            Some(rootfs::Userns {
+                premade: premade.into(),
+                cgroups: read("/proc/self/cgroup")?,
+                mountinfo: read("/proc/self/mountinfo")?,
+                host_paths: Default::default(),
+                sysfs_premade: crate::userns::parent_makes_sysfs(spec),
+            })
+        }
+        None => None,
+    };
 
     // 2. A session of its own: the terminal's Ctrl-C goes to frun, which stops the
     //    container properly, not straight to a pid 1 that may ignore it.
@@ -91,6 +116,8 @@ fn setup(a: &ChildArgs<'_>) -> R<std::convert::Infallible> {
             }
         };
         match ns.path() {
+            // In a new user namespace, the parent joined those for the clone.
+            Some(_) if a.userns_mounts.is_some() => {}
             Some(path) => {
                 let f = std::fs::File::open(path)
                     .map_err(|e| format!("opening namespace {path:?}: {e}"))?;
@@ -108,6 +135,19 @@ fn setup(a: &ChildArgs<'_>) -> R<std::convert::Infallible> {
         loopback_up()?;
     }
 
+    // 3b. In a user namespace, this process still acts on files as the host's root
+    //     (its ids are not mapped yet), which the container's root will not be: open
+    //     the host paths to mount (the mount point, bind sources in private
+    //     directories) now, then become the namespace's root.
+    let mut userns = userns;
+    if let Some(u) = userns.as_mut() {
+        u.host_paths = rootfs::open_host_paths(spec, a.rootfs, a.mountpoint)?;
+        nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .map_err(|e| format!("becoming root of the user namespace (gid): {e}"))?;
+        nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .map_err(|e| format!("becoming root of the user namespace (uid): {e}"))?;
+    }
+
     // 4. The root filesystem, in the new mount namespace.
     let has_mount_ns = linux
         .namespaces()
@@ -117,8 +157,9 @@ fn setup(a: &ChildArgs<'_>) -> R<std::convert::Infallible> {
     if !has_mount_ns {
         return Err("a container without a mount namespace is not supported".into());
     }
-    rootfs::prepare(spec, a.rootfs, a.mountpoint)?;
-    rootfs::pivot(a.mountpoint)?;
+    let root = rootfs::prepare(spec, a.rootfs, a.mountpoint, userns)?;
+    rootfs::pivot(&root)?;
+    drop(root);
     rootfs::finish(spec)?;
     if let Some(h) = spec.hostname() {
         nix::unistd::sethostname(h).map_err(|e| format!("setting hostname {h:?}: {e}"))?;

@@ -73,6 +73,24 @@ pub fn exec_with(
         })?;
         nss.push((f, flag));
     }
+    // A container in a user namespace of its own: joined last, once every other
+    // namespace has been joined with the host's privileges (a network namespace the
+    // host made belongs to the host's user namespace).
+    let userns = format!("/proc/{pid}/ns/user");
+    let theirs = std::fs::File::open(&userns)
+        .map_err(|e| RuntimeError::sys(format!("opening {userns}"), e))?;
+    let same = |a: &std::fs::File, b: &std::fs::File| -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (a.metadata(), b.metadata()) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        }
+    };
+    let ours = std::fs::File::open("/proc/self/ns/user")
+        .map_err(|e| RuntimeError::sys("opening /proc/self/ns/user", e))?;
+    if !same(&theirs, &ours) {
+        nss.push((theirs, CloneFlags::CLONE_NEWUSER));
+    }
     let pidns = std::fs::File::open(format!("/proc/{pid}/ns/pid"))
         .map_err(|e| RuntimeError::sys("opening the container's pid namespace", e))?;
     nix::sched::setns(&pidns, CloneFlags::CLONE_NEWPID)

@@ -17,6 +17,7 @@ pub mod rootfs;
 pub mod seccomp;
 mod spawn;
 pub mod spec;
+mod userns;
 
 pub use exec::{exec, exec_with, ExecOptions};
 pub use rootfs::RootfsSource;

@@ -12,6 +12,7 @@
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
@@ -29,6 +30,109 @@ pub enum RootfsSource {
 }
 
 type R<T> = Result<T, String>;
+
+/// What a container in a new user namespace mounts differently.
+pub(crate) struct Userns {
+    /// Detached mounts made by the parent ([`crate::userns::premade_mounts`]): the root
+    /// (for an overlay root), then one per idmapped bind mount, in the spec's order.
+    pub premade: VecDeque<OwnedFd>,
+    /// `/proc/self/cgroup` as the host sees it (read before the cgroup namespace).
+    pub cgroups: String,
+    /// `/proc/self/mountinfo`, read at the same time.
+    pub mountinfo: String,
+    /// Host paths to mount (mount point, bind sources), opened (`O_PATH`) in the new
+    /// mount namespace before this process became the namespace's root, which may not
+    /// traverse the host's private directories.
+    pub host_paths: std::collections::HashMap<PathBuf, OwnedFd>,
+    /// The parent made the sysfs mounts ([`crate::userns::parent_makes_sysfs`]).
+    pub sysfs_premade: bool,
+}
+
+/// The paths [`Userns::host_paths`] holds.
+pub(crate) fn open_host_paths(
+    spec: &Spec,
+    source: &RootfsSource,
+    mountpoint: &Path,
+) -> R<std::collections::HashMap<PathBuf, OwnedFd>> {
+    let mut paths = vec![mountpoint.to_path_buf()];
+    if let RootfsSource::Dir(d) = source {
+        paths.push(d.clone());
+    }
+    for m in spec.mounts().iter().flatten() {
+        let bind = m.typ().as_deref() == Some("bind")
+            || m.options()
+                .iter()
+                .flatten()
+                .any(|o| o == "bind" || o == "rbind");
+        if let (true, Some(src)) = (bind && !crate::userns::wants_idmap(m), m.source()) {
+            paths.push(src.clone());
+        }
+    }
+    let mut out = std::collections::HashMap::new();
+    for p in paths {
+        let fd = rfs::open(&p, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| format!("opening {p:?}: {e}"))?;
+        out.insert(p, fd);
+    }
+    Ok(out)
+}
+
+impl Userns {
+    /// `path`, or the `/proc/self/fd` path of its fd opened earlier.
+    fn host_path(&self, path: &Path) -> String {
+        match self.host_paths.get(path) {
+            Some(fd) => fd_path(fd),
+            None => path.display().to_string(),
+        }
+    }
+}
+
+impl Userns {
+    fn next(&mut self, what: &str) -> R<OwnedFd> {
+        self.premade
+            .pop_front()
+            .ok_or_else(|| format!("{what}: the parent sent no mount for it"))
+    }
+}
+
+/// Attaches the detached mount `mnt` on `target` (an fd of the mount point).
+fn attach(mnt: &OwnedFd, target: &impl AsFd, what: &str) -> R<()> {
+    use rustix::mount::MoveMountFlags as F;
+    rustix::mount::move_mount(
+        mnt,
+        "",
+        target,
+        "",
+        F::MOVE_MOUNT_F_EMPTY_PATH | F::MOVE_MOUNT_T_EMPTY_PATH,
+    )
+    .map_err(|e| format!("{what}: {e}"))
+}
+
+/// The flags of the mount at `path` that a user namespace may not clear (the kernel
+/// locks them on mounts that came from a more privileged namespace): a remount must
+/// keep them or fail with EPERM.
+fn locked_flags(path: &str) -> MsFlags {
+    let Ok(st) = nix::sys::statvfs::statvfs(path) else {
+        return MsFlags::empty();
+    };
+    use nix::sys::statvfs::FsFlags as S;
+    let f = st.flags();
+    let mut out = MsFlags::empty();
+    for (s, m) in [
+        (S::ST_RDONLY, MsFlags::MS_RDONLY),
+        (S::ST_NOSUID, MsFlags::MS_NOSUID),
+        (S::ST_NODEV, MsFlags::MS_NODEV),
+        (S::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (S::ST_NOATIME, MsFlags::MS_NOATIME),
+        (S::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (S::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if f.contains(s) {
+            out |= m;
+        }
+    }
+    out
+}
 
 fn fd_path(fd: &impl AsRawFd) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())
@@ -154,7 +258,12 @@ fn sys_mount(
 
 /// Mounts the root filesystem on `mountpoint` and everything the spec lists inside it.
 /// Runs in the container's fresh mount namespace.
-pub(crate) fn prepare(spec: &Spec, source: &RootfsSource, mountpoint: &Path) -> R<()> {
+pub(crate) fn prepare(
+    spec: &Spec,
+    source: &RootfsSource,
+    mountpoint: &Path,
+    mut userns: Option<Userns>,
+) -> R<OwnedFd> {
     // 1. Nothing mounted from here on may propagate back to the host.
     let propagation = match spec
         .linux()
@@ -176,12 +285,52 @@ pub(crate) fn prepare(spec: &Spec, source: &RootfsSource, mountpoint: &Path) -> 
     )?;
 
     // 2. The root: overlayfs of the image layers, or a bind of the bundle's directory.
-    match source {
-        RootfsSource::Overlay {
-            lower_dirs,
-            upper,
-            work,
-        } => {
+    // In a user namespace, the root is attached from a detached mount (the parent's
+    // overlay, or a clone of the bundle's directory) whose fd then serves as the root:
+    // the namespace's root may not walk the host's path to the mount point again.
+    let open_mountpoint = || {
+        rfs::open(
+            mountpoint,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| format!("opening the root filesystem: {e}"))
+    };
+    let root = match (source, userns.as_mut()) {
+        (RootfsSource::Overlay { .. }, Some(u)) => {
+            let what = "mounting the overlay root filesystem";
+            let mnt = u.next(what)?;
+            let target = u
+                .host_paths
+                .get(mountpoint)
+                .ok_or_else(|| format!("{what}: {mountpoint:?} was not opened"))?;
+            attach(&mnt, target, what)?;
+            mnt
+        }
+        (RootfsSource::Dir(dir), Some(u)) => {
+            let what = format!("bind-mounting the root filesystem {dir:?}");
+            use rustix::mount::OpenTreeFlags as T;
+            let tree = rustix::mount::open_tree(
+                rfs::CWD,
+                u.host_path(dir),
+                T::OPEN_TREE_CLONE | T::OPEN_TREE_CLOEXEC | T::AT_RECURSIVE,
+            )
+            .map_err(|e| format!("{what}: {e}"))?;
+            let target = u
+                .host_paths
+                .get(mountpoint)
+                .ok_or_else(|| format!("{what}: {mountpoint:?} was not opened"))?;
+            attach(&tree, target, &what)?;
+            tree
+        }
+        (
+            RootfsSource::Overlay {
+                lower_dirs,
+                upper,
+                work,
+            },
+            None,
+        ) => {
             // lowerdir= is limited to a page: with every layer in one directory, name
             // them relative to it (Docker shortens them with symlinks for the same reason).
             let common = lower_dirs
@@ -221,8 +370,9 @@ pub(crate) fn prepare(spec: &Spec, source: &RootfsSource, mountpoint: &Path) -> 
                 "mounting the overlay root filesystem",
             )?;
             let _ = std::env::set_current_dir("/");
+            open_mountpoint()?
         }
-        RootfsSource::Dir(dir) => {
+        (RootfsSource::Dir(dir), None) => {
             sys_mount(
                 Some(&dir.display().to_string()),
                 &mountpoint.display().to_string(),
@@ -231,27 +381,22 @@ pub(crate) fn prepare(spec: &Spec, source: &RootfsSource, mountpoint: &Path) -> 
                 None,
                 &format!("bind-mounting the root filesystem {dir:?}"),
             )?;
+            open_mountpoint()?
         }
-    }
+    };
     sys_mount(
         None,
-        &mountpoint.display().to_string(),
+        &fd_path(&root),
         None,
         propagation | MsFlags::MS_REC,
         None,
         "setting root propagation",
     )?;
-    let root = rfs::open(
-        mountpoint,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| format!("opening the root filesystem: {e}"))?;
 
     // 3. The spec's mounts, in order.
     let mut dev_mounted = false;
     for m in spec.mounts().iter().flatten() {
-        mount_one(&root, m)?;
+        mount_one(&root, m, userns.as_mut())?;
         if m.destination() == Path::new("/dev") {
             dev_mounted = true;
         }
@@ -264,12 +409,12 @@ pub(crate) fn prepare(spec: &Spec, source: &RootfsSource, mountpoint: &Path) -> 
             .as_ref()
             .and_then(|l| l.devices().clone())
             .unwrap_or_default();
-        create_devices(&root, &extra)?;
+        create_devices(&root, &extra, userns.is_some())?;
     }
-    Ok(())
+    Ok(root)
 }
 
-fn mount_one(root: &OwnedFd, m: &Mount) -> R<()> {
+fn mount_one(root: &OwnedFd, m: &Mount, mut userns: Option<&mut Userns>) -> R<()> {
     let dest = m.destination();
     if !dest.is_absolute() {
         return Err(format!("mount destination {dest:?} is not absolute"));
@@ -285,30 +430,44 @@ fn mount_one(root: &OwnedFd, m: &Mount) -> R<()> {
             .source()
             .clone()
             .ok_or_else(|| format!("bind mount on {dest:?} has no source"))?;
-        let meta =
-            std::fs::metadata(&source).map_err(|e| format!("bind mount source {source:?}: {e}"))?;
+        let host_source = match &userns {
+            Some(u) => u.host_path(&source),
+            None => source.display().to_string(),
+        };
+        let meta = std::fs::metadata(&host_source)
+            .map_err(|e| format!("bind mount source {source:?}: {e}"))?;
         let target = ensure(root, dest, meta.is_dir())?;
         let target_path = fd_path(&target);
         let rec = flags & MsFlags::MS_REC;
-        sys_mount(
-            Some(&source.display().to_string()),
-            &target_path,
-            None,
-            MsFlags::MS_BIND | rec,
-            None,
-            &what,
-        )?;
+        let in_userns = userns.is_some();
+        match userns {
+            Some(u) if crate::userns::wants_idmap(m) => attach(&u.next(&what)?, &target, &what)?,
+            _ => sys_mount(
+                Some(&host_source),
+                &target_path,
+                None,
+                MsFlags::MS_BIND | rec,
+                None,
+                &what,
+            )?,
+        }
         drop(target);
         // Remount to apply ro/nosuid/...: only a remount sets them on a bind mount. The
         // new mount is reached by resolving the path again.
         let extra = flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
         if !extra.is_empty() {
             let target = resolve(root, dest).map_err(|e| format!("{what}: {e}"))?;
+            let path = fd_path(&target);
+            let locked = if in_userns {
+                locked_flags(&path)
+            } else {
+                MsFlags::empty()
+            };
             sys_mount(
                 None,
-                &fd_path(&target),
+                &path,
                 None,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra | locked,
                 None,
                 &what,
             )?;
@@ -332,8 +491,18 @@ fn mount_one(root: &OwnedFd, m: &Mount) -> R<()> {
             }
         }
     }
+    if let Some(u) = userns
+        .as_deref_mut()
+        .filter(|u| u.sysfs_premade && typ == "sysfs")
+    {
+        let target = ensure(root, dest, true)?;
+        return attach(&u.next(&what)?, &target, &what);
+    }
     if typ == "cgroup" || typ == "cgroup2" {
-        return mount_cgroups(root, dest, flags);
+        return match userns {
+            Some(u) => bind_cgroups(root, dest, flags, u),
+            None => mount_cgroups(root, dest, flags),
+        };
     }
     let target = ensure(root, dest, true)?;
     let source = m
@@ -454,6 +623,106 @@ fn mount_cgroups(root: &OwnedFd, dest: &Path, flags: MsFlags) -> R<()> {
     Ok(())
 }
 
+/// `/sys/fs/cgroup` for a container in a user namespace, where cgroup v1 cannot be
+/// mounted: a tmpfs with the container's own cgroup of each v1 hierarchy bound in
+/// (read-only, as the spec asks), or, on a v2 host, a cgroup2 mount, which a cgroup
+/// namespace owned by the user namespace does allow.
+fn bind_cgroups(root: &OwnedFd, dest: &Path, flags: MsFlags, u: &Userns) -> R<()> {
+    let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME;
+    let ro = flags & MsFlags::MS_RDONLY;
+    // (mount point, path to bind) for each v1 hierarchy this process is in.
+    let mut v1: Vec<(String, PathBuf)> = Vec::new();
+    let mut v2 = false;
+    for line in u.mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut post = post.split_whitespace();
+        let fstype = post.next().unwrap_or_default();
+        let super_opts: Vec<&str> = post.nth(1).unwrap_or_default().split(',').collect();
+        let mut pre = pre.split_whitespace();
+        let mount_root = pre.nth(3).unwrap_or_default();
+        let mount_point = pre.next().unwrap_or_default();
+        if fstype == "cgroup2" && mount_point == "/sys/fs/cgroup" {
+            v2 = true;
+        }
+        if fstype != "cgroup" || v1.iter().any(|(mp, _)| mp == mount_point) {
+            continue;
+        }
+        // The line of /proc/self/cgroup for this hierarchy: its controllers (or
+        // name=...) are all among the mount's options.
+        let path = u.cgroups.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+            (!ctrls.is_empty() && ctrls.split(',').all(|c| super_opts.contains(&c))).then_some(path)
+        });
+        let Some(path) = path else { continue };
+        let Some(inner) = Path::new(path).strip_prefix(mount_root).ok() else {
+            continue;
+        };
+        v1.push((mount_point.to_string(), Path::new(mount_point).join(inner)));
+    }
+    let target = ensure(root, dest, true)?;
+    if v2 || v1.is_empty() {
+        return sys_mount(
+            Some("cgroup2"),
+            &fd_path(&target),
+            Some("cgroup2"),
+            base | ro,
+            None,
+            "mounting cgroup2",
+        );
+    }
+    sys_mount(
+        Some("tmpfs"),
+        &fd_path(&target),
+        Some("tmpfs"),
+        base,
+        Some("mode=755"),
+        "mounting the cgroup tmpfs",
+    )?;
+    drop(target);
+    for (mount_point, source) in &v1 {
+        let name = Path::new(mount_point)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let what = format!("binding cgroup {name}");
+        let t = ensure(root, &dest.join(&name), true)?;
+        sys_mount(
+            Some(&source.display().to_string()),
+            &fd_path(&t),
+            None,
+            MsFlags::MS_BIND,
+            None,
+            &what,
+        )?;
+        drop(t);
+        let t = resolve(root, &dest.join(&name)).map_err(|e| format!("{what}: {e}"))?;
+        let path = fd_path(&t);
+        sys_mount(
+            None,
+            &path,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | base | ro | locked_flags(&path),
+            None,
+            &what,
+        )?;
+    }
+    if !ro.is_empty() {
+        let t = resolve(root, dest).map_err(|e| format!("cgroup tmpfs: {e}"))?;
+        sys_mount(
+            None,
+            &fd_path(&t),
+            None,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base,
+            Some("mode=755"),
+            "making the cgroup tmpfs read-only",
+        )?;
+    }
+    Ok(())
+}
+
 /// The devices every container gets, as `(name, major, minor)`: all character devices,
 /// mode 0666.
 const DEFAULT_DEVICES: &[(&str, u32, u32)] = &[
@@ -465,7 +734,10 @@ const DEFAULT_DEVICES: &[(&str, u32, u32)] = &[
     ("tty", 5, 0),
 ];
 
-fn create_devices(root: &OwnedFd, extra: &[LinuxDevice]) -> R<()> {
+/// Makes the device nodes in the container's `/dev`. In a user namespace, where mknod
+/// is not allowed (and nodes on its own tmpfs would not open), the host's nodes of the
+/// same paths are bound instead.
+fn create_devices(root: &OwnedFd, extra: &[LinuxDevice], in_userns: bool) -> R<()> {
     let dev = resolve(root, Path::new("/dev")).map_err(|e| format!("opening /dev: {e}"))?;
     let mk = |name: &Path,
               ft: FileType,
@@ -476,6 +748,39 @@ fn create_devices(root: &OwnedFd, extra: &[LinuxDevice]) -> R<()> {
               gid: u32|
      -> R<()> {
         let _ = rfs::unlinkat(&dev, name, AtFlags::empty());
+        if in_userns {
+            let host = Path::new("/dev").join(name);
+            let st = rfs::stat(&host).map_err(|e| format!("device {host:?} on the host: {e}"))?;
+            if FileType::from_raw_mode(st.st_mode) != ft || st.st_rdev != rfs::makedev(major, minor)
+            {
+                return Err(format!(
+                    "device {host:?}: the host's node is not {major}:{minor} of that type"
+                ));
+            }
+            let f = rfs::openat(
+                &dev,
+                name,
+                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+            .map_err(|e| format!("creating /dev/{}: {e}", name.display()))?;
+            drop(f);
+            let t = rfs::openat(
+                &dev,
+                name,
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| format!("opening /dev/{}: {e}", name.display()))?;
+            return sys_mount(
+                Some(&host.display().to_string()),
+                &fd_path(&t),
+                None,
+                MsFlags::MS_BIND,
+                None,
+                &format!("binding {host:?}"),
+            );
+        }
         rfs::mknodat(
             &dev,
             name,
@@ -545,15 +850,10 @@ fn create_devices(root: &OwnedFd, extra: &[LinuxDevice]) -> R<()> {
     Ok(())
 }
 
-/// Makes `mountpoint` the root: pivot_root, then detach the old root.
-pub(crate) fn pivot(mountpoint: &Path) -> R<()> {
-    let dir = rfs::open(
-        mountpoint,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| format!("opening {mountpoint:?}: {e}"))?;
-    rustix::process::fchdir(&dir).map_err(|e| format!("chdir to the root: {e}"))?;
+/// Makes `root` (the root mount [`prepare`] returned) the root: pivot_root, then
+/// detach the old root.
+pub(crate) fn pivot(root: &OwnedFd) -> R<()> {
+    rustix::process::fchdir(root).map_err(|e| format!("chdir to the root: {e}"))?;
     // pivot_root(".", ".") stacks the old root on top of the new one; unmounting "."
     // then removes the old root without needing a directory for it (runc's trick).
     nix::unistd::pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
@@ -580,7 +880,9 @@ pub(crate) fn finish(spec: &Spec) -> R<()> {
             None,
             "/",
             None,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            // The flags the root already has: in a user namespace, those of a bound
+            // bundle directory are locked.
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags("/"),
             None,
             "making the root read-only",
         )?;

@@ -110,14 +110,41 @@ pub fn spawn_with(
     }
     let linux = spec.linux().clone().unwrap_or_default();
     let namespaces = linux.namespaces().clone().unwrap_or_default();
-    if namespaces
+    let uid_maps = linux.uid_mappings().clone().unwrap_or_default();
+    let gid_maps = linux.gid_mappings().clone().unwrap_or_default();
+    let new_userns = match namespaces
         .iter()
-        .any(|n| n.typ() == LinuxNamespaceType::User)
-        || !linux.uid_mappings().as_ref().is_none_or(|m| m.is_empty())
+        .find(|n| n.typ() == LinuxNamespaceType::User)
     {
-        return Err(RuntimeError::Config(
-            "user namespaces are not supported yet".into(),
-        ));
+        Some(ns) if ns.path().is_some() => {
+            return Err(RuntimeError::Config(
+                "joining an existing user namespace (linux.namespaces[user].path) is not supported"
+                    .into(),
+            ))
+        }
+        Some(_) => {
+            crate::userns::check_mappings(Some(&uid_maps), Some(&gid_maps))
+                .map_err(RuntimeError::Config)?;
+            true
+        }
+        None if !uid_maps.is_empty() || !gid_maps.is_empty() => return Err(RuntimeError::Config(
+            "linux.uidMappings/gidMappings are given but linux.namespaces has no user namespace"
+                .into(),
+        )),
+        None => false,
+    };
+    if !new_userns {
+        if let Some(m) = spec
+            .mounts()
+            .iter()
+            .flatten()
+            .find(|m| crate::userns::wants_idmap(m))
+        {
+            return Err(RuntimeError::Config(format!(
+                "mount on {:?}: idmapped mounts need a user namespace",
+                m.destination()
+            )));
+        }
     }
     let seccomp = match linux.seccomp() {
         Some(profile) => {
@@ -129,6 +156,20 @@ pub fn spawn_with(
 
     let (sync_r, sync_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
+    // The parent's mounts for a container in a new user namespace go over this.
+    let mounts_sock = if new_userns {
+        Some(
+            nix::sys::socket::socketpair(
+                nix::sys::socket::AddressFamily::Unix,
+                nix::sys::socket::SockType::SeqPacket,
+                None,
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            )
+            .map_err(|e| RuntimeError::sys("socketpair", e))?,
+        )
+    } else {
+        None
+    };
     // A new pid namespace comes from clone(CLONE_NEWPID): unshare(CLONE_NEWPID) would
     // leave this process unable to start threads, which the shim needs for logs.
     let mut clone_flags = CloneFlags::empty();
@@ -146,10 +187,73 @@ pub fn spawn_with(
             None => clone_flags |= CloneFlags::CLONE_NEWPID,
         }
     }
+    // The user namespace comes with the clone too, so that the pid namespace (and every
+    // namespace the child makes) belongs to it: /proc can only be mounted by a process
+    // privileged over the pid namespace's owner.
+    // Namespaces to join by path (a network namespace made by frun's bridge, say) are
+    // owned by this side's user namespace, which the child may not act in once it is in
+    // its own: this process joins them for the clone to pass on, and goes back after.
+    let mut rejoin = Vec::new();
+    if new_userns {
+        clone_flags |= CloneFlags::CLONE_NEWUSER;
+        for ns in namespaces.iter() {
+            let Some(path) = ns.path() else { continue };
+            let (name, flag) = match ns.typ() {
+                LinuxNamespaceType::Network => ("net", CloneFlags::CLONE_NEWNET),
+                LinuxNamespaceType::Ipc => ("ipc", CloneFlags::CLONE_NEWIPC),
+                LinuxNamespaceType::Uts => ("uts", CloneFlags::CLONE_NEWUTS),
+                LinuxNamespaceType::Cgroup => ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+                other => {
+                    return Err(RuntimeError::Config(format!(
+                        "joining a {other:?} namespace by path is not supported with a new user namespace"
+                    )))
+                }
+            };
+            let own = std::fs::File::open(format!("/proc/self/ns/{name}"))
+                .map_err(|e| RuntimeError::sys(format!("opening /proc/self/ns/{name}"), e))?;
+            let target = std::fs::File::open(path)
+                .map_err(|e| RuntimeError::sys(format!("opening namespace {path:?}"), e))?;
+            rejoin.push((own, target, flag));
+        }
+    }
+    let restore = |joined: &[(std::fs::File, std::fs::File, CloneFlags)]| {
+        for (own, _, flag) in joined {
+            // Going back to a namespace this process was in: nothing to refuse it.
+            nix::sched::setns(own, *flag).expect("returning to this process's namespace");
+        }
+    };
+    for (i, (_, target, flag)) in rejoin.iter().enumerate() {
+        if let Err(e) = nix::sched::setns(target, *flag) {
+            restore(&rejoin[..i]);
+            return Err(RuntimeError::sys(format!("joining namespace {flag:?}"), e));
+        }
+    }
+    // sysfs, made here while in the container's network namespace (see
+    // `parent_makes_sysfs`).
+    let sysfs: Result<std::collections::VecDeque<OwnedFd>, String> =
+        if new_userns && crate::userns::parent_makes_sysfs(spec) {
+            spec.mounts()
+                .iter()
+                .flatten()
+                .filter(|m| m.typ().as_deref() == Some("sysfs"))
+                .map(crate::userns::detached_sysfs)
+                .collect()
+        } else {
+            Ok(Default::default())
+        };
+    let sysfs = match sysfs {
+        Ok(s) => s,
+        Err(e) => {
+            restore(&rejoin);
+            return Err(RuntimeError::Child(e));
+        }
+    };
 
     let (parent_sync, parent_err) = (sync_w.as_raw_fd(), err_r.as_raw_fd());
     let gate = opts.start_gate.as_ref().map(|g| g.as_raw_fd());
     let console = opts.console_socket.as_ref().map(|c| c.as_raw_fd());
+    let parent_sock = mounts_sock.as_ref().map(|(p, _)| p.as_raw_fd());
+    let child_sock = mounts_sock.as_ref().map(|(_, c)| c.as_raw_fd());
     let mut stdio = Some(stdio);
     let child_main = Box::new(|| -> isize {
         // SAFETY: these are the parent's ends of the pipes, copied into this process's
@@ -157,6 +261,9 @@ pub fn spawn_with(
         unsafe {
             libc::close(parent_sync);
             libc::close(parent_err);
+            if let Some(fd) = parent_sock {
+                libc::close(fd);
+            }
         }
         let stdio = stdio.take().unwrap_or_default();
         for (fd, target) in [(stdio.stdin, 0), (stdio.stdout, 1), (stdio.stderr, 2)] {
@@ -174,6 +281,7 @@ pub fn spawn_with(
             errors: err_w.try_clone().expect("dup error pipe"),
             gate,
             console,
+            userns_mounts: child_sock,
         })
     });
     // The child runs on this stack until it execs: room for the set-up's allocations.
@@ -182,12 +290,27 @@ pub fn spawn_with(
     // this address space, as with fork, and runs `child_main` on `stack` in that copy.
     let child =
         unsafe { nix::sched::clone(child_main, &mut stack, clone_flags, Some(libc::SIGCHLD)) }
-            .map_err(|e| RuntimeError::sys("clone", e))?;
+            .map_err(|e| RuntimeError::sys("clone", e));
+    restore(&rejoin);
+    let child = child?;
     drop(stack);
     drop(stdio);
     drop(opts);
     drop(sync_r);
     drop(err_w);
+    let parent_sock = mounts_sock.map(|(p, c)| {
+        drop(c);
+        p
+    });
+    if let Some(sock) = parent_sock {
+        let made = prepare_userns(child, spec, &cfg.rootfs, sysfs, &uid_maps, &gid_maps, &sock);
+        if let Err(e) = made {
+            let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+            let _ = waitpid(child, None);
+            let _ = cgroup.remove();
+            return Err(e);
+        }
+    }
     if let Err(e) = handshake(child, &cgroup, linux.resources().as_ref(), sync_w, err_r) {
         // The cgroup was made for this container alone.
         let _ = cgroup.remove();
@@ -197,6 +320,26 @@ pub fn spawn_with(
         pid: child.as_raw(),
         cgroup,
     })
+}
+
+/// The parent's half of a start in a new user namespace, before the child goes on: its
+/// uid and gid maps, then the mounts it could not make itself, sent over `sock`.
+fn prepare_userns(
+    child: Pid,
+    spec: &Spec,
+    rootfs: &RootfsSource,
+    sysfs: std::collections::VecDeque<OwnedFd>,
+    uid_maps: &[oci_spec::runtime::LinuxIdMapping],
+    gid_maps: &[oci_spec::runtime::LinuxIdMapping],
+    sock: &OwnedFd,
+) -> Result<(), RuntimeError> {
+    crate::userns::write_maps(child.as_raw(), uid_maps, gid_maps)?;
+    let path = format!("/proc/{child}/ns/user");
+    let userns =
+        std::fs::File::open(&path).map_err(|e| RuntimeError::sys(format!("opening {path}"), e))?;
+    let fds = crate::userns::premade_mounts(rootfs, spec, sysfs, &userns, uid_maps, gid_maps)
+        .map_err(RuntimeError::Child)?;
+    crate::userns::send_fds(sock, &fds).map_err(RuntimeError::Child)
 }
 
 /// The parent's half of a start: put `child` into `cgroup` (with `resources`), let it go

@@ -109,6 +109,7 @@ fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|v| runspec::parse_volume(v, &volumes_dir))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let userns = runspec::IdMaps::parse(&args.uidmap, &args.gidmap)?;
 
     // 2. The image, and its platform: refused before anything is set up.
     let record = image_for_run(g, &image, args.quiet)?;
@@ -202,6 +203,7 @@ fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
             network,
             hostname,
             volumes,
+            userns,
         };
         let files = [
             (hosts, "/etc/hosts"),

@@ -14,7 +14,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rmi { images } => images::rmi(&g, &images),
         Command::Gc(args) => images::gc(&g, args.format),
         Command::Login(args) => images::login(&g, args),
-        Command::Run(args) => containers::run(&g, args),
+        Command::Run(args) => containers::run(&g, *args),
         Command::Ps(args) => containers::ps(&g, args),
         Command::Stop(args) => containers::stop(&g, args),
         Command::Rm(args) => containers::rm(&g, args),

@@ -279,6 +279,70 @@ fn run_sleeper(f: &Frun, reg: &str, name: &str) -> i32 {
     wait_running(f, name)
 }
 
+/// Masked paths read as empty (or are absent from this kernel, like /proc/kcore here);
+/// read-only kernel paths refuse writes with EROFS, each a read-only mount of its own.
+fn assert_masked_and_read_only(r: &Value, in_userns: bool) {
+    // Masked paths read as empty (or are absent from this kernel, like /proc/kcore here).
+    let masked = r["masked"].as_object().unwrap();
+    assert!(
+        masked["/proc/keys"]["exists"] == true,
+        "/proc/keys: {}",
+        masked["/proc/keys"]
+    );
+    for (p, m) in masked {
+        if m["exists"] == false {
+            continue;
+        }
+        if m["is_dir"] == true {
+            assert_eq!(m["entries"], 0, "{p} is not masked: {m}");
+        } else {
+            assert_eq!(m["readable_content_len"], 0, "{p} is not masked: {m}");
+        }
+    }
+
+    // Read-only kernel paths: writes fail with EROFS (in a user namespace, where the
+    // host's root owns those files, EACCES may come first), and each is a read-only mount.
+    let ro = r["readonly_checks"].as_object().unwrap();
+    let refused = |v: &Value| v == "EROFS" || (in_userns && v == "EACCES");
+    assert!(
+        refused(&ro["/proc/sys"]["open_write"]),
+        "{}",
+        ro["/proc/sys"]
+    );
+    for (p, c) in ro {
+        if c["exists"] == false {
+            continue;
+        }
+        assert!(
+            c["open_write"].is_null() || refused(&c["open_write"]),
+            "{p} is writable: {c}"
+        );
+    }
+    for p in ["/sys", "/sys/fs/cgroup"] {
+        assert_eq!(ro[p]["create"], "EROFS", "{p}: {}", ro[p]);
+        assert!(refused(&ro[p]["open_write"]), "{p}: {}", ro[p]);
+    }
+    let mounts = r["mounts"].as_array().unwrap();
+    let is_ro = |m: &Value| m["options"].as_str().unwrap().split(',').any(|o| o == "ro");
+    for (p, c) in ro {
+        if c["exists"] == false {
+            continue;
+        }
+        let m = mounts
+            .iter()
+            .rev()
+            .find(|m| m["mount_point"] == p.as_str())
+            .unwrap_or_else(|| panic!("{p} is not a mount of its own"));
+        assert!(is_ro(m), "{p} is mounted read-write: {m}");
+    }
+    for m in mounts.iter().filter(|m| {
+        let mp = m["mount_point"].as_str().unwrap();
+        mp == "/sys" || mp.starts_with("/sys/fs/cgroup")
+    }) {
+        assert!(is_ro(m), "mounted read-write: {m}");
+    }
+}
+
 #[test]
 fn container_is_isolated_with_docker_default_privileges() {
     let Some(reg) = registry() else { return };
@@ -341,63 +405,7 @@ fn container_is_isolated_with_docker_default_privileges() {
     assert_eq!(r["no_new_privs"], 1);
     assert_eq!(r["seccomp"], 2, "seccomp filter mode");
 
-    // Masked paths read as empty (or are absent from this kernel, like /proc/kcore here).
-    let masked = r["masked"].as_object().unwrap();
-    assert!(
-        masked["/proc/keys"]["exists"] == true,
-        "/proc/keys: {}",
-        masked["/proc/keys"]
-    );
-    for (p, m) in masked {
-        if m["exists"] == false {
-            continue;
-        }
-        if m["is_dir"] == true {
-            assert_eq!(m["entries"], 0, "{p} is not masked: {m}");
-        } else {
-            assert_eq!(m["readable_content_len"], 0, "{p} is not masked: {m}");
-        }
-    }
-
-    // Read-only kernel paths: writes fail with EROFS, and each is a read-only mount.
-    let ro = r["readonly_checks"].as_object().unwrap();
-    assert_eq!(
-        ro["/proc/sys"]["open_write"], "EROFS",
-        "{}",
-        ro["/proc/sys"]
-    );
-    for (p, c) in ro {
-        if c["exists"] == false {
-            continue;
-        }
-        assert!(
-            c["open_write"].is_null() || c["open_write"] == "EROFS",
-            "{p} is writable: {c}"
-        );
-    }
-    for p in ["/sys", "/sys/fs/cgroup"] {
-        assert_eq!(ro[p]["create"], "EROFS", "{p}: {}", ro[p]);
-        assert_eq!(ro[p]["open_write"], "EROFS", "{p}: {}", ro[p]);
-    }
-    let mounts = r["mounts"].as_array().unwrap();
-    let is_ro = |m: &Value| m["options"].as_str().unwrap().split(',').any(|o| o == "ro");
-    for (p, c) in ro {
-        if c["exists"] == false {
-            continue;
-        }
-        let m = mounts
-            .iter()
-            .rev()
-            .find(|m| m["mount_point"] == p.as_str())
-            .unwrap_or_else(|| panic!("{p} is not a mount of its own"));
-        assert!(is_ro(m), "{p} is mounted read-write: {m}");
-    }
-    for m in mounts.iter().filter(|m| {
-        let mp = m["mount_point"].as_str().unwrap();
-        mp == "/sys" || mp.starts_with("/sys/fs/cgroup")
-    }) {
-        assert!(is_ro(m), "mounted read-write: {m}");
-    }
+    assert_masked_and_read_only(&r, false);
 
     // /dev: exactly the minimal set, with the right device numbers.
     let dev = r["dev"].as_array().unwrap();
@@ -1222,6 +1230,162 @@ fn volumes_bind_host_dirs_rw_and_ro_and_named_volumes_persist() {
     let out = f.ok(&["run", "--rm", "-v", "keep:/vol", &img, "cat", "/vol/file"]);
     assert_eq!(out, "persisted\n");
     assert!(f.root().join("volumes/keep/file").is_file());
+    assert_clean(&f, &before);
+}
+
+/// The uid of a file or of a process (`/proc/PID`), as the host sees it.
+fn host_uid(p: &Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(p)
+        .unwrap_or_else(|e| panic!("{p:?}: {e}"))
+        .uid()
+}
+
+#[test]
+fn user_namespace_maps_ids_idmaps_the_layers_and_idmap_volumes() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    let before = mountinfo();
+    let img = image(&reg, "checker");
+    let map = [
+        "--uidmap",
+        "0:200000:65536",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "50",
+    ];
+
+    // From the inside: a user namespace of its own with the mapping, root in it with
+    // Docker's capabilities (of that namespace), the usual masks and read-only paths, and
+    // its own cgroup's limits (the mounts a namespace's root cannot make itself came from
+    // frun's side).
+    let r = report(&f, &map, &img);
+    let cg = &r["cgroup"];
+    assert_eq!(cg["memory_limit"], "67108864", "{cg}");
+    assert_eq!(cg["pids_limit"], "50", "{cg}");
+    assert_ne!(r["namespaces"]["user"], host_ns("user").as_str());
+    for ns in NEW_NAMESPACES {
+        assert_ne!(r["namespaces"][ns].as_str().unwrap(), host_ns(ns), "{ns}");
+    }
+    assert_eq!((r["uid"].as_u64(), r["gid"].as_u64()), (Some(0), Some(0)));
+    let mask: u64 = DOCKER_CAPS.iter().map(|(b, _)| 1u64 << b).sum();
+    let eff = u64::from_str_radix(r["caps"]["CapEff"].as_str().unwrap(), 16).unwrap();
+    assert_eq!(eff, mask);
+    assert_masked_and_read_only(&r, true);
+
+    // The maps; image files owned by root are root's; /dev/null works; new files are
+    // the namespace's root's.
+    let out = f.ok(&[
+        "run",
+        "--rm",
+        "--uidmap",
+        "0:200000:65536",
+        "--gidmap",
+        "0:300000:65536",
+        &img,
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map /proc/self/gid_map; stat -c '%u:%g' /bin/busybox /etc; \
+         echo x > /dev/null && touch /new && stat -c '%u:%g' /new; id -u",
+    ]);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(
+        words,
+        ["0", "200000", "65536", "0", "300000", "65536", "0:0", "0:0", "0:0", "0"],
+        "{out}"
+    );
+
+    // From the outside: the process runs as the mapped host uid, its files in the upper
+    // directory belong to it, the shared layers are untouched; exec joins the namespace.
+    f.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "u",
+        "--uidmap",
+        "0:200000:65536",
+        &img,
+        "sh",
+        "-c",
+        "touch /made-inside; exec sleep 300",
+    ]);
+    let pid = wait_running(&f, "u");
+    assert_eq!(host_uid(Path::new(&format!("/proc/{pid}"))), 200000);
+    let id = find(&f, "u")["id"].as_str().unwrap().to_string();
+    let upper = f.root().join("containers").join(&id).join("upper");
+    wait_for(10, "the file made inside", || {
+        upper.join("made-inside").exists().then_some(())
+    });
+    assert_eq!(host_uid(&upper.join("made-inside")), 200000);
+    assert_eq!(host_uid(&upper), 200000);
+    for layer in f.layer_dirs(&format!("{img}:latest")) {
+        for file in std::iter::once(PathBuf::new()).chain(files_below(&layer)) {
+            let file = layer.join(file);
+            assert!(host_uid(&file) < 200000, "{file:?} was chowned");
+        }
+    }
+    let out = f.ok(&["exec", "u", "sh", "-c", "id -u; cat /proc/self/uid_map"]);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["0", "0", "200000", "65536"]
+    );
+    f.ok(&["rm", "-f", "u"]);
+
+    // Volumes: a host directory owned by the host's root is not the namespace's root's
+    // (writing fails); with :idmap it is, and what the container writes is the host
+    // root's on disk.
+    let host = f.dir.path().join("vol");
+    std::fs::create_dir(&host).unwrap();
+    let out = f.run(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{}:/data", host.display()),
+        "--uidmap",
+        "0:200000:65536",
+        &img,
+        "touch",
+        "/data/x",
+    ]);
+    assert!(!out.status.success(), "an unmapped volume was writable");
+    assert!(
+        text(&out.stderr).contains("Permission denied"),
+        "{}",
+        text(&out.stderr)
+    );
+    let idm = format!("{}:/data:idmap", host.display());
+    let out = f.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &idm,
+        "--uidmap",
+        "0:200000:65536",
+        &img,
+        "sh",
+        "-c",
+        "echo hi > /data/made && stat -c '%u' /data/made",
+    ]);
+    assert_eq!(out.trim(), "0");
+    assert_eq!(host_uid(&host.join("made")), 0);
+
+    // Ids the maps do not cover are refused before anything starts, naming the flag.
+    let e = f.fails(&[
+        "run",
+        "--rm",
+        "--uidmap",
+        "0:200000:1000",
+        "-u",
+        "4242",
+        &img,
+        "true",
+    ]);
+    assert!(e.contains("uid 4242 is not mapped by --uidmap"), "{e}");
+    let e = f.fails(&["run", "--rm", "--uidmap", "0:200000", &img, "true"]);
+    assert!(e.contains("invalid --uidmap \"0:200000\""), "{e}");
+    let e = f.fails(&["run", "--rm", "-v", &idm, &img, "true"]);
+    assert!(e.contains("idmap needs a user namespace"), "{e}");
     assert_clean(&f, &before);
 }
 

@@ -1,0 +1,372 @@
+//! User namespaces: the parent's half (uid/gid maps, and the mounts that must be made
+//! with the host's privileges before the container's process may use them), and passing
+//! those mounts to the container's process.
+//!
+//! A process in a user namespace cannot mount overlayfs with `trusted.*` xattrs (the
+//! opaque directories of image layers) nor make device nodes, and the image's files are
+//! owned by host ids that the namespace does not map. So, as runc does for idmapped
+//! mounts, the parent makes *detached* mounts (never attached anywhere on the host) and
+//! sends their fds over a socket; the container's process attaches them in its own mount
+//! namespace with `move_mount`:
+//! - the root: every image layer is cloned with `open_tree` and idmapped through the
+//!   container's user namespace (`mount_setattr(MOUNT_ATTR_IDMAP)`), so a file the layer
+//!   holds as uid 0 is seen as the host id that the namespace maps to 0; the overlay is
+//!   made over those layers with `fsopen`/`fsmount`, its upper directory owned by the
+//!   container's root. The shared layers on disk are never changed.
+//! - bind mounts with their own `uidMappings` (`-v SRC:DST:idmap`): the source cloned
+//!   and idmapped the same way.
+
+use oci_spec::runtime::{LinuxIdMapping, Mount};
+use rustix::mount::{self as rmount, FsMountFlags, FsOpenFlags, MountAttrFlags, OpenTreeFlags};
+use std::io::IoSlice;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use crate::RuntimeError;
+
+/// The spec's mappings, checked: both present, non-empty, and not overlapping.
+pub(crate) fn check_mappings(
+    uid: Option<&Vec<LinuxIdMapping>>,
+    gid: Option<&Vec<LinuxIdMapping>>,
+) -> Result<(), String> {
+    let (uid, gid) = match (uid, gid) {
+        (Some(u), Some(g)) if !u.is_empty() && !g.is_empty() => (u, g),
+        _ => {
+            return Err(
+                "a new user namespace needs both linux.uidMappings and linux.gidMappings".into(),
+            )
+        }
+    };
+    for (what, maps) in [("uidMappings", uid), ("gidMappings", gid)] {
+        if maps.len() > 340 {
+            return Err(format!("linux.{what}: more than 340 lines"));
+        }
+        for (i, m) in maps.iter().enumerate() {
+            if m.size() == 0 {
+                return Err(format!("linux.{what}[{i}]: size 0"));
+            }
+            let end = |start: u32| u64::from(start) + u64::from(m.size());
+            if end(m.container_id()) > 1 << 32 || end(m.host_id()) > 1 << 32 {
+                return Err(format!("linux.{what}[{i}]: range beyond 2^32"));
+            }
+            for (j, o) in maps.iter().enumerate().take(i) {
+                let overlap = |a: u32, b: u32| {
+                    u64::from(a) < u64::from(b) + u64::from(o.size())
+                        && u64::from(b) < u64::from(a) + u64::from(m.size())
+                };
+                if overlap(m.container_id(), o.container_id()) || overlap(m.host_id(), o.host_id())
+                {
+                    return Err(format!("linux.{what}[{i}] overlaps linux.{what}[{j}]"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The host id that `id` inside the namespace maps to.
+pub(crate) fn host_id(maps: &[LinuxIdMapping], id: u32) -> Option<u32> {
+    maps.iter().find_map(|m| {
+        let off = id.checked_sub(m.container_id())?;
+        (off < m.size()).then(|| m.host_id() + off)
+    })
+}
+
+fn map_text(maps: &[LinuxIdMapping]) -> String {
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
+/// Writes the child's uid and gid maps (as root of the parent namespace, which may map
+/// any ids, and keep `setgroups` allowed).
+pub(crate) fn write_maps(
+    pid: i32,
+    uid: &[LinuxIdMapping],
+    gid: &[LinuxIdMapping],
+) -> Result<(), RuntimeError> {
+    for (file, maps) in [("uid_map", uid), ("gid_map", gid)] {
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, map_text(maps))
+            .map_err(|e| RuntimeError::sys(format!("writing {path}"), e))?;
+    }
+    Ok(())
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+
+/// A detached copy of the mount tree at `path` (recursive if asked), idmapped through
+/// the user namespace `userns`.
+fn idmapped_clone(path: &Path, userns: &impl AsFd, recursive: bool) -> Result<OwnedFd, String> {
+    let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+    if recursive {
+        flags |= OpenTreeFlags::AT_RECURSIVE;
+    }
+    let tree = rmount::open_tree(rustix::fs::CWD, path, flags)
+        .map_err(|e| format!("cloning the mount of {path:?}: {e}"))?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_fd().as_raw_fd() as u64,
+    };
+    // SAFETY: mount_setattr reads `attr` (of the size passed) and changes only the
+    // detached mount `tree`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | if recursive { AT_RECURSIVE } else { 0 },
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(format!(
+            "idmapping {path:?} for the user namespace: {e} (the filesystem must support idmapped mounts)"
+        ));
+    }
+    Ok(tree)
+}
+
+/// A detached overlay of `lower_dirs` (topmost first), each idmapped through `userns`,
+/// with `upper` (chowned to the namespace's root, `root_ids`) and `work`.
+pub(crate) fn idmapped_overlay(
+    lower_dirs: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    userns: &impl AsFd,
+    root_ids: (u32, u32),
+) -> Result<OwnedFd, String> {
+    if lower_dirs.is_empty() {
+        return Err("an image without layers has no root filesystem".into());
+    }
+    std::os::unix::fs::chown(upper, Some(root_ids.0), Some(root_ids.1))
+        .map_err(|e| format!("chown {upper:?}: {e}"))?;
+    let layers = lower_dirs
+        .iter()
+        .map(|d| idmapped_clone(d, userns, false))
+        .collect::<Result<Vec<_>, _>>()?;
+    let fs = rmount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
+        .map_err(|e| format!("fsopen overlay: {e}"))?;
+    let lower = layers
+        .iter()
+        .map(|l| format!("/proc/self/fd/{}", l.as_raw_fd()))
+        .collect::<Vec<_>>()
+        .join(":");
+    let set = |key: &str, value: &str| {
+        rmount::fsconfig_set_string(&fs, key, value)
+            .map_err(|e| format!("overlay option {key}={value}: {e}"))
+    };
+    set("lowerdir", &lower)?;
+    set("upperdir", &upper.display().to_string())?;
+    set("workdir", &work.display().to_string())?;
+    rmount::fsconfig_create(&fs)
+        .map_err(|e| format!("mounting the overlay root filesystem: {e}"))?;
+    rmount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
+        .map_err(|e| format!("mounting the overlay root filesystem: {e}"))
+}
+
+/// Whether the parent makes the container's sysfs: a sysfs shows the network
+/// namespace it was mounted in, and only a process privileged over that namespace's
+/// owner may mount it. When the container has no network namespace of its own to make
+/// (it joins one by path, frun's bridge networking, or stays in the host's), the
+/// namespace belongs to the host's side, so the parent mounts sysfs while in it.
+pub(crate) fn parent_makes_sysfs(spec: &oci_spec::runtime::Spec) -> bool {
+    !spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+        .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network && n.path().is_none())
+}
+
+/// A detached sysfs of the calling thread's network namespace, with the spec mount's
+/// flags (ro, nosuid, nodev, noexec) set on it.
+pub(crate) fn detached_sysfs(m: &Mount) -> Result<OwnedFd, String> {
+    let fs = rmount::fsopen("sysfs", FsOpenFlags::FSOPEN_CLOEXEC)
+        .map_err(|e| format!("mounting sysfs on {:?}: {e}", m.destination()))?;
+    rmount::fsconfig_create(&fs)
+        .map_err(|e| format!("mounting sysfs on {:?}: {e}", m.destination()))?;
+    let mut attrs = MountAttrFlags::empty();
+    for o in m.options().iter().flatten() {
+        attrs |= match o.as_str() {
+            "ro" => MountAttrFlags::MOUNT_ATTR_RDONLY,
+            "nosuid" => MountAttrFlags::MOUNT_ATTR_NOSUID,
+            "nodev" => MountAttrFlags::MOUNT_ATTR_NODEV,
+            "noexec" => MountAttrFlags::MOUNT_ATTR_NOEXEC,
+            _ => MountAttrFlags::empty(),
+        };
+    }
+    rmount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)
+        .map_err(|e| format!("mounting sysfs on {:?}: {e}", m.destination()))
+}
+
+/// Whether the parent premakes mount `m` (see [`premade_mounts`]).
+pub(crate) fn premade(spec: &oci_spec::runtime::Spec, m: &Mount) -> bool {
+    wants_idmap(m) || (m.typ().as_deref() == Some("sysfs") && parent_makes_sysfs(spec))
+}
+
+/// Detached mounts made by the parent for a container in a new user namespace: the
+/// root (for an overlay root), then for each mount [`premade`] says, in the spec's
+/// order, the idmapped bind mounts and the sysfs mounts (`sysfs`, made before the clone
+/// in the right network namespace).
+pub(crate) fn premade_mounts(
+    rootfs: &crate::rootfs::RootfsSource,
+    spec: &oci_spec::runtime::Spec,
+    mut sysfs: std::collections::VecDeque<OwnedFd>,
+    userns: &impl AsFd,
+    uid: &[LinuxIdMapping],
+    gid: &[LinuxIdMapping],
+) -> Result<Vec<OwnedFd>, String> {
+    let mounts = spec.mounts().clone().unwrap_or_default();
+    let mut fds = Vec::new();
+    if let crate::rootfs::RootfsSource::Overlay {
+        lower_dirs,
+        upper,
+        work,
+    } = rootfs
+    {
+        let root = (
+            host_id(uid, 0).ok_or("the uid mappings do not map root (0)")?,
+            host_id(gid, 0).ok_or("the gid mappings do not map root (0)")?,
+        );
+        fds.push(idmapped_overlay(lower_dirs, upper, work, userns, root)?);
+    }
+    for m in mounts.iter().filter(|m| premade(spec, m)) {
+        let dest = m.destination();
+        if !wants_idmap(m) {
+            fds.push(
+                sysfs
+                    .pop_front()
+                    .ok_or_else(|| format!("mount on {dest:?}: no sysfs was made for it"))?,
+            );
+            continue;
+        }
+        let same = |a: &Option<Vec<LinuxIdMapping>>, b: &[LinuxIdMapping]| {
+            a.as_deref().is_some_and(|a| a == b)
+        };
+        if !same(m.uid_mappings(), uid) || !same(m.gid_mappings(), gid) {
+            return Err(format!(
+                "mount on {dest:?}: idmapped mounts must use the container's own uid and gid mappings"
+            ));
+        }
+        let source = m
+            .source()
+            .as_ref()
+            .ok_or_else(|| format!("bind mount on {dest:?} has no source"))?;
+        let recursive = m.options().iter().flatten().any(|o| o == "rbind");
+        fds.push(
+            idmapped_clone(source, userns, recursive)
+                .map_err(|e| format!("mount on {dest:?}: {e}"))?,
+        );
+    }
+    Ok(fds)
+}
+
+/// A mount that is to be idmapped: a bind mount with its own mappings.
+pub(crate) fn wants_idmap(m: &Mount) -> bool {
+    m.uid_mappings().as_ref().is_some_and(|u| !u.is_empty())
+        || m.gid_mappings().as_ref().is_some_and(|g| !g.is_empty())
+}
+
+/// Sends `fds` over the unix socket `sock` in one message.
+pub(crate) fn send_fds(sock: &OwnedFd, fds: &[OwnedFd]) -> Result<(), String> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let count = (fds.len() as u32).to_ne_bytes();
+    let iov = [IoSlice::new(&count)];
+    let cmsg = [ControlMessage::ScmRights(&raw)];
+    let cmsgs: &[ControlMessage] = if raw.is_empty() { &[] } else { &cmsg };
+    sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None)
+        .map_err(|e| format!("passing mounts to the container: {e}"))?;
+    Ok(())
+}
+
+/// Receives what [`send_fds`] sent.
+pub(crate) fn recv_fds(sock: &OwnedFd) -> Result<Vec<OwnedFd>, String> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::FromRawFd;
+    let mut count = [0u8; 4];
+    let mut iov = [std::io::IoSliceMut::new(&mut count)];
+    let mut space = nix::cmsg_space!([RawFd; 250]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(|e| format!("receiving mounts from the parent: {e}"))?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs().map_err(|e| format!("receiving mounts: {e}"))? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            // SAFETY: the kernel just installed these fds in this process for us.
+            fds.extend(
+                raw.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    if fds.len() != u32::from_ne_bytes(count) as usize {
+        return Err(format!(
+            "receiving mounts: expected {}, got {}",
+            u32::from_ne_bytes(count),
+            fds.len()
+        ));
+    }
+    Ok(fds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::LinuxIdMappingBuilder;
+
+    fn m(c: u32, h: u32, s: u32) -> LinuxIdMapping {
+        LinuxIdMappingBuilder::default()
+            .container_id(c)
+            .host_id(h)
+            .size(s)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn host_ids_follow_the_maps() {
+        let maps = [m(0, 100000, 1000), m(1000, 5000, 1)];
+        assert_eq!(host_id(&maps, 0), Some(100000));
+        assert_eq!(host_id(&maps, 999), Some(100999));
+        assert_eq!(host_id(&maps, 1000), Some(5000));
+        assert_eq!(host_id(&maps, 1001), None);
+        assert_eq!(map_text(&maps), "0 100000 1000\n1000 5000 1\n");
+    }
+
+    #[test]
+    fn bad_mappings_are_named() {
+        let ok = vec![m(0, 100000, 65536)];
+        assert!(check_mappings(Some(&ok), Some(&ok)).is_ok());
+        assert!(check_mappings(Some(&ok), None)
+            .unwrap_err()
+            .contains("gidMappings"));
+        let overlap = vec![m(0, 100000, 10), m(5, 200000, 10)];
+        assert_eq!(
+            check_mappings(Some(&overlap), Some(&ok)).unwrap_err(),
+            "linux.uidMappings[1] overlaps linux.uidMappings[0]"
+        );
+        let zero = vec![m(0, 1, 0)];
+        assert!(check_mappings(Some(&ok), Some(&zero))
+            .unwrap_err()
+            .contains("gidMappings[0]: size 0"));
+    }
+}
