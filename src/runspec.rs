@@ -423,7 +423,9 @@ pub fn build(
     spec.set_linux(Some(linux));
 
     let mut mounts = spec.mounts().clone().unwrap_or_default();
-    if opts.network == Network::Host {
+    // (In a user namespace, the runtime mounts a fresh sysfs of the host's network
+    // namespace itself: a bind of the host's /sys, with its submounts locked, is refused.)
+    if opts.network == Network::Host && opts.userns.is_none() {
         // sysfs can only be mounted fresh in a network namespace of one's own. A plain
         // bind, not rbind: the host's submounts of /sys (debugfs, tracefs, securityfs,
         // bpf, cgroups) would come along read-write, since the read-only remount applies

@@ -614,6 +614,36 @@ fn podman_runs_execs_ttys_stops_kills_and_removes_with_frun_oci() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     p.ok(&["rm", "-f", "-t", "0", "c3"]);
 
+    // A user namespace: podman prepares the root filesystem for the mapping, frun-oci
+    // makes the namespace from the spec's mappings; exec joins it.
+    let userns = ["--uidmap", "0:300000:65536", "--gidmap", "0:300000:65536"];
+    let out = run(
+        &[&["--rm"][..], &userns].concat(),
+        &[
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map; id -u; stat -c %u /bin/busybox; touch /x && stat -c %u /x",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).split_whitespace().collect::<Vec<_>>(),
+        ["0", "300000", "65536", "0", "0", "0"]
+    );
+    let out = run(
+        &[&["-d", "--name", "u"][..], &userns].concat(),
+        &["sleep", "1000"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let e = p.run(&["exec", "u", "sh", "-c", "id -u; cat /proc/self/uid_map"]);
+    assert_eq!(
+        text(&e.stdout).split_whitespace().collect::<Vec<_>>(),
+        ["0", "0", "300000", "65536"],
+        "{}",
+        text(&e.stderr)
+    );
+    p.ok(&["rm", "-f", "-t", "0", "u"]);
+
     // A command that does not exist: podman's 127, frun-oci's error reaches the user.
     let out = run(&["--rm"], &["/no/such/cmd"]);
     assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));

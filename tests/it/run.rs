@@ -1296,6 +1296,28 @@ fn user_namespace_maps_ids_idmaps_the_layers_and_idmap_volumes() {
         "{out}"
     );
 
+    // sysfs shows the container's own network namespace (the bridge's), or the host's
+    // with --network host.
+    let ls_net = |extra: &[&str]| {
+        let mut args = vec!["run", "--rm", "--uidmap", "0:200000:65536"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[&img, "ls", "/sys/class/net"]);
+        let mut v: Vec<String> = f.ok(&args).split_whitespace().map(String::from).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ls_net(&[]), ["eth0", "lo"]);
+    // (The links of this process's network namespace: /proc/net/dev follows it, the
+    // host's /sys does not.)
+    let mut host_links: Vec<String> = std::fs::read_to_string("/proc/self/net/dev")
+        .unwrap()
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next().map(|n| n.trim().to_string()))
+        .collect();
+    host_links.sort();
+    assert_eq!(ls_net(&["--network", "host"]), host_links);
+
     // From the outside: the process runs as the mapped host uid, its files in the upper
     // directory belong to it, the shared layers are untouched; exec joins the namespace.
     f.ok(&[
