@@ -196,7 +196,8 @@ pub struct ExecArgs {
     pub env: Vec<String>,
     #[arg(short, long)]
     pub workdir: Option<String>,
-    /// uid[:gid]
+    /// User: name|uid[:group|gid], names looked up in the container's /etc/passwd and
+    /// /etc/group.
     #[arg(short, long)]
     pub user: Option<String>,
     pub container: String,

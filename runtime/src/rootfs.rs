@@ -411,6 +411,14 @@ pub(crate) fn prepare(
             .unwrap_or_default();
         create_devices(&root, &extra, userns.is_some())?;
     }
+
+    // 5. The working directory, made if the image lacks it (as runc and Docker do),
+    //    inside the root. Anything but "missing" is left to the `chdir` check later.
+    if let Some(cwd) = spec.process().as_ref().map(|p| p.cwd()) {
+        if cwd.is_absolute() && matches!(resolve(&root, cwd), Err(rustix::io::Errno::NOENT)) {
+            ensure(&root, cwd, true).map_err(|e| format!("working directory {cwd:?}: {e}"))?;
+        }
+    }
     Ok(root)
 }
 

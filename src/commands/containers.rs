@@ -796,8 +796,15 @@ pub fn exec(g: &Global, args: ExecArgs) -> anyhow::Result<ExitCode> {
         process.set_cwd(PathBuf::from(w));
     }
     if let Some(u) = &args.user {
-        let (uid, gid, extra) = runspec::resolve_user(u, None, None)
-            .with_context(|| format!("--user {u:?} (exec takes numeric uid[:gid])"))?;
+        // Names are looked up in the running container's own files, as Docker does
+        // (resolved inside its root: a symlinked /etc/passwd cannot point out of it).
+        let root = [PathBuf::from(format!("/proc/{pid}/root"))];
+        let (uid, gid, extra) = runspec::resolve_user(
+            u,
+            runspec::read_image_file(&root, "etc/passwd").as_deref(),
+            runspec::read_image_file(&root, "etc/group").as_deref(),
+        )
+        .with_context(|| format!("--user {u:?}"))?;
         let user = oci_spec::runtime::UserBuilder::default()
             .uid(uid)
             .gid(gid)

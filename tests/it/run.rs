@@ -530,6 +530,22 @@ fn image_user_groups_and_workdir_apply_and_u_overrides() {
     let r = report(&f, &["-u", "2147483648"], &img);
     assert_eq!(r["uid"], 2147483648u64);
     assert_eq!(r["euid"], 2147483648u64);
+
+    // exec -u: names from the running container's own /etc/passwd and /etc/group.
+    f.ok(&["run", "-d", "--name", "u", "-u", "0", &img, "sleep", "300"]);
+    wait_running(&f, "u");
+    assert_eq!(f.ok(&["exec", "-u", "app", "u", "id", "-u"]), "1000\n");
+    f.ok(&[
+        "exec",
+        "u",
+        "sh",
+        "-c",
+        "echo late:x:1234:1234::/:/bin/sh >> /etc/passwd",
+    ]);
+    assert_eq!(f.ok(&["exec", "-u", "late", "u", "id", "-u"]), "1234\n");
+    let e = f.fails(&["exec", "-u", "nobody-here", "u", "true"]);
+    assert!(e.contains("unable to find user nobody-here"), "{e}");
+    f.ok(&["rm", "-f", "u"]);
     assert_clean(&f, &before);
 }
 
@@ -589,6 +605,18 @@ fn env_workdir_and_exit_codes_follow_docker() {
     assert_eq!(r["env"]["FOO"], "bar=baz");
     assert_eq!(r["cwd"], "/tmp");
     assert_eq!(strs(&r["argv"]), vec!["checker", "report"]);
+    // A working directory the image lacks is made, as Docker does.
+    let out = f.ok(&[
+        "run",
+        "--rm",
+        "-w",
+        "/new/dir",
+        &img,
+        "sh",
+        "-c",
+        "pwd; stat -c %u:%a .",
+    ]);
+    assert_eq!(out, "/new/dir\n0:755\n");
 
     let out = f.run(&["run", "--rm", &img, "no-such-command"]);
     assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
