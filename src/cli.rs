@@ -158,6 +158,13 @@ pub struct RunArgs {
     /// Pull quietly if the image is missing.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Keep stdin open and pass it to the container (without it, the container's stdin
+    /// is /dev/null, as with Docker).
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// A terminal (pty) for the container: `-it` for a shell.
+    #[arg(short, long)]
+    pub tty: bool,
     pub image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -200,6 +207,12 @@ pub struct ExecArgs {
     /// /etc/group.
     #[arg(short, long)]
     pub user: Option<String>,
+    /// Pass stdin to the process (without it, its stdin is /dev/null).
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// A terminal (pty) for the process.
+    #[arg(short, long)]
+    pub tty: bool,
     pub container: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     pub command: Vec<String>,

@@ -43,6 +43,12 @@ pub struct Record {
     /// Published ports (`-p`).
     #[serde(default)]
     pub publish: Vec<crate::forward::Publish>,
+    /// `-t`: a terminal (pty) as the container's stdio.
+    #[serde(default)]
+    pub tty: bool,
+    /// `-i`: the caller's stdin goes to the container (foreground runs only).
+    #[serde(default)]
+    pub interactive: bool,
 }
 
 /// A container's place on frun's bridge network.

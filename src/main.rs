@@ -11,6 +11,7 @@ mod net;
 mod oci;
 mod progress;
 mod runspec;
+mod tty;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -29,6 +29,8 @@ pub struct RunOptions {
     pub volumes: Vec<Volume>,
     /// A user namespace with these mappings (`--uidmap`, `--gidmap`).
     pub userns: Option<IdMaps>,
+    /// `-t`: the process gets a terminal.
+    pub tty: bool,
 }
 
 /// A bind mount from `-v`.
@@ -310,6 +312,9 @@ pub fn build(
     }
     env.retain(|e| !e.starts_with("HOSTNAME="));
     env.push(format!("HOSTNAME={}", opts.hostname));
+    if opts.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
 
     let cwd = opts
         .workdir
@@ -334,6 +339,7 @@ pub fn build(
     let mut process = spec.process().clone().expect("default spec has a process");
     process.set_env(Some(env));
     process.set_cwd(PathBuf::from(cwd));
+    process.set_terminal(Some(opts.tty));
     process.set_user(
         UserBuilder::default()
             .uid(uid)

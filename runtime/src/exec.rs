@@ -91,6 +91,10 @@ pub fn exec_with(
     if !same(&theirs, &ours) {
         nss.push((theirs, CloneFlags::CLONE_NEWUSER));
     }
+    // This process's own pid namespace, to go back to after the fork: with its
+    // children's namespace left at the container's, it could not start threads.
+    let own_pidns = std::fs::File::open("/proc/self/ns/pid")
+        .map_err(|e| RuntimeError::sys("opening /proc/self/ns/pid", e))?;
     let pidns = std::fs::File::open(format!("/proc/{pid}/ns/pid"))
         .map_err(|e| RuntimeError::sys("opening the container's pid namespace", e))?;
     nix::sched::setns(&pidns, CloneFlags::CLONE_NEWPID)
@@ -134,6 +138,7 @@ pub fn exec_with(
             }
         }
         ForkResult::Parent { child } => {
+            let _ = nix::sched::setns(&own_pidns, CloneFlags::CLONE_NEWPID);
             drop(sync_r);
             drop(err_w);
             drop(stdio);

@@ -154,6 +154,8 @@ fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
             memory_limit: args.memory.clone(),
             network: None,
             publish: publish.clone(),
+            tty: args.tty,
+            interactive: args.interactive,
         })
     })?;
     // The network first: the spec names the namespace file it makes.
@@ -204,6 +206,7 @@ fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
             hostname,
             volumes,
             userns,
+            tty: args.tty,
         };
         let files = [
             (hosts, "/etc/hosts"),
@@ -337,8 +340,18 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
     set.thread_block()?;
     let containers = Containers::open(&g.root)?;
     let c = containers.find(id)?;
+    if c.record.tty {
+        crate::tty::block_winch()?;
+    }
     let store = open_store(g)?;
-    let spec = c.spec()?;
+    let mut spec = c.spec()?;
+    if c.record.tty && !c.record.detached {
+        // The caller's window size, set before the container's process starts.
+        if let Some(mut p) = spec.process().clone() {
+            p.set_console_size(crate::tty::console_size());
+            spec.set_process(Some(p));
+        }
+    }
     let lower: Vec<PathBuf> = c
         .record
         .layers
@@ -356,7 +369,18 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
         mountpoint: c.dir.join("rootfs"),
         cgroup: c.record.cgroup.clone(),
     };
-    let (stdio, pipes) = if c.record.detached {
+    // With -t the pty is the container's stdio: its master comes back over `console`.
+    let (console, console_theirs) = match c.record.tty {
+        true => {
+            let (ours, theirs) = crate::tty::console_pair()?;
+            (Some(ours), Some(theirs))
+        }
+        false => (None, None),
+    };
+    let null = || -> anyhow::Result<OwnedFd> { Ok(std::fs::File::open("/dev/null")?.into()) };
+    let (stdio, pipes) = if c.record.tty {
+        (Stdio::default(), None)
+    } else if c.record.detached {
         let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let null = std::fs::File::open("/dev/null")?;
@@ -368,8 +392,17 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
             },
             Some((out_r, err_r)),
         )
-    } else {
+    } else if c.record.interactive {
         (Stdio::default(), None)
+    } else {
+        // As Docker: without -i the container's stdin is not the caller's.
+        (
+            Stdio {
+                stdin: Some(null()?),
+                ..Default::default()
+            },
+            None,
+        )
     };
 
     let net_cfg = match &c.record.network {
@@ -379,7 +412,13 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
     // Published ports are bound before the start, so that a taken port fails it.
     let spawned = crate::forward::bind_all(&c.record.publish)
         .map_err(|e| frun_runtime::RuntimeError::Config(format!("{e:#}")))
-        .and_then(|bound| Ok((frun_runtime::spawn(&cfg, stdio)?, bound)));
+        .and_then(|bound| {
+            let opts = frun_runtime::SpawnOptions {
+                console_socket: console_theirs,
+                ..Default::default()
+            };
+            Ok((frun_runtime::spawn_with(&cfg, stdio, opts)?, bound))
+        });
     let (started, bound) = match spawned {
         Ok(s) => s,
         Err(e) => {
@@ -438,16 +477,32 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
         nix::unistd::dup2(own_log.as_raw_fd(), 2)?;
     }
 
-    // Logs of a detached container: one thread per stream, JSON lines like Docker's.
+    let master = match &console {
+        Some(sock) => Some(crate::tty::recv_master(sock)?),
+        None => None,
+    };
+    drop(console);
+    // Logs of a detached container: one thread per stream, JSON lines like Docker's (a
+    // terminal has one stream: stdout).
     let mut loggers = Vec::new();
-    if let Some((out_r, err_r)) = pipes {
+    let mut relay = None;
+    let streams: Vec<(OwnedFd, &str)> = match (pipes, master) {
+        (Some((out_r, err_r)), _) => vec![(out_r, "stdout"), (err_r, "stderr")],
+        (None, Some(m)) if c.record.detached => vec![(m, "stdout")],
+        (None, Some(m)) => {
+            relay = Some(crate::tty::relay(m, c.record.interactive)?);
+            Vec::new()
+        }
+        (None, None) => Vec::new(),
+    };
+    if !streams.is_empty() {
         let log = std::sync::Arc::new(std::sync::Mutex::new(
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(c.log_path())?,
         ));
-        for (fd, stream) in [(out_r, "stdout"), (err_r, "stderr")] {
+        for (fd, stream) in streams {
             let log = log.clone();
             loggers.push(std::thread::spawn(move || {
                 copy_to_log(std::fs::File::from(fd), stream, &log)
@@ -472,6 +527,9 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
     let exit = frun_runtime::wait(&started)?;
     for l in loggers {
         let _ = l.join();
+    }
+    if let Some(r) = relay {
+        r.finish();
     }
     if let Some(n) = &net_cfg {
         if let Err(e) = crate::net::detach(n, &c.record.id) {
@@ -812,19 +870,57 @@ pub fn exec(g: &Global, args: ExecArgs) -> anyhow::Result<ExitCode> {
             .build()?;
         process.set_user(user);
     }
+    process.set_terminal(Some(args.tty));
+    process.set_console_size(None);
+    if args.tty {
+        process.set_console_size(crate::tty::console_size());
+        crate::tty::block_winch()?;
+        let mut env = process.env().clone().unwrap_or_default();
+        if !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+        }
+        process.set_env(Some(env));
+    }
+    let (console, console_theirs) = match args.tty {
+        true => {
+            let (ours, theirs) = crate::tty::console_pair()?;
+            (Some(ours), Some(theirs))
+        }
+        false => (None, None),
+    };
+    let stdio = match (args.tty, args.interactive) {
+        (false, false) => Stdio {
+            stdin: Some(std::fs::File::open("/dev/null")?.into()),
+            ..Default::default()
+        },
+        _ => Stdio::default(),
+    };
     let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
-    let started = frun_runtime::exec(
+    let started = frun_runtime::exec_with(
         pid,
         &c.record.cgroup,
         &process,
         seccomp.as_ref(),
-        Stdio::default(),
+        stdio,
+        frun_runtime::ExecOptions {
+            console_socket: console_theirs,
+        },
     )?;
     // SAFETY: ignoring SIGINT installs no handler; the exec'd process has its own session.
     unsafe {
         let _ = signal::signal(Signal::SIGINT, signal::SigHandler::SigIgn);
     }
+    let relay = match &console {
+        Some(sock) => Some(crate::tty::relay(
+            crate::tty::recv_master(sock)?,
+            args.interactive,
+        )?),
+        None => None,
+    };
     let exit = frun_runtime::wait(&started)?;
+    if let Some(r) = relay {
+        r.finish();
+    }
     Ok(code(exit.code))
 }
 

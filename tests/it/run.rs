@@ -742,7 +742,15 @@ fn foreground_run_attaches_stdin_and_ctrl_c_stops_the_container() {
     f.ok(&["pull", "-q", &img]);
     let before = mountinfo();
     let mut child = f
-        .command(&["run", "--rm", &img, "sh", "-c", "read line; echo got:$line"])
+        .command(&[
+            "run",
+            "--rm",
+            "-i",
+            &img,
+            "sh",
+            "-c",
+            "read line; echo got:$line",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -804,6 +812,116 @@ fn ignored_and_blocked(status: &str) -> (u64, u64) {
         u64::from_str_radix(hex.trim(), 16).unwrap()
     };
     (mask("SigIgn:"), mask("SigBlk:"))
+}
+
+/// `frun ARGS` on a pty of its own (util-linux `script`), 40 rows by 100 columns, with
+/// `input` typed into it; `script -e` exits with frun's exit code.
+fn in_pty(f: &Frun, args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    let q = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let c = f.command(args);
+    let mut line = format!(
+        "stty rows 40 cols 100; exec {}",
+        q(c.get_program().to_str().unwrap())
+    );
+    for a in c.get_args() {
+        line.push(' ');
+        line.push_str(&q(a.to_str().unwrap()));
+    }
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in c.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let mut child = cmd.spawn().expect("script (util-linux) runs");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    // Keep script's stdin open until frun is done: at EOF it would type an end-of-file
+    // into the pty.
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    out
+}
+
+#[test]
+fn tty_and_interactive_follow_docker() {
+    use std::io::Write;
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    let before = mountinfo();
+    let img = image(&reg, "checker");
+    f.ok(&["pull", "-q", &img]);
+
+    // -t: a pty of the container's own, the caller's window size, TERM, the exit code;
+    // each newline reaches the caller once as CR LF.
+    let out = in_pty(
+        &f,
+        &[
+            "run",
+            "--rm",
+            "-t",
+            &img,
+            "sh",
+            "-c",
+            "tty; stty size; echo $TERM; exit 3",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "/dev/pts/0\r\n40 100\r\nxterm\r\n");
+
+    // -it: keystrokes reach the container's shell.
+    let out = in_pty(
+        &f,
+        &["run", "--rm", "-it", &img, "sh"],
+        b"echo typed-$((6*7))\nexit 4\n",
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.contains("typed-42"), "{s}");
+
+    // Without -i the container's stdin is not the caller's; with it, it is.
+    let mut c = f.command(&["run", "--rm", &img, "cat"]);
+    c.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"piped\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "");
+    let mut c = f.command(&["run", "--rm", "-i", &img, "cat"]);
+    c.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"piped\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(text(&out.stdout), "piped\n");
+
+    // Detached with -t: the terminal's output is the log; exec -t gets a pty of its own.
+    f.ok(&[
+        "run",
+        "-d",
+        "-t",
+        "--name",
+        "t",
+        &img,
+        "sh",
+        "-c",
+        "tty; exec sleep 300",
+    ]);
+    wait_running(&f, "t");
+    wait_for(10, "the log", || {
+        (log_lines(&f, "t", &[]).0 == "/dev/pts/0\r\n").then_some(())
+    });
+    let out = in_pty(&f, &["exec", "-it", "t", "sh", "-c", "tty; exit 5"], b"");
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "/dev/pts/1\r\n");
+    f.ok(&["rm", "-f", "t"]);
+    assert_clean(&f, &before);
 }
 
 #[test]
@@ -1326,6 +1444,14 @@ fn user_namespace_maps_ids_idmaps_the_layers_and_idmap_volumes() {
 
     // sysfs shows the container's own network namespace (the bridge's), or the host's
     // with --network host.
+    let links = || -> BTreeSet<String> {
+        std::fs::read_to_string("/proc/self/net/dev")
+            .unwrap()
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next().map(|n| n.trim().to_string()))
+            .collect()
+    };
     let ls_net = |extra: &[&str]| {
         let mut args = vec!["run", "--rm", "--uidmap", "0:200000:65536"];
         args.extend_from_slice(extra);
@@ -1336,15 +1462,21 @@ fn user_namespace_maps_ids_idmaps_the_layers_and_idmap_volumes() {
     };
     assert_eq!(ls_net(&[]), ["eth0", "lo"]);
     // (The links of this process's network namespace: /proc/net/dev follows it, the
-    // host's /sys does not.)
-    let mut host_links: Vec<String> = std::fs::read_to_string("/proc/self/net/dev")
-        .unwrap()
-        .lines()
-        .skip(2)
-        .filter_map(|l| l.split(':').next().map(|n| n.trim().to_string()))
-        .collect();
-    host_links.sort();
-    assert_eq!(ls_net(&["--network", "host"]), host_links);
+    // host's /sys does not. Other tests' veths come and go meanwhile.)
+    let links_before = links();
+    let seen: BTreeSet<String> = ls_net(&["--network", "host"]).into_iter().collect();
+    let links_after = links();
+    assert!(seen.contains("lo") && !seen.contains("eth0"), "{seen:?}");
+    assert!(
+        seen.is_subset(&links_before.union(&links_after).cloned().collect()),
+        "{seen:?} not among {links_before:?} / {links_after:?}"
+    );
+    assert!(
+        links_before
+            .intersection(&links_after)
+            .all(|l| seen.contains(l)),
+        "{seen:?} lacks some of {links_before:?}"
+    );
 
     // From the outside: the process runs as the mapped host uid, its files in the upper
     // directory belong to it, the shared layers are untouched; exec joins the namespace.
