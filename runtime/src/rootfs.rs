@@ -507,10 +507,7 @@ fn mount_one(root: &OwnedFd, m: &Mount, mut userns: Option<&mut Userns>) -> R<()
         return attach(&u.next(&what)?, &target, &what);
     }
     if typ == "cgroup" || typ == "cgroup2" {
-        return match userns {
-            Some(u) => bind_cgroups(root, dest, flags, u),
-            None => mount_cgroups(root, dest, flags),
-        };
+        return mount_cgroups(root, dest, flags, userns.as_deref());
     }
     let target = ensure(root, dest, true)?;
     let source = m
@@ -548,14 +545,30 @@ fn root_dir(root: &OwnedFd) -> R<OwnedFd> {
 
 /// `/sys/fs/cgroup`, read-only, showing the container's own cgroup (the cgroup
 /// namespace makes it the root). v2: one cgroup2 mount. v1 and hybrid: a tmpfs with one
-/// mount per v1 hierarchy the host has.
-fn mount_cgroups(root: &OwnedFd, dest: &Path, flags: MsFlags) -> R<()> {
+/// mount per v1 hierarchy the host has. In a user namespace, where cgroup v1 cannot be
+/// mounted, the container's own cgroup of each hierarchy is bound in instead (cgroup2
+/// can be mounted there: the cgroup namespace belongs to the user namespace).
+fn mount_cgroups(root: &OwnedFd, dest: &Path, flags: MsFlags, userns: Option<&Userns>) -> R<()> {
     let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME;
     let ro = flags & MsFlags::MS_RDONLY;
-    let target = ensure(root, dest, true)?;
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| format!("reading mountinfo: {e}"))?;
-    let mut v1 = Vec::new();
+    let read;
+    let mountinfo = match userns {
+        Some(u) => &u.mountinfo,
+        None => {
+            read = std::fs::read_to_string("/proc/self/mountinfo")
+                .map_err(|e| format!("reading mountinfo: {e}"))?;
+            &read
+        }
+    };
+    /// How a v1 hierarchy gets into the container.
+    enum How {
+        /// A fresh mount with these options.
+        Mount(String),
+        /// A bind of the container's own cgroup directory on the host.
+        Bind(PathBuf),
+    }
+    // (name, options, how) for each v1 hierarchy.
+    let mut v1: Vec<(String, String, How)> = Vec::new();
     let mut v2 = false;
     for line in mountinfo.lines() {
         let Some((pre, post)) = line.split_once(" - ") else {
@@ -564,111 +577,50 @@ fn mount_cgroups(root: &OwnedFd, dest: &Path, flags: MsFlags) -> R<()> {
         let mut post = post.split_whitespace();
         let fstype = post.next().unwrap_or_default();
         let super_opts = post.nth(1).unwrap_or_default();
-        let mount_point = pre.split_whitespace().nth(4).unwrap_or_default();
-        if fstype == "cgroup" {
-            let name = Path::new(mount_point)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let opts: Vec<&str> = super_opts
-                .split(',')
-                .filter(|o| *o != "rw" && *o != "ro")
-                .collect();
-            // One mount per hierarchy: with /sys bound recursively from the host (a
-            // container in the host's network namespace), mountinfo lists each hierarchy
-            // again under the new root, and mounting one twice on the same directory
-            // fails with EBUSY.
-            let opts = opts.join(",");
-            if !v1.iter().any(|(_, o)| *o == opts) {
-                v1.push((name, opts));
-            }
-        } else if fstype == "cgroup2" && mount_point == "/sys/fs/cgroup" {
-            v2 = true;
-        }
-    }
-    if v2 || v1.is_empty() {
-        return sys_mount(
-            Some("cgroup2"),
-            &fd_path(&target),
-            Some("cgroup2"),
-            base | ro,
-            None,
-            "mounting cgroup2",
-        );
-    }
-    sys_mount(
-        Some("tmpfs"),
-        &fd_path(&target),
-        Some("tmpfs"),
-        base,
-        Some("mode=755"),
-        "mounting the cgroup tmpfs",
-    )?;
-    drop(target);
-    for (name, opts) in &v1 {
-        let sub = dest.join(name);
-        let t = ensure(root, &sub, true)?;
-        sys_mount(
-            Some("cgroup"),
-            &fd_path(&t),
-            Some("cgroup"),
-            base | ro,
-            Some(opts),
-            &format!("mounting cgroup {name}"),
-        )?;
-    }
-    if !ro.is_empty() {
-        let t = resolve(root, dest).map_err(|e| format!("cgroup tmpfs: {e}"))?;
-        sys_mount(
-            None,
-            &fd_path(&t),
-            None,
-            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base,
-            Some("mode=755"),
-            "making the cgroup tmpfs read-only",
-        )?;
-    }
-    Ok(())
-}
-
-/// `/sys/fs/cgroup` for a container in a user namespace, where cgroup v1 cannot be
-/// mounted: a tmpfs with the container's own cgroup of each v1 hierarchy bound in
-/// (read-only, as the spec asks), or, on a v2 host, a cgroup2 mount, which a cgroup
-/// namespace owned by the user namespace does allow.
-fn bind_cgroups(root: &OwnedFd, dest: &Path, flags: MsFlags, u: &Userns) -> R<()> {
-    let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME;
-    let ro = flags & MsFlags::MS_RDONLY;
-    // (mount point, path to bind) for each v1 hierarchy this process is in.
-    let mut v1: Vec<(String, PathBuf)> = Vec::new();
-    let mut v2 = false;
-    for line in u.mountinfo.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut post = post.split_whitespace();
-        let fstype = post.next().unwrap_or_default();
-        let super_opts: Vec<&str> = post.nth(1).unwrap_or_default().split(',').collect();
         let mut pre = pre.split_whitespace();
         let mount_root = pre.nth(3).unwrap_or_default();
         let mount_point = pre.next().unwrap_or_default();
         if fstype == "cgroup2" && mount_point == "/sys/fs/cgroup" {
             v2 = true;
         }
-        if fstype != "cgroup" || v1.iter().any(|(mp, _)| mp == mount_point) {
+        if fstype != "cgroup" {
             continue;
         }
-        // The line of /proc/self/cgroup for this hierarchy: its controllers (or
-        // name=...) are all among the mount's options.
-        let path = u.cgroups.lines().find_map(|l| {
-            let mut f = l.splitn(3, ':');
-            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
-            (!ctrls.is_empty() && ctrls.split(',').all(|c| super_opts.contains(&c))).then_some(path)
-        });
-        let Some(path) = path else { continue };
-        let Some(inner) = Path::new(path).strip_prefix(mount_root).ok() else {
+        let name = Path::new(mount_point)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let opts: Vec<&str> = super_opts
+            .split(',')
+            .filter(|o| *o != "rw" && *o != "ro")
+            .collect();
+        // One mount per hierarchy: with /sys bound recursively from the host (a
+        // container in the host's network namespace), mountinfo lists each hierarchy
+        // again under the new root, and mounting one twice on the same directory
+        // fails with EBUSY.
+        let joined = opts.join(",");
+        if v1.iter().any(|(_, o, _)| *o == joined) {
             continue;
+        }
+        let how = match userns {
+            None => How::Mount(joined.clone()),
+            Some(u) => {
+                // The line of /proc/self/cgroup for this hierarchy: its controllers
+                // (or name=...) are all among the mount's options.
+                let path = u.cgroups.lines().find_map(|l| {
+                    let mut f = l.splitn(3, ':');
+                    let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+                    (!ctrls.is_empty() && ctrls.split(',').all(|c| opts.contains(&c)))
+                        .then_some(path)
+                });
+                let Some(inner) = path.and_then(|p| Path::new(p).strip_prefix(mount_root).ok())
+                else {
+                    continue;
+                };
+                How::Bind(Path::new(mount_point).join(inner))
+            }
         };
-        v1.push((mount_point.to_string(), Path::new(mount_point).join(inner)));
+        v1.push((name, joined, how));
     }
     let target = ensure(root, dest, true)?;
     if v2 || v1.is_empty() {
@@ -690,32 +642,41 @@ fn bind_cgroups(root: &OwnedFd, dest: &Path, flags: MsFlags, u: &Userns) -> R<()
         "mounting the cgroup tmpfs",
     )?;
     drop(target);
-    for (mount_point, source) in &v1 {
-        let name = Path::new(mount_point)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let what = format!("binding cgroup {name}");
-        let t = ensure(root, &dest.join(&name), true)?;
-        sys_mount(
-            Some(&source.display().to_string()),
-            &fd_path(&t),
-            None,
-            MsFlags::MS_BIND,
-            None,
-            &what,
-        )?;
-        drop(t);
-        let t = resolve(root, &dest.join(&name)).map_err(|e| format!("{what}: {e}"))?;
-        let path = fd_path(&t);
-        sys_mount(
-            None,
-            &path,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | base | ro | locked_flags(&path),
-            None,
-            &what,
-        )?;
+    for (name, _, how) in &v1 {
+        let sub = dest.join(name);
+        let t = ensure(root, &sub, true)?;
+        match how {
+            How::Mount(opts) => sys_mount(
+                Some("cgroup"),
+                &fd_path(&t),
+                Some("cgroup"),
+                base | ro,
+                Some(opts),
+                &format!("mounting cgroup {name}"),
+            )?,
+            How::Bind(source) => {
+                let what = format!("binding cgroup {name}");
+                sys_mount(
+                    Some(&source.display().to_string()),
+                    &fd_path(&t),
+                    None,
+                    MsFlags::MS_BIND,
+                    None,
+                    &what,
+                )?;
+                drop(t);
+                let t = resolve(root, &sub).map_err(|e| format!("{what}: {e}"))?;
+                let path = fd_path(&t);
+                sys_mount(
+                    None,
+                    &path,
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | base | ro | locked_flags(&path),
+                    None,
+                    &what,
+                )?;
+            }
+        }
     }
     if !ro.is_empty() {
         let t = resolve(root, dest).map_err(|e| format!("cgroup tmpfs: {e}"))?;
