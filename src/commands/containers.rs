@@ -220,7 +220,17 @@ fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
         return Err(e);
     }
 
-    // 4. The shim starts and supervises it.
+    // 4. The shim starts and supervises it: in this very process for a foreground run,
+    //    which saves starting frun a second time, unless something made it
+    //    multi-threaded (a pull does) and so unfit to fork a container; in a new
+    //    process otherwise (a detached run must outlive this command).
+    if !args.detach && frun_runtime::single_threaded() {
+        return Ok(shim(g, &c.record.id).unwrap_or_else(|e| {
+            // As `frun __shim` would end.
+            eprintln!("frun: error: {e:#}");
+            ExitCode::FAILURE
+        }));
+    }
     let exe = std::env::current_exe().context("finding the frun binary")?;
     let mut cmd = Command::new(exe);
     cmd.arg("--root")
