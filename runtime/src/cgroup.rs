@@ -488,8 +488,13 @@ impl Cgroup {
             Imp::V1(h) => h,
         };
         for h in hierarchies {
-            if !h.dir.exists() {
-                continue;
+            // An empty cgroup without children goes at once (the usual case, the
+            // container's processes having exited); the kernel refuses the rmdir of
+            // one that has either, which are dealt with below.
+            match std::fs::remove_dir(&h.dir) {
+                Ok(()) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(_) => {}
             }
             let mut pids = Vec::new();
             procs_below(&h.dir, &mut pids);
@@ -644,6 +649,55 @@ mod tests {
                 assert_eq!(read(&ours, "pids", "pids.max"), "42\n");
             }
         }
+    }
+
+    /// Root only: `remove` kills what is inside, nested cgroups included, and leaves
+    /// nothing behind.
+    #[test]
+    fn remove_kills_what_is_inside_and_nested_cgroups() {
+        if !rustix::process::geteuid().is_root() {
+            assert!(
+                std::env::var("CI").is_err(),
+                "this test must run as root in CI"
+            );
+            eprintln!("SKIPPED: not root");
+            return;
+        }
+        struct Cleanup(PathBuf);
+        impl Drop for Cleanup {
+            fn drop(&mut self) {
+                let _ = Cgroup::open(&self.0).map(|c| c.remove());
+            }
+        }
+        let path = PathBuf::from(format!("/frun-ut-remove-{}", std::process::id()));
+        let _cleanup = Cleanup(path.clone());
+        let cg = Cgroup::open(&path).unwrap();
+        let mut outer = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let mut inner = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        cg.add(outer.id() as i32, None).unwrap();
+        let nested = Cgroup::open(&path.join("nested")).unwrap();
+        nested.add(inner.id() as i32, None).unwrap();
+        let mut pids = cg.pids();
+        pids.sort_unstable();
+        let mut want = vec![outer.id() as i32, inner.id() as i32];
+        want.sort_unstable();
+        assert_eq!(pids, want);
+        cg.remove().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(outer.wait().unwrap().signal(), Some(libc::SIGKILL));
+        assert_eq!(inner.wait().unwrap().signal(), Some(libc::SIGKILL));
+        if let Imp::V1(h) = &cg.imp {
+            for h in h {
+                assert!(!h.dir.exists(), "{:?} left behind", h.dir);
+            }
+        }
+        assert!(cg.pids().is_empty());
     }
 
     #[test]
