@@ -518,7 +518,11 @@ fn finish(c: &Container, st: &mut State, exit: ExitState) -> anyhow::Result<()> 
     st.exit_code = Some(exit.code);
     st.oom_killed = exit.oom_killed;
     st.finished_at = Some(now());
-    c.set_state(st)
+    if c.record.auto_remove {
+        c.set_last_state(st)
+    } else {
+        c.set_state(st)
+    }
 }
 
 fn copy_to_log(pipe: std::fs::File, stream: &str, log: &std::sync::Mutex<std::fs::File>) {

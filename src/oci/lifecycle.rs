@@ -113,7 +113,7 @@ fn prepare(g: &Global, a: &CreateArgs) -> anyhow::Result<Prepared> {
         }
         Err(e) => return Err(e).with_context(|| format!("creating {dir:?}")),
     }
-    let r = super::state::write_replace(&dir.join("config.json"), &data);
+    let r = frun_images::fsutil::write_replace(&dir.join("config.json"), &data);
     if let Err(e) = r {
         let _ = std::fs::remove_dir_all(&dir);
         return Err(e.into());
@@ -339,8 +339,8 @@ pub fn delete(g: &Global, id: &str, force: bool) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(e) => {
             // A create that died half-way leaves a directory without state.json; a host
-            // crash may leave it empty (it is written without fsync, see
-            // `write_replace`), and took the container's processes and cgroups with it.
+            // crash may leave it empty (it is written without fsync), and took the
+            // container's processes and cgroups with it.
             let dir = Container::dir_of(&g.root, id);
             let no_state = std::fs::metadata(dir.join("state.json")).map_or(true, |m| m.len() == 0);
             if dir.is_dir() && no_state {

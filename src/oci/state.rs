@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::containers::pid_start;
+use frun_images::fsutil::write_replace;
 
 /// The runtime-spec version this runtime implements (reported by `state`).
 pub const OCI_VERSION: &str = "1.0.2";
@@ -89,6 +90,8 @@ impl Container {
     }
 
     pub fn save(dir: &Path, saved: &Saved) -> anyhow::Result<()> {
+        // Without fsync, as all of frun-oci's state: runtime state (runc keeps its own in
+        // /run, a tmpfs) about processes a crash of the host takes down with it.
         write_replace(&dir.join("state.json"), &serde_json::to_vec(saved)?)?;
         Ok(())
     }
@@ -170,35 +173,6 @@ pub fn cgroup_path(spec_path: Option<&str>, id: &str) -> anyhow::Result<PathBuf>
     };
     frun_runtime::cgroup::validate_path(&path)?;
     Ok(path)
-}
-
-/// Writes `data` to `path` through a temp file and a rename: a reader sees the old file
-/// or the new one, never a part of either. Without fsync, unlike frun's own state: this
-/// is runtime state (runc keeps its own in /run, a tmpfs) about processes that a crash of
-/// the host takes down with it, and a kill of frun-oci loses nothing the page cache
-/// holds. Two fsyncs per file cost a disk flush each, the larger part of a container
-/// start when the state root is on disk.
-pub fn write_replace(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(data))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Writes `pid` to `path` (temp + rename, so a reader never sees a partial number).
