@@ -2,7 +2,8 @@
 //! `config.json` (the OCI spec), `state.json` (what is happening), the overlay's
 //! `upper/` and `work/`, the `rootfs/` mount point, and `container.log`.
 //!
-//! Every file is written temp + fsync + rename. A container's status is an explicit
+//! Every file is written temp + fsync + rename (the last state of a `--rm` container,
+//! removed right after, without the fsync). A container's status is an explicit
 //! enum; `running` is only believed while its pid is alive with the start time recorded
 //! (pids get reused), so a crash of frun or of the host leaves a state that reads true.
 
@@ -190,10 +191,26 @@ impl Container {
     }
 
     pub fn set_state(&self, state: &State) -> anyhow::Result<()> {
+        self.write_state(state, true)
+    }
+
+    /// [`Container::set_state`] without fsync, for a state that no crash of the host
+    /// needs to find: the exit of a container removed right after (`--rm`), which a
+    /// crash would leave reading "exited" either way (running with its pid gone).
+    pub fn set_last_state(&self, state: &State) -> anyhow::Result<()> {
+        self.write_state(state, false)
+    }
+
+    fn write_state(&self, state: &State, durable: bool) -> anyhow::Result<()> {
         let old = self.state().ok().map(|s| s.status);
         let path = self.dir.join("state.json");
-        write_atomic(&path, &serde_json::to_vec_pretty(state)?)
-            .with_context(|| format!("writing {path:?}"))?;
+        let data = serde_json::to_vec_pretty(state)?;
+        if durable {
+            write_atomic(&path, &data)
+        } else {
+            frun_images::fsutil::write_replace(&path, &data)
+        }
+        .with_context(|| format!("writing {path:?}"))?;
         if old != Some(state.status) {
             tracing::info!(id = %self.short_id(), state = %state.status, was = ?old.map(|s| s.to_string()), "container state");
         }

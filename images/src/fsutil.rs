@@ -1,4 +1,4 @@
-//! Durable file writes: temp file, fsync, rename, fsync of the directory.
+//! Atomic file writes: temp file, (fsync,) rename, (fsync of the directory).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -7,6 +7,18 @@ use std::path::Path;
 
 /// Replaces `path` with `data` so that a crash leaves either the old or the new content.
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    write_via_temp(path, data, true)
+}
+
+/// Replaces `path` with `data` so that a reader sees either the old or the new content,
+/// never a part; without fsync, so a crash of the host may lose the new content (or
+/// leave the file empty). For state that describes processes a host crash takes down
+/// with it, where the two fsyncs (a disk flush each) would cost more than the write.
+pub fn write_replace(path: &Path, data: &[u8]) -> io::Result<()> {
+    write_via_temp(path, data, false)
+}
+
+fn write_via_temp(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -21,9 +33,14 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)?;
-        sync_dir(dir)
+        if durable {
+            sync_dir(dir)?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -34,4 +51,27 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
 /// Makes a rename or a new entry in `dir` durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_writes_replace_the_file_and_leave_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        write_atomic(&path, b"old").unwrap();
+        write_replace(&path, b"new").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        write_atomic(&path, b"newer").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"newer");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["state.json"]);
+        // A directory that is not there: an error, and nothing written anywhere.
+        assert!(write_replace(&dir.path().join("no/such"), b"x").is_err());
+    }
 }

@@ -55,6 +55,8 @@ pub fn exec_with(
         None => Vec::new(),
     };
     let cgroup = Cgroup::open(cgroup)?;
+    // v1: the process moves itself into the container's cgroup (see `crate::cgroup`).
+    let self_join = cgroup.prepare(None)?;
     nix::sys::prctl::set_dumpable(false)
         .map_err(|e| RuntimeError::sys("prctl(PR_SET_DUMPABLE)", e))?;
     // Open every namespace before joining any: joining the mount namespace changes what
@@ -113,6 +115,10 @@ pub fn exec_with(
                 }
             }
             let r = (|| -> Result<std::convert::Infallible, String> {
+                if let Some(j) = &self_join {
+                    j.join()?;
+                }
+                drop(self_join);
                 child::wait_for_parent(&sync_r)?;
                 let _ = nix::unistd::setsid();
                 for (f, flag) in &nss {
@@ -143,7 +149,9 @@ pub fn exec_with(
             drop(err_w);
             drop(stdio);
             drop(opts);
-            handshake(child, &cgroup, None, sync_w, err_r)?;
+            let add = self_join.is_none().then_some(&cgroup);
+            drop(self_join);
+            handshake(child, add, None, sync_w, err_r)?;
             Ok(Started {
                 pid: child.as_raw(),
                 cgroup,

@@ -23,6 +23,11 @@ pub use exec::{exec, exec_with, ExecOptions};
 pub use rootfs::RootfsSource;
 pub use spawn::{spawn, spawn_with, wait, ExitState, SpawnConfig, SpawnOptions, Started, Stdio};
 
+/// Whether the calling process has a single thread, as [`spawn`] and [`exec`] need.
+pub fn single_threaded() -> bool {
+    spawn::threads() == 1
+}
+
 /// Everything that can go wrong while starting a container, named after the step.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {

@@ -153,6 +153,15 @@ pub fn spawn_with(
         None => Vec::new(),
     };
     let cgroup = Cgroup::open(&cfg.cgroup)?;
+    // v1: the cgroup is made and limited now; the child moves itself in (see
+    // `crate::cgroup`). v2: the parent adds the child after the clone.
+    let self_join = match cgroup.prepare(linux.resources().as_ref()) {
+        Ok(j) => j,
+        Err(e) => {
+            let _ = cgroup.remove();
+            return Err(e);
+        }
+    };
 
     let (sync_r, sync_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
@@ -265,6 +274,9 @@ pub fn spawn_with(
                 libc::close(fd);
             }
         }
+        if let Some(Err(e)) = self_join.as_ref().map(|j| j.join()) {
+            child::fail(&err_w, e);
+        }
         let stdio = stdio.take().unwrap_or_default();
         for (fd, target) in [(stdio.stdin, 0), (stdio.stdout, 1), (stdio.stderr, 2)] {
             if let Some(fd) = fd {
@@ -311,7 +323,9 @@ pub fn spawn_with(
             return Err(e);
         }
     }
-    if let Err(e) = handshake(child, &cgroup, linux.resources().as_ref(), sync_w, err_r) {
+    let add = self_join.is_none().then_some(&cgroup);
+    drop(self_join);
+    if let Err(e) = handshake(child, add, linux.resources().as_ref(), sync_w, err_r) {
         // The cgroup was made for this container alone.
         let _ = cgroup.remove();
         return Err(e);
@@ -342,12 +356,12 @@ fn prepare_userns(
     crate::userns::send_fds(sock, &fds).map_err(RuntimeError::Child)
 }
 
-/// The parent's half of a start: put `child` into `cgroup` (with `resources`), let it go
-/// on, and read its verdict from the error pipe (EOF: it got as far as it should). On
-/// failure the child is killed and reaped.
+/// The parent's half of a start: put `child` into `cgroup` (with `resources`) unless it
+/// joins by itself (`None`), let it go on, and read its verdict from the error pipe (EOF:
+/// it got as far as it should). On failure the child is killed and reaped.
 pub(crate) fn handshake(
     child: Pid,
-    cgroup: &Cgroup,
+    cgroup: Option<&Cgroup>,
     resources: Option<&oci_spec::runtime::LinuxResources>,
     sync_w: OwnedFd,
     err_r: OwnedFd,
@@ -357,16 +371,17 @@ pub(crate) fn handshake(
         let _ = waitpid(child, None);
         e
     };
-    cgroup.add(child.as_raw(), resources).map_err(fail)?;
-    std::fs::File::from(sync_w)
-        .write_all(b"1")
-        .map_err(|e| fail(RuntimeError::sys("starting the process", e)))?;
+    if let Some(cgroup) = cgroup {
+        cgroup.add(child.as_raw(), resources).map_err(fail)?;
+    }
+    // A child that failed before reading this (joining its cgroup) has reported why.
+    let sent = std::fs::File::from(sync_w).write_all(b"1");
     let mut msg = String::new();
     let _ = std::fs::File::from(err_r).read_to_string(&mut msg);
     if !msg.is_empty() {
         return Err(fail(RuntimeError::Child(msg)));
     }
-    Ok(())
+    sent.map_err(|e| fail(RuntimeError::sys("starting the process", e)))
 }
 
 pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), RuntimeError> {

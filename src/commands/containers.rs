@@ -225,7 +225,17 @@ fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
         return Err(e);
     }
 
-    // 4. The shim starts and supervises it.
+    // 4. The shim starts and supervises it: in this very process for a foreground run,
+    //    which saves starting frun a second time, unless something made it
+    //    multi-threaded (a pull does) and so unfit to fork a container; in a new
+    //    process otherwise (a detached run must outlive this command).
+    if !args.detach && frun_runtime::single_threaded() {
+        return Ok(shim(g, &c.record.id).unwrap_or_else(|e| {
+            // As `frun __shim` would end.
+            eprintln!("frun: error: {e:#}");
+            ExitCode::FAILURE
+        }));
+    }
     let exe = std::env::current_exe().context("finding the frun binary")?;
     let mut cmd = Command::new(exe);
     cmd.arg("--root")
@@ -568,7 +578,11 @@ fn finish(c: &Container, st: &mut State, exit: ExitState) -> anyhow::Result<()> 
     st.exit_code = Some(exit.code);
     st.oom_killed = exit.oom_killed;
     st.finished_at = Some(now());
-    c.set_state(st)
+    if c.record.auto_remove {
+        c.set_last_state(st)
+    } else {
+        c.set_state(st)
+    }
 }
 
 fn copy_to_log(pipe: std::fs::File, stream: &str, log: &std::sync::Mutex<std::fs::File>) {

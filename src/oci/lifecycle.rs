@@ -113,7 +113,7 @@ fn prepare(g: &Global, a: &CreateArgs) -> anyhow::Result<Prepared> {
         }
         Err(e) => return Err(e).with_context(|| format!("creating {dir:?}")),
     }
-    let r = frun_images::fsutil::write_atomic(&dir.join("config.json"), &data);
+    let r = frun_images::fsutil::write_replace(&dir.join("config.json"), &data);
     if let Err(e) = r {
         let _ = std::fs::remove_dir_all(&dir);
         return Err(e.into());
@@ -338,9 +338,12 @@ pub fn delete(g: &Global, id: &str, force: bool) -> anyhow::Result<ExitCode> {
     let c = match Container::load(&g.root, id) {
         Ok(c) => c,
         Err(e) => {
-            // A create that died half-way leaves a directory without state.json.
+            // A create that died half-way leaves a directory without state.json; a host
+            // crash may leave it empty (it is written without fsync), and took the
+            // container's processes and cgroups with it.
             let dir = Container::dir_of(&g.root, id);
-            if dir.is_dir() && !dir.join("state.json").exists() {
+            let no_state = std::fs::metadata(dir.join("state.json")).map_or(true, |m| m.len() == 0);
+            if dir.is_dir() && no_state {
                 let _ = std::fs::remove_dir_all(&dir);
                 return Ok(ExitCode::SUCCESS);
             }

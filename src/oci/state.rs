@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::containers::pid_start;
+use frun_images::fsutil::write_replace;
 
 /// The runtime-spec version this runtime implements (reported by `state`).
 pub const OCI_VERSION: &str = "1.0.2";
@@ -89,7 +90,9 @@ impl Container {
     }
 
     pub fn save(dir: &Path, saved: &Saved) -> anyhow::Result<()> {
-        frun_images::fsutil::write_atomic(&dir.join("state.json"), &serde_json::to_vec(saved)?)?;
+        // Without fsync, as all of frun-oci's state: runtime state (runc keeps its own in
+        // /run, a tmpfs) about processes a crash of the host takes down with it.
+        write_replace(&dir.join("state.json"), &serde_json::to_vec(saved)?)?;
         Ok(())
     }
 
@@ -175,7 +178,7 @@ pub fn cgroup_path(spec_path: Option<&str>, id: &str) -> anyhow::Result<PathBuf>
 /// Writes `pid` to `path` (temp + rename, so a reader never sees a partial number).
 pub fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
     let path = std::path::absolute(path)?;
-    frun_images::fsutil::write_atomic(&path, pid.to_string().as_bytes())
+    write_replace(&path, pid.to_string().as_bytes())
         .with_context(|| format!("writing the pid file {path:?}"))
 }
 

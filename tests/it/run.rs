@@ -500,6 +500,32 @@ fn cgroup_limits_are_seen_inside() {
     assert_clean(&f, &before);
 }
 
+/// The devices cgroup: CAP_MKNOD makes any node, but only the minimal `/dev`'s devices
+/// open (`/dev/mem` made by hand does not, `/dev/zero` does).
+#[test]
+fn devices_cgroup_opens_only_the_minimal_dev() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    let img = image(&reg, "busybox");
+    f.ok(&["pull", "-q", &img]);
+    let before = mountinfo();
+    let script = "mknod /tmp/mem c 1 1 && echo made; \
+                  head -c 1 /tmp/mem >/dev/null && echo mem-opened; \
+                  head -c 1 /dev/zero | wc -c";
+    let out = f.run(&["run", "--rm", &img, "sh", "-c", script]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).split_whitespace().collect::<Vec<_>>(),
+        ["made", "1"]
+    );
+    assert!(
+        text(&out.stderr).contains("Operation not permitted"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_clean(&f, &before);
+}
+
 // --- 2. user and groups ---------------------------------------------------------------------
 
 #[test]
