@@ -460,7 +460,10 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
     let say: crate::forward::Say = match &log {
         Some(file) => {
             let file = file.clone();
-            std::sync::Arc::new(move |text: &str| log_line(&file, "stderr", &format!("{text}\n")))
+            std::sync::Arc::new(move |text: &str| {
+                log_line(&file, "stderr", &format!("{text}\n"));
+                tracing::warn!("{text}");
+            })
         }
         None => std::sync::Arc::new(|text: &str| eprintln!("{text}")),
     };
