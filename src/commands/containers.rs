@@ -505,20 +505,35 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
         }
         (None, None) => Vec::new(),
     };
+    let mut log = None;
     if !streams.is_empty() {
-        let log = std::sync::Arc::new(std::sync::Mutex::new(
+        let file = std::sync::Arc::new(std::sync::Mutex::new(
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(c.log_path())?,
         ));
         for (fd, stream) in streams {
-            let log = log.clone();
+            let file = file.clone();
             loggers.push(std::thread::spawn(move || {
-                copy_to_log(std::fs::File::from(fd), stream, &log)
+                copy_to_log(std::fs::File::from(fd), stream, &file)
             }));
         }
+        log = Some(file);
     }
+    // What frun has to tell about the container while it runs (the forwarder's "the
+    // target refused"): a `frun:` line where its output goes, so in its log when it is
+    // detached (`frun logs` shows it), on the terminal otherwise.
+    let say: crate::forward::Say = match &log {
+        Some(file) => {
+            let file = file.clone();
+            std::sync::Arc::new(move |text: &str| {
+                log_line(&file, "stderr", &format!("{text}\n"));
+                tracing::warn!("{text}");
+            })
+        }
+        None => std::sync::Arc::new(|text: &str| eprintln!("{text}")),
+    };
     // Ctrl-C, SIGTERM, SIGHUP to the shim (blocked since it started) become a stop of
     // the container.
     let pid = started.pid;
@@ -529,17 +544,43 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
         }
     });
 
-    // The forwarder: host ports to the container's address, in this process.
-    if let (false, Some(n)) = (bound.is_empty(), &c.record.network) {
-        crate::forward::start(bound, std::net::IpAddr::V4(n.ip))?;
-    }
+    // The forwarder: host ports to the container's address, in this process; it
+    // connects from inside the container's network namespace (see forward.rs).
+    let forwarder = match (&c.record.network, &net_cfg) {
+        (Some(n), Some(cfg)) if !bound.is_empty() => {
+            let path = cfg.netns_path(&c.record.id);
+            let netns = match crate::forward::Netns::open(&path) {
+                Ok(ns) => Some(std::sync::Arc::new(ns)),
+                Err(e) => {
+                    tracing::warn!(error = %e, path = %path.display(), "forwarding through the bridge instead");
+                    None
+                }
+            };
+            let ip = std::net::IpAddr::V4(n.ip);
+            Some(crate::forward::start(bound, ip, netns, say.clone())?)
+        }
+        _ => None,
+    };
 
     let exit = frun_runtime::wait(&started)?;
+    // The published ports close with the container: a client is refused from now on,
+    // instead of being accepted and dropped.
+    if let Some(f) = forwarder {
+        f.stop();
+    }
     for l in loggers {
         let _ = l.join();
     }
     if let Some(r) = relay {
         r.finish();
+    }
+    if log.is_some() && !c.record.publish.is_empty() {
+        let ports: Vec<String> = c.record.publish.iter().map(|p| p.to_string()).collect();
+        say(&format!(
+            "frun: the container exited (code {}): its published ports are closed ({})",
+            exit.code,
+            ports.join(", ")
+        ));
     }
     if let Some(n) = &net_cfg {
         if let Err(e) = crate::net::detach(n, &c.record.id) {
@@ -592,17 +633,20 @@ fn copy_to_log(pipe: std::fs::File, stream: &str, log: &std::sync::Mutex<std::fs
         line.clear();
         match reader.read_until(b'\n', &mut line) {
             Ok(0) | Err(_) => return,
-            Ok(_) => {
-                let entry = serde_json::json!({
-                    "time": now(),
-                    "stream": stream,
-                    "log": String::from_utf8_lossy(&line),
-                });
-                if let Ok(mut f) = log.lock() {
-                    let _ = writeln!(f, "{entry}");
-                }
-            }
+            Ok(_) => log_line(log, stream, &String::from_utf8_lossy(&line)),
         }
+    }
+}
+
+/// One JSON line of a container's log, as Docker's json-file driver writes them.
+fn log_line(log: &std::sync::Mutex<std::fs::File>, stream: &str, text: &str) {
+    let entry = serde_json::json!({
+        "time": now(),
+        "stream": stream,
+        "log": text,
+    });
+    if let Ok(mut f) = log.lock() {
+        let _ = writeln!(f, "{entry}");
     }
 }
 

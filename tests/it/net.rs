@@ -347,3 +347,151 @@ fn proxy_protocol_tells_the_container_who_connected() {
     assert!(logs.contains(&format!(" {port}\r\npayload")), "{logs}");
     f.ok(&["rm", "-f", "echo"]);
 }
+
+/// The lines frun itself wrote into a container's log (`frun logs` shows them on stderr).
+fn frun_lines(f: &Frun, name: &str) -> Vec<String> {
+    let out = f.run(&["logs", name]);
+    assert!(out.status.success(), "frun logs {name} failed");
+    String::from_utf8(out.stderr)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("frun: "))
+        .map(String::from)
+        .collect()
+}
+
+/// A published port whose container port has no server: each client's connection is
+/// reset (not accepted and left empty), and the user reads why in `frun logs`: once for
+/// a burst of clients, not once per client. At the stop, the held-back ones are counted.
+#[test]
+fn a_refusing_target_is_told_in_the_logs_without_flooding_them() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    let dir = www(&f, "on port 80 only\n");
+    let port = free_port();
+    let image = format!("{reg}/test/busybox");
+    // The server listens on 80; the port published is 81.
+    f.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "wrongport",
+        "-v",
+        &format!("{}:/www:ro", dir.display()),
+        "-p",
+        &format!("127.0.0.1:{port}:81"),
+        &image,
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    let addr = format!("127.0.0.1:{port}");
+    for _ in 0..20 {
+        let e = http_get(&addr, "/").expect_err("no answer through a refusing target");
+        assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            ),
+            "{e}"
+        );
+    }
+    // Each client's reset came after the forwarder had logged (or counted) its failure.
+    let lines = frun_lines(&f, "wrongport");
+    let want = format!("frun: port {addr}: ");
+    assert!(
+        !lines.is_empty() && lines.len() <= 2,
+        "one message for a burst of 20, or two if the burst spanned the 10 s interval: {lines:?}"
+    );
+    for l in &lines {
+        assert!(
+            l.starts_with(&want)
+                && l.contains(
+                    ":81 refused the connection: nothing listens on tcp port 81 in the container"
+                ),
+            "{lines:?}"
+        );
+    }
+    // At the stop the ones held back are counted, and the closed port is named.
+    f.ok(&["stop", "-t", "1", "wrongport"]);
+    let lines = frun_lines(&f, "wrongport");
+    // A message stands for itself and the N it says were "(and N more like it ...)".
+    let told: u32 = lines
+        .iter()
+        .filter(|l| l.contains("refused the connection"))
+        .map(|l| match l.split("(and ").nth(1) {
+            Some(rest) => 1 + rest.split(' ').next().unwrap().parse::<u32>().unwrap(),
+            None => 1,
+        })
+        .sum();
+    assert_eq!(
+        told, 20,
+        "every refused connection is told or counted: {lines:?}"
+    );
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .starts_with("frun: the container exited")
+            && lines.last().unwrap().ends_with(&format!(
+                "its published ports are closed (127.0.0.1:{port}:81/tcp)"
+            )),
+        "{lines:?}"
+    );
+    f.ok(&["rm", "wrongport"]);
+}
+
+/// Once the container has exited its published port is closed: a client is refused at
+/// once (as with nothing published there), rather than accepted and dropped; `frun
+/// logs` says the port closed with the container.
+#[test]
+fn the_port_closes_when_the_container_exits() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    let dir = www(&f, "still here\n");
+    let port = free_port();
+    let image = format!("{reg}/test/busybox");
+    f.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "short",
+        "-v",
+        &format!("{}:/www:ro", dir.display()),
+        "-p",
+        &format!("127.0.0.1:{port}:80"),
+        &image,
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    let addr = format!("127.0.0.1:{port}");
+    let body = eventually(|| http_get(&addr, "/").map_err(|e| e.to_string()));
+    assert!(body.contains("still here"), "{body}");
+    // A client connected while the container goes: its connection ends with it.
+    let mut open = TcpStream::connect(&addr).unwrap();
+    open.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // busybox httpd as pid 1 ignores SIGTERM: the stop kills it after 1 s.
+    f.ok(&["stop", "-t", "1", "short"]);
+    let mut buf = [0u8; 16];
+    let r = open.read(&mut buf);
+    assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    // `stop` returns once the container's exit is recorded, and the ports closed before.
+    let e = TcpStream::connect(&addr).expect_err("the port is closed");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+    let lines = frun_lines(&f, "short");
+    assert_eq!(
+        lines,
+        vec![format!(
+            "frun: the container exited (code 137): its published ports are closed (127.0.0.1:{port}:80/tcp)"
+        )]
+    );
+    f.ok(&["rm", "short"]);
+}
