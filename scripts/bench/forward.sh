@@ -336,7 +336,8 @@ done
 
 # The server's network namespace (through one of its pids): busybox httpd listens with a
 # backlog of 9, so 50 connections overflow it; its TcpExt ListenOverflows count per run, and
-# the SYN retransmits in the bench namespace (wrk's, and frun's forwarder's upstream connects).
+# the SYN retransmits: wrk's in the bench namespace, frun's forwarder's upstream connects in
+# the server's (the forwarder connects from inside the container's namespace).
 declare -A SPID=()
 for n in "${NAMES[@]}"; do
     case $n in
@@ -346,6 +347,14 @@ for n in "${NAMES[@]}"; do
         host) SPID[$n]=$$ ;;
     esac
 done
+synretrans() { # synretrans NAME: SYN retransmits in the bench namespace and the server's
+    local b s
+    b=$(tcpext $$ TCPSynRetrans)
+    s=0
+    [ -z "${SPID[$1]:-}" ] || [ "$(readlink "/proc/${SPID[$1]}/ns/net")" = "$(readlink /proc/$$/ns/net)" ] ||
+        s=$(tcpext "${SPID[$1]}" TCPSynRetrans)
+    echo $((b + ${s:-0}))
+}
 tcpext() { # tcpext PID FIELD: a TcpExt counter of PID's network namespace (empty if unknown)
     [ -n "${1:-}" ] && [ -r "/proc/$1/net/netstat" ] || return 0
     awk -v f="$2" '$1 == "TcpExt:" { if (!h) { for (i = 2; i <= NF; i++) if ($i == f) c = i; h = 1 } else if (c) print $c }' "/proc/$1/net/netstat"
@@ -370,7 +379,7 @@ run_wrk() { # run_wrk NAME ROUND
     local n=$1 out=$T/wrk.$1.$2 c0 c1 t0 t1 r e a0 a1 o0 o1 s0 s1
     [ -z "$FWD_PID" ] || [ "$n" != frun-fwd ] || c0=$(cpu_ticks "$FWD_PID")
     o0=$(tcpext "${SPID[$n]:-}" ListenOverflows)
-    s0=$(tcpext $$ TCPSynRetrans)
+    s0=$(synretrans "$n")
     a0=$(acct_now)
     t0=$EPOCHREALTIME
     if ! timeout $((DURATION + 30)) wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${DURATION}s" -H 'Connection: close' \
@@ -385,7 +394,7 @@ run_wrk() { # run_wrk NAME ROUND
     [ -n "$r" ] || { err[$n]="wrk printed no Requests/sec: $(tail -3 "$out" | tr '\n' ' ')"; return; }
     wrk_all[$n]+="$r "
     o1=$(tcpext "${SPID[$n]:-}" ListenOverflows)
-    s1=$(tcpext $$ TCPSynRetrans)
+    s1=$(synretrans "$n")
     drops[$n]+="$([ -n "$o0" ] && [ -n "$o1" ] && echo $((o1 - o0)) || echo '?')/$((s1 - s0)) "
     e=$(grep -E 'Socket errors|Non-2xx' "$out" | sed 's/^ *//' | tr '\n' ' ' || true)
     [ -z "$e" ] || wrk_err[$n]+="round $2: $e; "
@@ -486,7 +495,7 @@ echo "frun/DNAT ($dn):  req/s $(ratio "${rps[$f]:-}" "${rps[$dn]:-}"), bulk $(ra
     echo "frun/DNAT (nft-dnat):     req/s $(ratio "${rps[$f]:-}" "${rps[nft-dnat]:-}"), bulk $(ratio "${gbps[$f]:-}" "${gbps[nft-dnat]:-}")"
 echo "frun/host:                req/s $(ratio "${rps[$f]:-}" "${rps[host]:-}"), bulk $(ratio "${gbps[$f]:-}" "${gbps[host]:-}")"
 echo
-echo "per wrk run, server listen overflows / SYN retransmits in the bench namespace (each one a 1 s stall of a connection): $(for name in "${NAMES[@]}"; do [ -z "${drops[$name]:-}" ] || printf '%s: %s; ' "$name" "${drops[$name]% }"; done)"
+echo "per wrk run, server listen overflows / SYN retransmits in the bench and server namespaces (each one a 1 s stall of a connection): $(for name in "${NAMES[@]}"; do [ -z "${drops[$name]:-}" ] || printf '%s: %s; ' "$name" "${drops[$name]% }"; done)"
 for name in "${NAMES[@]}"; do
     [ -z "${wrk_err[$name]:-}" ] || echo "wrk errors $name: ${wrk_err[$name]}"
 done
