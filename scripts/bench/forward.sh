@@ -27,6 +27,8 @@
 #        DURATION=10                        seconds per wrk and per iperf3 run
 #        WRK_THREADS=2 WRK_CONNS=50         wrk -t / -c
 #        CONTENDERS="frun-fwd podman-dnat nft-dnat host"
+#        FRUN_BIN=PATH                      measure this frun binary (e.g. an older build, for
+#                                           a before/after) instead of building the checkout
 #
 # Everything runs inside scripts/with-test-registries.sh (a fresh network namespace with only
 # loopback and the test registries; nothing on the host's network changes), in a private
@@ -89,8 +91,12 @@ if [ "${1:-}" != "$MARK" ]; then
         apt-get install -y "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
     fi
 
-    log "building frun (cargo build --release --locked)"
-    (cd "$REPO" && cargo build --release --locked -q) || die "cargo build --release failed"
+    if [ -z "${FRUN_BIN:-}" ]; then
+        log "building frun (cargo build --release --locked)"
+        (cd "$REPO" && cargo build --release --locked -q) || die "cargo build --release failed"
+    else
+        [ -x "$FRUN_BIN" ] || die "FRUN_BIN=$FRUN_BIN is not an executable"
+    fi
     # the test images need the static checker (scripts/test-images/build.sh)
     (cd "$REPO/tests/checker" && cargo build --release --locked -q) || die "building tests/checker failed"
 
@@ -123,9 +129,14 @@ if [ "${1:-}" != "$MARK" ]; then
     trap 'exit 143' TERM
     # a private copy, so that a concurrent rebuild cannot swap the binary mid-benchmark
     mkdir -p "$T/bin"
-    cp "$REPO/target/release/frun" "$T/bin/frun"
-    rev=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')
-    [ -z "$(cd "$REPO" && git status --porcelain -- src images runtime Cargo.toml Cargo.lock 2>/dev/null)" ] || rev="$rev+dirty"
+    if [ -n "${FRUN_BIN:-}" ]; then
+        cp "$FRUN_BIN" "$T/bin/frun"
+        rev="$FRUN_BIN (sha256 $(sha256sum "$FRUN_BIN" | cut -c1-12))"
+    else
+        cp "$REPO/target/release/frun" "$T/bin/frun"
+        rev=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')
+        [ -z "$(cd "$REPO" && git status --porcelain -- src images runtime Cargo.toml Cargo.lock 2>/dev/null)" ] || rev="$rev+dirty"
+    fi
 
     rc=0
     # in the background + wait, so that a signal to this script is handled at once
