@@ -396,7 +396,12 @@ fn connect_failed(
 fn connect_failure_text(what: &str, to: SocketAddr, e: &io::Error, proto: &str) -> String {
     match e.raw_os_error() {
         Some(libc::ECONNREFUSED) => format!(
-            "frun: {what}: {to} refused the connection: nothing listens on {proto} port {} in the container",
+            "frun: {what}: {to} refused the {}: nothing listens on {proto} port {} in the container",
+            if proto == "udp" {
+                "datagrams (port unreachable)"
+            } else {
+                "connection"
+            },
             to.port()
         ),
         Some(

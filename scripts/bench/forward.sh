@@ -27,6 +27,8 @@
 #        DURATION=10                        seconds per wrk and per iperf3 run
 #        WRK_THREADS=2 WRK_CONNS=50         wrk -t / -c
 #        CONTENDERS="frun-fwd podman-dnat nft-dnat host"
+#        FRUN_BIN=PATH                      measure this frun binary (e.g. an older build, for
+#                                           a before/after) instead of building the checkout
 #
 # Everything runs inside scripts/with-test-registries.sh (a fresh network namespace with only
 # loopback and the test registries; nothing on the host's network changes), in a private
@@ -89,8 +91,12 @@ if [ "${1:-}" != "$MARK" ]; then
         apt-get install -y "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
     fi
 
-    log "building frun (cargo build --release --locked)"
-    (cd "$REPO" && cargo build --release --locked -q) || die "cargo build --release failed"
+    if [ -z "${FRUN_BIN:-}" ]; then
+        log "building frun (cargo build --release --locked)"
+        (cd "$REPO" && cargo build --release --locked -q) || die "cargo build --release failed"
+    else
+        [ -x "$FRUN_BIN" ] || die "FRUN_BIN=$FRUN_BIN is not an executable"
+    fi
     # the test images need the static checker (scripts/test-images/build.sh)
     (cd "$REPO/tests/checker" && cargo build --release --locked -q) || die "building tests/checker failed"
 
@@ -123,9 +129,14 @@ if [ "${1:-}" != "$MARK" ]; then
     trap 'exit 143' TERM
     # a private copy, so that a concurrent rebuild cannot swap the binary mid-benchmark
     mkdir -p "$T/bin"
-    cp "$REPO/target/release/frun" "$T/bin/frun"
-    rev=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')
-    [ -z "$(cd "$REPO" && git status --porcelain -- src images runtime Cargo.toml Cargo.lock 2>/dev/null)" ] || rev="$rev+dirty"
+    if [ -n "${FRUN_BIN:-}" ]; then
+        cp "$FRUN_BIN" "$T/bin/frun"
+        rev="$FRUN_BIN (sha256 $(sha256sum "$FRUN_BIN" | cut -c1-12))"
+    else
+        cp "$REPO/target/release/frun" "$T/bin/frun"
+        rev=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')
+        [ -z "$(cd "$REPO" && git status --porcelain -- src images runtime Cargo.toml Cargo.lock 2>/dev/null)" ] || rev="$rev+dirty"
+    fi
 
     rc=0
     # in the background + wait, so that a signal to this script is handled at once
@@ -336,7 +347,8 @@ done
 
 # The server's network namespace (through one of its pids): busybox httpd listens with a
 # backlog of 9, so 50 connections overflow it; its TcpExt ListenOverflows count per run, and
-# the SYN retransmits in the bench namespace (wrk's, and frun's forwarder's upstream connects).
+# the SYN retransmits: wrk's in the bench namespace, frun's forwarder's upstream connects in
+# the server's (the forwarder connects from inside the container's namespace).
 declare -A SPID=()
 for n in "${NAMES[@]}"; do
     case $n in
@@ -346,6 +358,14 @@ for n in "${NAMES[@]}"; do
         host) SPID[$n]=$$ ;;
     esac
 done
+synretrans() { # synretrans NAME: SYN retransmits in the bench namespace and the server's
+    local b s
+    b=$(tcpext $$ TCPSynRetrans)
+    s=0
+    [ -z "${SPID[$1]:-}" ] || [ "$(readlink "/proc/${SPID[$1]}/ns/net")" = "$(readlink /proc/$$/ns/net)" ] ||
+        s=$(tcpext "${SPID[$1]}" TCPSynRetrans)
+    echo $((b + ${s:-0}))
+}
 tcpext() { # tcpext PID FIELD: a TcpExt counter of PID's network namespace (empty if unknown)
     [ -n "${1:-}" ] && [ -r "/proc/$1/net/netstat" ] || return 0
     awk -v f="$2" '$1 == "TcpExt:" { if (!h) { for (i = 2; i <= NF; i++) if ($i == f) c = i; h = 1 } else if (c) print $c }' "/proc/$1/net/netstat"
@@ -370,7 +390,7 @@ run_wrk() { # run_wrk NAME ROUND
     local n=$1 out=$T/wrk.$1.$2 c0 c1 t0 t1 r e a0 a1 o0 o1 s0 s1
     [ -z "$FWD_PID" ] || [ "$n" != frun-fwd ] || c0=$(cpu_ticks "$FWD_PID")
     o0=$(tcpext "${SPID[$n]:-}" ListenOverflows)
-    s0=$(tcpext $$ TCPSynRetrans)
+    s0=$(synretrans "$n")
     a0=$(acct_now)
     t0=$EPOCHREALTIME
     if ! timeout $((DURATION + 30)) wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${DURATION}s" -H 'Connection: close' \
@@ -385,7 +405,7 @@ run_wrk() { # run_wrk NAME ROUND
     [ -n "$r" ] || { err[$n]="wrk printed no Requests/sec: $(tail -3 "$out" | tr '\n' ' ')"; return; }
     wrk_all[$n]+="$r "
     o1=$(tcpext "${SPID[$n]:-}" ListenOverflows)
-    s1=$(tcpext $$ TCPSynRetrans)
+    s1=$(synretrans "$n")
     drops[$n]+="$([ -n "$o0" ] && [ -n "$o1" ] && echo $((o1 - o0)) || echo '?')/$((s1 - s0)) "
     e=$(grep -E 'Socket errors|Non-2xx' "$out" | sed 's/^ *//' | tr '\n' ' ' || true)
     [ -z "$e" ] || wrk_err[$n]+="round $2: $e; "
@@ -486,7 +506,7 @@ echo "frun/DNAT ($dn):  req/s $(ratio "${rps[$f]:-}" "${rps[$dn]:-}"), bulk $(ra
     echo "frun/DNAT (nft-dnat):     req/s $(ratio "${rps[$f]:-}" "${rps[nft-dnat]:-}"), bulk $(ratio "${gbps[$f]:-}" "${gbps[nft-dnat]:-}")"
 echo "frun/host:                req/s $(ratio "${rps[$f]:-}" "${rps[host]:-}"), bulk $(ratio "${gbps[$f]:-}" "${gbps[host]:-}")"
 echo
-echo "per wrk run, server listen overflows / SYN retransmits in the bench namespace (each one a 1 s stall of a connection): $(for name in "${NAMES[@]}"; do [ -z "${drops[$name]:-}" ] || printf '%s: %s; ' "$name" "${drops[$name]% }"; done)"
+echo "per wrk run, server listen overflows / SYN retransmits in the bench and server namespaces (each one a 1 s stall of a connection): $(for name in "${NAMES[@]}"; do [ -z "${drops[$name]:-}" ] || printf '%s: %s; ' "$name" "${drops[$name]% }"; done)"
 for name in "${NAMES[@]}"; do
     [ -z "${wrk_err[$name]:-}" ] || echo "wrk errors $name: ${wrk_err[$name]}"
 done

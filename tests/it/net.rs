@@ -495,3 +495,44 @@ fn the_port_closes_when_the_container_exits() {
     );
     f.ok(&["rm", "short"]);
 }
+
+/// UDP: a datagram to a published port whose container port has no socket comes back
+/// from the container as "port unreachable"; `frun logs` says so.
+#[test]
+fn udp_to_a_port_nobody_listens_on_is_told_in_the_logs() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    let port = free_port();
+    let image = format!("{reg}/test/busybox");
+    f.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "noudp",
+        "-p",
+        &format!("127.0.0.1:{port}:5353/udp"),
+        &image,
+        "sleep",
+        "600",
+    ]);
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let lines = eventually(|| {
+        client
+            .send_to(b"anyone?", format!("127.0.0.1:{port}"))
+            .map_err(|e| e.to_string())?;
+        let lines = frun_lines(&f, "noudp");
+        if lines.is_empty() {
+            Err("nothing told yet".to_string())
+        } else {
+            Ok(lines)
+        }
+    });
+    assert!(
+        lines[0].starts_with(&format!("frun: port 127.0.0.1:{port}/udp: "))
+            && lines[0].contains(
+                ":5353 refused the datagrams (port unreachable): nothing listens on udp port 5353 in the container"
+            ),
+        "{lines:?}"
+    );
+    f.ok(&["rm", "-f", "noudp"]);
+}
