@@ -809,7 +809,6 @@ fn foreground_run_attaches_stdin_and_ctrl_c_stops_the_container() {
         .unwrap();
     let pid = wait_running(&f, "fg");
     wait_signal_mask(pid, "SigCgt", libc::SIGTERM);
-    let start = Instant::now();
     nix::sys::signal::killpg(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
@@ -817,12 +816,9 @@ fn foreground_run_attaches_stdin_and_ctrl_c_stops_the_container() {
     .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    // (Exit 3 from its trap: the stop signal came, not the SIGKILL after the grace
+    // period, which would have made it 137.)
     assert_eq!(text(&out.stdout), "stopping\n");
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        start.elapsed()
-    );
     assert_eq!(find(&f, "fg")["exit_code"], 3);
     f.ok(&["rm", "fg"]);
     assert_clean(&f, &before);
@@ -1020,7 +1016,6 @@ fn fork_bomb_stops_at_the_pids_limit() {
     let Some(reg) = registry() else { return };
     let f = Frun::new();
     let before = mountinfo();
-    let start = Instant::now();
     let out = f.run(&[
         "run",
         "--rm",
@@ -1036,12 +1031,8 @@ fn fork_bomb_stops_at_the_pids_limit() {
     assert_eq!(r["capped"], false, "{r}");
     let forked = r["forked"].as_u64().unwrap();
     assert!(forked < 20, "forked {forked} under --pids-limit 20");
-    // The children (sleeping 30 s) died with pid 1; the host still forks.
-    assert!(
-        start.elapsed() < Duration::from_secs(25),
-        "took {:?}",
-        start.elapsed()
-    );
+    // The children (sleeping 30 s) died with pid 1 (assert_clean: the cgroup is gone,
+    // which it cannot be with a process in it); the host still forks.
     assert!(Command::new("true").status().unwrap().success());
     assert_clean(&f, &before);
 }
@@ -1114,10 +1105,8 @@ fn detached_container_is_listed_and_logs_both_streams() {
         "-c",
         "echo first; sleep 1; echo second",
     ]);
-    let start = Instant::now();
     let (o, _) = log_lines(&f, "short", &["-f"]);
     assert_eq!(o, "first\nsecond\n");
-    assert!(start.elapsed() < Duration::from_secs(10));
     assert_eq!(wait_exited(&f, "short", 10)["exit_code"], 0);
     f.ok(&["rm", "short"]);
     assert_clean(&f, &before);
@@ -1200,7 +1189,6 @@ fn stop_kills_a_container_that_ignores_sigterm() {
         took >= Duration::from_millis(900),
         "did not wait the grace period: {took:?}"
     );
-    assert!(took < Duration::from_secs(8), "stop took {took:?}");
     let c = find(&f, "stubborn");
     assert_eq!(c["status"], "exited");
     assert_eq!(c["exit_code"], 137, "{c}");
