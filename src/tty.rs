@@ -8,7 +8,7 @@ use anyhow::Context;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::termios::{self, SetArg, Termios};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 /// A connected socket pair: the first end is frun's, the second the runtime's
 /// (`SpawnOptions::console_socket`).
@@ -24,26 +24,11 @@ pub fn console_pair() -> anyhow::Result<(OwnedFd, OwnedFd)> {
 
 /// The pty master the container's process sent over `sock`.
 pub fn recv_master(sock: &OwnedFd) -> anyhow::Result<OwnedFd> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let mut buf = [0u8; 64];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .context("receiving the container's terminal")?;
-    for c in msg.cmsgs().context("receiving the container's terminal")? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(&fd) = fds.first() {
-                // SAFETY: the kernel just installed this fd in this process for us.
-                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-            }
-        }
-    }
-    anyhow::bail!("the container sent no terminal")
+    let (fds, _name) =
+        frun_runtime::fdpass::recv_fds(sock).context("receiving the container's terminal")?;
+    fds.into_iter()
+        .next()
+        .context("the container sent no terminal")
 }
 
 /// The terminal's settings before raw mode; restored when dropped.
@@ -80,36 +65,35 @@ impl Drop for RawMode {
     }
 }
 
-/// Copies the window size of the terminal on `from` (if it is one) to the pty `to`
-/// (a stdio fd that is no terminal changes nothing).
-pub fn copy_size(from: RawFd, to: &impl AsFd) {
-    // SAFETY: TIOCGWINSZ/TIOCSWINSZ read and write a winsize local.
-    unsafe {
-        let mut ws: libc::winsize = std::mem::zeroed();
-        if libc::ioctl(from, libc::TIOCGWINSZ, &mut ws) == 0 {
-            libc::ioctl(to.as_fd().as_raw_fd(), libc::TIOCSWINSZ, &ws);
-        }
-    }
-}
-
-/// The window size of the caller's terminal (stdin's, else stdout's), for the
-/// container's pty from its very start (`process.consoleSize`).
-pub fn console_size() -> Option<oci_spec::runtime::Box> {
+/// The window size of the caller's terminal: stdin's, else stdout's.
+fn window_size() -> Option<libc::winsize> {
     [0, 1].into_iter().find_map(|fd| {
         // SAFETY: TIOCGWINSZ writes into a zeroed winsize local (plain integers).
         let (ok, ws) = unsafe {
             let mut ws: libc::winsize = std::mem::zeroed();
             (libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) == 0, ws)
         };
-        if !ok || ws.ws_row == 0 {
-            return None;
-        }
-        oci_spec::runtime::BoxBuilder::default()
-            .height(u64::from(ws.ws_row))
-            .width(u64::from(ws.ws_col))
-            .build()
-            .ok()
+        (ok && ws.ws_row > 0).then_some(ws)
     })
+}
+
+/// Gives the pty `to` the caller's window size (if the caller has a terminal).
+fn copy_size(to: &impl AsFd) {
+    if let Some(ws) = window_size() {
+        // SAFETY: TIOCSWINSZ reads a winsize local.
+        unsafe { libc::ioctl(to.as_fd().as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    }
+}
+
+/// The caller's window size for the container's pty from its very start
+/// (`process.consoleSize`).
+pub fn console_size() -> Option<oci_spec::runtime::Box> {
+    let ws = window_size()?;
+    oci_spec::runtime::BoxBuilder::default()
+        .height(u64::from(ws.ws_row))
+        .width(u64::from(ws.ws_col))
+        .build()
+        .ok()
 }
 
 /// A relay between this process's stdio and the pty `master`, running in threads.
@@ -156,8 +140,7 @@ pub fn relay(master: OwnedFd, interactive: bool) -> anyhow::Result<Relay> {
     std::thread::spawn(move || {
         let set = winch_set();
         while set.wait().is_ok() {
-            copy_size(0, &sized);
-            copy_size(1, &sized);
+            copy_size(&sized);
         }
     });
     let output = std::thread::spawn(move || {

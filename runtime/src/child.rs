@@ -80,7 +80,7 @@ fn setup(a: &ChildArgs<'_>) -> R<std::convert::Infallible> {
         Some(sock) => {
             // SAFETY: the child's own copy of its end of the socket pair, used once.
             let sock = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(sock) };
-            let premade = crate::userns::recv_fds(&sock)?;
+            let premade = crate::userns::recv_mounts(&sock)?;
             drop(sock);
             let read =
                 |p: &str| std::fs::read_to_string(p).map_err(|e| format!("reading {p}: {e}"));

@@ -3,7 +3,7 @@
 //! caller over a unix socket (SCM_RIGHTS, as runc sends it: conmon and containerd-shim
 //! receive it there), its slave end becomes the process's stdio and controlling terminal.
 
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
 
 type R<T> = Result<T, String>;
 
@@ -49,7 +49,10 @@ pub(crate) fn setup(socket: RawFd, size: Option<(u32, u32)>) -> R<()> {
             };
             libc::ioctl(slave, libc::TIOCSWINSZ, &ws);
         }
-        let sent = send_fd(socket, master, b"/dev/ptmx");
+        // The pty's name as the payload, as runc sends it.
+        let sent =
+            crate::fdpass::send_fds(&BorrowedFd::borrow_raw(socket), &[master], b"/dev/ptmx")
+                .map_err(|e| format!("sending the pty to the console socket: {e}"));
         libc::close(master);
         libc::close(socket);
         if let Err(e) = sent {
@@ -69,34 +72,6 @@ pub(crate) fn setup(socket: RawFd, size: Option<(u32, u32)>) -> R<()> {
             }
         }
         libc::close(slave);
-    }
-    Ok(())
-}
-
-/// Sends `fd` over the unix socket `socket` with `name` as the payload.
-fn send_fd(socket: RawFd, fd: RawFd, name: &[u8]) -> R<()> {
-    // SAFETY: the msghdr points at locals that outlive the call; the control buffer is
-    // sized with CMSG_SPACE for one fd and aligned as a cmsghdr.
-    unsafe {
-        let mut iov = libc::iovec {
-            iov_base: name.as_ptr() as *mut libc::c_void,
-            iov_len: name.len(),
-        };
-        let space = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
-        let mut control = vec![0u64; space.div_ceil(8)];
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = space as _;
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut RawFd, fd);
-        if libc::sendmsg(socket, &msg, 0) < 0 {
-            return Err(last("sending the pty to the console socket"));
-        }
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ pub mod cgroup;
 mod child;
 mod console;
 mod exec;
+pub mod fdpass;
 pub mod rootfs;
 pub mod seccomp;
 mod spawn;

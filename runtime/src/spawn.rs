@@ -353,7 +353,7 @@ fn prepare_userns(
         std::fs::File::open(&path).map_err(|e| RuntimeError::sys(format!("opening {path}"), e))?;
     let fds = crate::userns::premade_mounts(rootfs, spec, sysfs, &userns, uid_maps, gid_maps)
         .map_err(RuntimeError::Child)?;
-    crate::userns::send_fds(sock, &fds).map_err(RuntimeError::Child)
+    crate::userns::send_mounts(sock, &fds).map_err(RuntimeError::Child)
 }
 
 /// The parent's half of a start: put `child` into `cgroup` (with `resources`) unless it

@@ -18,7 +18,6 @@
 
 use oci_spec::runtime::{LinuxIdMapping, Mount};
 use rustix::mount::{self as rmount, FsMountFlags, FsOpenFlags, MountAttrFlags, OpenTreeFlags};
-use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
@@ -281,47 +280,23 @@ pub(crate) fn wants_idmap(m: &Mount) -> bool {
         || m.gid_mappings().as_ref().is_some_and(|g| !g.is_empty())
 }
 
-/// Sends `fds` over the unix socket `sock` in one message.
-pub(crate) fn send_fds(sock: &OwnedFd, fds: &[OwnedFd]) -> Result<(), String> {
-    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+/// Sends the premade mounts over `sock`, their count as the payload.
+pub(crate) fn send_mounts(sock: &OwnedFd, fds: &[OwnedFd]) -> Result<(), String> {
     let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
-    let count = (fds.len() as u32).to_ne_bytes();
-    let iov = [IoSlice::new(&count)];
-    let cmsg = [ControlMessage::ScmRights(&raw)];
-    let cmsgs: &[ControlMessage] = if raw.is_empty() { &[] } else { &cmsg };
-    sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None)
-        .map_err(|e| format!("passing mounts to the container: {e}"))?;
-    Ok(())
+    crate::fdpass::send_fds(sock, &raw, &(fds.len() as u32).to_ne_bytes())
+        .map_err(|e| format!("passing mounts to the container: {e}"))
 }
 
-/// Receives what [`send_fds`] sent.
-pub(crate) fn recv_fds(sock: &OwnedFd) -> Result<Vec<OwnedFd>, String> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    use std::os::fd::FromRawFd;
-    let mut count = [0u8; 4];
-    let mut iov = [std::io::IoSliceMut::new(&mut count)];
-    let mut space = nix::cmsg_space!([RawFd; 250]);
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(|e| format!("receiving mounts from the parent: {e}"))?;
-    let mut fds = Vec::new();
-    for c in msg.cmsgs().map_err(|e| format!("receiving mounts: {e}"))? {
-        if let ControlMessageOwned::ScmRights(raw) = c {
-            // SAFETY: the kernel just installed these fds in this process for us.
-            fds.extend(
-                raw.into_iter()
-                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-            );
-        }
-    }
-    if fds.len() != u32::from_ne_bytes(count) as usize {
+/// Receives what [`send_mounts`] sent, checking the count.
+pub(crate) fn recv_mounts(sock: &OwnedFd) -> Result<Vec<OwnedFd>, String> {
+    let (fds, payload) = crate::fdpass::recv_fds(sock)
+        .map_err(|e| format!("receiving mounts from the parent: {e}"))?;
+    let count = <[u8; 4]>::try_from(payload.as_slice())
+        .map(u32::from_ne_bytes)
+        .map_err(|_| format!("receiving mounts: a payload of {} bytes", payload.len()))?;
+    if fds.len() != count as usize {
         return Err(format!(
-            "receiving mounts: expected {}, got {}",
-            u32::from_ne_bytes(count),
+            "receiving mounts: expected {count}, got {}",
             fds.len()
         ));
     }
