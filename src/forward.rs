@@ -1041,12 +1041,7 @@ mod tests {
     /// port refuses.
     #[test]
     fn target_in_another_namespace_and_stop() {
-        if !rustix::process::geteuid().is_root() {
-            assert!(
-                std::env::var("CI").is_err(),
-                "this test must run as root in CI"
-            );
-            eprintln!("SKIPPED: not root");
+        if !crate::test_as_root() {
             return;
         }
         use std::io::{Read, Write};

@@ -516,12 +516,7 @@ mod tests {
     /// process it starts inherit it), so the machine's own namespace is never touched.
     #[test]
     fn attach_and_detach_inside_a_private_namespace() {
-        if !rustix::process::geteuid().is_root() {
-            assert!(
-                std::env::var("CI").is_err(),
-                "this test must run as root in CI"
-            );
-            eprintln!("SKIPPED: not root");
+        if !crate::test_as_root() {
             return;
         }
         std::thread::spawn(|| {

@@ -551,6 +551,31 @@ impl Cgroup {
 mod tests {
     use super::*;
 
+    /// A cgroup path of this test's own, removed (with what is inside) when dropped.
+    struct Cleanup(PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = Cgroup::open(&self.0).map(|c| c.remove());
+        }
+    }
+
+    /// For tests that need root: `/frun-ut-NAME-PID` to use, or `None` (skip) outside
+    /// CI without root; in CI without root the test fails.
+    fn root_only(name: &str) -> Option<Cleanup> {
+        if !rustix::process::geteuid().is_root() {
+            assert!(
+                std::env::var("CI").is_err(),
+                "this test must run as root in CI"
+            );
+            eprintln!("SKIPPED: not root");
+            return None;
+        }
+        Some(Cleanup(PathBuf::from(format!(
+            "/frun-ut-{name}-{}",
+            std::process::id()
+        ))))
+    }
+
     #[test]
     fn only_absolute_paths_below_the_root() {
         assert!(validate_path(Path::new("/frun/abc")).is_ok());
@@ -566,26 +591,14 @@ mod tests {
         use oci_spec::runtime::{
             LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxPidsBuilder, LinuxResourcesBuilder,
         };
-        if !rustix::process::geteuid().is_root() {
-            assert!(
-                std::env::var("CI").is_err(),
-                "this test must run as root in CI"
-            );
-            eprintln!("SKIPPED: not root");
-            return;
-        }
         if matches!(get_cgroup_setup(), Ok(CgroupSetup::Unified)) {
             eprintln!("SKIPPED: a cgroup v2 host (frun writes v1 limits only)");
             return;
         }
-        struct Cleanup(PathBuf);
-        impl Drop for Cleanup {
-            fn drop(&mut self) {
-                let _ = Cgroup::open(&self.0).map(|c| c.remove());
-            }
-        }
-        let base = PathBuf::from(format!("/frun-ut-cgroup-{}", std::process::id()));
-        let _cleanup = Cleanup(base.clone());
+        let Some(own) = root_only("cgroup") else {
+            return;
+        };
+        let base = own.0.clone();
         let deny_all = LinuxDeviceCgroupBuilder::default()
             .allow(false)
             .access("rwm")
@@ -657,22 +670,10 @@ mod tests {
     /// nothing behind.
     #[test]
     fn remove_kills_what_is_inside_and_nested_cgroups() {
-        if !rustix::process::geteuid().is_root() {
-            assert!(
-                std::env::var("CI").is_err(),
-                "this test must run as root in CI"
-            );
-            eprintln!("SKIPPED: not root");
+        let Some(own) = root_only("remove") else {
             return;
-        }
-        struct Cleanup(PathBuf);
-        impl Drop for Cleanup {
-            fn drop(&mut self) {
-                let _ = Cgroup::open(&self.0).map(|c| c.remove());
-            }
-        }
-        let path = PathBuf::from(format!("/frun-ut-remove-{}", std::process::id()));
-        let _cleanup = Cleanup(path.clone());
+        };
+        let path = own.0.clone();
         let cg = Cgroup::open(&path).unwrap();
         let mut outer = std::process::Command::new("sleep")
             .arg("60")

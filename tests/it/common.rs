@@ -89,6 +89,15 @@ impl Frun {
         }
     }
 
+    /// Cgroup directories below this test's cgroup parent (every hierarchy), the
+    /// parent itself excluded: what its containers left.
+    pub fn child_cgroups(&self) -> Vec<PathBuf> {
+        self.cgroup_dirs()
+            .iter()
+            .flat_map(|d| walk_dirs(d).into_iter().skip(1))
+            .collect()
+    }
+
     /// The cgroup directories of this test under every mounted hierarchy.
     pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
         let rel = self.cgroup_parent.trim_start_matches('/');

@@ -52,14 +52,6 @@ fn mounts_below(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Cgroup directories below the test's parent (every hierarchy), the parent excluded.
-fn child_cgroups(f: &Frun) -> Vec<PathBuf> {
-    f.cgroup_dirs()
-        .iter()
-        .flat_map(|d| walk_dirs(d).into_iter().skip(1))
-        .collect()
-}
-
 /// The runc-style CLI on a private state root.
 struct Oci {
     f: Frun,
@@ -302,7 +294,7 @@ fn create_start_kill_delete_follow_runc() {
     o.ok(&["delete", "life"]);
     assert!(o.fails(&["state", "life"]).contains("does not exist"));
     assert!(!o.root.join("life").exists());
-    assert!(child_cgroups(&o.f).is_empty(), "{:?}", child_cgroups(&o.f));
+    assert!(o.f.child_cgroups().is_empty(), "{:?}", o.f.child_cgroups());
     assert_eq!(mounts_below(&b), before);
     o.ok(&["delete", "--force", "life"]);
 }
@@ -323,7 +315,7 @@ fn run_returns_the_exit_code_and_failures_are_logged_as_json() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "out\n");
     assert!(!o.root.join("r1").exists(), "run removes its state");
-    assert!(child_cgroups(&o.f).is_empty());
+    assert!(o.f.child_cgroups().is_empty());
 
     // A command that does not exist fails `create`, with a JSON error line in --log.
     let config = b.join("config.json");
@@ -351,7 +343,7 @@ fn run_returns_the_exit_code_and_failures_are_logged_as_json() {
     assert!(line["msg"].as_str().unwrap().contains("/no/such/cmd"));
     assert!(line["time"].is_string());
     assert!(!o.root.join("r2").exists());
-    assert!(child_cgroups(&o.f).is_empty());
+    assert!(o.f.child_cgroups().is_empty());
     assert!(o.ok(&["--version"]).contains("version"));
 }
 
@@ -675,10 +667,11 @@ fn podman_runs_execs_ttys_stops_kills_and_removes_with_frun_oci() {
         "{:?}",
         oci_ids(&p.oci_state())
     );
-    let left: Vec<_> = child_cgroups(&p.f)
-        .into_iter()
-        .filter(|d| d.to_string_lossy().contains("libpod-"))
-        .collect();
+    let left: Vec<_> =
+        p.f.child_cgroups()
+            .into_iter()
+            .filter(|d| d.to_string_lossy().contains("libpod-"))
+            .collect();
     assert!(left.is_empty(), "{left:?}");
 }
 
@@ -964,5 +957,5 @@ fn containerd_runs_execs_kills_and_deletes_with_frun_oci() {
 
     assert!(c.ok(&["containers", "ls", "-q"]).trim().is_empty());
     assert!(oci_ids(&c.oci_state()).is_empty());
-    assert!(child_cgroups(&c.f).is_empty(), "{:?}", child_cgroups(&c.f));
+    assert!(c.f.child_cgroups().is_empty(), "{:?}", c.f.child_cgroups());
 }

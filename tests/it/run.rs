@@ -234,14 +234,6 @@ fn new_mounts(f: &Frun, before: &BTreeSet<String>) -> Vec<String> {
         .collect()
 }
 
-/// Cgroups below the test's own cgroup parent, under every hierarchy.
-fn child_cgroups(f: &Frun) -> Vec<PathBuf> {
-    f.cgroup_dirs()
-        .iter()
-        .flat_map(|d| walk_dirs(d).into_iter().skip(1))
-        .collect()
-}
-
 fn container_dirs(f: &Frun) -> Vec<PathBuf> {
     std::fs::read_dir(f.root().join("containers"))
         .into_iter()
@@ -256,7 +248,7 @@ fn container_dirs(f: &Frun) -> Vec<PathBuf> {
 fn assert_clean(f: &Frun, before: &BTreeSet<String>) {
     let mounts = new_mounts(f, before);
     assert!(mounts.is_empty(), "mounts left behind: {mounts:#?}");
-    let cgroups = child_cgroups(f);
+    let cgroups = f.child_cgroups();
     assert!(cgroups.is_empty(), "cgroups left behind: {cgroups:?}");
     let dirs = container_dirs(f);
     assert!(dirs.is_empty(), "container directories left: {dirs:?}");
@@ -1736,9 +1728,9 @@ fn cve_2019_19921_proc_symlink_in_the_image_is_refused() {
         );
         assert!(err.contains("/proc"), "{err}");
         assert!(
-            child_cgroups(&f).is_empty(),
+            f.child_cgroups().is_empty(),
             "cgroups left: {:?}",
-            child_cgroups(&f)
+            f.child_cgroups()
         );
         if !rm {
             let c = find(&f, "procsym");
@@ -1939,9 +1931,9 @@ fn nothing_is_left_after_exit_stop_and_rm() {
         "run", "--name", "a", "-v", &v, "--memory", "32m", &img, "checker", "exit", "0",
     ]);
     assert!(
-        child_cgroups(&f).is_empty(),
+        f.child_cgroups().is_empty(),
         "cgroup outlived its container: {:?}",
-        child_cgroups(&f)
+        f.child_cgroups()
     );
     f.ok(&["rm", "a"]);
     assert_clean(&f, &before);
@@ -1951,14 +1943,14 @@ fn nothing_is_left_after_exit_stop_and_rm() {
     ]);
     wait_running(&f, "b");
     assert!(
-        !child_cgroups(&f).is_empty(),
+        !f.child_cgroups().is_empty(),
         "a running container has a cgroup"
     );
     f.ok(&["stop", "-t", "1", "b"]);
     assert!(
-        child_cgroups(&f).is_empty(),
+        f.child_cgroups().is_empty(),
         "cgroup outlived stop: {:?}",
-        child_cgroups(&f)
+        f.child_cgroups()
     );
     f.ok(&["rm", "b"]);
     assert_clean(&f, &before);
