@@ -132,7 +132,7 @@ pub fn validate_path(path: &Path) -> Result<(), RuntimeError> {
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space, ...).
-fn unescape(s: &str) -> String {
+pub(crate) fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

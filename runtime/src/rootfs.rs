@@ -578,8 +578,10 @@ fn mount_cgroups(root: &OwnedFd, dest: &Path, flags: MsFlags, userns: Option<&Us
         let fstype = post.next().unwrap_or_default();
         let super_opts = post.nth(1).unwrap_or_default();
         let mut pre = pre.split_whitespace();
-        let mount_root = pre.nth(3).unwrap_or_default();
-        let mount_point = pre.next().unwrap_or_default();
+        // (mountinfo escapes spaces and the like as `\040`.)
+        let mount_root = crate::cgroup::unescape(pre.nth(3).unwrap_or_default());
+        let mount_point = crate::cgroup::unescape(pre.next().unwrap_or_default());
+        let (mount_root, mount_point) = (mount_root.as_str(), mount_point.as_str());
         if fstype == "cgroup2" && mount_point == "/sys/fs/cgroup" {
             v2 = true;
         }

@@ -123,8 +123,7 @@ pub fn spawn_with(
             ))
         }
         Some(_) => {
-            crate::userns::check_mappings(Some(&uid_maps), Some(&gid_maps))
-                .map_err(RuntimeError::Config)?;
+            crate::userns::check_mappings(&uid_maps, &gid_maps).map_err(RuntimeError::Config)?;
             true
         }
         None if !uid_maps.is_empty() || !gid_maps.is_empty() => return Err(RuntimeError::Config(

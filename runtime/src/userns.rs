@@ -24,18 +24,12 @@ use std::path::{Path, PathBuf};
 use crate::RuntimeError;
 
 /// The spec's mappings, checked: both present, non-empty, and not overlapping.
-pub(crate) fn check_mappings(
-    uid: Option<&Vec<LinuxIdMapping>>,
-    gid: Option<&Vec<LinuxIdMapping>>,
-) -> Result<(), String> {
-    let (uid, gid) = match (uid, gid) {
-        (Some(u), Some(g)) if !u.is_empty() && !g.is_empty() => (u, g),
-        _ => {
-            return Err(
-                "a new user namespace needs both linux.uidMappings and linux.gidMappings".into(),
-            )
-        }
-    };
+pub(crate) fn check_mappings(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<(), String> {
+    if uid.is_empty() || gid.is_empty() {
+        return Err(
+            "a new user namespace needs both linux.uidMappings and linux.gidMappings".into(),
+        );
+    }
     for (what, maps) in [("uidMappings", uid), ("gidMappings", gid)] {
         if maps.len() > 340 {
             return Err(format!("linux.{what}: more than 340 lines"));
@@ -330,17 +324,17 @@ mod tests {
     #[test]
     fn bad_mappings_are_named() {
         let ok = vec![m(0, 100000, 65536)];
-        assert!(check_mappings(Some(&ok), Some(&ok)).is_ok());
-        assert!(check_mappings(Some(&ok), None)
+        assert!(check_mappings(&ok, &ok).is_ok());
+        assert!(check_mappings(&ok, &[])
             .unwrap_err()
             .contains("gidMappings"));
         let overlap = vec![m(0, 100000, 10), m(5, 200000, 10)];
         assert_eq!(
-            check_mappings(Some(&overlap), Some(&ok)).unwrap_err(),
+            check_mappings(&overlap, &ok).unwrap_err(),
             "linux.uidMappings[1] overlaps linux.uidMappings[0]"
         );
         let zero = vec![m(0, 1, 0)];
-        assert!(check_mappings(Some(&ok), Some(&zero))
+        assert!(check_mappings(&ok, &zero)
             .unwrap_err()
             .contains("gidMappings[0]: size 0"));
     }

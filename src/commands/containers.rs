@@ -387,7 +387,6 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
         }
         false => (None, None),
     };
-    let null = || -> anyhow::Result<OwnedFd> { Ok(std::fs::File::open("/dev/null")?.into()) };
     let (stdio, pipes) = if c.record.tty {
         (Stdio::default(), None)
     } else if c.record.detached {
@@ -408,7 +407,7 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
         // As Docker: without -i the container's stdin is not the caller's.
         (
             Stdio {
-                stdin: Some(null()?),
+                stdin: Some(std::fs::File::open("/dev/null")?.into()),
                 ..Default::default()
             },
             None,
