@@ -33,15 +33,8 @@ unset CONTAINERS_CONF CONTAINERS_STORAGE_CONF CONTAINERS_REGISTRIES_CONF CONTAIN
 die() { echo "pull.sh: $*" >&2; exit 1; }
 log() { echo "pull.sh: $*" >&2; }
 
-# umount_under DIR: unmount every mount point at or below DIR, deepest first.
-umount_under() {
-    local d=$1 m
-    [ -n "$d" ] && [ "$d" != / ] || return 0
-    findmnt -rn -o TARGET | awk -v p="$d" '$0 == p || index($0, p "/") == 1' | sort -r |
-        while read -r m; do
-            umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "could not unmount $m"
-        done
-}
+# shellcheck source=scripts/bench/lib.sh
+. "$here/lib.sh"
 
 # stop_pid PID: TERM, wait up to 10 s, then KILL (only a pid this script started).
 stop_pid() {
