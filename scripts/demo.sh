@@ -13,17 +13,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [ "$(id -u)" = 0 ] || { echo "scripts/demo.sh: run as root" >&2; exit 2; }
 
 if [ "${1:-}" != --inside ]; then
-    packages=(docker-registry umoci skopeo busybox-static apache2-utils jq openssl curl zstd
-              python3 python3-cryptography python3-jwt iproute2)
-    missing=()
-    for p in "${packages[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-    done
-    if [ ${#missing[@]} -gt 0 ]; then
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    fi
+    scripts/install-packages.sh scripts/packages/run.txt scripts/packages/test.txt
     cargo build --release --locked
+    # The static probe that build.sh copies into the test/checker* images.
+    (cd tests/checker && cargo build --release --locked)
     exec scripts/with-test-registries.sh "$0" --inside
 fi
 

@@ -1,6 +1,7 @@
 #!/bin/bash
 # The whole test suite, exactly as CI runs it (README's test command). As root:
-#   1. installs the Debian packages the tests use (registry, image tools, python);
+#   1. installs the Debian packages of scripts/packages/{run,test}.txt (frun's own, registry,
+#      image tools, python, peers);
 #   2. checks formatting and lints, builds everything (needs crates.io);
 #   3. in a network namespace of its own, builds the test images with umoci/skopeo/python,
 #      starts the test registries on loopback, and runs every test (unit + integration).
@@ -10,19 +11,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 [ "$(id -u)" = 0 ] || { echo "scripts/test.sh: run as root (tests unpack device nodes, mount overlayfs, make namespaces)" >&2; exit 2; }
 
-packages=(docker-registry umoci skopeo busybox-static apache2-utils jq openssl curl zstd
-          python3 python3-cryptography python3-jwt iproute2 util-linux
-          podman containerd)
-missing=()
-for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "installing: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+scripts/install-packages.sh scripts/packages/run.txt scripts/packages/test.txt
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
