@@ -50,6 +50,15 @@ pub struct Record {
     /// `-i`: the caller's stdin goes to the container (foreground runs only).
     #[serde(default)]
     pub interactive: bool,
+    /// What the holder does when the container ends.
+    #[serde(default)]
+    pub restart: crate::model::RestartPolicy,
+    /// `frun.stack`, `frun.role`, `frun.hash`, ... for what `frun up` made.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Probed by the supervisor.
+    #[serde(default)]
+    pub health: Option<crate::model::HealthCheck>,
 }
 
 /// A container's place on frun's bridge network.
@@ -94,6 +103,12 @@ pub struct State {
     pub pid_start: Option<u64>,
     #[serde(default)]
     pub shim_pid: Option<i32>,
+    /// The holder's start time, to tell it from a reused pid.
+    #[serde(default)]
+    pub shim_start: Option<u64>,
+    /// How many times the restart policy started it again.
+    #[serde(default)]
+    pub restart_count: u32,
     #[serde(default)]
     pub started_at: Option<String>,
     #[serde(default)]
@@ -114,6 +129,8 @@ impl State {
             pid: None,
             pid_start: None,
             shim_pid: None,
+            shim_start: None,
+            restart_count: 0,
             started_at: None,
             finished_at: None,
             exit_code: None,
@@ -136,6 +153,20 @@ pub fn parse_signal(s: &str) -> anyhow::Result<Signal> {
         format!("SIG{name}")
     };
     Signal::from_str(&name).map_err(|_| anyhow::anyhow!("unknown signal {s:?}"))
+}
+
+/// Text from outside (a container's name or output, an image's config) made safe for
+/// a terminal: control characters are shown escaped, never sent.
+pub fn sanitize(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 pub fn now() -> String {
@@ -166,6 +197,21 @@ pub struct Container {
 impl Container {
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("config.json")
+    }
+
+    /// Present while a user's stop is in force: the holder restarts nothing.
+    pub fn stop_requested_path(&self) -> PathBuf {
+        self.dir.join("stop-requested")
+    }
+
+    /// Whether the container's holder (`frun __shim`) is alive: a running container
+    /// without one has nobody keeping its logs or recording its exit.
+    pub fn holder_alive(state: &State) -> bool {
+        match (state.shim_pid, state.shim_start) {
+            (Some(pid), Some(start)) => pid_start(pid) == Some(start),
+            (Some(pid), None) => pid_start(pid).is_some(),
+            _ => false,
+        }
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -335,6 +381,27 @@ impl Containers {
         {
             return Ok(all.into_iter().nth(pos).expect("position is valid"));
         }
+        // A stack's role (`app`, `proxy`) when one stack has it: its newest container.
+        let roles: Vec<usize> = all
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                c.record
+                    .labels
+                    .get(crate::model::LABEL_ROLE)
+                    .map(String::as_str)
+                    == Some(key)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let stacks: std::collections::BTreeSet<&String> = roles
+            .iter()
+            .filter_map(|i| all[*i].record.labels.get(crate::model::LABEL_STACK))
+            .collect();
+        if stacks.len() == 1 {
+            let i = *roles.last().expect("a role");
+            return Ok(all.into_iter().nth(i).expect("index is valid"));
+        }
         let hits: Vec<Container> = all
             .into_iter()
             .filter(|c| !key.is_empty() && c.record.id.starts_with(key))
@@ -363,6 +430,14 @@ impl Containers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signals_parse_by_name_and_number() {
+        assert_eq!(parse_signal("SIGUSR1").unwrap(), Signal::SIGUSR1);
+        assert_eq!(parse_signal("term").unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
+        assert!(parse_signal("SIGNOPE").is_err());
+    }
 
     #[test]
     fn names() {

@@ -7,10 +7,13 @@ mod cli;
 mod commands;
 mod containers;
 mod forward;
+mod model;
 mod net;
 mod oci;
 mod progress;
 mod runspec;
+mod stack;
+mod supervise;
 mod tty;
 
 /// For tests that need root: true when they may go on; outside CI without root they
@@ -60,6 +63,7 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }

@@ -114,49 +114,6 @@ pub enum Network {
     Host,
 }
 
-/// Parses `-v SRC:DST[:OPTS]` (OPTS: a comma list of ro, rw, idmap); named volumes
-/// live under `volumes_dir`.
-pub fn parse_volume(v: &str, volumes_dir: &Path) -> anyhow::Result<Volume> {
-    let parts: Vec<&str> = v.split(':').collect();
-    let (src, dst, opts) = match parts.as_slice() {
-        [s, d] => (*s, *d, ""),
-        [s, d, o] => (*s, *d, *o),
-        _ => bail!("invalid volume {v:?}: expected SRC:DST[:ro]"),
-    };
-    let (mut ro, mut idmap) = (false, false);
-    for o in opts.split(',').filter(|o| !o.is_empty()) {
-        match o {
-            "ro" => ro = true,
-            "rw" => ro = false,
-            "idmap" => idmap = true,
-            _ => bail!("invalid volume {v:?}: unknown option {o:?} (ro, rw or idmap)"),
-        }
-    }
-    if !dst.starts_with('/') {
-        bail!("invalid volume {v:?}: the destination {dst:?} must be an absolute path");
-    }
-    let src = if src.starts_with('/') {
-        let p = PathBuf::from(src);
-        if !p.exists() {
-            bail!("invalid volume {v:?}: {src:?} does not exist on the host");
-        }
-        p
-    } else {
-        if !crate::containers::valid_name(src) {
-            bail!("invalid volume {v:?}: {src:?} is neither an absolute path nor a volume name");
-        }
-        let p = volumes_dir.join(src);
-        std::fs::create_dir_all(&p).with_context(|| format!("creating volume {p:?}"))?;
-        p
-    };
-    Ok(Volume {
-        source: src,
-        dest: dst.to_string(),
-        read_only: ro,
-        idmap,
-    })
-}
-
 /// Reads a file of the image (`etc/passwd`), topmost layer first, never following a
 /// symlink out of a layer, and stopping at a whiteout.
 pub fn read_image_file(layers_top_first: &[PathBuf], rel: &str) -> Option<String> {
@@ -532,24 +489,5 @@ mod tests {
         assert!(resolve_user("4294967295", None, None).is_err());
         assert!(resolve_user("4294967296", None, None).is_err());
         assert!(resolve_user("-1", None, None).is_err());
-    }
-
-    #[test]
-    fn volumes_parse() {
-        let dir = tempfile::tempdir().unwrap();
-        let v = parse_volume("data:/var/lib/data:ro", dir.path()).unwrap();
-        assert_eq!(
-            (v.source, v.dest.as_str(), v.read_only, v.idmap),
-            (dir.path().join("data"), "/var/lib/data", true, false)
-        );
-        let v = parse_volume("data:/d:rw,idmap", dir.path()).unwrap();
-        assert!(!v.read_only && v.idmap);
-        assert!(parse_volume("data:/d:rx", dir.path())
-            .unwrap_err()
-            .to_string()
-            .contains("unknown option \"rx\""));
-        assert!(parse_volume("/no/such/dir:/x", dir.path()).is_err());
-        assert!(parse_volume("data:relative", dir.path()).is_err());
-        assert!(parse_volume("a:b:c:d", dir.path()).is_err());
     }
 }

@@ -2,6 +2,12 @@
 
 mod containers;
 pub mod images;
+mod stack;
+
+pub use containers::{
+    end_holder_of, host_resolv_conf, hosts_file, refresh_hosts, remove_container, start_detached,
+    stop_and_wait,
+};
 
 use crate::cli::{Cli, Command, Global};
 use std::process::ExitCode;
@@ -20,7 +26,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rm(args) => containers::rm(&g, args),
         Command::Exec(args) => containers::exec(&g, args),
         Command::Logs(args) => containers::logs(&g, args),
-        Command::Shim { id } => containers::shim(&g, &id),
+        Command::Shim { id, restarted } => containers::shim(&g, &id, restarted),
+        Command::Up(args) => stack::up(&g, args),
+        Command::Down(args) => stack::down(&g, args),
+        Command::Status(args) => stack::status(&g, args),
+        Command::Supervise { boot } => crate::supervise::run(&g, boot),
+        Command::SystemdUnit => stack::systemd_unit(&g),
     }
 }
 

@@ -90,11 +90,16 @@ impl Frun {
     }
 
     /// Cgroup directories below this test's cgroup parent (every hierarchy), the
-    /// parent itself excluded: what its containers left.
+    /// parent itself excluded: what its containers left. (`PARENT/supervisor`, the
+    /// cgroup of frun's own processes, the supervisor and the containers' holders, is
+    /// frun's and stays.)
     pub fn child_cgroups(&self) -> Vec<PathBuf> {
         self.cgroup_dirs()
             .iter()
-            .flat_map(|d| walk_dirs(d).into_iter().skip(1))
+            .flat_map(|d| {
+                let own = d.join("supervisor");
+                walk_dirs(d).into_iter().skip(1).filter(move |p| *p != own)
+            })
             .collect()
     }
 

@@ -10,3 +10,4 @@ mod net;
 mod oci;
 mod pull;
 mod run;
+mod up;
