@@ -10,6 +10,7 @@ mod forward;
 mod limits;
 mod net;
 mod oci;
+mod oom;
 mod progress;
 mod runspec;
 mod tty;

@@ -597,13 +597,15 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
     if let Err(e) = started.cgroup.remove() {
         tracing::warn!(error = %e, "removing the container's cgroup");
     }
+    // The container was OOM-killed only if its own first process was.
+    let oom = crate::oom::oom_verdict(exit.signal, exit.oom_kills);
+    let exit = ExitState {
+        oom_killed: oom == crate::oom::OomVerdict::InitKilled,
+        ..exit
+    };
     finish(&c, &mut st, exit)?;
-    if exit.oom_killed && !c.record.detached {
-        eprintln!(
-            "frun: container {} was killed by the kernel: out of memory (limit {})",
-            c.record.name,
-            c.record.memory_limit.as_deref().unwrap_or("none")
-        );
+    if let Some(msg) = oom.message(&c.record.name, c.record.memory_limit.as_deref()) {
+        say(&msg);
     }
     if c.record.auto_remove {
         containers.remove(&c)?;

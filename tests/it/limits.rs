@@ -146,3 +146,49 @@ fn memory_swap_defaults_to_twice_the_memory_limit() {
         assert_eq!(cg["memory_swap_limit"], *want, "{flags:?} (v2: {v2}): {cg}");
     }
 }
+
+/// A child of the container's process killed for memory is not the container killed:
+/// the shell goes on and exits 0, and frun says what happened (it said "container ...
+/// was killed by the kernel" and recorded `oom_killed`).
+#[test]
+fn a_child_killed_for_memory_is_not_the_container_killed() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    let img = format!("{reg}/test/checker");
+    let out = f.run(&[
+        "run",
+        "-q",
+        "--name",
+        "kid",
+        "--memory",
+        "32m",
+        &img,
+        "sh",
+        "-c",
+        "checker alloc 200 >/dev/null; echo survived",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        text(&out.stdout).contains("survived"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        err.contains(
+            "frun: 1 process in container kid was killed by the kernel: out of memory (limit 32m)"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("frun: container kid was killed"), "{err}");
+    let ps: Value = serde_json::from_str(&f.ok(&["ps", "-a", "--format", "json"])).unwrap();
+    let c = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "kid")
+        .expect("the container");
+    assert_eq!(c["exit_code"], 0, "{c}");
+    assert_eq!(c["oom_killed"], false, "{c}");
+    f.ok(&["rm", "kid"]);
+}
