@@ -107,3 +107,50 @@ fn volumes_on_the_root_or_into_proc_are_refused() {
     assert!(left.is_empty(), "left behind: {left:?}");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
 }
+
+/// The address a container got, from inside it.
+fn address(f: &Frun, name: &str) -> String {
+    let out = f.ok(&["exec", name, "cat", "/etc/hosts"]);
+    // Its own line: ADDRESS<TAB>HOSTNAME, the first after localhost's.
+    out.lines()
+        .find(|l| l.starts_with("10."))
+        .and_then(|l| l.split('\t').next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A corrupt `leases.json` failed every bridge run with a bare parse error; deleting it
+/// gave the next container a running one's address. Both are rebuilt from the
+/// container records, with a warning that says so.
+#[test]
+fn corrupt_or_deleted_leases_never_hand_out_a_running_containers_address() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    let image = format!("{reg}/test/busybox");
+    f.ok(&["run", "-d", "--name", "first", &image, "sleep", "60"]);
+    let first = address(&f, "first");
+    assert!(first.starts_with("10."), "{first:?}");
+    let leases = f.root().join("network").join("leases.json");
+    std::fs::write(&leases, "{\"leases\": {\"x\": ").unwrap();
+    let out = f.run(&["run", "-d", "--name", "second", &image, "sleep", "60"]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("is corrupt"), "{err}");
+    assert!(
+        err.contains("rebuilt 1 lease(s) from the container records"),
+        "{err}"
+    );
+    let second = address(&f, "second");
+    assert_ne!(second, first);
+    std::fs::remove_file(&leases).unwrap();
+    let out = f.run(&["run", "-d", "--name", "third", &image, "sleep", "60"]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("is missing: rebuilt 2 lease(s)"), "{err}");
+    let third = address(&f, "third");
+    assert!(
+        third != first && third != second,
+        "{first} {second} {third}"
+    );
+    f.ok(&["rm", "-f", "first", "second", "third"]);
+}
