@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod containers;
 mod forward;
+mod limits;
 mod net;
 mod oci;
 mod progress;

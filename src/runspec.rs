@@ -22,6 +22,8 @@ pub struct RunOptions {
     pub workdir: Option<String>,
     pub user: Option<String>,
     pub memory: Option<u64>,
+    /// `--memory-swap`; `None`: Docker's default (memory plus swap twice `memory`).
+    pub memory_swap: Option<crate::limits::Swap>,
     pub cpus: Option<f64>,
     pub pids_limit: Option<i64>,
     pub network: Network,
@@ -354,9 +356,19 @@ pub fn build(
     let mut linux = spec.linux().clone().expect("default spec has linux");
     let mut resources =
         LinuxResourcesBuilder::default().devices(frun_runtime::spec::default_device_rules());
-    if let Some(m) = opts.memory {
-        let m = m as i64;
-        resources = resources.memory(LinuxMemoryBuilder::default().limit(m).swap(m).build()?);
+    if let Some(limit) = opts.memory {
+        // Memory plus swap, as the runtime spec (and cgroup v1) has it; the runtime
+        // writes swap alone to cgroup v2's memory.swap.max.
+        let m = crate::limits::Memory {
+            limit,
+            swap: opts.memory_swap,
+        };
+        resources = resources.memory(
+            LinuxMemoryBuilder::default()
+                .limit(limit as i64)
+                .swap(m.oci_swap())
+                .build()?,
+        );
     }
     if let Some(c) = opts.cpus {
         if !(c > 0.0 && c <= 1024.0) {
