@@ -107,7 +107,8 @@ log "building the family images and the registry"
 "$REPO/scripts/registry.sh" start-hub "$T/registry" "$T/images" 2>/dev/null
 # busybox httpd closes every connection: tens of thousands of short connections from nginx
 # to the app leave ports in TIME_WAIT (in the proxy container); the bench's own ones are here
-sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="10000 65000"
+echo 1 >/proc/sys/net/ipv4/tcp_tw_reuse
+echo "10000 65000" >/proc/sys/net/ipv4/ip_local_port_range
 
 # wrk's script: counts 2xx ("ok") and other ("bad") responses per second of the clock, so
 # that what happened after the swap shows (a failing request can take seconds to fail, so
