@@ -29,7 +29,9 @@ pub enum RootfsSource {
     Dir(PathBuf),
 }
 
-type R<T> = Result<T, String>;
+use crate::error::{Cause, SetupError};
+
+type R<T> = Result<T, SetupError>;
 
 /// What a container in a new user namespace mounts differently.
 pub(crate) struct Userns {
@@ -70,8 +72,12 @@ pub(crate) fn open_host_paths(
     }
     let mut out = std::collections::HashMap::new();
     for p in paths {
-        let fd = rfs::open(&p, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| format!("opening {p:?}: {e}"))?;
+        let fd = rfs::open(&p, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
+            SetupError::OpenHostPath {
+                path: p.clone(),
+                cause: e.into(),
+            }
+        })?;
         out.insert(p, fd);
     }
     Ok(out)
@@ -91,7 +97,7 @@ impl Userns {
     fn next(&mut self, what: &str) -> R<OwnedFd> {
         self.premade
             .pop_front()
-            .ok_or_else(|| format!("{what}: the parent sent no mount for it"))
+            .ok_or_else(|| SetupError::NoPremadeMount { what: what.into() })
     }
 }
 
@@ -105,7 +111,7 @@ fn attach(mnt: &OwnedFd, target: &impl AsFd, what: &str) -> R<()> {
         "",
         F::MOVE_MOUNT_F_EMPTY_PATH | F::MOVE_MOUNT_T_EMPTY_PATH,
     )
-    .map_err(|e| format!("{what}: {e}"))
+    .map_err(|e| SetupError::mount(what, e))
 }
 
 /// The flags of the mount at `path` that a user namespace may not clear (the kernel
@@ -166,13 +172,21 @@ fn ensure(root: &OwnedFd, dest: &Path, is_dir: bool) -> R<OwnedFd> {
     match resolve(root, dest) {
         Ok(fd) => return Ok(fd),
         Err(rustix::io::Errno::NOENT) => {}
-        Err(e) => return Err(format!("resolving {dest:?} in the container: {e}")),
+        Err(e) => {
+            return Err(SetupError::Resolve {
+                path: dest.into(),
+                cause: e.into(),
+            })
+        }
     }
     let comps: Vec<PathBuf> = rel(dest)
         .components()
         .map(|c| PathBuf::from(c.as_os_str()))
         .collect();
-    let mut parent = resolve(root, Path::new("/")).map_err(|e| format!("opening the root: {e}"))?;
+    let mut parent = resolve(root, Path::new("/")).map_err(|e| SetupError::Open {
+        path: "/".into(),
+        cause: e.into(),
+    })?;
     let mut sofar = PathBuf::from("/");
     for (i, c) in comps.iter().enumerate() {
         sofar.push(c);
@@ -191,16 +205,32 @@ fn ensure(root: &OwnedFd, dest: &Path, is_dir: bool) -> R<OwnedFd> {
                             | OFlags::CLOEXEC,
                         Mode::from_raw_mode(0o644),
                     )
-                    .map_err(|e| format!("creating {sofar:?} in the container: {e}"))?;
+                    .map_err(|e| SetupError::Create {
+                        path: sofar.clone(),
+                        cause: e.into(),
+                    })?;
                 } else {
                     match rfs::mkdirat(&parent, c, Mode::from_raw_mode(0o755)) {
                         Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-                        Err(e) => return Err(format!("creating {sofar:?} in the container: {e}")),
+                        Err(e) => {
+                            return Err(SetupError::Create {
+                                path: sofar,
+                                cause: e.into(),
+                            })
+                        }
                     }
                 }
-                parent = resolve(root, &sofar).map_err(|e| format!("opening {sofar:?}: {e}"))?;
+                parent = resolve(root, &sofar).map_err(|e| SetupError::Open {
+                    path: sofar.clone(),
+                    cause: e.into(),
+                })?;
             }
-            Err(e) => return Err(format!("resolving {sofar:?} in the container: {e}")),
+            Err(e) => {
+                return Err(SetupError::Resolve {
+                    path: sofar,
+                    cause: e.into(),
+                })
+            }
         }
     }
     Ok(parent)
@@ -253,7 +283,7 @@ fn sys_mount(
     data: Option<&str>,
     what: &str,
 ) -> R<()> {
-    mount(source, target, fstype, flags, data).map_err(|e| format!("{what}: {e}"))
+    mount(source, target, fstype, flags, data).map_err(|e| SetupError::mount(what, e))
 }
 
 /// Mounts the root filesystem on `mountpoint` and everything the spec lists inside it.
@@ -294,7 +324,10 @@ pub(crate) fn prepare(
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| format!("opening the root filesystem: {e}"))
+        .map_err(|e| SetupError::OpenHostPath {
+            path: mountpoint.into(),
+            cause: e.into(),
+        })
     };
     let root = match (source, userns.as_mut()) {
         (RootfsSource::Overlay { .. }, Some(u)) => {
@@ -303,7 +336,10 @@ pub(crate) fn prepare(
             let target = u
                 .host_paths
                 .get(mountpoint)
-                .ok_or_else(|| format!("{what}: {mountpoint:?} was not opened"))?;
+                .ok_or_else(|| SetupError::OpenHostPath {
+                    path: mountpoint.into(),
+                    cause: Cause::Other("not opened before becoming root".into()),
+                })?;
             attach(&mnt, target, what)?;
             mnt
         }
@@ -315,11 +351,14 @@ pub(crate) fn prepare(
                 u.host_path(dir),
                 T::OPEN_TREE_CLONE | T::OPEN_TREE_CLOEXEC | T::AT_RECURSIVE,
             )
-            .map_err(|e| format!("{what}: {e}"))?;
+            .map_err(|e| SetupError::mount(&what, e))?;
             let target = u
                 .host_paths
                 .get(mountpoint)
-                .ok_or_else(|| format!("{what}: {mountpoint:?} was not opened"))?;
+                .ok_or_else(|| SetupError::OpenHostPath {
+                    path: mountpoint.into(),
+                    cause: Cause::Other("not opened before becoming root".into()),
+                })?;
             attach(&tree, target, &what)?;
             tree
         }
@@ -339,7 +378,10 @@ pub(crate) fn prepare(
                 .filter(|p| lower_dirs.iter().all(|d| d.parent() == Some(*p)));
             let lower: Vec<String> = match common {
                 Some(dir) => {
-                    std::env::set_current_dir(dir).map_err(|e| format!("chdir {dir:?}: {e}"))?;
+                    std::env::set_current_dir(dir).map_err(|e| SetupError::Chdir {
+                        path: dir.into(),
+                        cause: e.into(),
+                    })?;
                     lower_dirs
                         .iter()
                         .map(|d| {
@@ -353,7 +395,7 @@ pub(crate) fn prepare(
                 None => lower_dirs.iter().map(|d| d.display().to_string()).collect(),
             };
             if lower.is_empty() {
-                return Err("an image without layers has no root filesystem".into());
+                return Err(SetupError::NoLayers);
             }
             let data = format!(
                 "lowerdir={},upperdir={},workdir={}",
@@ -416,7 +458,10 @@ pub(crate) fn prepare(
     //    inside the root. Anything but "missing" is left to the `chdir` check later.
     if let Some(cwd) = spec.process().as_ref().map(|p| p.cwd()) {
         if cwd.is_absolute() && matches!(resolve(&root, cwd), Err(rustix::io::Errno::NOENT)) {
-            ensure(&root, cwd, true).map_err(|e| format!("working directory {cwd:?}: {e}"))?;
+            ensure(&root, cwd, true).map_err(|e| SetupError::MakeWorkingDir {
+                path: cwd.into(),
+                cause: Box::new(e),
+            })?;
         }
     }
     Ok(root)
@@ -425,7 +470,7 @@ pub(crate) fn prepare(
 fn mount_one(root: &OwnedFd, m: &Mount, mut userns: Option<&mut Userns>) -> R<()> {
     let dest = m.destination();
     if !dest.is_absolute() {
-        return Err(format!("mount destination {dest:?} is not absolute"));
+        return Err(SetupError::RelativeDestination { path: dest.into() });
     }
     let typ = m.typ().clone().unwrap_or_default();
     let options = m.options().clone().unwrap_or_default();
@@ -434,16 +479,17 @@ fn mount_one(root: &OwnedFd, m: &Mount, mut userns: Option<&mut Userns>) -> R<()
     let what = format!("mounting {typ} on {dest:?}");
 
     if is_bind {
-        let source = m
-            .source()
-            .clone()
-            .ok_or_else(|| format!("bind mount on {dest:?} has no source"))?;
+        let source = m.source().clone().ok_or_else(|| SetupError::NoBindSource {
+            destination: dest.into(),
+        })?;
         let host_source = match &userns {
             Some(u) => u.host_path(&source),
             None => source.display().to_string(),
         };
-        let meta = std::fs::metadata(&host_source)
-            .map_err(|e| format!("bind mount source {source:?}: {e}"))?;
+        let meta = std::fs::metadata(&host_source).map_err(|e| SetupError::BindSource {
+            path: source.clone(),
+            cause: e.into(),
+        })?;
         let target = ensure(root, dest, meta.is_dir())?;
         let target_path = fd_path(&target);
         let rec = flags & MsFlags::MS_REC;
@@ -464,7 +510,7 @@ fn mount_one(root: &OwnedFd, m: &Mount, mut userns: Option<&mut Userns>) -> R<()
         // new mount is reached by resolving the path again.
         let extra = flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
         if !extra.is_empty() {
-            let target = resolve(root, dest).map_err(|e| format!("{what}: {e}"))?;
+            let target = resolve(root, dest).map_err(|e| SetupError::mount(&what, e))?;
             let path = fd_path(&target);
             let locked = if in_userns {
                 locked_flags(&path)
@@ -481,7 +527,7 @@ fn mount_one(root: &OwnedFd, m: &Mount, mut userns: Option<&mut Userns>) -> R<()
             )?;
         }
         if !propagation.is_empty() {
-            let target = resolve(root, dest).map_err(|e| format!("{what}: {e}"))?;
+            let target = resolve(root, dest).map_err(|e| SetupError::mount(&what, e))?;
             sys_mount(None, &fd_path(&target), None, propagation, None, &what)?;
         }
         return Ok(());
@@ -495,7 +541,10 @@ fn mount_one(root: &OwnedFd, m: &Mount, mut userns: Option<&mut Userns>) -> R<()
             AtFlags::SYMLINK_NOFOLLOW,
         ) {
             if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
-                return Err(format!("refusing to mount {typ} on {dest:?}: it is not a directory in the image (a symlink?)"));
+                return Err(SetupError::NotADirectory {
+                    fstype: typ,
+                    destination: dest.into(),
+                });
             }
         }
     }
@@ -525,7 +574,7 @@ fn mount_one(root: &OwnedFd, m: &Mount, mut userns: Option<&mut Userns>) -> R<()
         &what,
     )?;
     if !propagation.is_empty() {
-        let target = resolve(root, dest).map_err(|e| format!("{what}: {e}"))?;
+        let target = resolve(root, dest).map_err(|e| SetupError::mount(&what, e))?;
         sys_mount(None, &fd_path(&target), None, propagation, None, &what)?;
     }
     Ok(())
@@ -540,7 +589,10 @@ fn root_dir(root: &OwnedFd) -> R<OwnedFd> {
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| format!("opening the root: {e}"))
+    .map_err(|e| SetupError::Open {
+        path: "/".into(),
+        cause: e.into(),
+    })
 }
 
 /// `/sys/fs/cgroup`, read-only, showing the container's own cgroup (the cgroup
@@ -555,8 +607,11 @@ fn mount_cgroups(root: &OwnedFd, dest: &Path, flags: MsFlags, userns: Option<&Us
     let mountinfo = match userns {
         Some(u) => &u.mountinfo,
         None => {
-            read = std::fs::read_to_string("/proc/self/mountinfo")
-                .map_err(|e| format!("reading mountinfo: {e}"))?;
+            read =
+                std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| SetupError::Read {
+                    path: "/proc/self/mountinfo".into(),
+                    cause: e.into(),
+                })?;
             &read
         }
     };
@@ -667,7 +722,7 @@ fn mount_cgroups(root: &OwnedFd, dest: &Path, flags: MsFlags, userns: Option<&Us
                     &what,
                 )?;
                 drop(t);
-                let t = resolve(root, &sub).map_err(|e| format!("{what}: {e}"))?;
+                let t = resolve(root, &sub).map_err(|e| SetupError::mount(&what, e))?;
                 let path = fd_path(&t);
                 sys_mount(
                     None,
@@ -681,7 +736,10 @@ fn mount_cgroups(root: &OwnedFd, dest: &Path, flags: MsFlags, userns: Option<&Us
         }
     }
     if !ro.is_empty() {
-        let t = resolve(root, dest).map_err(|e| format!("cgroup tmpfs: {e}"))?;
+        let t = resolve(root, dest).map_err(|e| SetupError::Resolve {
+            path: dest.into(),
+            cause: e.into(),
+        })?;
         sys_mount(
             None,
             &fd_path(&t),
@@ -709,7 +767,10 @@ const DEFAULT_DEVICES: &[(&str, u32, u32)] = &[
 /// is not allowed (and nodes on its own tmpfs would not open), the host's nodes of the
 /// same paths are bound instead.
 fn create_devices(root: &OwnedFd, extra: &[LinuxDevice], in_userns: bool) -> R<()> {
-    let dev = resolve(root, Path::new("/dev")).map_err(|e| format!("opening /dev: {e}"))?;
+    let dev = resolve(root, Path::new("/dev")).map_err(|e| SetupError::Open {
+        path: "/dev".into(),
+        cause: e.into(),
+    })?;
     let mk = |name: &Path,
               ft: FileType,
               mode: u32,
@@ -721,12 +782,16 @@ fn create_devices(root: &OwnedFd, extra: &[LinuxDevice], in_userns: bool) -> R<(
         let _ = rfs::unlinkat(&dev, name, AtFlags::empty());
         if in_userns {
             let host = Path::new("/dev").join(name);
-            let st = rfs::stat(&host).map_err(|e| format!("device {host:?} on the host: {e}"))?;
+            let st = rfs::stat(&host).map_err(|e| SetupError::Device {
+                path: host.clone(),
+                reason: format!("on the host: {}", Cause::from(e)),
+            })?;
             if FileType::from_raw_mode(st.st_mode) != ft || st.st_rdev != rfs::makedev(major, minor)
             {
-                return Err(format!(
-                    "device {host:?}: the host's node is not {major}:{minor} of that type"
-                ));
+                return Err(SetupError::Device {
+                    path: host,
+                    reason: format!("the host's node is not {major}:{minor} of that type"),
+                });
             }
             let f = rfs::openat(
                 &dev,
@@ -734,7 +799,10 @@ fn create_devices(root: &OwnedFd, extra: &[LinuxDevice], in_userns: bool) -> R<(
                 OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::from_raw_mode(0o600),
             )
-            .map_err(|e| format!("creating /dev/{}: {e}", name.display()))?;
+            .map_err(|e| SetupError::Create {
+                path: Path::new("/dev").join(name),
+                cause: e.into(),
+            })?;
             drop(f);
             let t = rfs::openat(
                 &dev,
@@ -742,7 +810,10 @@ fn create_devices(root: &OwnedFd, extra: &[LinuxDevice], in_userns: bool) -> R<(
                 OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
             )
-            .map_err(|e| format!("opening /dev/{}: {e}", name.display()))?;
+            .map_err(|e| SetupError::Open {
+                path: Path::new("/dev").join(name),
+                cause: e.into(),
+            })?;
             return sys_mount(
                 Some(&host.display().to_string()),
                 &fd_path(&t),
@@ -759,7 +830,10 @@ fn create_devices(root: &OwnedFd, extra: &[LinuxDevice], in_userns: bool) -> R<(
             Mode::from_raw_mode(mode),
             rfs::makedev(major, minor),
         )
-        .map_err(|e| format!("creating /dev/{}: {e}", name.display()))?;
+        .map_err(|e| SetupError::Create {
+            path: Path::new("/dev").join(name),
+            cause: e.into(),
+        })?;
         rfs::chownat(
             &dev,
             name,
@@ -767,9 +841,16 @@ fn create_devices(root: &OwnedFd, extra: &[LinuxDevice], in_userns: bool) -> R<(
             Some(rfs::Gid::from_raw(gid)),
             AtFlags::SYMLINK_NOFOLLOW,
         )
-        .map_err(|e| format!("chown /dev/{}: {e}", name.display()))?;
-        rfs::chmodat(&dev, name, Mode::from_raw_mode(mode), AtFlags::empty())
-            .map_err(|e| format!("chmod /dev/{}: {e}", name.display()))
+        .map_err(|e| SetupError::Device {
+            path: Path::new("/dev").join(name),
+            reason: format!("chown {uid}:{gid}: {}", Cause::from(e)),
+        })?;
+        rfs::chmodat(&dev, name, Mode::from_raw_mode(mode), AtFlags::empty()).map_err(|e| {
+            SetupError::Device {
+                path: Path::new("/dev").join(name),
+                reason: format!("chmod {mode:o}: {}", Cause::from(e)),
+            }
+        })
     };
     for (name, major, minor) in DEFAULT_DEVICES {
         mk(
@@ -784,19 +865,26 @@ fn create_devices(root: &OwnedFd, extra: &[LinuxDevice], in_userns: bool) -> R<(
     }
     for d in extra {
         let path = d.path();
-        let name = path
-            .strip_prefix("/dev")
-            .map_err(|_| format!("device {path:?} is not under /dev"))?;
+        let name = path.strip_prefix("/dev").map_err(|_| SetupError::Device {
+            path: path.clone(),
+            reason: "not under /dev".into(),
+        })?;
         if name.components().count() != 1 {
-            return Err(format!(
-                "device {path:?}: only devices directly in /dev are supported"
-            ));
+            return Err(SetupError::Device {
+                path: path.clone(),
+                reason: "only devices directly in /dev are supported".into(),
+            });
         }
         let ft = match d.typ() {
             LinuxDeviceType::C | LinuxDeviceType::U => FileType::CharacterDevice,
             LinuxDeviceType::B => FileType::BlockDevice,
             LinuxDeviceType::P => FileType::Fifo,
-            LinuxDeviceType::A => return Err(format!("device {path:?}: type 'a' is not a node")),
+            LinuxDeviceType::A => {
+                return Err(SetupError::Device {
+                    path: path.clone(),
+                    reason: "type 'a' is not a node".into(),
+                })
+            }
         };
         mk(
             name,
@@ -816,7 +904,10 @@ fn create_devices(root: &OwnedFd, extra: &[LinuxDevice], in_userns: bool) -> R<(
         ("ptmx", "pts/ptmx"),
     ] {
         let _ = rfs::unlinkat(&dev, link, AtFlags::empty());
-        rfs::symlinkat(target, &dev, link).map_err(|e| format!("creating /dev/{link}: {e}"))?;
+        rfs::symlinkat(target, &dev, link).map_err(|e| SetupError::Create {
+            path: Path::new("/dev").join(link),
+            cause: e.into(),
+        })?;
     }
     Ok(())
 }
@@ -824,12 +915,19 @@ fn create_devices(root: &OwnedFd, extra: &[LinuxDevice], in_userns: bool) -> R<(
 /// Makes `root` (the root mount [`prepare`] returned) the root: pivot_root, then
 /// detach the old root.
 pub(crate) fn pivot(root: &OwnedFd) -> R<()> {
-    rustix::process::fchdir(root).map_err(|e| format!("chdir to the root: {e}"))?;
+    rustix::process::fchdir(root).map_err(|e| SetupError::Chdir {
+        path: "the new root".into(),
+        cause: e.into(),
+    })?;
     // pivot_root(".", ".") stacks the old root on top of the new one; unmounting "."
     // then removes the old root without needing a directory for it (runc's trick).
-    nix::unistd::pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
-    umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("detaching the old root: {e}"))?;
-    std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
+    nix::unistd::pivot_root(".", ".").map_err(|e| SetupError::PivotRoot { cause: e.into() })?;
+    umount2(".", MntFlags::MNT_DETACH)
+        .map_err(|e| SetupError::mount("detaching the old root", e))?;
+    std::env::set_current_dir("/").map_err(|e| SetupError::Chdir {
+        path: "/".into(),
+        cause: e.into(),
+    })?;
     Ok(())
 }
 
@@ -840,7 +938,10 @@ pub(crate) fn finish(spec: &Spec) -> R<()> {
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| format!("opening /: {e}"))?;
+    .map_err(|e| SetupError::Open {
+        path: "/".into(),
+        cause: e.into(),
+    })?;
     if spec
         .root()
         .as_ref()
@@ -866,20 +967,26 @@ pub(crate) fn finish(spec: &Spec) -> R<()> {
             OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| format!("opening /dev/null: {e}"))?;
-        let st = rfs::fstat(&null).map_err(|e| format!("stat /dev/null: {e}"))?;
+        .map_err(|e| SetupError::Open {
+            path: "/dev/null".into(),
+            cause: e.into(),
+        })?;
+        let st = rfs::fstat(&null).map_err(|e| SetupError::Open {
+            path: "/dev/null".into(),
+            cause: e.into(),
+        })?;
         if FileType::from_raw_mode(st.st_mode) != FileType::CharacterDevice
             || st.st_rdev != rfs::makedev(1, 3)
         {
-            return Err("/dev/null is not the null device: refusing to mask paths with it".into());
+            return Err(SetupError::NullNotNull);
         }
         for p in masked {
             let fd = match resolve(&root, Path::new(p)) {
                 Ok(fd) => fd,
                 Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::ACCESS) => continue,
-                Err(e) => return Err(format!("masking {p}: {e}")),
+                Err(e) => return Err(SetupError::mount(&format!("masking {p}"), e)),
             };
-            let st = rfs::fstat(&fd).map_err(|e| format!("masking {p}: {e}"))?;
+            let st = rfs::fstat(&fd).map_err(|e| SetupError::mount(&format!("masking {p}"), e))?;
             if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
                 sys_mount(
                     Some("tmpfs"),
@@ -905,7 +1012,7 @@ pub(crate) fn finish(spec: &Spec) -> R<()> {
         let fd = match resolve(&root, Path::new(p)) {
             Ok(fd) => fd,
             Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::ACCESS) => continue,
-            Err(e) => return Err(format!("making {p} read-only: {e}")),
+            Err(e) => return Err(SetupError::mount(&format!("making {p} read-only"), e)),
         };
         sys_mount(
             Some(&fd_path(&fd)),
@@ -916,7 +1023,8 @@ pub(crate) fn finish(spec: &Spec) -> R<()> {
             &format!("making {p} read-only"),
         )?;
         drop(fd);
-        let fd = resolve(&root, Path::new(p)).map_err(|e| format!("making {p} read-only: {e}"))?;
+        let fd = resolve(&root, Path::new(p))
+            .map_err(|e| SetupError::mount(&format!("making {p} read-only"), e))?;
         sys_mount(
             None,
             &fd_path(&fd),
