@@ -94,7 +94,7 @@ fn setup(a: &ChildArgs<'_>) -> R<std::convert::Infallible> {
                     cause: e.into(),
                 })
             };
-            Some(rootfs::Userns {
+            Some(crate::userns::Userns {
                 premade: premade.into(),
                 cgroups: read("/proc/self/cgroup")?,
                 mountinfo: read("/proc/self/mountinfo")?,
@@ -155,7 +155,7 @@ fn setup(a: &ChildArgs<'_>) -> R<std::convert::Infallible> {
     //     directories) now, then become the namespace's root.
     let mut userns = userns;
     if let Some(u) = userns.as_mut() {
-        u.host_paths = rootfs::open_host_paths(spec, a.rootfs, a.mountpoint)?;
+        u.host_paths = crate::userns::open_host_paths(spec, a.rootfs, a.mountpoint)?;
         let root = |id: &str| {
             let id = id.to_string();
             move |e: nix::errno::Errno| SetupError::BecomeRoot {

@@ -17,6 +17,7 @@ mod exec;
 pub mod fdpass;
 pub mod rootfs;
 pub mod seccomp;
+mod source;
 mod spawn;
 pub mod spec;
 mod userns;

@@ -15,13 +15,22 @@
 //!   container's root. The shared layers on disk are never changed.
 //! - bind mounts with their own `uidMappings` (`-v SRC:DST:idmap`): the source cloned
 //!   and idmapped the same way.
+//!
+//! The container's side is [`Userns`]: what `crate::rootfs` mounts differently in a
+//! user namespace (the premade mounts to attach, host paths opened while still
+//! allowed to). This module never imports `rootfs`; `rootfs` imports it.
 
-use oci_spec::runtime::{LinuxIdMapping, Mount};
+use oci_spec::runtime::{LinuxIdMapping, Mount, Spec};
+use rustix::fs::{self as rfs, Mode, OFlags};
 use rustix::mount::{self as rmount, FsMountFlags, FsOpenFlags, MountAttrFlags, OpenTreeFlags};
+use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Cause, RuntimeError, SetupError};
+use crate::source::RootfsSource;
+
+type R<T> = Result<T, SetupError>;
 
 /// The spec's mappings, checked: both present, non-empty, and not overlapping.
 pub(crate) fn check_mappings(
@@ -239,7 +248,7 @@ pub(crate) fn premade(spec: &oci_spec::runtime::Spec, m: &Mount) -> bool {
 /// order, the idmapped bind mounts and the sysfs mounts (`sysfs`, made before the clone
 /// in the right network namespace).
 pub(crate) fn premade_mounts(
-    rootfs: &crate::rootfs::RootfsSource,
+    rootfs: &RootfsSource,
     spec: &oci_spec::runtime::Spec,
     mut sysfs: std::collections::VecDeque<OwnedFd>,
     userns: &impl AsFd,
@@ -248,7 +257,7 @@ pub(crate) fn premade_mounts(
 ) -> Result<Vec<OwnedFd>, SetupError> {
     let mounts = spec.mounts().clone().unwrap_or_default();
     let mut fds = Vec::new();
-    if let crate::rootfs::RootfsSource::Overlay {
+    if let RootfsSource::Overlay {
         lower_dirs,
         upper,
         work,
@@ -299,6 +308,87 @@ pub(crate) fn premade_mounts(
 pub(crate) fn wants_idmap(m: &Mount) -> bool {
     m.uid_mappings().as_ref().is_some_and(|u| !u.is_empty())
         || m.gid_mappings().as_ref().is_some_and(|g| !g.is_empty())
+}
+
+/// What a container in a new user namespace mounts differently.
+pub(crate) struct Userns {
+    /// Detached mounts made by the parent ([`premade_mounts`]): the root
+    /// (for an overlay root), then one per idmapped bind mount, in the spec's order.
+    pub premade: VecDeque<OwnedFd>,
+    /// `/proc/self/cgroup` as the host sees it (read before the cgroup namespace).
+    pub cgroups: String,
+    /// `/proc/self/mountinfo`, read at the same time.
+    pub mountinfo: String,
+    /// Host paths to mount (mount point, bind sources), opened (`O_PATH`) in the new
+    /// mount namespace before this process became the namespace's root, which may not
+    /// traverse the host's private directories.
+    pub host_paths: std::collections::HashMap<PathBuf, OwnedFd>,
+    /// The parent made the sysfs mounts ([`parent_makes_sysfs`]).
+    pub sysfs_premade: bool,
+}
+
+/// The paths [`Userns::host_paths`] holds.
+pub(crate) fn open_host_paths(
+    spec: &Spec,
+    source: &RootfsSource,
+    mountpoint: &Path,
+) -> R<std::collections::HashMap<PathBuf, OwnedFd>> {
+    let mut paths = vec![mountpoint.to_path_buf()];
+    if let RootfsSource::Dir(d) = source {
+        paths.push(d.clone());
+    }
+    for m in spec.mounts().iter().flatten() {
+        let bind = m.typ().as_deref() == Some("bind")
+            || m.options()
+                .iter()
+                .flatten()
+                .any(|o| o == "bind" || o == "rbind");
+        if let (true, Some(src)) = (bind && !wants_idmap(m), m.source()) {
+            paths.push(src.clone());
+        }
+    }
+    let mut out = std::collections::HashMap::new();
+    for p in paths {
+        let fd = rfs::open(&p, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
+            SetupError::OpenHostPath {
+                path: p.clone(),
+                cause: e.into(),
+            }
+        })?;
+        out.insert(p, fd);
+    }
+    Ok(out)
+}
+
+impl Userns {
+    /// `path`, or the `/proc/self/fd` path of its fd opened earlier.
+    pub(crate) fn host_path(&self, path: &Path) -> String {
+        match self.host_paths.get(path) {
+            Some(fd) => format!("/proc/self/fd/{}", fd.as_raw_fd()),
+            None => path.display().to_string(),
+        }
+    }
+}
+
+impl Userns {
+    pub(crate) fn next(&mut self, what: &str) -> R<OwnedFd> {
+        self.premade
+            .pop_front()
+            .ok_or_else(|| SetupError::NoPremadeMount { what: what.into() })
+    }
+}
+
+/// Attaches the detached mount `mnt` on `target` (an fd of the mount point).
+pub(crate) fn attach(mnt: &OwnedFd, target: &impl AsFd, what: &str) -> R<()> {
+    use rustix::mount::MoveMountFlags as F;
+    rustix::mount::move_mount(
+        mnt,
+        "",
+        target,
+        "",
+        F::MOVE_MOUNT_F_EMPTY_PATH | F::MOVE_MOUNT_T_EMPTY_PATH,
+    )
+    .map_err(|e| SetupError::mount(what, e))
 }
 
 /// Sends the premade mounts over `sock`, their count as the payload.
