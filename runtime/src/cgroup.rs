@@ -559,15 +559,10 @@ mod tests {
         }
     }
 
-    /// For tests that need root: `/frun-ut-NAME-PID` to use, or `None` (skip) outside
-    /// CI without root; in CI without root the test fails.
+    /// For tests that need root: `/frun-ut-NAME-PID` to use, or `None` (see
+    /// [`crate::testing::root_or_skip`]).
     fn root_only(name: &str) -> Option<Cleanup> {
-        if !rustix::process::geteuid().is_root() {
-            assert!(
-                std::env::var("CI").is_err(),
-                "this test must run as root in CI"
-            );
-            eprintln!("SKIPPED: not root");
+        if !crate::testing::root_or_skip() {
             return None;
         }
         Some(Cleanup(PathBuf::from(format!(

@@ -20,6 +20,8 @@ pub mod seccomp;
 mod source;
 mod spawn;
 pub mod spec;
+#[doc(hidden)]
+pub mod testing;
 mod userns;
 
 pub use error::{Cause, RuntimeError, SetupError};
