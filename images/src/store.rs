@@ -216,6 +216,27 @@ impl Store {
         sync_dir(dir).map_err(io_err("sync", dir))
     }
 
+    /// Opens (creating) the ingest file of `d` for appending, and returns it with the
+    /// length already there: what an interrupted download left, to be resumed. A partial
+    /// file longer than `max_len` (the blob's size) is garbage and starts over.
+    pub fn open_ingest(&self, d: &Digest, max_len: u64) -> Result<(File, u64), StoreError> {
+        let path = self.ingest_path(d);
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        if len > max_len {
+            f.set_len(0).ok();
+            return Ok((f, 0));
+        }
+        Ok((f, len))
+    }
+
     /// A fresh, empty directory to unpack the layer `diff_id` into. Whatever an
     /// interrupted unpack left there is removed: the caller holds the digest's lock.
     pub fn begin_layer(&self, diff_id: &Digest) -> Result<PathBuf, StoreError> {
