@@ -231,7 +231,7 @@ impl Ctx {
             };
             let mut diff = HashingReader::new(decompressed, limit);
             if let Some(tmp) = tmp {
-                unpack::unpack(&mut diff, tmp)?;
+                unpack::unpack(&mut diff, tmp, limit)?;
             }
             let (diff_id, _) = diff.finish().map_err(UnpackError::read)?;
             Ok::<Digest, UnpackError>(diff_id)
