@@ -32,7 +32,7 @@ const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 pub enum UnpackError {
     #[error("layer entry {path:?} {reason}")]
     Hostile { path: PathBuf, reason: &'static str },
-    #[error("cannot {op} {path:?}: {source}")]
+    #[error("cannot {op} {path:?}")]
     Io {
         op: &'static str,
         path: PathBuf,
@@ -41,7 +41,7 @@ pub enum UnpackError {
     },
     #[error("layer unpacks to more than {limit} bytes (the decompression cap; raise it with FRUN_MAX_LAYER_SIZE)")]
     TooLarge { limit: u64 },
-    #[error("layer entry {path:?} is {size} bytes, past what is left of the layer cap of {limit} bytes (raise it with --max-layer-size)")]
+    #[error("layer entry {path:?} is {size} bytes, past what is left of the decompression cap of {limit} bytes (raise it with --max-layer-size or FRUN_MAX_LAYER_SIZE)")]
     EntryTooLarge {
         path: PathBuf,
         size: u64,

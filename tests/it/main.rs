@@ -9,4 +9,5 @@ mod common;
 mod net;
 mod oci;
 mod pull;
+mod repair;
 mod run;

@@ -42,9 +42,26 @@ fn compression(layer: &LayerRecord) -> Result<Compression, PullError> {
 }
 
 impl Ctx {
-    /// Brings one layer into the store (blob and unpacked directory).
+    /// Brings one layer into the store (blob and unpacked directory). A local blob that
+    /// turns out corrupt is removed and fetched again from the registry.
     pub(super) async fn layer(self: &Arc<Self>, layer: &LayerRecord) -> Result<(), PullError> {
+        match self.layer_once(layer).await {
+            Err(e @ PullError::LocalCorrupt { .. }) => {
+                tracing::warn!(error = %e, "fetching the blob again from the registry");
+                self.layer_once(layer).await
+            }
+            other => other,
+        }
+    }
+
+    async fn layer_once(self: &Arc<Self>, layer: &LayerRecord) -> Result<(), PullError> {
         let store = &self.store;
+        // A reused blob must at least have the right size (hashing every blob on every
+        // pull would read all of them); its content is verified whenever it is read.
+        if store.has_blob(&layer.digest) && store.blob_len(&layer.digest) != Some(layer.size) {
+            tracing::warn!(blob = %layer.digest, "the local copy has the wrong size; fetching it again");
+            store.remove_blob(&layer.digest)?;
+        }
         if store.has_layer(&layer.diff_id) && store.has_blob(&layer.digest) {
             self.progress
                 .layer_done(&layer.digest, LayerOutcome::Exists);
@@ -150,6 +167,7 @@ impl Ctx {
             progress: self.progress.clone(),
             digest: layer.digest.clone(),
             last_report: 0,
+            sink_error: None,
         };
         let tmp = if need_unpack {
             Some(store.begin_layer(&layer.diff_id)?)
@@ -157,6 +175,15 @@ impl Ctx {
             None
         };
         let result = self.run_pipeline(layer, compression, &mut tee, tmp.as_ref());
+        // The ingest file could not be written (a full disk): say so, naming it.
+        let result = match tee.sink_error.take() {
+            Some(source) => Err(PullError::Store(StoreError::Io {
+                op: "write",
+                path: store.ingest_path(&layer.digest),
+                source,
+            })),
+            None => result,
+        };
         let result = result.and_then(|diff_id| {
             let (digest, n) = tee.inner.finish().map_err(|e| self.read_err(layer, e))?;
             if digest != layer.digest {
@@ -181,6 +208,16 @@ impl Ctx {
             }
             Ok(())
         });
+        // A local blob that fails verification is this store's fault, not the registry's.
+        let result = match (result, &ingest) {
+            (Err(PullError::DigestMismatch { actual, .. }), None) => {
+                Err(self.local_corrupt(layer, format!("it hashes to {actual}"))?)
+            }
+            (Err(PullError::SizeMismatch { actual, .. }), None) => {
+                Err(self.local_corrupt(layer, format!("it is {actual} bytes"))?)
+            }
+            (other, _) => other,
+        };
         match result {
             Ok(()) => {
                 if let Some(tmp) = &tmp {
@@ -260,6 +297,16 @@ impl Ctx {
         }
     }
 
+    /// Removes the corrupt local blob of `layer`; the error that says so.
+    fn local_corrupt(&self, layer: &LayerRecord, found: String) -> Result<PullError, PullError> {
+        self.store.remove_blob(&layer.digest)?;
+        Ok(PullError::LocalCorrupt {
+            digest: layer.digest.clone(),
+            path: self.store.blob_path(&layer.digest),
+            found,
+        })
+    }
+
     fn ingest_err(&self, layer: &LayerRecord, source: io::Error) -> PullError {
         PullError::Store(StoreError::Io {
             op: "write",
@@ -268,12 +315,11 @@ impl Ctx {
         })
     }
 
-    /// A read error of the compressed stream: the download failed (and says why).
-    fn read_err(&self, layer: &LayerRecord, e: io::Error) -> PullError {
-        PullError::Download {
+    /// A read error of the compressed stream (the download failed, and says why).
+    fn read_err(&self, layer: &LayerRecord, source: io::Error) -> PullError {
+        PullError::Read {
             digest: layer.digest.clone(),
-            attempts: self.opts.retries + 1,
-            reason: e.to_string(),
+            source,
         }
     }
 }
@@ -287,6 +333,8 @@ struct Tee {
     progress: Arc<dyn Progress>,
     digest: Digest,
     last_report: u64,
+    /// Why writing the ingest file failed, if it did (the read then fails too).
+    sink_error: Option<io::Error>,
 }
 
 impl Read for Tee {
@@ -297,7 +345,11 @@ impl Read for Tee {
         if let Some(sink) = &mut self.sink {
             if after > self.write_from {
                 let start = self.write_from.saturating_sub(before) as usize;
-                sink.write_all(&buf[start..n])?;
+                if let Err(e) = sink.write_all(&buf[start..n]) {
+                    let kind = e.kind();
+                    self.sink_error = Some(e);
+                    return Err(io::Error::new(kind, "cannot write the ingest file"));
+                }
             }
         }
         if after - self.last_report >= 256 << 10 || n == 0 {
@@ -375,6 +427,7 @@ mod tests {
             progress: Arc::new(super::super::NoProgress),
             digest: d.clone(),
             last_report: 0,
+            sink_error: None,
         };
         let mut all = Vec::new();
         tee.read_to_end(&mut all).unwrap();

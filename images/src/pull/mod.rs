@@ -20,11 +20,11 @@ mod resume;
 mod retry;
 
 use futures_util::StreamExt;
-use oci_client::{Client, Reference, RegistryOperation};
 use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use crate::client::{ClientError, Limits, RegistryClient};
 use crate::digest::{Digest, DigestError};
 use crate::platform::Platform;
 use crate::reference::ImageRef;
@@ -34,11 +34,11 @@ use crate::unpack::UnpackError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
-    #[error("pulling {reference}: {source}")]
+    #[error("pulling {reference}")]
     Registry {
         reference: String,
         #[source]
-        source: oci_client::errors::OciDistributionError,
+        source: ClientError,
     },
     #[error("pulling {reference}: the registry's manifest {digest} is invalid: {reason}")]
     BadManifest {
@@ -70,23 +70,37 @@ pub enum PullError {
     },
     #[error("layer {digest} has media type {media_type:?}, which frun cannot unpack")]
     MediaType { digest: Digest, media_type: String },
-    #[error("layer {digest}: {source}")]
+    #[error("the local copy of blob {digest} ({path:?}) is corrupt: {found}; it was removed")]
+    LocalCorrupt {
+        digest: Digest,
+        path: std::path::PathBuf,
+        found: String,
+    },
+    #[error("layer {digest}")]
     Unpack {
         digest: Digest,
         #[source]
         source: UnpackError,
     },
-    #[error("downloading {digest} failed after {attempts} attempts: {reason}")]
+    #[error("downloading {digest} failed after {attempts} attempts in {} s", elapsed.as_secs())]
     Download {
         digest: Digest,
         attempts: u32,
-        reason: String,
+        elapsed: std::time::Duration,
+        #[source]
+        source: ClientError,
+    },
+    #[error("reading layer {digest}")]
+    Read {
+        digest: Digest,
+        #[source]
+        source: std::io::Error,
     },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Credentials(#[from] RegistryError),
-    #[error("digest in reference: {0}")]
+    #[error("digest in reference")]
     Digest(#[from] DigestError),
 }
 
@@ -102,8 +116,11 @@ pub struct PullOptions {
     pub concurrency: usize,
     /// Cap on one layer's uncompressed size (decompression bombs).
     pub max_layer_size: u64,
-    /// Attempts per blob after the first, on network errors.
-    pub retries: u32,
+    /// How long network errors are retried (with backoff) before a request or a blob
+    /// download gives up: long enough for a registry to restart.
+    pub retry_window: Duration,
+    /// Deadlines and minimum throughput of registry requests.
+    pub limits: Limits,
 }
 
 impl Default for PullOptions {
@@ -114,7 +131,8 @@ impl Default for PullOptions {
             registry: RegistryConfig::default(),
             concurrency: 3,
             max_layer_size: 8 << 30,
-            retries: 5,
+            retry_window: Duration::from_secs(40),
+            limits: Limits::default(),
         }
     }
 }
@@ -144,8 +162,9 @@ impl Progress for NoProgress {}
 
 struct Ctx {
     store: Arc<Store>,
-    client: Client,
-    fetch_ref: Reference,
+    client: RegistryClient,
+    /// The tag or digest the reference names (`latest` when it names neither).
+    tag_or_digest: String,
     reference: String,
     opts: PullOptions,
     progress: Arc<dyn Progress>,
@@ -159,50 +178,50 @@ pub async fn pull(
     progress: Arc<dyn Progress>,
 ) -> Result<ImageRecord, PullError> {
     let endpoint = opts.registry.endpoint(image);
-    let auth = opts.registry.auth_for(image)?;
+    let credentials = opts.registry.credentials_for(image)?;
+    let reference = image.to_string();
+    let client = RegistryClient::new(
+        &opts.registry,
+        &endpoint,
+        image.repository(),
+        credentials,
+        opts.limits.clone(),
+    )
+    .map_err(|source| PullError::Registry {
+        reference: reference.clone(),
+        source,
+    })?;
     let ctx = Ctx {
         store,
-        client: opts.registry.client(&endpoint),
-        fetch_ref: image.fetch_reference(&endpoint),
-        reference: image.to_string(),
+        client,
+        tag_or_digest: match (image.digest(), image.tag()) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.to_string(),
+            (None, None) => "latest".to_string(),
+        },
+        reference,
         opts: opts.clone(),
         progress,
     };
-    let reg = |source| PullError::Registry {
-        reference: ctx.reference.clone(),
-        source,
-    };
 
     // 1. Authenticate: the registry's challenge tells whether and where to get a token.
-    ctx.client
-        .auth(&ctx.fetch_ref, &auth, RegistryOperation::Pull)
+    ctx.retrying(|| ctx.client.authenticate())
         .await
-        .map_err(reg)?;
-    // The store lock keeps `gc` from removing what this pull writes before it is recorded.
-    let store = ctx.store.clone();
-    let _shared = tokio::task::spawn_blocking(move || store.lock_shared())
-        .await
-        .expect("lock task")?;
+        .map_err(|e| ctx.registry_err(e))?;
 
     // 2. Resolve the reference to one image manifest, choosing the platform in an index.
-    let (top_bytes, top_digest) = ctx.manifest(&ctx.fetch_ref).await?;
+    let asked = image.digest();
+    let (top_bytes, top_digest) = ctx.manifest(&ctx.tag_or_digest, asked.as_ref()).await?;
     let top: serde_json::Value = parse_json(&top_bytes, &ctx.reference, &top_digest)?;
-    let (manifest_bytes, manifest_digest, index_digest) = if top.get("manifests").is_some() {
+    let (manifest_bytes, manifest_digest, index) = if top.get("manifests").is_some() {
         let index: ImageIndex = parse_json(&top_bytes, &ctx.reference, &top_digest)?;
         let chosen = ctx.choose(&index)?;
-        let by_digest = ctx.fetch_ref.clone_with_digest(chosen.to_string());
-        let (bytes, digest) = ctx.manifest(&by_digest).await?;
-        if digest != chosen {
-            return Err(PullError::DigestMismatch {
-                expected: chosen,
-                actual: digest,
-            });
-        }
-        ctx.store.write_blob(&top_digest, &top_bytes)?;
-        (bytes, digest, Some(top_digest))
+        let (bytes, digest) = ctx.manifest(&chosen.to_string(), Some(&chosen)).await?;
+        (bytes, digest, Some((top_digest, top_bytes)))
     } else {
         (top_bytes, top_digest, None)
     };
+    let index_digest = index.as_ref().map(|(d, _)| d.clone());
     if serde_json::from_slice::<serde_json::Value>(&manifest_bytes)
         .ok()
         .and_then(|v| v.get("schemaVersion").and_then(|s| s.as_i64()))
@@ -276,7 +295,24 @@ pub async fn pull(
     ctx.progress
         .resolved(&ctx.reference, &manifest_digest, &platform);
 
-    // 4. Layers, a few at once; the first failure stops the pull.
+    // 4. Pin what this pull is about to add, so that a `gc` running meanwhile keeps it
+    //    (the store lock is held only while the pin is written, never across the network).
+    let pinned: Vec<Digest> = [&manifest_digest, &config_digest]
+        .into_iter()
+        .chain(index_digest.as_ref())
+        .cloned()
+        .chain(
+            layers
+                .iter()
+                .flat_map(|l| [l.digest.clone(), l.diff_id.clone()]),
+        )
+        .collect();
+    let store = ctx.store.clone();
+    let _pin = tokio::task::spawn_blocking(move || store.pin(&pinned))
+        .await
+        .expect("pin task")?;
+
+    // 5. Layers, a few at once; the first failure stops the pull.
     let ctx = Arc::new(ctx);
     let results: Vec<Result<(), PullError>> = futures_util::stream::iter(layers.clone())
         .map(|layer| {
@@ -290,9 +326,12 @@ pub async fn pull(
         r?;
     }
 
-    // 5. Record the image: manifests last, so a listed image always has its content.
+    // 6. Record the image: manifests last, so a listed image always has its content.
     ctx.store.write_blob(&config_digest, &config_bytes)?;
     ctx.store.write_blob(&manifest_digest, &manifest_bytes)?;
+    if let Some((d, bytes)) = &index {
+        ctx.store.write_blob(d, bytes)?;
+    }
     let size = manifest_bytes.len() as u64
         + config_bytes.len() as u64
         + layers.iter().map(|l| l.size).sum::<u64>();

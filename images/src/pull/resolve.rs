@@ -2,13 +2,13 @@
 //! config, both small JSON documents fetched into memory, capped and verified.
 
 use super::{Ctx, PullError};
-use futures_util::TryStreamExt;
-use oci_client::secrets::RegistryAuth;
-use oci_client::Reference;
 use oci_spec::image::ImageIndex;
 
+use crate::client::ClientError;
 use crate::digest::Digest;
 use crate::platform::Platform;
+use crate::store::StoreError;
+use crate::text::escape_controls;
 
 pub(super) const MANIFEST_TYPES: &[&str] = &[
     "application/vnd.oci.image.index.v1+json",
@@ -19,11 +19,12 @@ pub(super) const MANIFEST_TYPES: &[&str] = &[
 /// Manifests and configs larger than this are refused (containerd uses the same cap).
 pub(super) const MAX_JSON_BLOB: u64 = 4 << 20;
 
+/// An invalid manifest or config; `reason` may quote the document, so it is escaped.
 pub(super) fn bad_manifest(reference: &str, digest: &Digest, reason: String) -> PullError {
     PullError::BadManifest {
         reference: reference.to_string(),
         digest: digest.to_string(),
-        reason,
+        reason: escape_controls(&reason).into_owned(),
     }
 }
 
@@ -36,44 +37,31 @@ pub(super) fn parse_json<T: serde::de::DeserializeOwned>(
 }
 
 impl Ctx {
-    /// Fetches a manifest and checks it against the digest it was asked by, or that
-    /// the registry claims.
-    pub(super) async fn manifest(&self, r: &Reference) -> Result<(Vec<u8>, Digest), PullError> {
-        let fetched = self
+    /// Fetches a manifest by tag or digest (capped, within the deadline, retried) and
+    /// checks it against the digest it was asked by, or else the one the registry claims.
+    pub(super) async fn manifest(
+        &self,
+        tag_or_digest: &str,
+        asked: Option<&Digest>,
+    ) -> Result<(Vec<u8>, Digest), PullError> {
+        let (bytes, claimed) = self
             .retrying(|| {
                 self.client
-                    .pull_manifest_raw(r, &RegistryAuth::Anonymous, MANIFEST_TYPES)
+                    .manifest(tag_or_digest, MANIFEST_TYPES, MAX_JSON_BLOB)
             })
-            .await;
-        let (bytes, claimed) = match fetched {
-            Ok(ok) => ok,
-            Err(oci_client::errors::OciDistributionError::DigestError(e)) => {
-                return Err(bad_manifest(
-                    &self.reference,
-                    &Digest::of(b""),
-                    e.to_string(),
-                ))
-            }
-            Err(e) => return Err(self.registry_err(e)),
-        };
-        if bytes.len() as u64 > MAX_JSON_BLOB {
-            return Err(bad_manifest(
-                &self.reference,
-                &Digest::of(&bytes),
-                format!("larger than {MAX_JSON_BLOB} bytes"),
-            ));
-        }
+            .await
+            .map_err(|e| self.registry_err(e))?;
         let actual = Digest::of(&bytes);
-        let expected = match r.digest() {
-            Some(d) => Some(d.parse::<Digest>()?),
-            None => claimed.parse::<Digest>().ok(),
+        let expected = match asked {
+            Some(d) => Some(d.clone()),
+            None => claimed.and_then(|c| c.parse::<Digest>().ok()),
         };
         if let Some(expected) = expected {
             if expected != actual {
                 return Err(PullError::DigestMismatch { expected, actual });
             }
         }
-        Ok((bytes.to_vec(), actual))
+        Ok((bytes, actual))
     }
 
     /// Picks this platform's manifest out of an index.
@@ -81,7 +69,9 @@ impl Ctx {
         choose_platform(index, &self.opts.platform, &self.reference)
     }
 
-    /// Fetches a config-sized blob into memory, verified, and capped.
+    /// Fetches a config-sized blob into memory, verified, and capped. A local copy is
+    /// used when it verifies; a corrupt one is removed (and replaced once this pull
+    /// records the image).
     pub(super) async fn small_blob(
         &self,
         digest: &Digest,
@@ -94,25 +84,20 @@ impl Ctx {
                 format!("config is {size} bytes, more than {MAX_JSON_BLOB}"),
             ));
         }
-        if let Ok(data) = self.store.read_blob(digest) {
-            return Ok(data);
+        match self.store.read_blob(digest) {
+            Ok(data) => return Ok(data),
+            Err(StoreError::DigestMismatch { actual, .. }) => {
+                tracing::warn!(
+                    blob = %digest,
+                    %actual,
+                    "the local copy is corrupt; fetching it again"
+                );
+                self.store.remove_blob(digest)?;
+            }
+            Err(_) => {}
         }
-        let digest_str = digest.to_string();
         let data = self
-            .retrying(|| async {
-                let mut stream = self
-                    .client
-                    .pull_blob_stream(&self.fetch_ref, digest_str.as_str())
-                    .await?;
-                let mut out = Vec::new();
-                while let Some(chunk) = stream.try_next().await? {
-                    out.extend_from_slice(&chunk);
-                    if out.len() as u64 > size {
-                        break;
-                    }
-                }
-                Ok(out)
-            })
+            .retrying(|| self.client.small_blob(digest, size))
             .await
             .map_err(|e| self.registry_err(e))?;
         let actual = Digest::of(&data);
@@ -125,10 +110,7 @@ impl Ctx {
         Ok(data)
     }
 
-    pub(super) fn registry_err(
-        &self,
-        source: oci_client::errors::OciDistributionError,
-    ) -> PullError {
+    pub(super) fn registry_err(&self, source: ClientError) -> PullError {
         PullError::Registry {
             reference: self.reference.clone(),
             source,

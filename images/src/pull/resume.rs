@@ -3,119 +3,110 @@
 
 use super::{Ctx, PullError};
 use bytes::Bytes;
-use futures_util::StreamExt;
 use std::io::{self, Read};
 use tokio::sync::mpsc;
 
-use super::retry::{backoff, is_retryable};
+use super::retry::Backoff;
+use crate::client::{BlobResponse, ClientError};
 use crate::store::LayerRecord;
 
 impl Ctx {
     /// Streams the blob from `offset` into `tx`, resuming with range requests after
-    /// network errors. Stops quietly when the pipeline hangs up.
+    /// network errors for as long as the retry window lasts. Stops quietly when the
+    /// pipeline hangs up.
     pub(super) async fn download(
         &self,
         layer: &LayerRecord,
         mut offset: u64,
         tx: mpsc::Sender<io::Result<Bytes>>,
     ) -> Result<(), PullError> {
-        let digest = layer.digest.to_string();
-        let mut attempt = 0u32;
-        let mut last_error = String::new();
+        let mut backoff = Backoff::new(self.opts.retry_window);
         loop {
-            if attempt > self.opts.retries {
-                let err = PullError::Download {
-                    digest: layer.digest.clone(),
-                    attempts: attempt,
-                    reason: last_error,
-                };
-                let _ = tx.send(Err(io::Error::other("download failed"))).await;
-                return Err(err);
-            }
-            if attempt > 0 {
-                self.progress
-                    .layer_retry(&layer.digest, attempt, &last_error);
-                tokio::time::sleep(backoff(attempt)).await;
-            }
-            attempt += 1;
-            let response = if offset == 0 {
-                self.client
-                    .pull_blob_stream(&self.fetch_ref, digest.as_str())
-                    .await
-                    .map(|s| (s, 0u64))
-            } else {
-                self.client
-                    .pull_blob_stream_partial(&self.fetch_ref, digest.as_str(), offset, None)
-                    .await
-                    .map(|r| match r {
-                        oci_client::client::BlobResponse::Partial(s) => (s, 0),
-                        // The registry ignored the range: skip what we already have.
-                        oci_client::client::BlobResponse::Full(s) => (s, offset),
-                    })
-            };
-            let (mut stream, mut skip) = match response {
-                Ok(s) => s,
-                Err(e) if is_retryable(&e) => {
-                    last_error = format!("{e:#}");
-                    continue;
-                }
-                Err(e) => {
-                    let reason = format!("{e}");
+            let error = match self.download_once(layer, &mut offset, &tx).await {
+                Ok(()) => return Ok(()),
+                Err(Stop::Pull(e)) => {
                     let _ = tx.send(Err(io::Error::other("download failed"))).await;
-                    return Err(PullError::Download {
-                        digest: layer.digest.clone(),
-                        attempts: attempt,
-                        reason,
-                    });
+                    return Err(e);
                 }
+                Err(Stop::Network(e)) => e,
             };
-            loop {
-                match stream.next().await {
-                    Some(Ok(mut chunk)) => {
-                        if skip > 0 {
-                            let n = skip.min(chunk.len() as u64);
-                            skip -= n;
-                            chunk = chunk.slice(n as usize..);
-                            if chunk.is_empty() {
-                                continue;
-                            }
-                        }
-                        offset += chunk.len() as u64;
-                        if offset > layer.size {
-                            let _ = tx.send(Err(io::Error::other("blob too large"))).await;
-                            return Err(PullError::SizeMismatch {
-                                digest: layer.digest.clone(),
-                                expected: layer.size,
-                                actual: offset,
-                            });
-                        }
-                        if tx.send(Ok(chunk)).await.is_err() {
-                            return Ok(());
-                        }
-                    }
-                    // oci-client's own check at the end of a full response: our pipeline
-                    // hashes too and reports the mismatch with both digests.
-                    Some(Err(e))
-                        if e.get_ref()
-                            .is_some_and(|i| i.is::<oci_client::errors::DigestError>()) =>
-                    {
-                        return Ok(());
-                    }
-                    Some(Err(e)) => {
-                        last_error = format!("{e:#}");
-                        break;
-                    }
-                    None => {
-                        if offset >= layer.size {
-                            return Ok(());
-                        }
-                        last_error =
-                            format!("connection closed at byte {offset} of {}", layer.size);
-                        break;
-                    }
-                }
+            let gave_up = !error.is_retryable() || {
+                self.progress.layer_retry(
+                    &layer.digest,
+                    backoff.attempts,
+                    &crate::text::error_chain(&error),
+                );
+                !backoff.retry().await
+            };
+            if gave_up {
+                let _ = tx.send(Err(io::Error::other("download failed"))).await;
+                return Err(PullError::Download {
+                    digest: layer.digest.clone(),
+                    attempts: backoff.attempts,
+                    elapsed: backoff.elapsed(),
+                    source: error,
+                });
             }
         }
+    }
+
+    /// One request: from `offset` to the end of the blob or the first error.
+    async fn download_once(
+        &self,
+        layer: &LayerRecord,
+        offset: &mut u64,
+        tx: &mpsc::Sender<io::Result<Bytes>>,
+    ) -> Result<(), Stop> {
+        let (mut stream, mut skip) = match self.client.blob(&layer.digest, *offset).await? {
+            BlobResponse::Partial(s) => (s, 0),
+            // The registry ignored the range: skip what we already have.
+            BlobResponse::Full(s) => (s, *offset),
+        };
+        loop {
+            let Some(mut chunk) = stream.next().await? else {
+                if *offset >= layer.size {
+                    return Ok(());
+                }
+                return Err(Stop::Network(ClientError::Truncated {
+                    digest: layer.digest.clone(),
+                    at: *offset,
+                    size: layer.size,
+                }));
+            };
+            if skip > 0 {
+                let n = skip.min(chunk.len() as u64);
+                skip -= n;
+                chunk = chunk.slice(n as usize..);
+                if chunk.is_empty() {
+                    continue;
+                }
+            }
+            *offset += chunk.len() as u64;
+            if *offset > layer.size {
+                return Err(Stop::Pull(PullError::SizeMismatch {
+                    digest: layer.digest.clone(),
+                    expected: layer.size,
+                    actual: *offset,
+                }));
+            }
+            if tx.send(Ok(chunk)).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Why one request of a download stopped.
+enum Stop {
+    /// A network or registry error: maybe worth another request.
+    Network(ClientError),
+    /// The blob is wrong: the pull fails.
+    Pull(PullError),
+}
+
+impl From<ClientError> for Stop {
+    fn from(e: ClientError) -> Stop {
+        Stop::Network(e)
     }
 }
 
