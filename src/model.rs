@@ -19,7 +19,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::cli::{Global, RunArgs};
-use crate::commands::images::{open_store, parse_size};
+use crate::commands::images::open_store;
 use crate::containers::{now, parse_signal, Container, Containers, NetRecord, Record};
 use crate::runspec::{self, IdMaps, Network, RunOptions};
 
@@ -186,6 +186,9 @@ impl VolumeSpec {
         if !dst.starts_with('/') {
             bail!("invalid volume {v:?}: the destination {dst:?} must be an absolute path");
         }
+        let dst = &runspec::clean_destination(dst);
+        runspec::check_destination(dst)
+            .map_err(|why| anyhow::anyhow!("invalid volume -v {v:?}: {why}"))?;
         if src.starts_with('/') {
             if !Path::new(src).exists() {
                 bail!("invalid volume {v:?}: {src:?} does not exist on the host");
@@ -217,8 +220,12 @@ pub struct Description {
     pub workdir: Option<String>,
     pub user: Option<String>,
     pub memory: Option<u64>,
-    /// As the user wrote it, for messages (`64m`).
+    /// Memory plus swap (Docker's `--memory-swap`); `None`: twice the memory.
+    #[serde(skip)]
+    pub memory_swap: Option<crate::limits::Swap>,
+    /// As the user wrote them, for messages (`64m`) and the description's hash.
     pub memory_text: Option<String>,
+    pub memory_swap_text: Option<String>,
     pub cpus: Option<f64>,
     pub pids_limit: Option<i64>,
     pub network: NetworkMode,
@@ -242,12 +249,20 @@ impl Description {
     /// From `frun run`'s flags; every value is checked here.
     pub fn from_run(args: &RunArgs) -> anyhow::Result<Description> {
         args.image.parse::<ImageRef>()?;
-        let memory = args
-            .memory
+        let memory = crate::limits::Memory::parse(
+            args.memory.as_deref(),
+            args.memory_swap.as_deref(),
+            ("--memory", "--memory-swap"),
+        )?;
+        let cpus = args
+            .cpus
             .as_deref()
-            .map(parse_size)
-            .transpose()
-            .context("--memory")?;
+            .map(|c| crate::limits::parse_cpus("--cpus", c, crate::limits::host_cpus()))
+            .transpose()?;
+        let pids_limit = match args.pids_limit.as_deref() {
+            Some(p) => crate::limits::parse_pids_limit("--pids-limit", p)?,
+            None => None,
+        };
         let network: NetworkMode = args.network.parse()?;
         let publish = args
             .publish
@@ -281,10 +296,12 @@ impl Description {
             env: args.env.clone(),
             workdir: args.workdir.clone(),
             user: args.user.clone(),
-            memory,
+            memory: memory.map(|m| m.limit),
+            memory_swap: memory.and_then(|m| m.swap),
             memory_text: args.memory.clone(),
-            cpus: args.cpus,
-            pids_limit: args.pids_limit,
+            memory_swap_text: args.memory_swap.clone(),
+            cpus,
+            pids_limit,
             network,
             publish,
             volumes: args
@@ -309,17 +326,6 @@ impl Description {
 
     /// The checks that hold whichever way the description was made.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.memory.is_some_and(|m| m < 6 << 20) {
-            bail!("--memory must be at least 6m");
-        }
-        if self.memory.is_some_and(|m| m > i64::MAX as u64) {
-            bail!("--memory is out of range");
-        }
-        if let Some(c) = self.cpus {
-            if !(c > 0.0 && c <= 1024.0) {
-                bail!("--cpus {c} is out of range");
-            }
-        }
         if let Some(n) = &self.name {
             if !crate::containers::valid_name(n) {
                 bail!("invalid container name {n:?}: use letters, digits, '_', '.', '-', starting with a letter or digit");
@@ -514,6 +520,7 @@ pub fn create(g: &Global, d: &Description, quiet: bool) -> anyhow::Result<Contai
             workdir: d.workdir.clone(),
             user: d.user.clone(),
             memory: d.memory,
+            memory_swap: d.memory_swap,
             cpus: d.cpus,
             pids_limit: d.pids_limit,
             network,
@@ -602,6 +609,46 @@ mod tests {
         assert!(VolumeSpec::parse("data:relative").is_err());
         assert!(VolumeSpec::parse("a:b:c:d").is_err());
         assert!(!VolumeSpec::parse("/tmp:/x").unwrap().is_named());
+    }
+
+    /// `-v X:/` was accepted (Docker refuses it), and `-v X:/proc/sys` (runc refuses
+    /// binds into /proc): both undo what the container's root and masks are.
+    #[test]
+    fn volumes_on_the_root_or_into_proc_are_refused() {
+        for (v, want) in [
+            ("data:/", "cannot be /"),
+            ("data://", "cannot be /"),
+            ("data:/tmp/..", "cannot be /"),
+            ("data:/proc", "/proc is inside /proc"),
+            ("data:/proc/sys", "/proc/sys is inside /proc"),
+            (
+                "data:/proc/sysrq-trigger:ro",
+                "/proc/sysrq-trigger is inside /proc",
+            ),
+            (
+                "data:/etc/../proc/sys/kernel",
+                "/proc/sys/kernel is inside /proc",
+            ),
+        ] {
+            let e = VolumeSpec::parse(v).unwrap_err().to_string();
+            assert!(e.contains(want), "{v}: {e}");
+            assert!(e.contains(&format!("-v {v:?}")), "{v}: {e}");
+        }
+        // lxcfs's files, and /dev, /procfs and /sys-like neighbours, are allowed.
+        for v in [
+            "data:/proc/meminfo",
+            "data:/dev",
+            "data:/procfs",
+            "data:/var/proc",
+        ] {
+            assert!(VolumeSpec::parse(v).is_ok(), "{v}");
+        }
+    }
+
+    #[test]
+    fn volume_destinations_are_cleaned() {
+        let v = VolumeSpec::parse("data://var/./lib/../data/").unwrap();
+        assert_eq!(v.dest, "/var/data");
     }
 
     #[test]

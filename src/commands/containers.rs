@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use super::images::open_store;
 use crate::cli::{ExecArgs, Format, Global, LogsArgs, PsArgs, RmArgs, RunArgs, StopArgs};
 use crate::containers::{now, pid_start, Container, Containers, State, Status};
+use crate::limits;
 use crate::model::Description;
 use crate::runspec;
 
@@ -309,33 +310,21 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         None => None,
     };
     // Published ports are bound before the start, so that a taken port fails it.
-    let spawned = crate::forward::bind_all(&c.record.publish)
-        .map_err(|e| frun_runtime::RuntimeError::Config(format!("{e:#}")))
-        .and_then(|bound| {
-            let opts = frun_runtime::SpawnOptions {
-                console_socket: console_theirs,
-                ..Default::default()
-            };
-            Ok((frun_runtime::spawn_with(&cfg, stdio, opts)?, bound))
-        });
+    let spawned = crate::forward::bind_all(&c.record.publish).and_then(|bound| {
+        let opts = frun_runtime::SpawnOptions {
+            console_socket: console_theirs,
+            ..Default::default()
+        };
+        Ok((frun_runtime::spawn_with(&cfg, stdio, opts)?, bound))
+    });
     let (started, bound) = match spawned {
         Ok(s) => s,
         Err(e) => {
             if let Some(n) = &net_cfg {
                 let _ = crate::net::detach(n, &c.record.id);
             }
-            let msg = format!("starting container {}: {e}", c.record.name);
-            let exit = match &e {
-                frun_runtime::RuntimeError::Child(m)
-                    if m.contains("not found in $PATH") || m.contains("No such file") =>
-                {
-                    EXIT_NOT_FOUND
-                }
-                frun_runtime::RuntimeError::Child(m) if m.starts_with("exec ") => {
-                    EXIT_CANNOT_INVOKE
-                }
-                _ => EXIT_FRUN_ERROR,
-            };
+            let msg = format!("starting container {}: {e:#}", c.record.name);
+            let exit = start_failure_code(&e);
             let mut st = State::created();
             st.status = Status::Exited;
             st.exit_code = Some(exit as i32);
@@ -493,7 +482,16 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     if let Err(e) = started.cgroup.remove() {
         tracing::warn!(error = %e, "removing the container's cgroup");
     }
+    // The container was OOM-killed only if its own first process was.
+    let oom = crate::oom::oom_verdict(exit.signal, exit.oom_kills);
+    let exit = ExitState {
+        oom_killed: oom == crate::oom::OomVerdict::InitKilled,
+        ..exit
+    };
     finish(&c, &mut st, exit)?;
+    if let Some(msg) = oom.message(&c.record.name, c.record.memory_limit.as_deref()) {
+        say(&msg);
+    }
     if again {
         let streak = if began.elapsed() >= Duration::from_secs(10) {
             0
@@ -531,13 +529,6 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
             .arg(&c.record.id)
             .exec();
         return Err(err).context("restarting the container's holder");
-    }
-    if exit.oom_killed && !c.record.detached {
-        eprintln!(
-            "frun: container {} was killed by the kernel: out of memory (limit {})",
-            c.record.name,
-            c.record.memory_limit.as_deref().unwrap_or("none")
-        );
     }
     if c.record.auto_remove {
         containers.remove(&c)?;
@@ -658,6 +649,11 @@ fn each_container(
 }
 
 pub fn stop(g: &Global, args: StopArgs) -> anyhow::Result<ExitCode> {
+    let time = args
+        .time
+        .as_deref()
+        .map(|t| limits::parse_stop_timeout("-t", t))
+        .transpose()?;
     each_container(g, &args.containers, |_, c| {
         // Said before the signal, so that the holder does not restart it.
         std::fs::write(c.stop_requested_path(), b"")
@@ -665,7 +661,7 @@ pub fn stop(g: &Global, args: StopArgs) -> anyhow::Result<ExitCode> {
         let st = c.state()?;
         if st.status == Status::Running {
             let pid = st.pid.context("running container without a pid")?;
-            let timeout = args.time.unwrap_or(c.record.stop_timeout);
+            let timeout = time.unwrap_or(c.record.stop_timeout);
             stop_pid(pid, c.record.stop_signal, timeout);
             wait_exited(&c, Duration::from_secs(30))?;
         }
@@ -981,6 +977,20 @@ pub fn exec(g: &Global, args: ExecArgs) -> anyhow::Result<ExitCode> {
     Ok(code(exit.code))
 }
 
+/// The exit code of a start that failed, as Docker's: 127 when the command does not
+/// exist, 126 when it cannot be run, 125 for anything else.
+fn start_failure_code(e: &anyhow::Error) -> u8 {
+    use frun_runtime::{RuntimeError::Setup, SetupError};
+    match e.downcast_ref::<frun_runtime::RuntimeError>() {
+        Some(Setup(SetupError::NotFound { .. })) => EXIT_NOT_FOUND,
+        Some(Setup(SetupError::Exec { cause, .. })) if cause.errno() == Some(libc::ENOENT) => {
+            EXIT_NOT_FOUND
+        }
+        Some(Setup(SetupError::Exec { .. })) => EXIT_CANNOT_INVOKE,
+        _ => EXIT_FRUN_ERROR,
+    }
+}
+
 /// A container's `/etc/hosts`: itself, and every container on its bridge by name.
 pub fn hosts_file(c: &Container, net: &crate::net::NetConfig) -> String {
     let hostname = &c.record.id[..12];
@@ -1008,5 +1018,34 @@ pub fn refresh_hosts(containers: &Containers, net: &crate::net::NetConfig) {
         {
             let _ = f.write_all(hosts_file(c, net).as_bytes());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_failures_map_to_the_shells_codes_by_variant() {
+        use frun_runtime::{Cause, RuntimeError, SetupError};
+        let code = |e: SetupError| start_failure_code(&RuntimeError::Setup(e).into());
+        let arg0 = || "x".to_string();
+        assert_eq!(code(SetupError::NotFound { arg0: arg0() }), 127);
+        let exec = |n| SetupError::Exec {
+            arg0: arg0(),
+            cause: Cause::Os(n),
+        };
+        assert_eq!(code(exec(libc::ENOENT)), 127);
+        assert_eq!(code(exec(libc::EACCES)), 126);
+        // A missing bind source says "No such file" too: not the command's fault.
+        let bind = SetupError::BindSource {
+            path: "/nope".into(),
+            cause: Cause::Os(libc::ENOENT),
+        };
+        assert_eq!(code(bind), 125);
+        assert_eq!(
+            start_failure_code(&anyhow::anyhow!("port 80 is already in use")),
+            125
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! `pull`, `images`, `rmi`, `gc`, `login`: the image store from the command line.
 
 use anyhow::{bail, Context};
-use frun_images::{ImageRef, Platform, PullOptions, Store};
+use frun_images::{error_chain, escape_controls, ImageRef, Platform, PullOptions, Store};
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,31 +13,14 @@ pub fn open_store(g: &Global) -> anyhow::Result<Store> {
     Ok(Store::open(&g.root)?)
 }
 
-/// Parses `512`, `64k`, `64m`, `8g` (binary units).
-pub fn parse_size(s: &str) -> anyhow::Result<u64> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    let n: u64 = num.parse().with_context(|| {
-        format!("invalid size {s:?}: expected a number with an optional k, m or g")
-    })?;
-    n.checked_mul(mult)
-        .with_context(|| format!("size {s:?} is too large"))
-}
-
 pub fn pull(g: &Global, args: PullArgs) -> anyhow::Result<ExitCode> {
     let image: ImageRef = args.image.parse()?;
-    let max = parse_size(&args.max_layer_size).context("--max-layer-size")?;
+    let max = crate::limits::parse_size("--max-layer-size", &args.max_layer_size)?;
     let record = pull_with(g, &image, args.platform.as_deref(), args.quiet, max)?;
     if !args.quiet {
         println!(
             "{} {} {} {}",
-            record.reference,
+            escape_controls(&record.reference),
             record.repo_digest(),
             record.platform,
             human_size(record.size)
@@ -54,7 +37,7 @@ pub fn pull_record(
     quiet: bool,
 ) -> anyhow::Result<frun_images::ImageRecord> {
     let max = match std::env::var("FRUN_MAX_LAYER_SIZE") {
-        Ok(v) => parse_size(&v).context("FRUN_MAX_LAYER_SIZE")?,
+        Ok(v) => crate::limits::parse_size("FRUN_MAX_LAYER_SIZE", &v)?,
         Err(_) => PullOptions::default().max_layer_size,
     };
     pull_with(g, image, platform, quiet, max)
@@ -75,6 +58,13 @@ fn pull_with(
         platform_explicit: platform.is_some(),
         registry: super::registry_config(g),
         max_layer_size,
+        retry_window: match std::env::var("FRUN_RETRY_WINDOW") {
+            Ok(v) => std::time::Duration::from_secs(
+                v.parse()
+                    .with_context(|| format!("FRUN_RETRY_WINDOW={v:?}: expected seconds"))?,
+            ),
+            Err(_) => PullOptions::default().retry_window,
+        },
         ..PullOptions::default()
     };
     let store = Arc::new(open_store(g)?);
@@ -130,9 +120,10 @@ pub fn list(g: &Global, format: Format) -> anyhow::Result<ExitCode> {
             writeln!(out)?;
         }
         Format::Table => {
+            // images.json is a file on disk: what it says is escaped like foreign text.
             let width = images
                 .iter()
-                .map(|i| i.reference.len())
+                .map(|i| escape_controls(&i.reference).chars().count())
                 .max()
                 .unwrap_or(0)
                 .max(9);
@@ -145,7 +136,7 @@ pub fn list(g: &Global, format: Format) -> anyhow::Result<ExitCode> {
                 writeln!(
                     out,
                     "{:<width$}  {:<19}  {:<14}  {:>8}",
-                    i.reference,
+                    escape_controls(&i.reference),
                     format!("sha256:{}", &i.repo_digest().hex()[..12]),
                     i.platform.to_string(),
                     human_size(i.size)
@@ -170,9 +161,9 @@ pub fn rmi(g: &Global, images: &[String]) -> anyhow::Result<ExitCode> {
             Err(_) => store.find_image(key),
         };
         match found.and_then(|rec| store.remove_image(&rec.reference)) {
-            Ok(rec) => println!("Untagged: {}", rec.reference),
+            Ok(rec) => println!("Untagged: {}", escape_controls(&rec.reference)),
             Err(e) => {
-                eprintln!("frun: error: {e}");
+                eprintln!("frun: error: {}", escape_controls(&error_chain(&e)));
                 failed = true;
             }
         }
@@ -196,12 +187,18 @@ pub fn gc(g: &Global, format: Format) -> anyhow::Result<ExitCode> {
     let stats = store.gc(&keep)?;
     match format {
         Format::Json => println!("{}", serde_json::to_string(&stats)?),
-        Format::Table => println!(
-            "removed {} blobs and {} layers, {} freed",
-            stats.blobs,
-            stats.layers,
-            human_size(stats.bytes)
-        ),
+        Format::Table => {
+            println!(
+                "removed {} blobs, {} layers and {} leftovers of interrupted pulls, {} freed",
+                stats.blobs,
+                stats.layers,
+                stats.partial,
+                human_size(stats.bytes)
+            );
+            for d in &stats.corrupt {
+                println!("removed corrupt blob {d}: pull its image again");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -234,11 +231,6 @@ mod tests {
 
     #[test]
     fn sizes() {
-        assert_eq!(parse_size("512").unwrap(), 512);
-        assert_eq!(parse_size("64m").unwrap(), 64 << 20);
-        assert_eq!(parse_size("8G").unwrap(), 8 << 30);
-        assert_eq!(parse_size("1kb").unwrap(), 1024);
-        assert!(parse_size("lots").is_err());
         assert_eq!(human_size(999), "999B");
         assert_eq!(human_size(1_500_000), "1.5MB");
     }

@@ -91,6 +91,7 @@ struct RawApp {
     env_file: Vec<Spanned<String>>,
     user: Option<String>,
     memory: Option<Spanned<String>>,
+    memory_swap: Option<Spanned<String>>,
     cpus: Option<Spanned<f64>>,
     pids: Option<Spanned<i64>>,
     restart: Option<Spanned<String>>,
@@ -215,16 +216,30 @@ impl Ctx<'_> {
         }
     }
 
-    fn size(&self, v: &Option<Spanned<String>>, what: &str) -> Result<Option<u64>, StackError> {
-        v.as_ref()
-            .map(|s| {
-                self.check(
-                    s.span(),
-                    what,
-                    crate::commands::images::parse_size(s.get_ref()),
-                )
-            })
-            .transpose()
+    /// `memory` and `memory_swap`, read as `--memory` and `--memory-swap` are.
+    fn memory(
+        &self,
+        memory: &Option<Spanned<String>>,
+        swap: &Option<Spanned<String>>,
+    ) -> Result<Option<crate::limits::Memory>, StackError> {
+        let span = swap
+            .as_ref()
+            .filter(|_| memory.is_none())
+            .or(memory.as_ref())
+            .map_or(0..0, |s| s.span());
+        crate::limits::Memory::parse(
+            memory.as_ref().map(|m| m.get_ref().as_str()),
+            swap.as_ref().map(|m| m.get_ref().as_str()),
+            ("memory", "memory_swap"),
+        )
+        .map_err(|e| {
+            // The value at fault: the swap's when the message names it.
+            let span = match swap {
+                Some(s) if format!("{e:#}").starts_with("memory_swap") => s.span(),
+                _ => span.clone(),
+            };
+            self.err(span, format!("{e:#}"))
+        })
     }
 
     fn publish(
@@ -424,6 +439,32 @@ impl Stack {
                 .map(|s| s as i32)
             })
             .transpose()?;
+        let memory = cx.memory(&a.memory, &a.memory_swap)?;
+        let cpus = a
+            .cpus
+            .as_ref()
+            .map(|c| {
+                cx.check(
+                    c.span(),
+                    "cpus",
+                    crate::limits::parse_cpus(
+                        "cpus",
+                        &c.get_ref().to_string(),
+                        crate::limits::host_cpus(),
+                    )
+                    .map_err(|e| format!("{e:#}").trim_start_matches("cpus ").to_string()),
+                )
+            })
+            .transpose()?;
+        let pids_limit = match &a.pids {
+            Some(p) => cx.check(
+                p.span(),
+                "pids",
+                crate::limits::parse_pids_limit("pids", &p.get_ref().to_string())
+                    .map_err(|e| format!("{e:#}").trim_start_matches("pids ").to_string()),
+            )?,
+            None => None,
+        };
         let app = Description {
             name: None,
             image: a.image.get_ref().clone(),
@@ -431,10 +472,12 @@ impl Stack {
             env,
             workdir: None,
             user: a.user.clone(),
-            memory: cx.size(&a.memory, "memory")?,
+            memory: memory.map(|m| m.limit),
+            memory_swap: memory.and_then(|m| m.swap),
             memory_text: a.memory.as_ref().map(|m| m.get_ref().clone()),
-            cpus: a.cpus.as_ref().map(|c| *c.get_ref()),
-            pids_limit: a.pids.as_ref().map(|p| *p.get_ref()),
+            memory_swap_text: a.memory_swap.as_ref().map(|m| m.get_ref().clone()),
+            cpus,
+            pids_limit,
             network: NetworkMode::Bridge,
             publish: cx.publish(&a.ports, a.proxy_protocol)?,
             volumes,
@@ -482,6 +525,7 @@ impl Stack {
                         )
                     })
                     .transpose()?;
+                let memory = cx.memory(&p.memory, &None)?;
                 let desc = Description {
                     name: None,
                     image: p.image.get_ref().clone(),
@@ -489,8 +533,10 @@ impl Stack {
                     env: Vec::new(),
                     workdir: None,
                     user: None,
-                    memory: cx.size(&p.memory, "memory")?,
+                    memory: memory.map(|m| m.limit),
+                    memory_swap: None,
                     memory_text: p.memory.as_ref().map(|m| m.get_ref().clone()),
+                    memory_swap_text: None,
                     cpus: None,
                     pids_limit: None,
                     network: NetworkMode::Bridge,
@@ -600,7 +646,17 @@ volumes = ["db:/var/db"]
             .unwrap_err()
             .to_string();
         assert!(
-            e.starts_with("frun.toml:11:10: memory: invalid size"),
+            e.starts_with("frun.toml:11:10: memory \"lots\": expected a number of bytes"),
+            "{e}"
+        );
+        let e = parse(&GOOD.replace(
+            "memory = \"128m\"",
+            "memory = \"128m\"\nmemory_swap = \"64m\"",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("frun.toml:12:15: memory_swap \"64m\" is smaller"),
             "{e}"
         );
         let e = parse(&GOOD.replace("127.0.0.1:8080:80", "8080:80:x"))

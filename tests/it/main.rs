@@ -7,8 +7,11 @@
 
 mod common;
 mod holder;
+mod hostile_run;
+mod limits;
 mod net;
 mod oci;
 mod pull;
+mod repair;
 mod run;
 mod up;
