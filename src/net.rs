@@ -469,6 +469,13 @@ pub fn attach(cfg: &NetConfig, id: &str, name: &str) -> anyhow::Result<Attachmen
                     .add(idx, IpAddr::V4(ip), prefix)
                     .execute()
                     .await?;
+                // A gratuitous ARP when eth0 comes up: an address given again (a
+                // container replaced by a new one) must not stay cached with the old
+                // container's MAC by the bridge and by its peers (a proxy's requests to
+                // the new app would go nowhere until the entry expires). This thread is
+                // in the namespace: /proc/sys/net is the namespace's.
+                let notify = "/proc/sys/net/ipv4/conf/eth0/arp_notify";
+                std::fs::write(notify, "1").with_context(|| format!("writing {notify}"))?;
                 h.link()
                     .set(LinkUnspec::new_with_index(idx).up().build())
                     .execute()

@@ -347,7 +347,10 @@ fn a_bad_stack_file_is_told_with_line_and_column_and_nothing_starts() {
         err.contains(&format!("frun.toml:{line}:1: unknown field `helth`")),
         "{err}"
     );
-    assert!(!f.root().join("containers").exists() || f.ok(&["ps", "-a", "-q"]).is_empty());
+    assert!(
+        !f.root().join("containers").exists()
+            || f.ok(&["ps", "-a", "--format", "json"]).trim() == "[]"
+    );
     assert!(!f.dir.path().join("run/supervise.sock").exists());
 }
 
@@ -401,4 +404,108 @@ fn a_health_check_that_never_passes_shows_the_log_and_leaves_the_old_app() {
     assert_eq!(st[0]["status"], "running");
     std::fs::write(s.file(), &served).unwrap();
     f.ok(&["down", "-f", s.file().to_str().unwrap()]);
+}
+
+/// The family stack of `examples/family` (nginx in front of the sqlite app), with its
+/// images from the test registry and a port of this test's.
+fn family_stack(f: &Frun, reg: &str, version: &str, template: &str) -> (PathBuf, u16) {
+    let dir = f.dir.path().join("family");
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/family");
+    std::fs::write(dir.join("proxy.conf.tmpl"), template).unwrap();
+    let text = std::fs::read_to_string(repo.join("frun.toml"))
+        .unwrap()
+        .replace(
+            "\"nginx:stable\"",
+            &format!("\"{reg}/library/nginx:stable\""),
+        )
+        .replace(
+            "\"family/app:v1\"",
+            &format!("\"{reg}/family/app:{version}\""),
+        )
+        .replace("127.0.0.1:8080:80", &format!("127.0.0.1:{port}:80"))
+        .replace("interval = \"2s\"", "interval = \"300ms\"");
+    std::fs::write(dir.join("frun.toml"), text).unwrap();
+    (dir.join("frun.toml"), port)
+}
+
+fn family_template() -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/family/proxy.conf.tmpl"),
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_family_stack_serves_through_nginx_writes_its_database_and_swaps_the_app_only() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    let (file, port) = family_stack(&f, &reg, "v1", &family_template());
+    let file = file.to_str().unwrap().to_string();
+    let addr = format!("127.0.0.1:{port}");
+    let out = f.ok(&["up", "-f", &file]);
+    assert!(
+        out.contains("family-proxy") && out.contains("family-app.1"),
+        "{out}"
+    );
+    let page = eventually(20, || http_get(&addr, "/"));
+    assert!(page.contains("v1"), "{page}");
+    // Through nginx into sqlite, as uid 1000, in the volume made from the image's /var/db.
+    assert_eq!(eventually(20, || http_get(&addr, "/visit")).trim(), "1");
+    assert_eq!(http_get(&addr, "/visit").unwrap().trim(), "2");
+    let st: Vec<Value> =
+        serde_json::from_str(&f.ok(&["status", "-f", &file, "--format", "json"])).unwrap();
+    let roles: Vec<&str> = st.iter().map(|r| r["role"].as_str().unwrap()).collect();
+    assert_eq!(roles.len(), 2, "{st:?}");
+    assert!(roles.contains(&"proxy") && roles.contains(&"app"), "{st:?}");
+    let proxy_pid = container_pid(&f, "family-proxy");
+
+    // A new app version: only the app is replaced; the proxy reloads, keeps its pid.
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("family/app:v1", "family/app:v2")).unwrap();
+    let out = f.ok(&["up", "-f", &file]);
+    assert!(
+        out.contains("family-app.2") && out.contains("reloaded"),
+        "{out}"
+    );
+    assert_eq!(container_pid(&f, "family-proxy"), proxy_pid);
+    let page = eventually(20, || http_get(&addr, "/"));
+    assert!(page.contains("v2"), "{page}");
+    assert_eq!(
+        http_get(&addr, "/visit").unwrap().trim(),
+        "3",
+        "the data stayed"
+    );
+
+    // A config nginx rejects: nginx's message, and the stack serves on as it was.
+    std::fs::write(
+        file.replace("frun.toml", "proxy.conf.tmpl"),
+        "server { listen 80; no_such_directive on; location / { proxy_pass http://{{upstream}}; } }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &file,
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .replace("APP_ENV = \"production\"", "APP_ENV = \"staging\""),
+    )
+    .unwrap();
+    let err = f.fails(&["up", "-f", &file]);
+    assert!(
+        err.contains("unknown directive") && err.contains("no_such_directive"),
+        "{err}"
+    );
+    let page = eventually(20, || http_get(&addr, "/"));
+    assert!(page.contains("v2"), "{page}");
+    let st: Vec<Value> =
+        serde_json::from_str(&f.ok(&["status", "-f", &file, "--format", "json"])).unwrap();
+    let names: Vec<&str> = st.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert!(
+        names.contains(&"family-app.2") && names.len() == 2,
+        "{names:?}"
+    );
+    assert_eq!(http_get(&addr, "/visit").unwrap().trim(), "4");
+    f.ok(&["down", "--volumes", "-f", &file]);
+    assert!(f.ok(&["ps", "-a", "--format", "json"]).trim() == "[]");
 }
