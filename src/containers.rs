@@ -59,6 +59,10 @@ pub struct Record {
     /// Probed by the supervisor.
     #[serde(default)]
     pub health: Option<crate::model::HealthCheck>,
+    /// The overlay's lower directories, topmost first, as the image store described
+    /// them at creation (checked there): the holder mounts exactly these.
+    #[serde(default)]
+    pub lower_dirs: Vec<PathBuf>,
 }
 
 /// A container's place on frun's bridge network.

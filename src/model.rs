@@ -454,6 +454,7 @@ pub fn create(g: &Global, d: &Description, quiet: bool) -> anyhow::Result<Contai
             restart: d.restart,
             labels: d.labels.clone(),
             health: d.health.clone(),
+            lower_dirs: lower.clone(),
         })
     })?;
     let result = (|| {

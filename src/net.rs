@@ -619,6 +619,7 @@ mod tests {
                         restart: Default::default(),
                         labels: Default::default(),
                         health: None,
+                        lower_dirs: Vec::new(),
                     })
                 })
                 .unwrap()

@@ -509,3 +509,21 @@ fn the_family_stack_serves_through_nginx_writes_its_database_and_swaps_the_app_o
     f.ok(&["down", "--volumes", "-f", &file]);
     assert!(f.ok(&["ps", "-a", "--format", "json"]).trim() == "[]");
 }
+
+#[test]
+fn a_port_already_taken_is_named_with_its_owner_and_nothing_starts() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    let s = Stack::new(&f, &reg, "");
+    let taken = std::net::TcpListener::bind(s.addr()).unwrap();
+    let err = f.fails(&["up", "-f", s.file().to_str().unwrap()]);
+    assert!(
+        err.contains(&format!("port {} is already in use", s.port)) && err.contains("pid"),
+        "{err}"
+    );
+    assert_eq!(f.ok(&["ps", "-a", "--format", "json"]).trim(), "[]");
+    drop(taken);
+    up(&f, &s);
+    assert_eq!(s.visit(), 1);
+    f.ok(&["down", "-f", s.file().to_str().unwrap()]);
+}
