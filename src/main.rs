@@ -7,11 +7,13 @@ mod cli;
 mod commands;
 mod containers;
 mod forward;
+mod logs;
 mod net;
 mod oci;
 mod progress;
 mod runspec;
 mod tty;
+mod volumes;
 
 /// For tests that need root: true when they may go on; outside CI without root they
 /// skip, saying so; in CI without root they fail.

@@ -13,14 +13,14 @@ use frun_images::{ImageRecord, ImageRef, Platform};
 use frun_runtime::{ExitState, RootfsSource, SpawnConfig, Stdio};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use super::images::{open_store, parse_size};
-use crate::cli::{ExecArgs, Format, Global, LogsArgs, PsArgs, RmArgs, RunArgs, StopArgs};
+use crate::cli::{ExecArgs, Format, Global, PsArgs, RmArgs, RunArgs, StopArgs};
 use crate::containers::{
     now, parse_signal, pid_start, Container, Containers, Record, State, Status,
 };
@@ -110,6 +110,7 @@ fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
         .map(|v| runspec::parse_volume(v, &volumes_dir))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let userns = runspec::IdMaps::parse(&args.uidmap, &args.gidmap)?;
+    let log_config = crate::logs::LogConfig::parse_opts(&args.log_opts)?;
 
     // 2. The image, and its platform: refused before anything is set up.
     let record = image_for_run(g, &image, args.quiet)?;
@@ -127,6 +128,13 @@ fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
         serde_json::from_slice(&store.read_blob(&record.config_digest)?)
             .with_context(|| format!("parsing the config of {}", record.reference))?;
     let lower = store.overlay_mount(&record)?.lower_dirs;
+    // Named volumes: made now, a new one filled from the image at its mount point.
+    let mut volumes = volumes;
+    for (v, flag) in volumes.iter_mut().zip(&args.volumes) {
+        if let Some(name) = flag.split(':').next().filter(|s| !s.starts_with('/')) {
+            v.source = crate::volumes::prepare(&g.root, name, &lower, &v.dest)?;
+        }
+    }
     let stop_signal = match config
         .config()
         .as_ref()
@@ -156,6 +164,7 @@ fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
             publish: publish.clone(),
             tty: args.tty,
             interactive: args.interactive,
+            log: log_config.clone(),
         })
     })?;
     // The network first: the spec names the namespace file it makes.
@@ -506,28 +515,23 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
     };
     let mut log = None;
     if !streams.is_empty() {
-        let file = std::sync::Arc::new(std::sync::Mutex::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(c.log_path())?,
-        ));
+        let writer = c.open_log()?;
         for (fd, stream) in streams {
-            let file = file.clone();
+            let (writer, stream) = (writer.clone(), crate::logs::writer::Stream::parse(stream));
             loggers.push(std::thread::spawn(move || {
-                copy_to_log(std::fs::File::from(fd), stream, &file)
+                writer.copy(std::fs::File::from(fd), stream)
             }));
         }
-        log = Some(file);
+        log = Some(writer);
     }
     // What frun has to tell about the container while it runs (the forwarder's "the
     // target refused"): a `frun:` line where its output goes, so in its log when it is
     // detached (`frun logs` shows it), on the terminal otherwise.
     let say: crate::forward::Say = match &log {
-        Some(file) => {
-            let file = file.clone();
+        Some(writer) => {
+            let writer = writer.clone();
             std::sync::Arc::new(move |text: &str| {
-                log_line(&file, "stderr", &format!("{text}\n"));
+                writer.line(crate::logs::writer::Stream::Stderr, &format!("{text}\n"));
                 tracing::warn!("{text}");
             })
         }
@@ -622,30 +626,6 @@ fn finish(c: &Container, st: &mut State, exit: ExitState) -> anyhow::Result<()> 
         c.set_last_state(st)
     } else {
         c.set_state(st)
-    }
-}
-
-fn copy_to_log(pipe: std::fs::File, stream: &str, log: &std::sync::Mutex<std::fs::File>) {
-    let mut reader = std::io::BufReader::new(pipe);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => log_line(log, stream, &String::from_utf8_lossy(&line)),
-        }
-    }
-}
-
-/// One JSON line of a container's log, as Docker's json-file driver writes them.
-fn log_line(log: &std::sync::Mutex<std::fs::File>, stream: &str, text: &str) {
-    let entry = serde_json::json!({
-        "time": now(),
-        "stream": stream,
-        "log": text,
-    });
-    if let Ok(mut f) = log.lock() {
-        let _ = writeln!(f, "{entry}");
     }
 }
 
@@ -830,57 +810,6 @@ pub fn ps(g: &Global, args: PsArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-pub fn logs(g: &Global, args: LogsArgs) -> anyhow::Result<ExitCode> {
-    let containers = Containers::open(&g.root)?;
-    let c = containers.find(&args.container)?;
-    let path = c.log_path();
-    let mut offset = 0u64;
-    loop {
-        let data = std::fs::read(&path).unwrap_or_default();
-        if (data.len() as u64) > offset {
-            let chunk = &data[offset as usize..];
-            // Only whole lines: a line being written is read next time.
-            let end = chunk.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
-            print_log_lines(&chunk[..end], args.timestamps)?;
-            offset += end as u64;
-        }
-        if !args.follow || c.state()?.status != Status::Running {
-            if args.follow {
-                // One last read after the exit.
-                let data = std::fs::read(&path).unwrap_or_default();
-                if (data.len() as u64) > offset {
-                    print_log_lines(&data[offset as usize..], args.timestamps)?;
-                }
-            }
-            return Ok(ExitCode::SUCCESS);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn print_log_lines(data: &[u8], timestamps: bool) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    let mut err = std::io::stderr().lock();
-    for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {
-            continue;
-        };
-        let text = v["log"].as_str().unwrap_or_default();
-        let prefix = if timestamps {
-            format!("{} ", v["time"].as_str().unwrap_or_default())
-        } else {
-            String::new()
-        };
-        if v["stream"] == "stderr" {
-            write!(err, "{prefix}{text}")?;
-        } else {
-            write!(out, "{prefix}{text}")?;
-        }
-    }
-    out.flush()?;
-    Ok(())
 }
 
 pub fn exec(g: &Global, args: ExecArgs) -> anyhow::Result<ExitCode> {

@@ -2,6 +2,8 @@
 
 mod containers;
 pub mod images;
+mod logs;
+mod volume;
 
 use crate::cli::{Cli, Command, Global};
 use std::process::ExitCode;
@@ -19,8 +21,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stop(args) => containers::stop(&g, args),
         Command::Rm(args) => containers::rm(&g, args),
         Command::Exec(args) => containers::exec(&g, args),
-        Command::Logs(args) => containers::logs(&g, args),
+        Command::Logs(args) => logs::logs(&g, args),
         Command::Shim { id } => containers::shim(&g, &id),
+        Command::Volume(cmd) => volume::volume(&g, cmd),
     }
 }
 

@@ -6,6 +6,7 @@
 //! reason; under CI (`CI=true`) it fails instead.
 
 mod common;
+mod logs;
 mod net;
 mod oci;
 mod pull;
