@@ -11,3 +11,4 @@ mod net;
 mod oci;
 mod pull;
 mod run;
+mod volumes;
