@@ -105,6 +105,46 @@ pub enum Command {
     /// Manage named volumes.
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// Live resource use of running containers (CPU, memory, network, block I/O, pids).
+    Stats(StatsArgs),
+    /// The processes of a running container.
+    Top(TopArgs),
+    /// The full record of containers, images or volumes, as JSON.
+    Inspect(InspectArgs),
+    /// Copy files between a running container and the host:
+    /// `frun cp CONTAINER:PATH HOSTPATH` or `frun cp HOSTPATH CONTAINER:PATH`.
+    Cp(CpArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// One reading, then exit.
+    #[arg(long)]
+    pub no_stream: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Containers (default: every running one).
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    pub container: String,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Output format (JSON only, as `docker inspect` without a template).
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: Format,
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CpArgs {
+    pub src: String,
+    pub dest: String,
 }
 
 #[derive(Args, Debug)]

@@ -14,6 +14,7 @@ mod oci;
 mod oom;
 mod progress;
 mod runspec;
+mod stats;
 mod tty;
 mod volumes;
 

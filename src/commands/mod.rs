@@ -1,8 +1,11 @@
 //! One module per command group, each a thin layer over a library call.
 
 mod containers;
+mod cp;
 pub mod images;
+mod inspect;
 mod logs;
+mod stats;
 mod volume;
 
 use crate::cli::{Cli, Command, Global};
@@ -24,6 +27,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(args) => logs::logs(&g, args),
         Command::Shim { id } => containers::shim(&g, &id),
         Command::Volume(cmd) => volume::volume(&g, cmd),
+        Command::Stats(args) => stats::stats(&g, args),
+        Command::Top(args) => stats::top(&g, args),
+        Command::Inspect(args) => inspect::inspect(&g, args),
+        Command::Cp(args) => cp::cp(&g, args),
     }
 }
 

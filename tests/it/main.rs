@@ -13,4 +13,5 @@ mod net;
 mod oci;
 mod pull;
 mod run;
+mod stats;
 mod volumes;
