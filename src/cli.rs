@@ -228,6 +228,12 @@ pub struct PsArgs {
     pub all: bool,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// Only ids.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// name=PART, status=created|running|exited, label=KEY[=VALUE] (repeatable; all must hold).
+    #[arg(short, long)]
+    pub filter: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -20,7 +20,7 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use super::images::open_store;
-use crate::cli::{ExecArgs, Format, Global, PsArgs, RmArgs, RunArgs, StopArgs};
+use crate::cli::{ExecArgs, Global, RmArgs, RunArgs, StopArgs};
 use crate::containers::{
     now, parse_signal, pid_start, Container, Containers, Record, State, Status,
 };
@@ -762,68 +762,6 @@ pub fn rm(g: &Global, args: RmArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(())
     })
-}
-
-pub fn ps(g: &Global, args: PsArgs) -> anyhow::Result<ExitCode> {
-    let containers = Containers::open(&g.root)?;
-    let mut rows = Vec::new();
-    for c in containers.list()? {
-        let Ok(st) = c.state() else { continue };
-        if !args.all && st.status != Status::Running {
-            continue;
-        }
-        rows.push((c, st));
-    }
-    let mut out = std::io::stdout().lock();
-    match args.format {
-        Format::Json => {
-            let v: Vec<serde_json::Value> = rows
-                .iter()
-                .map(|(c, st)| {
-                    serde_json::json!({
-                        "id": c.record.id,
-                        "name": c.record.name,
-                        "image": c.record.image,
-                        "command": c.record.command,
-                        "created": c.record.created,
-                        "status": st.status,
-                        "pid": st.pid.filter(|_| st.status == Status::Running),
-                        "exit_code": st.exit_code,
-                        "oom_killed": st.oom_killed,
-                        "started_at": st.started_at,
-                        "finished_at": st.finished_at,
-                    })
-                })
-                .collect();
-            serde_json::to_writer_pretty(&mut out, &v)?;
-            writeln!(out)?;
-        }
-        Format::Table => {
-            writeln!(
-                out,
-                "{:<12}  {:<30}  {:<20}  {:<20}  NAME",
-                "ID", "IMAGE", "COMMAND", "STATUS"
-            )?;
-            for (c, st) in rows {
-                let status = match st.status {
-                    Status::Exited => format!("exited ({})", st.exit_code.unwrap_or(-1)),
-                    s => s.to_string(),
-                };
-                let mut cmd = c.record.command.join(" ");
-                cmd.truncate(20);
-                writeln!(
-                    out,
-                    "{:<12}  {:<30}  {:<20}  {:<20}  {}",
-                    c.short_id(),
-                    c.record.image,
-                    cmd,
-                    status,
-                    c.record.name
-                )?;
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 pub fn exec(g: &Global, args: ExecArgs) -> anyhow::Result<ExitCode> {

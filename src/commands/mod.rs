@@ -5,6 +5,7 @@ mod cp;
 pub mod images;
 mod inspect;
 mod logs;
+mod ps;
 mod stats;
 mod volume;
 
@@ -20,7 +21,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gc(args) => images::gc(&g, args.format),
         Command::Login(args) => images::login(&g, args),
         Command::Run(args) => containers::run(&g, *args),
-        Command::Ps(args) => containers::ps(&g, args),
+        Command::Ps(args) => ps::ps(&g, args),
         Command::Stop(args) => containers::stop(&g, args),
         Command::Rm(args) => containers::rm(&g, args),
         Command::Exec(args) => containers::exec(&g, args),

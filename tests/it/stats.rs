@@ -197,6 +197,44 @@ fn inspect_shows_container_image_and_volume() {
     assert!(v[0]["config"]["rootfs"]["diff_ids"].is_array(), "{}", v[0]);
     assert_eq!(v[1]["name"], "data");
     assert_eq!(v[1]["used_by"], serde_json::json!(["web"]));
+    // ps: ports as Docker prints them, the command as it runs, filters and -q.
+    f.ok(&["run", "-d", "--name", "dflt", "--network", "none", &img]);
+    wait_status(&f, "dflt", "exited");
+    let table = f.ok(&["ps", "-a"]);
+    let web = table
+        .lines()
+        .find(|l| l.ends_with(" web"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        web.contains("127.0.0.1:18080->80/tcp") && web.contains("\"sleep 300\""),
+        "{web}"
+    );
+    let dflt = table.lines().find(|l| l.ends_with(" dflt")).unwrap();
+    assert!(dflt.contains("\"/usr/local/bin/chec"), "the image's command: {dflt}");
+    let ps: Value = serde_json::from_str(&f.ok(&["ps", "--format", "json"])).unwrap();
+    assert_eq!(ps.as_array().unwrap().len(), 1);
+    assert_eq!(
+        ps[0]["ports"],
+        serde_json::json!(["127.0.0.1:18080->80/tcp"])
+    );
+    assert_eq!(ps[0]["address"], c["address"]);
+    assert!(ps[0]["uptime_seconds"].as_i64().unwrap() >= 0);
+    let ids = |flags: &[&str]| {
+        let mut a = vec!["ps", "-q"];
+        a.extend_from_slice(flags);
+        f.ok(&a)
+    };
+    let web_id = &c["id"].as_str().unwrap()[..12];
+    assert_eq!(ids(&[]), format!("{web_id}\n"));
+    assert_eq!(ids(&["-a", "--filter", "name=we"]), format!("{web_id}\n"));
+    let exited = ids(&["--filter", "status=exited"]);
+    assert_eq!(exited.lines().count(), 1);
+    assert_ne!(exited.trim(), web_id);
+    assert_eq!(ids(&["-a", "--filter", "label=frun.role"]), "");
+    assert!(f
+        .fails(&["ps", "--filter", "colour=red"])
+        .contains("colour"));
+    f.ok(&["rm", "dflt"]);
     let err = f.fails(&["inspect", "nothing-here"]);
     assert!(
         err.contains("no such container, image or volume: nothing-here"),
