@@ -12,6 +12,7 @@ mod logs;
 mod net;
 mod oci;
 mod pull;
+mod repair;
 mod run;
 mod stats;
 mod volumes;

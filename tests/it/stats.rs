@@ -210,7 +210,10 @@ fn inspect_shows_container_image_and_volume() {
         "{web}"
     );
     let dflt = table.lines().find(|l| l.ends_with(" dflt")).unwrap();
-    assert!(dflt.contains("\"/usr/local/bin/chec"), "the image's command: {dflt}");
+    assert!(
+        dflt.contains("\"/usr/local/bin/chec"),
+        "the image's command: {dflt}"
+    );
     let ps: Value = serde_json::from_str(&f.ok(&["ps", "--format", "json"])).unwrap();
     assert_eq!(ps.as_array().unwrap().len(), 1);
     assert_eq!(
