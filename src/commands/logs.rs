@@ -56,8 +56,13 @@ pub fn logs(g: &Global, args: LogsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    // 3. A log group: its generations, oldest first; -f follows the newest.
-    let gens = crate::logs::generations(&g.root, &args.container);
+    // 3. A log group: its generations, oldest first; -f follows the newest. (A group is
+    //    a name: nothing like `../x` reaches past ROOT/logs.)
+    let valid = crate::containers::valid_name(&args.container);
+    let gens = match valid {
+        true => crate::logs::generations(&g.root, &args.container),
+        false => Vec::new(),
+    };
     if gens.is_empty() {
         bail!("no such container or log group: {}", args.container);
     }

@@ -259,6 +259,8 @@ fn tail_since_until_select_lines_and_streams_stay_apart() {
     assert_eq!(o, "");
     let err = f.fails(&["logs", "--since", "yesterday", "t"]);
     assert!(err.contains("\"yesterday\""), "{err}");
+    let err = f.fails(&["logs", "../../etc"]);
+    assert!(err.contains("no such container or log group"), "{err}");
     let err = f.fails(&["logs", "--tail", "x", "t"]);
     assert!(err.contains("--tail"), "{err}");
     let err = f.fails(&[
