@@ -448,7 +448,10 @@ pub fn follow(
 ) -> anyhow::Result<()> {
     use rustix::fs::inotify;
     let path = dir.join(LOG_FILE);
-    // 1. Watch first, then open: a write between the two still wakes the loop.
+    // 1. Watch first, then open: a write between the two still wakes the loop. The
+    //    directory may not exist yet (`logs -f` right after `run -d`, before the
+    //    supervisor opened the log): made here so that there is something to watch.
+    std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
     let ino = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)?;
     inotify::add_watch(
         &ino,
@@ -655,6 +658,33 @@ mod tests {
             },
         );
         assert_eq!(o, "");
+    }
+
+    #[test]
+    fn follow_waits_for_a_log_not_made_yet() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("later");
+        let writer = {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                let w = LogWriter::open(&dir, &LogConfig::default(), &meta()).unwrap();
+                w.line(Stream::Stdout, "hello\n");
+            })
+        };
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        let mut sink = Sink {
+            out: &mut o,
+            err: &mut e,
+            timestamps: false,
+        };
+        let mut polls = 0;
+        follow(&dir, &ReadOptions::default(), &mut sink, || {
+            polls += 1;
+            !writer.is_finished() || polls < 2
+        })
+        .unwrap();
+        assert_eq!(String::from_utf8(o).unwrap(), "hello\n");
     }
 
     #[test]
