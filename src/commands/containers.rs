@@ -899,13 +899,10 @@ pub fn exec(g: &Global, args: ExecArgs) -> anyhow::Result<ExitCode> {
         bail!("no command given");
     }
     process.set_args(Some(args.command.clone()));
-    let mut env = process.env().clone().unwrap_or_default();
-    for e in &args.env {
-        let key = e.split('=').next().unwrap_or_default();
-        env.retain(|x| x.split('=').next() != Some(key));
-        env.push(e.clone());
-    }
-    process.set_env(Some(env));
+    process.set_env(Some(runspec::merge_env(
+        process.env().clone().unwrap_or_default(),
+        &args.env,
+    )?));
     if let Some(w) = &args.workdir {
         process.set_cwd(PathBuf::from(w));
     }

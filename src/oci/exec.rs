@@ -70,13 +70,10 @@ fn from_command_line(spec: &oci_spec::runtime::Spec, a: &ExecArgs) -> anyhow::Re
     let mut p = spec.process().clone().context("the spec has no process")?;
     p.set_args(Some(a.command.clone()));
     p.set_terminal(Some(a.tty));
-    let mut env = p.env().clone().unwrap_or_default();
-    for e in &a.env {
-        let key = e.split('=').next().unwrap_or_default();
-        env.retain(|x| x.split('=').next() != Some(key));
-        env.push(e.clone());
-    }
-    p.set_env(Some(env));
+    p.set_env(Some(crate::runspec::merge_env(
+        p.env().clone().unwrap_or_default(),
+        &a.env,
+    )?));
     if let Some(cwd) = &a.cwd {
         p.set_cwd(PathBuf::from(cwd));
     }
