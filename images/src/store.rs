@@ -677,11 +677,10 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let a = record("r/a:1", b"la");
         let b = record("r/b:1", b"lb");
-        for r in [&a, &b] {
-            store
-                .write_blob(&r.layers[0].digest, r.layers[0].digest.hex().as_bytes())
-                .ok();
-            fs::write(store.blob_path(&r.layers[0].digest), b"x").unwrap();
+        for (r, content) in [(&a, b"la"), (&b, b"lb")] {
+            // The layer blob through the store's own verified write.
+            store.write_blob(&r.layers[0].digest, content).unwrap();
+            assert!(store.blob_path(&r.layers[0].digest).exists());
             fs::create_dir_all(store.layer_path(&r.layers[0].diff_id)).unwrap();
             store.put_image(r.clone()).unwrap();
         }

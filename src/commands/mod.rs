@@ -35,6 +35,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A process's exit code as this process's own (clamped to 0..=255), for the commands
+/// that end as their container's process did (`run`, `exec`, and `frun-oci`'s).
+pub fn exit_code(c: i32) -> ExitCode {
+    ExitCode::from(c.clamp(0, 255) as u8)
+}
+
 /// A runtime for the commands that talk to the network.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     // rustls needs one crypto provider per process; ring builds without a C toolchain
