@@ -218,8 +218,14 @@ fn overlay_in_private_namespace(
     set("lowerdir", &lower)?;
     set("upperdir", &upper.display().to_string())?;
     set("workdir", &work.display().to_string())?;
-    rmount::fsconfig_create(&fs)
-        .map_err(|e| format!("mounting the overlay root filesystem: {e}"))?;
+    rmount::fsconfig_create(&fs).map_err(|e| {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        format!(
+            "mounting the overlay root filesystem over idmapped layers: {e} (kernel {}: \
+             --uidmap needs overlayfs with idmapped layers, Linux 5.19 or later)",
+            kernel.trim()
+        )
+    })?;
     rmount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
         .map_err(|e| format!("mounting the overlay root filesystem: {e}"))
 }
