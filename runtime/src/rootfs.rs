@@ -876,7 +876,13 @@ pub(crate) fn finish(spec: &Spec) -> R<()> {
             OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| format!("opening /dev/null: {e}"))?;
+        .map_err(|e| match e {
+            // A volume on /dev (frun makes no nodes there) without the null device.
+            rustix::io::Errno::NOENT => "the container has no /dev/null to mask paths with \
+                 (a volume on /dev must hold the null device, 1:3)"
+                .to_string(),
+            e => format!("opening /dev/null: {e}"),
+        })?;
         let st = rfs::fstat(&null).map_err(|e| format!("stat /dev/null: {e}"))?;
         if FileType::from_raw_mode(st.st_mode) != FileType::CharacterDevice
             || st.st_rdev != rfs::makedev(1, 3)
