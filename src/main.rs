@@ -15,19 +15,10 @@ mod progress;
 mod runspec;
 mod tty;
 
-/// For tests that need root: true when they may go on; outside CI without root they
-/// skip, saying so; in CI without root they fail.
+/// For tests that need root: the one rule, [`frun_runtime::testing::root_or_skip`].
 #[cfg(test)]
 fn test_as_root() -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").is_err(),
-        "this test must run as root in CI"
-    );
-    eprintln!("SKIPPED: not root");
-    false
+    frun_runtime::testing::root_or_skip()
 }
 
 use clap::Parser;

@@ -426,33 +426,21 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
         None => None,
     };
     // Published ports are bound before the start, so that a taken port fails it.
-    let spawned = crate::forward::bind_all(&c.record.publish)
-        .map_err(|e| frun_runtime::RuntimeError::Config(format!("{e:#}")))
-        .and_then(|bound| {
-            let opts = frun_runtime::SpawnOptions {
-                console_socket: console_theirs,
-                ..Default::default()
-            };
-            Ok((frun_runtime::spawn_with(&cfg, stdio, opts)?, bound))
-        });
+    let spawned = crate::forward::bind_all(&c.record.publish).and_then(|bound| {
+        let opts = frun_runtime::SpawnOptions {
+            console_socket: console_theirs,
+            ..Default::default()
+        };
+        Ok((frun_runtime::spawn_with(&cfg, stdio, opts)?, bound))
+    });
     let (started, bound) = match spawned {
         Ok(s) => s,
         Err(e) => {
             if let Some(n) = &net_cfg {
                 let _ = crate::net::detach(n, &c.record.id);
             }
-            let msg = format!("starting container {}: {e}", c.record.name);
-            let exit = match &e {
-                frun_runtime::RuntimeError::Child(m)
-                    if m.contains("not found in $PATH") || m.contains("No such file") =>
-                {
-                    EXIT_NOT_FOUND
-                }
-                frun_runtime::RuntimeError::Child(m) if m.starts_with("exec ") => {
-                    EXIT_CANNOT_INVOKE
-                }
-                _ => EXIT_FRUN_ERROR,
-            };
+            let msg = format!("starting container {}: {e:#}", c.record.name);
+            let exit = start_failure_code(&e);
             let mut st = State::created();
             st.status = Status::Exited;
             st.exit_code = Some(exit as i32);
@@ -995,6 +983,20 @@ pub fn exec(g: &Global, args: ExecArgs) -> anyhow::Result<ExitCode> {
     Ok(code(exit.code))
 }
 
+/// The exit code of a start that failed, as Docker's: 127 when the command does not
+/// exist, 126 when it cannot be run, 125 for anything else.
+fn start_failure_code(e: &anyhow::Error) -> u8 {
+    use frun_runtime::{RuntimeError::Setup, SetupError};
+    match e.downcast_ref::<frun_runtime::RuntimeError>() {
+        Some(Setup(SetupError::NotFound { .. })) => EXIT_NOT_FOUND,
+        Some(Setup(SetupError::Exec { cause, .. })) if cause.errno() == Some(libc::ENOENT) => {
+            EXIT_NOT_FOUND
+        }
+        Some(Setup(SetupError::Exec { .. })) => EXIT_CANNOT_INVOKE,
+        _ => EXIT_FRUN_ERROR,
+    }
+}
+
 /// A container's `/etc/hosts`: itself, and every container on its bridge by name.
 fn hosts_file(c: &Container, net: &crate::net::NetConfig) -> String {
     let hostname = &c.record.id[..12];
@@ -1028,6 +1030,30 @@ fn refresh_hosts(containers: &Containers, net: &crate::net::NetConfig) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_failures_map_to_the_shells_codes_by_variant() {
+        use frun_runtime::{Cause, RuntimeError, SetupError};
+        let code = |e: SetupError| start_failure_code(&RuntimeError::Setup(e).into());
+        let arg0 = || "x".to_string();
+        assert_eq!(code(SetupError::NotFound { arg0: arg0() }), 127);
+        let exec = |n| SetupError::Exec {
+            arg0: arg0(),
+            cause: Cause::Os(n),
+        };
+        assert_eq!(code(exec(libc::ENOENT)), 127);
+        assert_eq!(code(exec(libc::EACCES)), 126);
+        // A missing bind source says "No such file" too: not the command's fault.
+        let bind = SetupError::BindSource {
+            path: "/nope".into(),
+            cause: Cause::Os(libc::ENOENT),
+        };
+        assert_eq!(code(bind), 125);
+        assert_eq!(
+            start_failure_code(&anyhow::anyhow!("port 80 is already in use")),
+            125
+        );
+    }
 
     #[test]
     fn signals_parse_by_name_and_number() {

@@ -11,4 +11,5 @@ mod limits;
 mod net;
 mod oci;
 mod pull;
+mod repair;
 mod run;
