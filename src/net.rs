@@ -196,6 +196,19 @@ impl<'a> Ipam<'a> {
             if let Some(existing) = l.leases.get(id) {
                 return Ok(existing.ip);
             }
+            // A live container's address stays its own even where the file lost its
+            // lease (a file restored from an old copy, edited by hand): put back.
+            for (other, lease) in self.leases_in_records()?.leases {
+                if other != id && !l.leases.contains_key(&other) {
+                    tracing::warn!(
+                        "{} had no lease for container {} ({}): restored from its record",
+                        cfg.state_dir.join("leases.json").display(),
+                        lease.name,
+                        lease.ip
+                    );
+                    l.leases.insert(other, lease);
+                }
+            }
             let base = u32::from(cfg.subnet);
             let size = 1u32 << (32 - cfg.prefix);
             let used: std::collections::HashSet<Ipv4Addr> =
@@ -637,6 +650,15 @@ mod tests {
         // Deleted: the same, quietly rebuilt.
         std::fs::remove_file(&leases).unwrap();
         assert_eq!(ipam.allocate("next", "next").unwrap(), ip(3));
+        assert!(ipam
+            .all()
+            .unwrap()
+            .values()
+            .any(|l| l.ip == ip(2) && l.name == "live"));
+
+        // Valid but without the live container's lease: put back, never handed out.
+        std::fs::write(&leases, "{\"leases\": {}}").unwrap();
+        assert_eq!(ipam.allocate("later", "later").unwrap(), ip(3));
         assert!(ipam
             .all()
             .unwrap()

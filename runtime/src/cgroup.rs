@@ -764,6 +764,65 @@ mod tests {
         }
     }
 
+    /// Root only, on this host's layout: the spec's memory plus swap lands in the real
+    /// cgroup files, v2's `memory.swap.max` as swap alone (0 for "no swap", which
+    /// libcgroups 0.7 left at max), v1's `memory.memsw.limit_in_bytes` as memory plus
+    /// swap. Skipped where the kernel has no swap accounting (no file to check).
+    #[test]
+    fn swap_limits_land_in_the_cgroup_files() {
+        use oci_spec::runtime::{LinuxMemoryBuilder, LinuxResourcesBuilder};
+        let Some(own) = root_only("swap") else {
+            return;
+        };
+        let v2 = matches!(get_cgroup_setup(), Ok(CgroupSetup::Unified));
+        const MB32: i64 = 32 << 20;
+        // (spec swap, v2 memory.swap.max, v1 memory.memsw.limit_in_bytes)
+        let cases = [
+            (2 * MB32, "33554432", "67108864"),
+            (MB32, "0", "33554432"),
+            (-1, "max", "9223372036854771712"),
+        ];
+        for (i, (swap, v2_want, v1_want)) in cases.into_iter().enumerate() {
+            let cg = Cgroup::open(&own.0.join(format!("c{i}"))).unwrap();
+            let mut sleeper = std::process::Command::new("sleep")
+                .arg("30")
+                .spawn()
+                .unwrap();
+            let r = LinuxResourcesBuilder::default()
+                .memory(
+                    LinuxMemoryBuilder::default()
+                        .limit(MB32)
+                        .swap(swap)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap();
+            let added = cg.add(sleeper.id() as i32, Some(&r));
+            let (dir, file, want) = match &cg.imp {
+                Imp::V2(_) => (
+                    Path::new(CGROUP_ROOT).join(cg.path.strip_prefix("/").unwrap()),
+                    "memory.swap.max",
+                    v2_want,
+                ),
+                Imp::V1(h) => (
+                    h.iter().find(|h| h.has("memory")).unwrap().dir.clone(),
+                    "memory.memsw.limit_in_bytes",
+                    v1_want,
+                ),
+            };
+            let got = std::fs::read_to_string(dir.join(file));
+            let _ = sleeper.kill();
+            let _ = sleeper.wait();
+            added.unwrap();
+            let Ok(got) = got else {
+                eprintln!("SKIPPED: no {file} (no swap accounting on this kernel)");
+                return;
+            };
+            assert_eq!(got.trim(), want, "spec swap {swap} (v2: {v2})");
+        }
+    }
+
     /// Root only: `remove` kills what is inside, nested cgroups included, and leaves
     /// nothing behind.
     #[test]

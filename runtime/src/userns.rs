@@ -256,7 +256,13 @@ fn overlay_in_private_namespace(
     set("lowerdir", &lower)?;
     set("upperdir", &upper.display().to_string())?;
     set("workdir", &work.display().to_string())?;
-    rmount::fsconfig_create(&fs).map_err(|e| SetupError::mount(what, e))?;
+    rmount::fsconfig_create(&fs).map_err(|e| SetupError::IdmappedOverlay {
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        cause: e.into(),
+    })?;
     rmount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
         .map_err(|e| SetupError::mount(what, e))
 }
