@@ -359,9 +359,14 @@ fn a_failing_registry_error_is_shown_once_and_escaped() {
         ))
         .unwrap_err();
     let text = error_chain(&err);
+    // One chain: the reference, the retries, the request, the answer, each once.
     assert!(
-        text.starts_with(&format!(
-            "pulling {image}: GET http://{addr}/v2/test/x/manifests/1"
+        text.starts_with(&format!("pulling {image}: gave up after ")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            ": GET http://{addr}/v2/test/x/manifests/1: the registry answered 500"
         )),
         "{text}"
     );
