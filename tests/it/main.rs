@@ -6,6 +6,7 @@
 //! reason; under CI (`CI=true`) it fails instead.
 
 mod common;
+mod credentials;
 mod hostile_run;
 mod limits;
 mod logs;
