@@ -179,10 +179,12 @@ impl Container {
 
     /// The directory under `ROOT/logs/` of this container's generations.
     pub fn log_group(&self) -> &str {
+        // A group is a name (never a path out of ROOT/logs); otherwise the container's.
         self.record
             .log
             .group
             .as_deref()
+            .filter(|g| valid_name(g))
             .unwrap_or(&self.record.name)
     }
 
