@@ -14,6 +14,7 @@ mod child;
 mod console;
 mod exec;
 pub mod fdpass;
+pub mod probe;
 pub mod rootfs;
 pub mod seccomp;
 mod spawn;

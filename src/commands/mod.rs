@@ -2,6 +2,7 @@
 
 mod containers;
 pub mod images;
+mod info;
 
 use crate::cli::{Cli, Command, Global};
 use std::process::ExitCode;
@@ -20,6 +21,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rm(args) => containers::rm(&g, args),
         Command::Exec(args) => containers::exec(&g, args),
         Command::Logs(args) => containers::logs(&g, args),
+        Command::Info(args) => info::info(&g, args.format),
         Command::Shim { id } => containers::shim(&g, &id),
     }
 }

@@ -6,6 +6,7 @@
 //! reason; under CI (`CI=true`) it fails instead.
 
 mod common;
+mod info;
 mod net;
 mod oci;
 mod pull;
