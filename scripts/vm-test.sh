@@ -13,7 +13,7 @@
 #      checks (scripts/vm/checks.sh) and the registry; the guest's frun-vm-checks.service
 #      runs them and powers off; results come back in the share (and on the serial log);
 #   4. boots it again with systemd.unified_cgroup_hierarchy=0 (the hybrid layout).
-# Each boot has a deadline: no checks started within FRUN_VM_BOOT_TIMEOUT (240 s), or not
+# Each boot has a deadline: no checks started within FRUN_VM_BOOT_TIMEOUT (360 s), or not
 # done within FRUN_VM_TIMEOUT (900 s), kills qemu (by its pid) and fails with the serial
 # log's tail.
 #
@@ -120,7 +120,7 @@ boot() {
             state=checking
             log "$mode: guest up, checks started after ${now} s"
         fi
-        if { [ $state = booting ] && [ $now -ge "${FRUN_VM_BOOT_TIMEOUT:-240}" ]; } ||
+        if { [ $state = booting ] && [ $now -ge "${FRUN_VM_BOOT_TIMEOUT:-360}" ]; } ||
             [ $now -ge "${FRUN_VM_TIMEOUT:-900}" ]; then
             kill -KILL "$qpid" 2>/dev/null || true
             wait "$qpid" 2>/dev/null || true
@@ -140,6 +140,7 @@ boot() {
         return 1
     fi
     sed "s/^/[$mode] /" "$share/out/checks.log"
+    [ ! -f "$share/out/info.txt" ] || sed "s/^/[$mode] frun info: /" "$share/out/info.txt"
     log "$mode: boot + checks + power-off in ${now} s ($(cat "$share/out/status"))"
     [ "$(cat "$share/out/status")" = "exit 0" ]
 }

@@ -19,7 +19,7 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # (FRUN_VM_XFAIL in scripts/vm-test.sh's environment) overrides the list.
 XFAIL="swap_limit uidmap unit_outlives_unit"
 declare -A XFAIL_WHY=(
-    [swap_limit]="hostfix: --memory does not set memory.swap.max / memsw yet (issue 8, failure 2)"
+    [swap_limit]="hostfix: --memory alone does not give Docker's default swap yet: v2 leaves memory.swap.max at max, v1 sets memsw to the limit itself (issue 8, failure 2)"
     [uidmap]="hostfix: overlayfs on 6.1 refuses detached idmapped layers (issue 8, failure 1)"
     [unit_outlives_unit]="up: frun's per-container process stays in the caller's cgroup (issue 8, failure 3)"
 )
@@ -104,7 +104,8 @@ c_info() {
     for c in memory pids cpu; do
         expect "$c controller" "$(jq -r --arg n "cgroup $c controller" '.features[] | select(.name == $n) | .ok' "$work/info.json")" true
     done
-    frun info | grep -q "^Cgroups:         $layout" || die "table: no 'Cgroups: $layout' line"
+    frun info >"$SHARE/out/info.txt"
+    grep -q "^Cgroups:         $layout" "$SHARE/out/info.txt" || die "table: no 'Cgroups: $layout' line"
 }
 
 c_pull() {
@@ -219,8 +220,10 @@ c_uidmap() {
 
 c_unit_outlives_unit() {
     # A container started from a systemd unit that ends at once must keep running.
-    systemd-run --quiet --wait -p Type=oneshot /usr/local/bin/frun run -d --name unitc --network none \
-        "$REG/test/busybox" sleep 600 || die "systemd-run failed"
+    local out
+    out=$(systemd-run --quiet --wait --unit frun-vm-unitc -p Type=oneshot /usr/local/bin/frun run -d \
+        --name unitc --network none "$REG/test/busybox" sleep 600 2>&1) \
+        || die "systemd-run failed: $out $(journalctl -q -u frun-vm-unitc --no-pager 2>/dev/null | tail -3 | tr '\n' ' ')"
     sleep 2
     local st; st=$(frun ps -a --format json | jq -r '.[] | select(.name == "unitc") | .status')
     local ok=0
