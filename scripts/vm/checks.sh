@@ -17,10 +17,8 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # (as xfail, with the reason) without failing the job. When the fix is merged, take the
 # name off this list (the check then says XPASS until you do). The share's `env` file
 # (FRUN_VM_XFAIL in scripts/vm-test.sh's environment) overrides the list.
-XFAIL="swap_limit uidmap unit_outlives_unit"
+XFAIL="unit_outlives_unit"
 declare -A XFAIL_WHY=(
-    [swap_limit]="hostfix: --memory alone does not give Docker's default swap yet: v2 leaves memory.swap.max at max, v1 sets memsw to the limit itself (issue 8, failure 2)"
-    [uidmap]="hostfix: overlayfs on 6.1 refuses detached idmapped layers (issue 8, failure 1)"
     [unit_outlives_unit]="up: frun's per-container process stays in the caller's cgroup (issue 8, failure 3)"
 )
 # shellcheck disable=SC1091

@@ -213,9 +213,9 @@ fn gather(g: &Global) -> Info {
             "overlayfs over idmapped layers",
             idmap
                 .overlay_over_idmapped
-                .map(|()| "an overlay over a detached idmapped layer".into()),
+                .map(|()| "an overlay over an idmapped layer, made as --uidmap makes it".into()),
             "--uidmap/--gidmap (the image's layers are idmapped under the container's overlay)",
-            "a kernel whose overlayfs takes detached idmapped mounts as layers (6.18 does; 6.1 says \"failed to clone lowerpath\")",
+            "Linux 5.19 or later (overlayfs over idmapped layers), with overlayfs and idmapped mounts above",
         ),
         Feature::new(
             "nft",

@@ -6,7 +6,9 @@
 //! reason; under CI (`CI=true`) it fails instead.
 
 mod common;
+mod hostile_run;
 mod info;
+mod limits;
 mod net;
 mod oci;
 mod pull;
