@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use crate::RuntimeError;
 
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+pub(crate) const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// The v1 controllers libcgroups manages, by their names in mountinfo's super options.
 /// A hierarchy holding none of them (a named one such as `name=systemd`) is left alone.

@@ -11,7 +11,7 @@ use rustix::mount::{self as rmount, FsOpenFlags};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+use crate::cgroup::CGROUP_ROOT;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
