@@ -7,7 +7,8 @@
 #      its inputs; debootstrap from this machine's Debian mirror when missing);
 #   2. the test registry's content: this script runs inside scripts/with-test-registries.sh
 #      (it re-executes itself there when FRUN_TEST_REGISTRY_STORAGE is not set) and hands
-#      a copy of registry (a)'s storage to the guest, which serves it on its own loopback;
+#      the guest the part of registry (a)'s storage the checks pull (test/busybox,
+#      test/checker), which the guest serves with docker-registry on its own loopback;
 #   3. boots the image with qemu, TCG (KVM here is nested and hangs stock kernels), no NIC,
 #      the disk in snapshot mode plus a swap disk, and a 9p share holding frun, the
 #      checks (scripts/vm/checks.sh) and the registry; the guest's frun-vm-checks.service
@@ -22,6 +23,8 @@
 #        FRUN_VM_MODES    boots to make (default "v2 hybrid")
 #        FRUN_VM_XFAIL    overrides the expected-to-fail list of scripts/vm/checks.sh
 #        FRUN_VM_KEEP=1   keep the work directory (share, serial logs)
+#        FRUN_VM_CACHE    where images are cached (default /var/cache/frun-vm)
+#        FRUN_VM_MIRROR   Debian mirror for debootstrap (default: the one apt uses here)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 die() { echo "vm-test.sh: $*" >&2; exit 1; }
