@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use crate::error::{RuntimeError, SetupError};
 
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+pub(crate) const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// The v1 controllers libcgroups manages, by their names in mountinfo's super options.
 /// A hierarchy holding none of them (a named one such as `name=systemd`) is left alone.
@@ -154,7 +154,7 @@ pub(crate) fn unescape(s: &str) -> String {
 /// The v1 hierarchies in a mountinfo text, as `(controllers, mount point)`: the first
 /// mount of each (a hierarchy mounted again elsewhere, e.g. under a container's root,
 /// shows up more than once), and only those holding a controller of [`V1_CONTROLLERS`].
-fn v1_hierarchies(mountinfo: &str) -> Vec<(Vec<String>, PathBuf)> {
+pub(crate) fn v1_hierarchies(mountinfo: &str) -> Vec<(Vec<String>, PathBuf)> {
     let mut out: Vec<(Vec<String>, PathBuf)> = Vec::new();
     for line in mountinfo.lines() {
         let Some((pre, post)) = line.split_once(" - ") else {

@@ -122,7 +122,11 @@ const AT_RECURSIVE: libc::c_uint = 0x8000;
 
 /// A detached copy of the mount tree at `path` (recursive if asked), idmapped through
 /// the user namespace `userns`.
-fn idmapped_clone(path: &Path, userns: &impl AsFd, recursive: bool) -> Result<OwnedFd, SetupError> {
+pub(crate) fn idmapped_clone(
+    path: &Path,
+    userns: &impl AsFd,
+    recursive: bool,
+) -> Result<OwnedFd, SetupError> {
     let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
     if recursive {
         flags |= OpenTreeFlags::AT_RECURSIVE;

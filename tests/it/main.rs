@@ -8,6 +8,7 @@
 mod common;
 mod credentials;
 mod hostile_run;
+mod info;
 mod limits;
 mod logs;
 mod net;
