@@ -26,7 +26,8 @@
 #        WRK_OUT=DIR               keep wrk's output of the last swap (and its times) in DIR
 #
 # Everything runs inside scripts/in-netns.sh (a fresh network namespace with only loopback;
-# nothing on the host's network changes): the family images (examples/family/build.sh,
+# nothing on the host's network changes) and a private mount namespace (the containers'
+# overlay mounts are not seen, nor left, in the host's mount table): the family images (examples/family/build.sh,
 # umoci, never frun) are served by scripts/registry.sh start-hub and pulled by frun as
 # Docker Hub names through FRUN_REGISTRY_MIRROR. The load is GET /version (a static file of
 # the app, through nginx). Installs wrk if missing (benchmarks install their own tools).
@@ -84,7 +85,9 @@ if [ "${1:-}" != "$MARK" ]; then
     trap cleanup EXIT
     mkdir -p "$T/bin"
     cp "$FRUN_BIN" "$T/bin/frun"   # a private copy: a concurrent rebuild cannot swap it mid-run
-    FRUN_REV=$rev "$REPO/scripts/in-netns.sh" /bin/bash "${BASH_SOURCE[0]}" "$MARK" "$T"
+    # a private mount namespace too: the containers' mounts stay out of the host's mount table
+    FRUN_REV=$rev "$REPO/scripts/in-netns.sh" unshare --mount --propagation private -- \
+        /bin/bash "${BASH_SOURCE[0]}" "$MARK" "$T"
     exit
 fi
 
