@@ -50,7 +50,10 @@ struct Demo {
 impl Demo {
     fn new() -> Demo {
         let f = Frun::new();
-        let tag = f.cgroup_parent.trim_start_matches("/frun-test-").to_string();
+        let tag = f
+            .cgroup_parent
+            .trim_start_matches("/frun-test-")
+            .to_string();
         Demo {
             port: free_port(),
             netns: format!("frun-demo-{tag}"),
@@ -141,7 +144,10 @@ fn demo_serves_the_family_stack_and_down_removes_everything() {
     let url = format!("http://127.0.0.1:{}/", d.port);
     assert!(out.contains(&url), "the demo does not print {url}:\n{out}");
     for next in ["frun status", "frun swap family/app:v2", "demo.sh down"] {
-        assert!(out.contains(next), "the demo does not suggest `{next}`:\n{out}");
+        assert!(
+            out.contains(next),
+            "the demo does not suggest `{next}`:\n{out}"
+        );
     }
     assert!(d.netns_path().exists(), "no network namespace {}", d.netns);
 
@@ -162,13 +168,29 @@ fn demo_serves_the_family_stack_and_down_removes_everything() {
 
     // 4. down: no namespace, no port, no state, no cgroups, nothing of it running.
     d.ok(&["down"]);
-    assert!(!d.netns_path().exists(), "network namespace {} left", d.netns);
+    assert!(
+        !d.netns_path().exists(),
+        "network namespace {} left",
+        d.netns
+    );
     assert!(
         TcpStream::connect(("127.0.0.1", d.port)).is_err(),
         "127.0.0.1:{} still accepts connections",
         d.port
     );
-    assert!(!d.f.root().exists(), "state root {} left", d.f.root().display());
-    assert!(!d.run_root().exists(), "run root {} left", d.run_root().display());
-    assert!(d.f.cgroup_dirs().is_empty(), "cgroups left: {:?}", d.f.cgroup_dirs());
+    assert!(
+        !d.f.root().exists(),
+        "state root {} left",
+        d.f.root().display()
+    );
+    assert!(
+        !d.run_root().exists(),
+        "run root {} left",
+        d.run_root().display()
+    );
+    assert!(
+        d.f.cgroup_dirs().is_empty(),
+        "cgroups left: {:?}",
+        d.f.cgroup_dirs()
+    );
 }
