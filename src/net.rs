@@ -249,6 +249,16 @@ pub struct Attachment {
     pub ip: Ipv4Addr,
 }
 
+/// The MAC address of a container's eth0, derived from its address as Docker does
+/// (locally administered, `02:66:` + the four address bytes). A random one would break
+/// address reuse: a container that talked to the previous holder of the address keeps
+/// its neighbour entry (the old MAC, REACHABLE for up to ~45 s) and its packets to the
+/// new holder go nowhere, e.g. nginx to the third generation of a swapped app.
+fn container_mac(ip: Ipv4Addr) -> Vec<u8> {
+    let [a, b, c, d] = ip.octets();
+    vec![0x02, 0x66, a, b, c, d]
+}
+
 /// Host-side veth name of a container: unique per id, within IFNAMSIZ.
 fn host_veth(id: &str) -> String {
     format!("veth{}", &id[..11])
@@ -459,7 +469,8 @@ pub fn attach(cfg: &NetConfig, id: &str, name: &str) -> anyhow::Result<Attachmen
             })
         })?;
 
-        // 2. Inside: eth0 with its address and the default route, lo up.
+        // 2. Inside: eth0 with its MAC (from the address) and address, the default route,
+        //    lo up.
         let (host, gw, prefix) = (host_veth(id), cfg.gateway(), cfg.prefix);
         netlink(Some(netns.clone()), move |h| {
             Box::pin(async move {
@@ -471,10 +482,12 @@ pub fn attach(cfg: &NetConfig, id: &str, name: &str) -> anyhow::Result<Attachmen
                     .set(
                         LinkUnspec::new_with_index(idx)
                             .name("eth0".to_string())
+                            .address(container_mac(ip))
                             .build(),
                     )
                     .execute()
-                    .await?;
+                    .await
+                    .context("naming eth0 and setting its MAC address")?;
                 h.address()
                     .add(idx, IpAddr::V4(ip), prefix)
                     .execute()
