@@ -415,6 +415,19 @@ impl Containers {
 mod tests {
     use super::*;
 
+    /// Docker's StopSignal and runc's `kill` spellings: number, name, with or without
+    /// SIG, any case.
+    #[test]
+    fn signals_parse_by_name_and_number() {
+        assert_eq!(parse_signal("SIGUSR1").unwrap(), Signal::SIGUSR1);
+        assert_eq!(parse_signal("sigusr1").unwrap(), Signal::SIGUSR1);
+        assert_eq!(parse_signal("term").unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_signal("TERM").unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
+        assert!(parse_signal("SIGNOPE").is_err());
+        assert!(parse_signal("NOPE").is_err());
+    }
+
     #[test]
     fn names() {
         assert!(valid_name("app"));

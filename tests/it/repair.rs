@@ -84,3 +84,37 @@ fn gc_says_what_partial_downloads_freed() {
     assert!(!f.root().join(".images.json.tmp-999999").exists());
     assert_eq!(f.images().len(), 1);
 }
+
+/// A full disk: the pull fails at once (no retries of a local error) and names the file
+/// it could not write. The store is a 400 kB tmpfs in a private mount namespace.
+#[test]
+fn a_full_disk_fails_the_pull_once_naming_the_file() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new().env("FRUN_RETRY_WINDOW", "30");
+    let reference = format!("{reg}/test/busybox:latest");
+    let inner = f.command(&["pull", "-q", &reference]);
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mkdir -p "$0" && mount -t tmpfs -o size=400k tmpfs "$0" && exec "$@""#)
+        .arg(f.root())
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(err.matches("No space left on device").count(), 1, "{err}");
+    assert!(
+        err.contains("/ingest/") || err.contains("/layers/tmp/"),
+        "names the file: {err}"
+    );
+    assert!(
+        !err.contains("attempts"),
+        "a local error is not retried: {err}"
+    );
+}
