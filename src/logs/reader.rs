@@ -494,6 +494,8 @@ pub fn follow(
 
     // 3. New entries as they come.
     let mut events = [0u8; 4096];
+    // The first line of the last file read to its end: where to go on from.
+    let mut last_first: Vec<u8> = Vec::new();
     loop {
         let alive = running();
         let mut put_err = None;
@@ -518,13 +520,23 @@ pub fn follow(
                     let c = current.as_mut().expect("matched Some");
                     c.read_new(&path, &mut put)?;
                     // Several rotations may have passed: the files after ours, in order.
-                    let next = after(dir, &c.first)?;
+                    last_first = c.first.clone();
+                    let next = after(dir, &last_first)?;
                     for f in next.whole {
                         each_in_gz(f, dir, &mut put)?;
                     }
                     current = next.follow;
                 }
-                (None, Some(_)) => current = Followed::open(&path)?,
+                // No file followed: the first one appearing, or the current one missing
+                // when we last looked (between a rotation's rename and its new file):
+                // what follows the last file read, which is not always the current one.
+                (None, Some(_)) => {
+                    let next = after(dir, &last_first)?;
+                    for f in next.whole {
+                        each_in_gz(f, dir, &mut put)?;
+                    }
+                    current = next.follow;
+                }
                 _ => break,
             }
         }
