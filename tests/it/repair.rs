@@ -118,3 +118,25 @@ fn a_full_disk_fails_the_pull_once_naming_the_file() {
         "a local error is not retried: {err}"
     );
 }
+
+/// `images.json` is a file on disk: a reference with terminal escapes in it (edited, or
+/// written by something else) is shown escaped, never interpreted.
+#[test]
+fn image_listing_escapes_control_characters() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    let reference = format!("{reg}/test/busybox:latest");
+    f.ok(&["pull", "-q", &reference]);
+    let path = f.root().join("images.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let evil = "evil\u{1b}]0;pwned\u{7}\u{1b}[32m\nfrun: pulled OK";
+    let text = text.replace(
+        &format!("\"{reference}\""),
+        &serde_json::to_string(evil).unwrap(),
+    );
+    std::fs::write(&path, text).unwrap();
+    let out = f.ok(&["images"]);
+    assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+    assert!(out.contains("evil\\u{1b}]0;pwned"), "{out}");
+    assert_eq!(out.lines().count(), 2, "one header, one image: {out}");
+}
