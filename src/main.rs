@@ -8,6 +8,7 @@ mod commands;
 mod containers;
 mod forward;
 mod limits;
+mod logs;
 mod model;
 mod net;
 mod oci;
@@ -15,8 +16,10 @@ mod oom;
 mod progress;
 mod runspec;
 mod stack;
+mod stats;
 mod supervise;
 mod tty;
+mod volumes;
 
 /// For tests that need root: the one rule, [`frun_runtime::testing::root_or_skip`].
 #[cfg(test)]

@@ -243,6 +243,9 @@ pub struct Description {
     pub stop_grace: Duration,
     pub labels: BTreeMap<String, String>,
     pub health: Option<HealthCheck>,
+    /// Log rotation and placement (`--log-opt`; a stack role's log group).
+    #[serde(skip)]
+    pub log: crate::logs::LogConfig,
 }
 
 impl Description {
@@ -319,6 +322,7 @@ impl Description {
             stop_grace: Duration::from_secs(args.stop_timeout.unwrap_or(10)),
             labels: BTreeMap::new(),
             health: None,
+            log: crate::logs::LogConfig::parse_opts(&args.log_opts)?,
         };
         d.validate()?;
         Ok(d)
@@ -356,36 +360,6 @@ pub fn image_for_run(g: &Global, image: &ImageRef, quiet: bool) -> anyhow::Resul
         eprintln!("Unable to find image '{image}' locally; pulling");
     }
     crate::commands::images::pull_record(g, image, None, quiet)
-}
-
-/// Makes a named volume's directory; a new one takes the owner and mode of the image's
-/// directory at the mount point (so `/var/db` owned by uid 1000 in the image stays
-/// writable by an app running as 1000), as Docker does for a new volume.
-fn ensure_volume(dir: &Path, layers_top_first: &[PathBuf], dest: &str) -> anyhow::Result<()> {
-    if dir.exists() {
-        return Ok(());
-    }
-    let parent = dir.parent().context("volume directory without a parent")?;
-    std::fs::create_dir_all(parent).with_context(|| format!("creating {parent:?}"))?;
-    let tmp = parent.join(format!(
-        ".{}.new",
-        dir.file_name().unwrap_or_default().to_string_lossy()
-    ));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir(&tmp).with_context(|| format!("creating volume {tmp:?}"))?;
-    let rel = dest.trim_start_matches('/');
-    if let Some(meta) = layers_top_first
-        .iter()
-        .find_map(|l| std::fs::symlink_metadata(l.join(rel)).ok())
-        .filter(|m| m.is_dir())
-    {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        std::os::unix::fs::chown(&tmp, Some(meta.uid()), Some(meta.gid()))
-            .with_context(|| format!("setting the owner of volume {tmp:?}"))?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
-            .with_context(|| format!("setting the mode of volume {tmp:?}"))?;
-    }
-    std::fs::rename(&tmp, dir).with_context(|| format!("creating volume {dir:?}"))
 }
 
 /// Creates the container a description asks for: image (pulled if missing), record,
@@ -455,6 +429,7 @@ pub fn create(g: &Global, d: &Description, quiet: bool) -> anyhow::Result<Contai
             labels: d.labels.clone(),
             health: d.health.clone(),
             lower_dirs: lower.clone(),
+            log: d.log.clone(),
         })
     })?;
     let result = (|| {
@@ -484,13 +459,10 @@ pub fn create(g: &Global, d: &Description, quiet: bool) -> anyhow::Result<Contai
             NetworkMode::None => Network::None,
         };
         // 4. Volumes: named ones made (and initialised) now, host paths as they are.
-        let volumes_dir = g.root.join("volumes");
         let mut volumes = Vec::new();
         for v in &d.volumes {
             let source = if v.is_named() {
-                let dir = volumes_dir.join(&v.source);
-                ensure_volume(&dir, &lower, &v.dest)?;
-                dir
+                crate::volumes::prepare(&g.root, &v.source, &lower, &v.dest)?
             } else {
                 PathBuf::from(&v.source)
             };
@@ -650,23 +622,6 @@ mod tests {
     fn volume_destinations_are_cleaned() {
         let v = VolumeSpec::parse("data://var/./lib/../data/").unwrap();
         assert_eq!(v.dest, "/var/data");
-    }
-
-    #[test]
-    fn a_new_volume_takes_the_owner_and_mode_of_the_image_directory() {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let t = tempfile::tempdir().unwrap();
-        let layer = t.path().join("layer");
-        std::fs::create_dir_all(layer.join("var/db")).unwrap();
-        std::fs::set_permissions(layer.join("var/db"), std::fs::Permissions::from_mode(0o750))
-            .unwrap();
-        let vol = t.path().join("volumes/db");
-        ensure_volume(&vol, &[layer], "/var/db").unwrap();
-        assert_eq!(std::fs::metadata(&vol).unwrap().mode() & 0o7777, 0o750);
-        // An existing volume is left as it is.
-        std::fs::set_permissions(&vol, std::fs::Permissions::from_mode(0o700)).unwrap();
-        ensure_volume(&vol, &[], "/var/db").unwrap();
-        assert_eq!(std::fs::metadata(&vol).unwrap().mode() & 0o7777, 0o700);
     }
 
     #[test]

@@ -197,6 +197,21 @@ pub fn read_image_file(layers_top_first: &[PathBuf], rel: &str) -> Option<String
     None
 }
 
+/// `base` (an image's or a process's environment) with each `-e KEY=VALUE` of
+/// `overrides` put in place of the variable of that key, in order: the one rule of `run`,
+/// `exec` and `frun-oci exec`. An empty key is refused, naming the value.
+pub fn merge_env(mut base: Vec<String>, overrides: &[String]) -> anyhow::Result<Vec<String>> {
+    for e in overrides {
+        let key = e.split('=').next().unwrap_or_default();
+        if key.is_empty() {
+            bail!("invalid environment variable {e:?}: expected KEY=VALUE");
+        }
+        base.retain(|x| x.split('=').next() != Some(key));
+        base.push(e.clone());
+    }
+    Ok(base)
+}
+
 /// Resolves `user` (`name`, `uid`, `name:group`, `uid:gid`) against the image's
 /// passwd and group files: `(uid, gid, additional gids)`.
 pub fn resolve_user(
@@ -302,15 +317,7 @@ pub fn build(
     let mut spec = frun_runtime::spec::default_spec(args);
 
     // Environment: the image's, then -e (which wins), PATH always present.
-    let mut env: Vec<String> = ic.env().clone().unwrap_or_default();
-    for e in &opts.env {
-        let key = e.split('=').next().unwrap_or_default();
-        if key.is_empty() {
-            bail!("invalid environment variable {e:?}: expected KEY=VALUE");
-        }
-        env.retain(|x| x.split('=').next() != Some(key));
-        env.push(e.clone());
-    }
+    let mut env = merge_env(ic.env().clone().unwrap_or_default(), &opts.env)?;
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.insert(
             0,

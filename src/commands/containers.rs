@@ -12,14 +12,15 @@ use anyhow::{bail, Context};
 use frun_runtime::{ExitState, RootfsSource, SpawnConfig, Stdio};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
+use super::exit_code;
 use super::images::open_store;
-use crate::cli::{ExecArgs, Format, Global, LogsArgs, PsArgs, RmArgs, RunArgs, StopArgs};
+use crate::cli::{ExecArgs, Global, RmArgs, RunArgs, StopArgs};
 use crate::containers::{now, pid_start, Container, Containers, State, Status};
 use crate::limits;
 use crate::model::Description;
@@ -87,8 +88,8 @@ fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     let status = child.wait()?;
     use std::os::unix::process::ExitStatusExt;
     Ok(match (status.code(), status.signal()) {
-        (Some(c), _) => code(c),
-        (None, Some(s)) => code(128 + s),
+        (Some(c), _) => exit_code(c),
+        (None, Some(s)) => exit_code(128 + s),
         _ => ExitCode::FAILURE,
     })
 }
@@ -393,28 +394,23 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     };
     let mut log = None;
     if !streams.is_empty() {
-        let file = std::sync::Arc::new(std::sync::Mutex::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(c.log_path())?,
-        ));
+        let writer = c.open_log()?;
         for (fd, stream) in streams {
-            let file = file.clone();
+            let (writer, stream) = (writer.clone(), crate::logs::writer::Stream::parse(stream));
             loggers.push(std::thread::spawn(move || {
-                copy_to_log(std::fs::File::from(fd), stream, &file)
+                writer.copy(std::fs::File::from(fd), stream)
             }));
         }
-        log = Some(file);
+        log = Some(writer);
     }
     // What frun has to tell about the container while it runs (the forwarder's "the
     // target refused"): a `frun:` line where its output goes, so in its log when it is
     // detached (`frun logs` shows it), on the terminal otherwise.
     let say: crate::forward::Say = match &log {
-        Some(file) => {
-            let file = file.clone();
+        Some(writer) => {
+            let writer = writer.clone();
             std::sync::Arc::new(move |text: &str| {
-                log_line(&file, "stderr", &format!("{text}\n"));
+                writer.line(crate::logs::writer::Stream::Stderr, &format!("{text}\n"));
                 tracing::warn!("{text}");
             })
         }
@@ -505,9 +501,8 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         };
         let wait = crate::model::RestartPolicy::backoff(streak);
         if let Some(l) = &log {
-            log_line(
-                l,
-                "stderr",
+            l.line(
+                crate::logs::writer::Stream::Stderr,
                 &format!(
                     "frun: the container exited (code {}): restarting it in {wait:?} (policy {}, restart {})\n",
                     exit.code,
@@ -538,7 +533,7 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     if c.record.auto_remove {
         containers.remove(&c)?;
     }
-    Ok(code(exit.code))
+    Ok(exit_code(exit.code))
 }
 
 /// The signals to the shim that stop its container.
@@ -559,30 +554,6 @@ fn finish(c: &Container, st: &mut State, exit: ExitState) -> anyhow::Result<()> 
         c.set_last_state(st)
     } else {
         c.set_state(st)
-    }
-}
-
-fn copy_to_log(pipe: std::fs::File, stream: &str, log: &std::sync::Mutex<std::fs::File>) {
-    let mut reader = std::io::BufReader::new(pipe);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => log_line(log, stream, &String::from_utf8_lossy(&line)),
-        }
-    }
-}
-
-/// One JSON line of a container's log, as Docker's json-file driver writes them.
-fn log_line(log: &std::sync::Mutex<std::fs::File>, stream: &str, text: &str) {
-    let entry = serde_json::json!({
-        "time": now(),
-        "stream": stream,
-        "log": text,
-    });
-    if let Ok(mut f) = log.lock() {
-        let _ = writeln!(f, "{entry}");
     }
 }
 
@@ -762,128 +733,6 @@ pub fn rm(g: &Global, args: RmArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub fn ps(g: &Global, args: PsArgs) -> anyhow::Result<ExitCode> {
-    let containers = Containers::open(&g.root)?;
-    let mut rows = Vec::new();
-    for c in containers.list()? {
-        let Ok(st) = c.state() else { continue };
-        if !args.all && st.status != Status::Running {
-            continue;
-        }
-        rows.push((c, st));
-    }
-    let mut out = std::io::stdout().lock();
-    match args.format {
-        Format::Json => {
-            let v: Vec<serde_json::Value> = rows
-                .iter()
-                .map(|(c, st)| {
-                    let d = super::stack::describe(c);
-                    serde_json::json!({
-                        "id": c.record.id,
-                        "name": c.record.name,
-                        "image": c.record.image,
-                        "image_digest": c.record.image_digest,
-                        "command": c.record.command,
-                        "created": c.record.created,
-                        "status": st.status,
-                        "state": d["status"],
-                        "holder_alive": Container::holder_alive(st),
-                        "role": d["role"],
-                        "stack": d["stack"],
-                        "health": d["health"],
-                        "restarts": st.restart_count,
-                        "address": d["address"],
-                        "ports": d["ports"],
-                        "pid": st.pid.filter(|_| st.status == Status::Running),
-                        "exit_code": st.exit_code,
-                        "oom_killed": st.oom_killed,
-                        "started_at": st.started_at,
-                        "finished_at": st.finished_at,
-                    })
-                })
-                .collect();
-            serde_json::to_writer_pretty(&mut out, &v)?;
-            writeln!(out)?;
-        }
-        Format::Table => {
-            writeln!(
-                out,
-                "{:<12}  {:<30}  {:<20}  {:<22}  {:<26}  NAME",
-                "ID", "IMAGE", "COMMAND", "STATUS", "PORTS"
-            )?;
-            for (c, _) in rows {
-                let d = super::stack::describe(&c);
-                let mut cmd = crate::containers::sanitize(&c.record.command.join(" "));
-                cmd.truncate(20);
-                let ports: Vec<String> = c.record.publish.iter().map(|p| p.to_string()).collect();
-                writeln!(
-                    out,
-                    "{:<12}  {:<30}  {:<20}  {:<22}  {:<26}  {}",
-                    c.short_id(),
-                    crate::containers::sanitize(&c.record.image),
-                    cmd,
-                    d["status"].as_str().unwrap_or("-"),
-                    ports.join(","),
-                    crate::containers::sanitize(&c.record.name)
-                )?;
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn logs(g: &Global, args: LogsArgs) -> anyhow::Result<ExitCode> {
-    let containers = Containers::open(&g.root)?;
-    let c = containers.find(&args.container)?;
-    let path = c.log_path();
-    let mut offset = 0u64;
-    loop {
-        let data = std::fs::read(&path).unwrap_or_default();
-        if (data.len() as u64) > offset {
-            let chunk = &data[offset as usize..];
-            // Only whole lines: a line being written is read next time.
-            let end = chunk.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
-            print_log_lines(&chunk[..end], args.timestamps)?;
-            offset += end as u64;
-        }
-        if !args.follow || c.state()?.status != Status::Running {
-            if args.follow {
-                // One last read after the exit.
-                let data = std::fs::read(&path).unwrap_or_default();
-                if (data.len() as u64) > offset {
-                    print_log_lines(&data[offset as usize..], args.timestamps)?;
-                }
-            }
-            return Ok(ExitCode::SUCCESS);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn print_log_lines(data: &[u8], timestamps: bool) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    let mut err = std::io::stderr().lock();
-    for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {
-            continue;
-        };
-        let text = v["log"].as_str().unwrap_or_default();
-        let prefix = if timestamps {
-            format!("{} ", v["time"].as_str().unwrap_or_default())
-        } else {
-            String::new()
-        };
-        if v["stream"] == "stderr" {
-            write!(err, "{prefix}{text}")?;
-        } else {
-            write!(out, "{prefix}{text}")?;
-        }
-    }
-    out.flush()?;
-    Ok(())
-}
-
 pub fn exec(g: &Global, args: ExecArgs) -> anyhow::Result<ExitCode> {
     let containers = Containers::open(&g.root)?;
     let c = containers.find(&args.container)?;
@@ -901,13 +750,10 @@ pub fn exec(g: &Global, args: ExecArgs) -> anyhow::Result<ExitCode> {
         bail!("no command given");
     }
     process.set_args(Some(args.command.clone()));
-    let mut env = process.env().clone().unwrap_or_default();
-    for e in &args.env {
-        let key = e.split('=').next().unwrap_or_default();
-        env.retain(|x| x.split('=').next() != Some(key));
-        env.push(e.clone());
-    }
-    process.set_env(Some(env));
+    process.set_env(Some(runspec::merge_env(
+        process.env().clone().unwrap_or_default(),
+        &args.env,
+    )?));
     if let Some(w) = &args.workdir {
         process.set_cwd(PathBuf::from(w));
     }
@@ -979,7 +825,7 @@ pub fn exec(g: &Global, args: ExecArgs) -> anyhow::Result<ExitCode> {
     if let Some(r) = relay {
         r.finish();
     }
-    Ok(code(exit.code))
+    Ok(exit_code(exit.code))
 }
 
 /// The exit code of a start that failed, as Docker's: 127 when the command does not

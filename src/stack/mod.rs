@@ -169,6 +169,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+fn log_group(stack: &str, role: &str) -> crate::logs::LogConfig {
+    crate::logs::LogConfig {
+        group: Some(format!("{stack}-{role}")),
+        ..Default::default()
+    }
+}
+
 /// Where a stack's files live in the state root.
 pub fn stack_dir(root: &Path, name: &str) -> PathBuf {
     root.join("stacks").join(name)
@@ -491,6 +498,9 @@ impl Stack {
             stop_grace: cx.duration(&a.stop_grace, "stop_grace", Duration::from_secs(10))?,
             labels: labels("app"),
             health,
+            // Every generation of the role logs into one group: `frun logs` of the role
+            // reads on across replacements.
+            log: log_group(&name, "app"),
         };
         app.validate()
             .map_err(|e| cx.err(app_span.clone(), format!("[app]: {e:#}")))?;
@@ -557,6 +567,7 @@ impl Stack {
                     stop_grace: Duration::from_secs(10),
                     labels: labels("proxy"),
                     health: None,
+                    log: log_group(&name, "proxy"),
                 };
                 desc.validate()
                     .map_err(|e| cx.err(span, format!("[proxy]: {e:#}")))?;

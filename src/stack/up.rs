@@ -64,11 +64,10 @@ fn say(quiet: bool, text: &str) {
 
 /// The last lines of a container's log, for an error message.
 pub fn last_log_lines(c: &Container, n: usize) -> String {
-    let data = std::fs::read(c.log_path()).unwrap_or_default();
-    let lines: Vec<String> = data
-        .split(|b| *b == b'\n')
-        .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
-        .map(|v| v["log"].as_str().unwrap_or_default().trim_end().to_string())
+    let lines: Vec<String> = crate::logs::reader::read_entries(&c.log_dir())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e.log.trim_end().to_string())
         .collect();
     let tail = &lines[lines.len().saturating_sub(n)..];
     if tail.is_empty() {
