@@ -31,7 +31,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::RuntimeError;
+use crate::error::{RuntimeError, SetupError};
 
 pub(crate) const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
@@ -92,15 +92,15 @@ pub(crate) struct SelfJoin {
 impl SelfJoin {
     /// Moves the calling thread into the cgroup. Async-signal-safe apart from the error
     /// message: it runs in a freshly forked child.
-    pub(crate) fn join(&self) -> Result<(), String> {
+    pub(crate) fn join(&self) -> Result<(), SetupError> {
         for (path, fd) in &self.tasks {
             // SAFETY: writes one byte from a static buffer to an fd this process owns.
             let n = unsafe { libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) };
             if n != 1 {
-                return Err(format!(
-                    "joining the cgroup {path:?}: {}",
-                    std::io::Error::last_os_error()
-                ));
+                return Err(SetupError::JoinCgroup {
+                    path: path.clone(),
+                    cause: crate::error::Cause::last_os_error(),
+                });
             }
         }
         Ok(())
@@ -662,15 +662,10 @@ mod tests {
         }
     }
 
-    /// For tests that need root: `/frun-ut-NAME-PID` to use, or `None` (skip) outside
-    /// CI without root; in CI without root the test fails.
+    /// For tests that need root: `/frun-ut-NAME-PID` to use, or `None` (see
+    /// [`crate::testing::root_or_skip`]).
     fn root_only(name: &str) -> Option<Cleanup> {
-        if !rustix::process::geteuid().is_root() {
-            assert!(
-                std::env::var("CI").is_err(),
-                "this test must run as root in CI"
-            );
-            eprintln!("SKIPPED: not root");
+        if !crate::testing::root_or_skip() {
             return None;
         }
         Some(Cleanup(PathBuf::from(format!(
@@ -766,6 +761,65 @@ mod tests {
                 assert!(ours_list.contains("c 1:1 r\n"), "{ours_list}");
                 assert_eq!(read(&ours, "pids", "pids.max"), "42\n");
             }
+        }
+    }
+
+    /// Root only, on this host's layout: the spec's memory plus swap lands in the real
+    /// cgroup files, v2's `memory.swap.max` as swap alone (0 for "no swap", which
+    /// libcgroups 0.7 left at max), v1's `memory.memsw.limit_in_bytes` as memory plus
+    /// swap. Skipped where the kernel has no swap accounting (no file to check).
+    #[test]
+    fn swap_limits_land_in_the_cgroup_files() {
+        use oci_spec::runtime::{LinuxMemoryBuilder, LinuxResourcesBuilder};
+        let Some(own) = root_only("swap") else {
+            return;
+        };
+        let v2 = matches!(get_cgroup_setup(), Ok(CgroupSetup::Unified));
+        const MB32: i64 = 32 << 20;
+        // (spec swap, v2 memory.swap.max, v1 memory.memsw.limit_in_bytes)
+        let cases = [
+            (2 * MB32, "33554432", "67108864"),
+            (MB32, "0", "33554432"),
+            (-1, "max", "9223372036854771712"),
+        ];
+        for (i, (swap, v2_want, v1_want)) in cases.into_iter().enumerate() {
+            let cg = Cgroup::open(&own.0.join(format!("c{i}"))).unwrap();
+            let mut sleeper = std::process::Command::new("sleep")
+                .arg("30")
+                .spawn()
+                .unwrap();
+            let r = LinuxResourcesBuilder::default()
+                .memory(
+                    LinuxMemoryBuilder::default()
+                        .limit(MB32)
+                        .swap(swap)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap();
+            let added = cg.add(sleeper.id() as i32, Some(&r));
+            let (dir, file, want) = match &cg.imp {
+                Imp::V2(_) => (
+                    Path::new(CGROUP_ROOT).join(cg.path.strip_prefix("/").unwrap()),
+                    "memory.swap.max",
+                    v2_want,
+                ),
+                Imp::V1(h) => (
+                    h.iter().find(|h| h.has("memory")).unwrap().dir.clone(),
+                    "memory.memsw.limit_in_bytes",
+                    v1_want,
+                ),
+            };
+            let got = std::fs::read_to_string(dir.join(file));
+            let _ = sleeper.kill();
+            let _ = sleeper.wait();
+            added.unwrap();
+            let Ok(got) = got else {
+                eprintln!("SKIPPED: no {file} (no swap accounting on this kernel)");
+                return;
+            };
+            assert_eq!(got.trim(), want, "spec swap {swap} (v2: {v2})");
         }
     }
 

@@ -12,15 +12,20 @@
 pub mod cgroup;
 mod child;
 mod console;
+mod error;
 mod exec;
 pub mod fdpass;
 pub mod probe;
 pub mod rootfs;
 pub mod seccomp;
+mod source;
 mod spawn;
 pub mod spec;
+#[doc(hidden)]
+pub mod testing;
 mod userns;
 
+pub use error::{Cause, RuntimeError, SetupError};
 pub use exec::{exec, exec_with, ExecOptions};
 pub use rootfs::RootfsSource;
 pub use spawn::{spawn, spawn_with, wait, ExitState, SpawnConfig, SpawnOptions, Started, Stdio};
@@ -28,34 +33,4 @@ pub use spawn::{spawn, spawn_with, wait, ExitState, SpawnConfig, SpawnOptions, S
 /// Whether the calling process has a single thread, as [`spawn`] and [`exec`] need.
 pub fn single_threaded() -> bool {
     spawn::threads() == 1
-}
-
-/// Everything that can go wrong while starting a container, named after the step.
-#[derive(Debug, thiserror::Error)]
-pub enum RuntimeError {
-    #[error("invalid container config: {0}")]
-    Config(String),
-    #[error("cgroup {path:?}: {reason}")]
-    Cgroup {
-        path: std::path::PathBuf,
-        reason: String,
-    },
-    #[error("{op}: {source}")]
-    Sys {
-        op: String,
-        #[source]
-        source: std::io::Error,
-    },
-    /// The container's set-up failed inside its namespaces, before `execve`.
-    #[error("{0}")]
-    Child(String),
-}
-
-impl RuntimeError {
-    pub(crate) fn sys(op: impl Into<String>, e: impl Into<std::io::Error>) -> RuntimeError {
-        RuntimeError::Sys {
-            op: op.into(),
-            source: e.into(),
-        }
-    }
 }

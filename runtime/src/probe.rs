@@ -177,7 +177,9 @@ pub fn idmap(dir: &Path) -> Idmap {
         }
         // 3. The idmapped clone alone, then the overlay over such clones (dropping the
         // detached mounts unmounts them).
-        let idmapped_mounts = crate::userns::idmapped_clone(&lower, &userns, false).map(drop);
+        let idmapped_mounts = crate::userns::idmapped_clone(&lower, &userns, false)
+            .map(drop)
+            .map_err(|e| e.to_string());
         let overlay_over_idmapped = match &idmapped_mounts {
             Ok(()) => crate::userns::idmapped_overlay(
                 std::slice::from_ref(&lower),
@@ -186,7 +188,8 @@ pub fn idmap(dir: &Path) -> Idmap {
                 &userns,
                 (PROBE_HOST_ID, PROBE_HOST_ID),
             )
-            .map(drop),
+            .map(drop)
+            .map_err(|e| e.to_string()),
             Err(_) => skipped("idmapped mounts"),
         };
         Idmap {

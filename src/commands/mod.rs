@@ -1,8 +1,14 @@
 //! One module per command group, each a thin layer over a library call.
 
 mod containers;
+mod cp;
 pub mod images;
 mod info;
+mod inspect;
+mod logs;
+mod ps;
+mod stats;
+mod volume;
 
 use crate::cli::{Cli, Command, Global};
 use std::process::ExitCode;
@@ -16,14 +22,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gc(args) => images::gc(&g, args.format),
         Command::Login(args) => images::login(&g, args),
         Command::Run(args) => containers::run(&g, *args),
-        Command::Ps(args) => containers::ps(&g, args),
+        Command::Ps(args) => ps::ps(&g, args),
         Command::Stop(args) => containers::stop(&g, args),
         Command::Rm(args) => containers::rm(&g, args),
         Command::Exec(args) => containers::exec(&g, args),
-        Command::Logs(args) => containers::logs(&g, args),
+        Command::Logs(args) => logs::logs(&g, args),
         Command::Info(args) => info::info(&g, args.format),
         Command::Shim { id } => containers::shim(&g, &id),
+        Command::Volume(cmd) => volume::volume(&g, cmd),
+        Command::Stats(args) => stats::stats(&g, args),
+        Command::Top(args) => stats::top(&g, args),
+        Command::Inspect(args) => inspect::inspect(&g, args),
+        Command::Cp(args) => cp::cp(&g, args),
     }
+}
+
+/// A process's exit code as this process's own (clamped to 0..=255), for the commands
+/// that end as their container's process did (`run`, `exec`, and `frun-oci`'s).
+pub fn exit_code(c: i32) -> ExitCode {
+    ExitCode::from(c.clamp(0, 255) as u8)
 }
 
 /// A runtime for the commands that talk to the network.

@@ -30,19 +30,27 @@ pub struct Saved {
     pub annotations: BTreeMap<String, String>,
 }
 
+/// An OCI container's status as the runtime spec names it (`frun-oci state`); not
+/// frun's own container status ([`crate::containers::Status`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
+pub enum OciStatus {
     Created,
     Running,
     Stopped,
 }
 
-impl Status {
+impl std::fmt::Display for OciStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl OciStatus {
     pub fn as_str(self) -> &'static str {
         match self {
-            Status::Created => "created",
-            Status::Running => "running",
-            Status::Stopped => "stopped",
+            OciStatus::Created => "created",
+            OciStatus::Running => "running",
+            OciStatus::Stopped => "stopped",
         }
     }
 }
@@ -62,19 +70,21 @@ pub fn validate_id(id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub struct Container {
+/// A container of `frun-oci` (the OCI runtime interface), kept in `ROOT/ID/`; not
+/// one of frun's own containers ([`crate::containers::Container`]).
+pub struct OciContainer {
     pub dir: PathBuf,
     pub saved: Saved,
 }
 
-impl Container {
+impl OciContainer {
     pub fn dir_of(root: &Path, id: &str) -> PathBuf {
         root.join(id)
     }
 
     /// The container `id`, or runc's "container does not exist" error (callers match
     /// on those words).
-    pub fn load(root: &Path, id: &str) -> anyhow::Result<Container> {
+    pub fn load(root: &Path, id: &str) -> anyhow::Result<OciContainer> {
         validate_id(id)?;
         let dir = Self::dir_of(root, id);
         let data = match std::fs::read(dir.join("state.json")) {
@@ -86,7 +96,7 @@ impl Container {
         };
         let saved: Saved =
             serde_json::from_slice(&data).with_context(|| format!("parsing the state of {id}"))?;
-        Ok(Container { dir, saved })
+        Ok(OciContainer { dir, saved })
     }
 
     pub fn save(dir: &Path, saved: &Saved) -> anyhow::Result<()> {
@@ -116,13 +126,13 @@ impl Container {
         now.is_some() && now == self.saved.pid_start
     }
 
-    pub fn status(&self) -> Status {
+    pub fn status(&self) -> OciStatus {
         if !self.alive() {
-            Status::Stopped
+            OciStatus::Stopped
         } else if self.fifo().exists() {
-            Status::Created
+            OciStatus::Created
         } else {
-            Status::Running
+            OciStatus::Running
         }
     }
 
@@ -132,7 +142,7 @@ impl Container {
         serde_json::json!({
             "ociVersion": OCI_VERSION,
             "id": self.saved.id,
-            "pid": if status == Status::Stopped { 0 } else { self.saved.pid },
+            "pid": if status == OciStatus::Stopped { 0 } else { self.saved.pid },
             "status": status.as_str(),
             "bundle": self.saved.bundle,
             "rootfs": self.saved.rootfs,
@@ -180,10 +190,6 @@ pub fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
     let path = std::path::absolute(path)?;
     write_replace(&path, pid.to_string().as_bytes())
         .with_context(|| format!("writing the pid file {path:?}"))
-}
-
-pub fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
 #[cfg(test)]

@@ -1,24 +1,69 @@
 //! Helpers: a temp state root per test, running the binary, the registry environment,
-//! and a TCP proxy that injects network failures in front of a real registry.
+//! waiting and reading, and a TCP proxy that injects network failures in front of a
+//! real registry.
+//!
+//! The fixture is [`Frun`]: a private state root, run root and cgroup parent. Made
+//! with [`Frun::checked`], its `Drop` also checks, when the test has not failed
+//! already, that nothing is left behind (mounts, cgroups, container directories), so a
+//! test need not repeat that check at its end.
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+pub use frun_runtime::testing::unavailable;
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }
 
-/// Skips (outside CI) or fails (in CI) a test that cannot run here.
-pub fn unavailable(why: &str) {
-    if in_ci() {
-        panic!("required in CI: {why}");
+/// The file's text; a missing or unreadable file fails the test, naming it.
+pub fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {p:?}: {e}"))
+}
+
+/// The file's text, or "" while it does not exist (yet).
+pub fn read_or_empty(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// Retries `f` every 20 ms until it succeeds, or fails the test after `secs` with `what`
+/// and the last error.
+pub fn eventually_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let start = Instant::now();
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) if start.elapsed() > Duration::from_secs(secs) => {
+                panic!("timed out after {secs} s waiting for {what}: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
     }
-    eprintln!("SKIPPED: {why}");
+}
+
+/// [`eventually_for`] with 10 s (a detached server needs a moment to listen).
+pub fn eventually<T>(f: impl FnMut() -> Result<T, String>) -> T {
+    eventually_for(10, "success", f)
+}
+
+/// Polls `probe` every 20 ms until it gives a value, or fails the test after `secs`.
+pub fn wait_for<T>(secs: u64, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    eventually_for(secs, what, || probe().ok_or_else(|| "not yet".to_string()))
+}
+
+/// The mount table of this (the host's) mount namespace, one line per mount.
+pub fn mountinfo() -> BTreeSet<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .map(String::from)
+        .collect()
 }
 
 /// The value of a variable that `scripts/registry.sh` exports, or `None` after
@@ -58,6 +103,9 @@ pub struct Frun {
     pub cgroup_parent: String,
     /// This test's bridge (`FRUN_BRIDGE`); its nftables table is `frun_<bridge>`.
     pub bridge: String,
+    /// With [`Frun::checked`]: the mount table when the test began, for the check on
+    /// drop that nothing is left.
+    check: Option<BTreeSet<String>>,
 }
 
 impl Frun {
@@ -86,7 +134,76 @@ impl Frun {
             ],
             cgroup_parent: format!("/frun-test-{tag}"),
             bridge,
+            check: None,
         }
+    }
+
+    /// This fixture, checking on drop (unless the test failed already) that its
+    /// containers left nothing behind: see [`Frun::leftovers`].
+    pub fn checked(mut self) -> Frun {
+        self.check = Some(mountinfo());
+        self
+    }
+
+    /// Mounts that appeared since the test began and are this test's: those naming its
+    /// directory, and any other not under a scratch root that tools running beside the
+    /// tests use (another test's or helper's `/tmp`, `/var/tmp`, `/run`, `/var/cache`,
+    /// `/var/lib/containers` mounts come and go on their own).
+    pub fn new_mounts(&self) -> Vec<String> {
+        let ours = self.dir.path().to_string_lossy().into_owned();
+        let before = self.check.clone().unwrap_or_default();
+        mountinfo()
+            .difference(&before)
+            .filter(|l| {
+                let mp = l.split(' ').nth(4).unwrap_or_default();
+                let foreign = [
+                    "/tmp/",
+                    "/var/tmp/",
+                    "/run/",
+                    "/var/cache/",
+                    "/var/lib/containers/",
+                ]
+                .iter()
+                .any(|p| mp.starts_with(p));
+                !foreign || l.contains(&ours)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Container directories in this test's state root.
+    pub fn container_dirs(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.root().join("containers"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect()
+    }
+
+    /// What this test's containers left: mounts, cgroups, container directories.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mounts = self.new_mounts();
+        if !mounts.is_empty() {
+            out.push(format!("mounts left behind: {mounts:#?}"));
+        }
+        let cgroups = self.child_cgroups();
+        if !cgroups.is_empty() {
+            out.push(format!("cgroups left behind: {cgroups:?}"));
+        }
+        let dirs = self.container_dirs();
+        if !dirs.is_empty() {
+            out.push(format!("container directories left: {dirs:?}"));
+        }
+        out
+    }
+
+    /// Fails the test if its containers left anything (see [`Frun::leftovers`]).
+    pub fn assert_clean(&self) {
+        let left = self.leftovers();
+        assert!(left.is_empty(), "{}", left.join("\n"));
     }
 
     /// Cgroup directories below this test's cgroup parent (every hierarchy), the
@@ -241,6 +358,11 @@ impl Frun {
 
 impl Drop for Frun {
     fn drop(&mut self) {
+        // The check first, the clean-up next (it runs either way), the verdict last.
+        let left = match &self.check {
+            Some(_) if !std::thread::panicking() => self.leftovers(),
+            _ => Vec::new(),
+        };
         // Whatever a failed test left running: only pids in this test's own cgroups.
         for pid in self.cgroup_pids() {
             let _ = rustix::process::kill_process(
@@ -260,6 +382,7 @@ impl Drop for Frun {
                 }
             }
         }
+        assert!(left.is_empty(), "{}", left.join("\n"));
     }
 }
 

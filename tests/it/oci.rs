@@ -9,10 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 fn have(tool: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
@@ -28,17 +24,6 @@ fn oci_bin(dir: &Path) -> PathBuf {
         std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_frun"), &link).expect("symlink frun-oci");
     }
     link
-}
-
-fn wait_for<T>(secs: u64, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Mount points of this (the host's) mount namespace below `dir`.
@@ -122,13 +107,9 @@ impl Oci {
             .stderr(log)
             .status()
             .unwrap();
-        assert!(status.success(), "create {id}: {}", read(out));
-        read(&pid_file).trim().parse().expect("pid file")
+        assert!(status.success(), "create {id}: {}", read_or_empty(out));
+        read_or_empty(&pid_file).trim().parse().expect("pid file")
     }
-}
-
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_default()
 }
 
 /// A bundle unpacked by umoci from the test image layout of test/busybox, with `args` as
@@ -152,7 +133,7 @@ fn bundle(f: &Frun, name: &str, args: &[&str], cgroup: Option<&str>) -> Option<P
         .unwrap();
     assert!(out.status.success(), "umoci unpack: {}", text(&out.stderr));
     let config = dir.join("config.json");
-    let mut spec: Value = serde_json::from_str(&read(&config)).unwrap();
+    let mut spec: Value = serde_json::from_str(&read_or_empty(&config)).unwrap();
     spec["process"]["terminal"] = false.into();
     spec["process"]["args"] = args.iter().map(|a| Value::from(*a)).collect();
     match cgroup {
@@ -195,7 +176,7 @@ impl Drop for CgroupGuard {
             .flatten()
         {
             let d = e.path().join(&self.0);
-            for pid in read(&d.join("cgroup.procs")).lines() {
+            for pid in read_or_empty(&d.join("cgroup.procs")).lines() {
                 if let Ok(pid) = pid.trim().parse::<i32>() {
                     let _ = nix::sys::signal::kill(
                         nix::unistd::Pid::from_raw(pid),
@@ -218,7 +199,7 @@ impl Drop for CgroupGuard {
 }
 
 fn alive(pid: i32) -> bool {
-    let stat = read(Path::new(&format!("/proc/{pid}/stat")));
+    let stat = read_or_empty(Path::new(&format!("/proc/{pid}/stat")));
     !stat.is_empty() && !stat.contains(") Z ")
 }
 
@@ -243,7 +224,7 @@ fn create_start_kill_delete_follow_runc() {
     assert_eq!(st["bundle"], b.display().to_string());
     assert!(st["ociVersion"].is_string());
     assert!(st["annotations"].is_object());
-    assert!(!read(&out).contains("started"), "ran before start");
+    assert!(!read_or_empty(&out).contains("started"), "ran before start");
     // Its namespaces and cgroup are in place already.
     for ns in ["mnt", "pid", "net", "uts", "ipc"] {
         let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
@@ -260,7 +241,7 @@ fn create_start_kill_delete_follow_runc() {
     o.ok(&["start", "life"]);
     assert_eq!(o.status("life"), "running");
     wait_for(10, "the container's output", || {
-        read(&out).contains("started").then_some(())
+        read_or_empty(&out).contains("started").then_some(())
     });
     assert_eq!(o.state("life")["pid"], pid);
     assert!(o.fails(&["start", "life"]).contains("running"));
@@ -286,7 +267,7 @@ fn create_start_kill_delete_follow_runc() {
     wait_for(10, "the container to stop", || {
         (o.status("life") == "stopped").then_some(())
     });
-    assert!(read(&out).contains("got-term"));
+    assert!(read_or_empty(&out).contains("got-term"));
     assert_eq!(o.state("life")["pid"], 0);
     assert!(o.fails(&["kill", "life", "KILL"]).contains("not running"));
 
@@ -319,7 +300,7 @@ fn run_returns_the_exit_code_and_failures_are_logged_as_json() {
 
     // A command that does not exist fails `create`, with a JSON error line in --log.
     let config = b.join("config.json");
-    let mut spec: Value = serde_json::from_str(&read(&config)).unwrap();
+    let mut spec: Value = serde_json::from_str(&read_or_empty(&config)).unwrap();
     spec["process"]["args"] = serde_json::json!(["/no/such/cmd"]);
     std::fs::write(&config, spec.to_string()).unwrap();
     let log = o.f.dir.path().join("log.json");
@@ -332,13 +313,13 @@ fn run_returns_the_exit_code_and_failures_are_logged_as_json() {
         .stderr(ef)
         .status()
         .unwrap();
-    let err = read(&err_file);
+    let err = read_or_empty(&err_file);
     assert!(
         !st.success(),
         "create of a missing command succeeded: {err}"
     );
     assert!(err.contains("/no/such/cmd"), "{err}");
-    let line: Value = serde_json::from_str(read(&log).lines().last().unwrap()).unwrap();
+    let line: Value = serde_json::from_str(read_or_empty(&log).lines().last().unwrap()).unwrap();
     assert_eq!(line["level"], "error");
     assert!(line["msg"].as_str().unwrap().contains("/no/such/cmd"));
     assert!(line["time"].is_string());
@@ -364,7 +345,9 @@ fn delete_force_kills_and_a_relative_cgroup_goes_under_frun_oci() {
     let unified = PathBuf::from(format!("/sys/fs/cgroup/frun-oci/{id}/cgroup.procs"));
     let cg = if procs.exists() { procs } else { unified };
     assert!(
-        read(&cg).lines().any(|l| l.trim() == pid.to_string()),
+        read_or_empty(&cg)
+            .lines()
+            .any(|l| l.trim() == pid.to_string()),
         "pid {pid} in {cg:?}"
     );
     // A created container can be deleted: its waiting process is killed.
@@ -387,7 +370,7 @@ fn delete_force_kills_and_a_relative_cgroup_goes_under_frun_oci() {
     o.ok(&["kill", "--all", &id, "STOP"]);
     for p in &ps {
         wait_for(10, "stopped processes", || {
-            read(Path::new(&format!("/proc/{p}/stat")))
+            read_or_empty(Path::new(&format!("/proc/{p}/stat")))
                 .contains(") T ")
                 .then_some(())
         });
@@ -771,7 +754,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             "ctr {args:?} failed ({}):\n{}\ncontainerd log:\n{}",
             out.status,
             text(&out.stderr),
-            read(&self.f.dir.path().join("containerd.log"))
+            read_or_empty(&self.f.dir.path().join("containerd.log"))
         );
         text(&out.stdout)
     }
@@ -892,7 +875,10 @@ fn containerd_runs_execs_kills_and_deletes_with_frun_oci() {
     ]);
     assert!(c.oci_state().join("c2/state.json").exists());
     let procs = format!("/sys/fs/cgroup/pids{cg2}/cgroup.procs");
-    assert!(!read(Path::new(&procs)).trim().is_empty(), "{procs}");
+    assert!(
+        !read_or_empty(Path::new(&procs)).trim().is_empty(),
+        "{procs}"
+    );
     let out = c.run(&[
         "tasks",
         "exec",
