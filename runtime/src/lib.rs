@@ -14,15 +14,21 @@ mod child;
 mod console;
 mod exec;
 pub mod fdpass;
+mod freezer;
+pub mod hooks;
 pub mod rootfs;
 pub mod seccomp;
 mod spawn;
 pub mod spec;
+pub mod stats;
+pub mod sysctl;
 mod userns;
 
 pub use exec::{exec, exec_with, ExecOptions};
 pub use rootfs::RootfsSource;
-pub use spawn::{spawn, spawn_with, wait, ExitState, SpawnConfig, SpawnOptions, Started, Stdio};
+pub use spawn::{
+    spawn, spawn_with, wait, BeforePivot, ExitState, SpawnConfig, SpawnOptions, Started, Stdio,
+};
 
 /// Whether the calling process has a single thread, as [`spawn`] and [`exec`] need.
 pub fn single_threaded() -> bool {
@@ -48,6 +54,11 @@ pub enum RuntimeError {
     /// The container's set-up failed inside its namespaces, before `execve`.
     #[error("{0}")]
     Child(String),
+    #[error(transparent)]
+    Sysctl(#[from] crate::sysctl::SysctlError),
+    /// A hook run before the pivot ([`crate::SpawnOptions::before_pivot`]) failed.
+    #[error("{0}")]
+    Hook(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl RuntimeError {

@@ -264,14 +264,11 @@ pub(crate) fn prepare(
     mountpoint: &Path,
     mut userns: Option<Userns>,
 ) -> R<OwnedFd> {
-    // 1. Nothing mounted from here on may propagate back to the host.
-    let propagation = match spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.rootfs_propagation().clone())
-        .as_deref()
-    {
-        Some("shared") | Some("rshared") => MsFlags::MS_SHARED,
+    // 1. Nothing mounted from here on may propagate back to the host. Until the pivot
+    //    the root is a slave (if asked) or private: pivot_root refuses a shared one
+    //    (EINVAL); `shared` and `unbindable` are applied after it
+    //    ([`set_root_propagation`]), as crun does.
+    let propagation = match rootfs_propagation(spec).as_deref() {
         Some("slave") | Some("rslave") => MsFlags::MS_SLAVE,
         _ => MsFlags::MS_PRIVATE,
     };
@@ -829,6 +826,42 @@ pub(crate) fn pivot(root: &OwnedFd) -> R<()> {
     // then removes the old root without needing a directory for it (runc's trick).
     nix::unistd::pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("detaching the old root: {e}"))?;
+    std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
+    Ok(())
+}
+
+fn rootfs_propagation(spec: &Spec) -> Option<String> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().clone())
+}
+
+/// After the pivot: `linux.rootfsPropagation` `shared` or `unbindable` on the new root
+/// (and the mounts below it), which could not be set before.
+pub(crate) fn set_root_propagation(spec: &Spec) -> R<()> {
+    let flag = match rootfs_propagation(spec).as_deref() {
+        Some("shared") | Some("rshared") => MsFlags::MS_SHARED,
+        Some("unbindable") | Some("runbindable") => MsFlags::MS_UNBINDABLE,
+        _ => return Ok(()),
+    };
+    sys_mount(
+        None,
+        "/",
+        None,
+        flag | MsFlags::MS_REC,
+        None,
+        "setting linux.rootfsPropagation",
+    )
+}
+
+/// Without a mount namespace of its own: the bundle's directory becomes the root by
+/// `chroot`, in the runtime's mount namespace, with nothing mounted.
+pub(crate) fn chroot(source: &RootfsSource) -> R<()> {
+    let RootfsSource::Dir(dir) = source else {
+        return Err("an overlay root filesystem needs a mount namespace".into());
+    };
+    std::env::set_current_dir(dir).map_err(|e| format!("chdir {dir:?}: {e}"))?;
+    nix::unistd::chroot(".").map_err(|e| format!("chroot {dir:?}: {e}"))?;
     std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
     Ok(())
 }

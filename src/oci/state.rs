@@ -4,7 +4,8 @@
 //!
 //! The status is computed, never stored: `stopped` once the first process is gone (or a
 //! zombie, or its pid reused: the start time is recorded), else `created` while the
-//! gate exists, else `running`.
+//! gate exists, else `paused` while the `paused` mark (written by `pause`, removed by
+//! `resume`) exists, else `running`.
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
@@ -28,12 +29,16 @@ pub struct Saved {
     pub created: String,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// The spec has hooks: `start` and `delete` read it for them (and only then).
+    #[serde(default)]
+    pub hooks: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
     Created,
     Running,
+    Paused,
     Stopped,
 }
 
@@ -42,6 +47,7 @@ impl Status {
         match self {
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         }
     }
@@ -100,6 +106,11 @@ impl Container {
         self.dir.join("exec.fifo")
     }
 
+    /// Present while the container is paused.
+    pub fn paused_mark(&self) -> PathBuf {
+        self.dir.join("paused")
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("config.json")
     }
@@ -121,6 +132,8 @@ impl Container {
             Status::Stopped
         } else if self.fifo().exists() {
             Status::Created
+        } else if self.paused_mark().exists() {
+            Status::Paused
         } else {
             Status::Running
         }

@@ -8,5 +8,6 @@
 mod common;
 mod net;
 mod oci;
+mod oci_spec;
 mod pull;
 mod run;

@@ -1,0 +1,232 @@
+//! A running container's cgroup from the outside: `pause` and `resume` (the freezer),
+//! `update` (new limits), `events` (what it uses: the same reading as `frun stats`).
+
+use anyhow::{bail, Context};
+use oci_spec::runtime::{LinuxPidsBuilder, LinuxResources};
+use std::io::{Read, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::state::{Container, Status};
+use super::{EventsArgs, Global, UpdateArgs};
+
+pub fn pause(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
+    let c = Container::load(&g.root, id)?;
+    match c.status() {
+        Status::Running => {}
+        Status::Paused => bail!("container {id} is already paused"),
+        other => bail!("container {id} is not running: {}", other.as_str()),
+    }
+    c.cgroup()?.freeze()?;
+    std::fs::write(c.paused_mark(), b"")
+        .with_context(|| format!("writing {:?}", c.paused_mark()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn resume(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
+    let c = Container::load(&g.root, id)?;
+    match c.status() {
+        Status::Paused => {}
+        other => bail!("container {id} is not paused: {}", other.as_str()),
+    }
+    c.cgroup()?.thaw()?;
+    std::fs::remove_file(c.paused_mark())
+        .with_context(|| format!("removing {:?}", c.paused_mark()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `512`, `64k`, `100m`, `1g` (powers of 1024, as runc's units), or `-1` for no limit.
+fn bytes(flag: &str, v: &str) -> anyhow::Result<i64> {
+    let t = v.trim().to_ascii_lowercase();
+    if t == "-1" {
+        return Ok(-1);
+    }
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .parse()
+        .with_context(|| format!("--{flag} {v:?}: expected bytes, e.g. 512m"))?;
+    if n < 0.0 {
+        bail!("--{flag} {v:?}: must not be negative");
+    }
+    Ok((n * mult as f64) as i64)
+}
+
+/// The new resources: `-r FILE` (`-` for stdin: what containerd's shim and podman
+/// pass) as the base, each flag over it.
+fn requested(a: &UpdateArgs) -> anyhow::Result<LinuxResources> {
+    let mut r = match a.resources.as_deref() {
+        None => LinuxResources::default(),
+        Some(path) => {
+            let mut data = Vec::new();
+            if path == "-" {
+                std::io::stdin()
+                    .read_to_end(&mut data)
+                    .context("reading the resources from stdin")?;
+            } else {
+                data = std::fs::read(path).with_context(|| format!("reading {path:?}"))?;
+            }
+            serde_json::from_slice(&data)
+                .with_context(|| format!("parsing the resources {path:?}"))?
+        }
+    };
+    let mut mem = r.memory().unwrap_or_default();
+    let mut mem_set = r.memory().is_some();
+    for (flag, v, set) in [
+        ("memory", &a.memory, 0),
+        ("memory-swap", &a.memory_swap, 1),
+        ("memory-reservation", &a.memory_reservation, 2),
+    ] {
+        let Some(v) = v else { continue };
+        let n = bytes(flag, v)?;
+        mem_set = true;
+        match set {
+            0 => mem.set_limit(Some(n)),
+            1 => mem.set_swap(Some(n)),
+            _ => mem.set_reservation(Some(n)),
+        };
+    }
+    if mem_set {
+        r.set_memory(Some(mem));
+    }
+    let cpu_flags = a.cpu_shares.is_some()
+        || a.cpu_quota.is_some()
+        || a.cpu_period.is_some()
+        || a.cpuset_cpus.is_some()
+        || a.cpuset_mems.is_some();
+    if cpu_flags {
+        let mut cpu = r.cpu().clone().unwrap_or_default();
+        if a.cpu_shares.is_some() {
+            cpu.set_shares(a.cpu_shares);
+        }
+        if a.cpu_quota.is_some() {
+            cpu.set_quota(a.cpu_quota);
+        }
+        if a.cpu_period.is_some() {
+            cpu.set_period(a.cpu_period);
+        }
+        if a.cpuset_cpus.is_some() {
+            cpu.set_cpus(a.cpuset_cpus.clone());
+        }
+        if a.cpuset_mems.is_some() {
+            cpu.set_mems(a.cpuset_mems.clone());
+        }
+        r.set_cpu(Some(cpu));
+    }
+    if let Some(v) = a.pids_limit {
+        r.set_pids(Some(LinuxPidsBuilder::default().limit(v).build()?));
+    }
+    Ok(r)
+}
+
+pub fn update(g: &Global, a: &UpdateArgs) -> anyhow::Result<ExitCode> {
+    let c = Container::load(&g.root, &a.id)?;
+    if c.status() == Status::Stopped {
+        bail!("container {} is not running", a.id);
+    }
+    let r = requested(a)?;
+    if r == LinuxResources::default() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    c.cgroup()?
+        .update(&r)
+        .with_context(|| format!("updating the resources of {}", a.id))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One `events` line, in runc's shape (`{"type":"stats","id":..,"data":{..}}`), from
+/// the same reading frun's own `stats` shows. A missing figure is 0; no limit is the
+/// largest number, as runc prints it.
+fn stats_event(c: &Container) -> anyhow::Result<serde_json::Value> {
+    let s = c.cgroup()?.stats();
+    let z = |v: Option<u64>| v.unwrap_or(0);
+    Ok(serde_json::json!({
+        "type": "stats",
+        "id": c.saved.id,
+        "data": {
+            "cpu": {"usage": {
+                "total": z(s.cpu_total_ns),
+                "user": z(s.cpu_user_ns),
+                "kernel": z(s.cpu_kernel_ns),
+            }},
+            "memory": {
+                "usage": {
+                    "usage": z(s.memory_usage),
+                    "max": z(s.memory_max_usage),
+                    "limit": s.memory_limit.unwrap_or(u64::MAX),
+                },
+                "raw": {"inactive_file": z(s.memory_inactive_file)},
+            },
+            "pids": {"current": z(s.pids_current), "limit": z(s.pids_limit)},
+        },
+    }))
+}
+
+pub fn events(g: &Global, a: &EventsArgs) -> anyhow::Result<ExitCode> {
+    let interval = duration(&a.interval)?;
+    loop {
+        let c = Container::load(&g.root, &a.id)?;
+        if c.status() == Status::Stopped {
+            bail!("container {} is not running", a.id);
+        }
+        let line = stats_event(&c)?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}")?;
+        out.flush()?;
+        if a.stats {
+            return Ok(ExitCode::SUCCESS);
+        }
+        drop(out);
+        std::thread::sleep(interval.max(Duration::from_millis(10)));
+    }
+}
+
+/// `5s`, `100ms`, `1m`, or plain seconds (runc's `--interval` takes Go durations).
+fn duration(v: &str) -> anyhow::Result<Duration> {
+    let t = v.trim();
+    let (num, unit) = match t.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .with_context(|| format!("--interval {v:?}: expected e.g. 5s"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => bail!("--interval {v:?}: unit ms, s, m or h"),
+    };
+    if secs <= 0.0 || !secs.is_finite() {
+        bail!("--interval {v:?}: must be above 0");
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(bytes("memory", "512").unwrap(), 512);
+        assert_eq!(bytes("memory", "64k").unwrap(), 65536);
+        assert_eq!(bytes("memory", "100M").unwrap(), 100 << 20);
+        assert_eq!(bytes("memory", "1g").unwrap(), 1 << 30);
+        assert_eq!(bytes("memory", "-1").unwrap(), -1);
+        assert!(bytes("memory", "lots").is_err());
+        assert!(bytes("memory", "-5").is_err());
+        assert_eq!(duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(duration("2").unwrap(), Duration::from_secs(2));
+        assert!(duration("0s").is_err());
+        assert!(duration("5y").is_err());
+    }
+}
