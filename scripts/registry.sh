@@ -3,6 +3,7 @@
 # (scripts/in-netns.sh): `start` refuses when any interface other than lo exists.
 #
 # usage: scripts/registry.sh start STATEDIR IMAGEDIR   (IMAGEDIR = output of test-images/build.sh)
+#        scripts/registry.sh start-hub STATEDIR IMAGEDIR
 #        scripts/registry.sh stop STATEDIR
 #
 # start runs (distribution 2.8 `docker-registry`, storage and logs under STATEDIR):
@@ -11,8 +12,13 @@
 #   127.0.0.1:5001  (b) htpasswd basic auth frun:secret: test/busybox:latest
 #   127.0.0.1:5002  (c) token auth, realm http://127.0.0.1:5003/token, service registry.test:
 #                       library/alpine:{3.20.3,latest}, library/hello-world:latest,
-#                       test/busybox:latest, private/busybox:latest
+#                       test/busybox:latest, private/busybox:latest, and the family
+#                       example's library/nginx:stable, family/app:{v1,v2,broken}
 #   127.0.0.1:5003      scripts/token-issuer.py (anonymous: pull, not private/*; frun:secret: all)
+# start-hub runs only (c) and the token issuer (the Docker-Hub-like pair), with every image of
+# IMAGEDIR/images.txt pushed to (c): what scripts/demo.sh serves (IMAGEDIR = the output of
+# examples/family/build.sh is enough). env.sh then exports FRUN_TEST_REGISTRY_TOKEN and
+# FRUN_TEST_TOKEN_ISSUER, not the others.
 # and writes STATEDIR/env.sh (source it), STATEDIR/pids, STATEDIR/*.log.
 # stop kills exactly the recorded pids.
 set -euo pipefail
@@ -33,7 +39,7 @@ unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy
 
 die() { echo "registry.sh: $*" >&2; exit 1; }
 log() { echo "registry.sh: $*" >&2; }
-usage() { die "usage: $0 start STATEDIR IMAGEDIR | stop STATEDIR"; }
+usage() { die "usage: $0 start STATEDIR IMAGEDIR | start-hub STATEDIR IMAGEDIR | stop STATEDIR"; }
 
 curl_() { curl --noproxy '*' -sS --max-time 10 "$@"; }
 
@@ -169,7 +175,8 @@ corrupt_blob() { # repo:tag on (a): overwrite bytes in the middle of its (single
     log "corrupted $ref layer $digest (served sha256 is now $got)"
 }
 
-start() {
+start() { # STATEDIR IMAGEDIR [hub]
+    local hub=${3:-}
     require_netns
     [ -f "$2/images.txt" ] || die "$2/images.txt missing: run scripts/test-images/build.sh $2 first"
     for t in "$REGISTRY_BIN" skopeo htpasswd openssl curl jq "$PY"; do
@@ -200,11 +207,13 @@ start() {
     openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=$ISSUER" \
         -keyout "$STATE/token/key.pem" -out "$STATE/token/cert.pem" 2>/dev/null
 
-    registry_config a "$A" ""
-    registry_config b "$B" "auth:
+    if [ -z "$hub" ]; then
+        registry_config a "$A" ""
+        registry_config b "$B" "auth:
   htpasswd:
     realm: frun-basic-realm
     path: $STATE/htpasswd"
+    fi
     registry_config c "$C" "auth:
   token:
     realm: http://$T/token
@@ -212,8 +221,10 @@ start() {
     issuer: $ISSUER
     rootcertbundle: $STATE/token/cert.pem"
 
-    spawn registry-a "$REGISTRY_BIN" serve "$STATE/a/config.yml"
-    spawn registry-b "$REGISTRY_BIN" serve "$STATE/b/config.yml"
+    if [ -z "$hub" ]; then
+        spawn registry-a "$REGISTRY_BIN" serve "$STATE/a/config.yml"
+        spawn registry-b "$REGISTRY_BIN" serve "$STATE/b/config.yml"
+    fi
     spawn registry-c "$REGISTRY_BIN" serve "$STATE/c/config.yml"
     spawn token-issuer "$PY" "$here/token-issuer.py" --listen "$T" \
         --key "$STATE/token/key.pem" --cert "$STATE/token/cert.pem" \
@@ -229,8 +240,28 @@ start() {
         wait_http "$url" "$pid" "$name"
     done <"$STATE/pids"
 
-    # (a): everything in images.txt
     local src ref fmt
+    if [ -n "$hub" ]; then
+        # (c) alone: everything in images.txt
+        while read -r src ref fmt; do
+            [ -n "$src" ] || continue
+            push "$src" "$C/$ref" "${fmt:-}" --dest-creds "$USER_NAME:$USER_PASSWORD"
+        done <"$IMG/images.txt"
+        cat >"$STATE/env.sh" <<EOF
+# written by scripts/registry.sh start-hub; source it
+export FRUN_TEST_REGISTRY_TOKEN=$C
+export FRUN_TEST_TOKEN_ISSUER=$T
+export FRUN_TEST_REGISTRY_USER=$USER_NAME
+export FRUN_TEST_REGISTRY_PASSWORD=$USER_PASSWORD
+export FRUN_TEST_IMAGES=$IMG
+export FRUN_TEST_REGISTRY_STATE=$STATE
+EOF
+        started_ok=1
+        log "Docker-Hub-like registry up in $(( ($(date +%s%N) - t0) / 1000000 )) ms at $C (tokens from $T); stop with: $0 stop $STATE"
+        return 0
+    fi
+
+    # (a): everything in images.txt
     while read -r src ref fmt; do
         [ -n "$src" ] || continue
         push "$src" "$A/$ref" "${fmt:-}"
@@ -241,7 +272,8 @@ start() {
     push "$(source_of test/busybox:latest)" "$B/test/busybox:latest" "" --dest-creds "$USER_NAME:$USER_PASSWORD"
 
     # (c): token auth (pushing needs the push scope, which only frun:secret gets)
-    for ref in library/alpine:3.20.3 library/alpine:latest library/hello-world:latest test/busybox:latest; do
+    for ref in library/alpine:3.20.3 library/alpine:latest library/hello-world:latest test/busybox:latest \
+        library/nginx:stable family/app:v1 family/app:v2 family/app:broken; do
         push "$(source_of "$ref")" "$C/$ref" "" --dest-creds "$USER_NAME:$USER_PASSWORD"
     done
     push "$(source_of test/busybox:latest)" "$C/private/busybox:latest" "" --dest-creds "$USER_NAME:$USER_PASSWORD"
@@ -265,6 +297,7 @@ EOF
 
 case ${1:-} in
     start) [ $# -eq 3 ] || usage; start "$2" "$3" ;;
+    start-hub) [ $# -eq 3 ] || usage; start "$2" "$3" hub ;;
     stop) [ $# -eq 2 ] || usage; stop "$2" ;;
     *) usage ;;
 esac

@@ -136,15 +136,19 @@ pub struct RunArgs {
     /// User: name|uid[:group|gid], names looked up in the image.
     #[arg(short, long)]
     pub user: Option<String>,
-    /// Memory limit (e.g. 64m).
+    /// Memory limit (e.g. 64m; at least 6m).
     #[arg(long)]
     pub memory: Option<String>,
-    /// CPU limit in CPUs (e.g. 0.5).
+    /// Memory plus swap (needs --memory): equal to --memory for no swap, -1 for
+    /// unlimited swap; default twice --memory, as Docker's.
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// CPU limit in CPUs (e.g. 0.5; 0.01 to the host's CPUs).
     #[arg(long)]
-    pub cpus: Option<f64>,
-    /// Maximum number of processes.
-    #[arg(long)]
-    pub pids_limit: Option<i64>,
+    pub cpus: Option<String>,
+    /// Maximum number of processes (1 to 4194304; 0 or -1: no limit).
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<String>,
     /// bridge (an address on frun's bridge, NAT to the outside), none (loopback only) or host.
     #[arg(long, default_value = "bridge")]
     pub network: String,
@@ -182,8 +186,8 @@ pub struct PsArgs {
 #[derive(Args, Debug)]
 pub struct StopArgs {
     /// Seconds to wait before SIGKILL (default: 10).
-    #[arg(short, long)]
-    pub time: Option<u64>,
+    #[arg(short, long, allow_hyphen_values = true)]
+    pub time: Option<String>,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }

@@ -29,6 +29,8 @@ pub struct NetConfig {
     pub state_dir: PathBuf,
     /// `RUN_ROOT/netns`: namespace files.
     pub netns_dir: PathBuf,
+    /// `ROOT`: the container records, the truth the leases are rebuilt from.
+    pub root: PathBuf,
 }
 
 impl NetConfig {
@@ -60,6 +62,7 @@ impl NetConfig {
             prefix,
             state_dir: root.join("network"),
             netns_dir: run_root.join("netns"),
+            root: root.to_path_buf(),
         })
     }
 
@@ -119,13 +122,70 @@ impl<'a> Ipam<'a> {
             .map_err(|(_, e)| anyhow::anyhow!("locking the leases: {e}"))?;
         let path = self.cfg.state_dir.join("leases.json");
         let mut leases: Leases = match std::fs::read(&path) {
-            Ok(d) => serde_json::from_slice(&d).with_context(|| format!("parsing {path:?}"))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Leases::default(),
+            Ok(d) => match serde_json::from_slice(&d) {
+                Ok(l) => l,
+                Err(e) => {
+                    // Kept for a look, out of the way of the rewrite below.
+                    let aside = path.with_extension("json.corrupt");
+                    let _ = std::fs::rename(&path, &aside);
+                    let l = self.leases_in_records()?;
+                    tracing::warn!(
+                        "{} is corrupt ({e}; kept as {}): rebuilt {} lease(s) from the container records",
+                        path.display(),
+                        aside.display(),
+                        l.leases.len()
+                    );
+                    l
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Without the file, a container that holds an address would see it
+                // handed out again.
+                let l = self.leases_in_records()?;
+                if !l.leases.is_empty() {
+                    tracing::warn!(
+                        "{} is missing: rebuilt {} lease(s) from the container records",
+                        path.display(),
+                        l.leases.len()
+                    );
+                }
+                l
+            }
             Err(e) => return Err(e).with_context(|| format!("reading {path:?}")),
         };
         let out = f(&mut leases)?;
         write_atomic(&path, &serde_json::to_vec_pretty(&leases)?)
             .with_context(|| format!("writing {path:?}"))?;
+        Ok(out)
+    }
+
+    /// The leases the container records hold: every container on this bridge that has
+    /// an address and has not exited (an exited one gave its address back).
+    fn leases_in_records(&self) -> anyhow::Result<Leases> {
+        let mut out = Leases::default();
+        let containers = crate::containers::Containers::open(&self.cfg.root)?;
+        for c in containers.list()? {
+            let Some(n) = c
+                .record
+                .network
+                .as_ref()
+                .filter(|n| n.bridge == self.cfg.bridge)
+            else {
+                continue;
+            };
+            if c.state()
+                .is_ok_and(|st| st.status == crate::containers::Status::Exited)
+            {
+                continue;
+            }
+            out.leases.insert(
+                c.record.id.clone(),
+                Lease {
+                    ip: n.ip,
+                    name: c.record.name.clone(),
+                },
+            );
+        }
         Ok(out)
     }
 
@@ -509,6 +569,78 @@ mod tests {
             Ipv4Addr::new(10, 89, 0, 2)
         );
         assert!(hosts_entries(&cfg).unwrap().contains("10.89.0.2\tproxy"));
+    }
+
+    /// A corrupt leases.json failed every bridge run with a bare parse error, and a
+    /// deleted one handed a running container's address to the next: both are rebuilt
+    /// from the container records (an exited container's address is free again).
+    #[test]
+    fn corrupt_or_missing_leases_are_rebuilt_from_the_container_records() {
+        use crate::containers::{Containers, NetRecord, Record, State, Status};
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = NetConfig::new(dir.path(), dir.path(), "frun0", "10.89.0.0/24").unwrap();
+        let containers = Containers::open(dir.path()).unwrap();
+        let ip = |n: u8| Ipv4Addr::new(10, 89, 0, n);
+        let make = |name: &str, addr: Ipv4Addr, bridge: &str| {
+            containers
+                .create(Some(name), |id, name| {
+                    Ok(Record {
+                        id: id.into(),
+                        name: name.into(),
+                        image: "test".into(),
+                        image_digest: String::new(),
+                        layers: Vec::new(),
+                        command: Vec::new(),
+                        created: crate::containers::now(),
+                        cgroup: PathBuf::from("/frun").join(id),
+                        detached: true,
+                        auto_remove: false,
+                        stop_signal: 15,
+                        stop_timeout: 10,
+                        memory_limit: None,
+                        network: Some(NetRecord {
+                            bridge: bridge.into(),
+                            subnet: "10.89.0.0/24".into(),
+                            ip: addr,
+                        }),
+                        publish: Vec::new(),
+                        tty: false,
+                        interactive: false,
+                    })
+                })
+                .unwrap()
+        };
+        let _live = make("live", ip(2), "frun0");
+        let gone = make("gone", ip(3), "frun0");
+        let mut st = State::created();
+        st.status = Status::Exited;
+        gone.set_state(&st).unwrap();
+        let _other = make("other", ip(4), "frun9");
+        let leases = cfg.state_dir.join("leases.json");
+        std::fs::create_dir_all(&cfg.state_dir).unwrap();
+        std::fs::write(&leases, "{\"leases\": {\"x\": ").unwrap();
+
+        let ipam = Ipam::new(&cfg);
+        let got = ipam.allocate("new", "new").unwrap();
+        assert_eq!(
+            got,
+            ip(3),
+            "the live container's address, or not the lowest free one"
+        );
+        let all = ipam.all().unwrap();
+        let ips: Vec<Ipv4Addr> = all.values().map(|l| l.ip).collect();
+        assert_eq!(ips.len(), 2, "{all:?}");
+        assert!(ips.contains(&ip(2)) && ips.contains(&ip(3)), "{all:?}");
+        assert!(cfg.state_dir.join("leases.json.corrupt").exists());
+
+        // Deleted: the same, quietly rebuilt.
+        std::fs::remove_file(&leases).unwrap();
+        assert_eq!(ipam.allocate("next", "next").unwrap(), ip(3));
+        assert!(ipam
+            .all()
+            .unwrap()
+            .values()
+            .any(|l| l.ip == ip(2) && l.name == "live"));
     }
 
     /// Root only: attach and detach a fake container, all inside a network namespace

@@ -22,6 +22,8 @@ pub struct RunOptions {
     pub workdir: Option<String>,
     pub user: Option<String>,
     pub memory: Option<u64>,
+    /// `--memory-swap`; `None`: Docker's default (memory plus swap twice `memory`).
+    pub memory_swap: Option<crate::limits::Swap>,
     pub cpus: Option<f64>,
     pub pids_limit: Option<i64>,
     pub network: Network,
@@ -135,6 +137,8 @@ pub fn parse_volume(v: &str, volumes_dir: &Path) -> anyhow::Result<Volume> {
     if !dst.starts_with('/') {
         bail!("invalid volume {v:?}: the destination {dst:?} must be an absolute path");
     }
+    let dst = &clean_destination(dst);
+    check_destination(dst).map_err(|why| anyhow::anyhow!("invalid volume -v {v:?}: {why}"))?;
     let src = if src.starts_with('/') {
         let p = PathBuf::from(src);
         if !p.exists() {
@@ -155,6 +159,54 @@ pub fn parse_volume(v: &str, volumes_dir: &Path) -> anyhow::Result<Volume> {
         read_only: ro,
         idmap,
     })
+}
+
+/// `dst` made lexically clean, as Docker's `filepath.Clean`: no `.`, `..` or repeated
+/// slashes (`..` at the root stays at the root).
+fn clean_destination(dst: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in dst.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// Files inside `/proc` that runc lets a bind mount cover (lxcfs provides them).
+const PROC_BINDS_ALLOWED: &[&str] = &[
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+];
+
+/// Volume destinations refused: `/` (the container's root: Docker refuses it) and
+/// anything in `/proc` but the files lxcfs serves (runc refuses them: a bind over
+/// `/proc/sys` or `/proc/sysrq-trigger` would undo the container's masks and read-only
+/// paths). `dst` is clean.
+fn check_destination(dst: &str) -> Result<(), String> {
+    if dst == "/" {
+        return Err("the destination cannot be / (the container's root filesystem)".into());
+    }
+    if (dst == "/proc" || dst.starts_with("/proc/")) && !PROC_BINDS_ALLOWED.contains(&dst) {
+        return Err(format!(
+            "{dst} is inside /proc: a volume there would undo the container's protections \
+             (only {} may be covered)",
+            PROC_BINDS_ALLOWED.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// Reads a file of the image (`etc/passwd`), topmost layer first, never following a
@@ -354,9 +406,19 @@ pub fn build(
     let mut linux = spec.linux().clone().expect("default spec has linux");
     let mut resources =
         LinuxResourcesBuilder::default().devices(frun_runtime::spec::default_device_rules());
-    if let Some(m) = opts.memory {
-        let m = m as i64;
-        resources = resources.memory(LinuxMemoryBuilder::default().limit(m).swap(m).build()?);
+    if let Some(limit) = opts.memory {
+        // Memory plus swap, as the runtime spec (and cgroup v1) has it; the runtime
+        // writes swap alone to cgroup v2's memory.swap.max.
+        let m = crate::limits::Memory {
+            limit,
+            swap: opts.memory_swap,
+        };
+        resources = resources.memory(
+            LinuxMemoryBuilder::default()
+                .limit(limit as i64)
+                .swap(m.oci_swap())
+                .build()?,
+        );
     }
     if let Some(c) = opts.cpus {
         if !(c > 0.0 && c <= 1024.0) {
@@ -551,5 +613,43 @@ mod tests {
         assert!(parse_volume("/no/such/dir:/x", dir.path()).is_err());
         assert!(parse_volume("data:relative", dir.path()).is_err());
         assert!(parse_volume("a:b:c:d", dir.path()).is_err());
+        // A destination is cleaned, then checked.
+        let v = parse_volume("data://var/./lib/../data/", dir.path()).unwrap();
+        assert_eq!(v.dest, "/var/data");
+    }
+
+    /// `-v X:/` was accepted (Docker refuses it), and `-v X:/proc/sys` (runc refuses
+    /// binds into /proc): both undo what the container's root and masks are.
+    #[test]
+    fn volumes_on_the_root_or_into_proc_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for (v, want) in [
+            ("data:/", "cannot be /"),
+            ("data://", "cannot be /"),
+            ("data:/tmp/..", "cannot be /"),
+            ("data:/proc", "/proc is inside /proc"),
+            ("data:/proc/sys", "/proc/sys is inside /proc"),
+            (
+                "data:/proc/sysrq-trigger:ro",
+                "/proc/sysrq-trigger is inside /proc",
+            ),
+            (
+                "data:/etc/../proc/sys/kernel",
+                "/proc/sys/kernel is inside /proc",
+            ),
+        ] {
+            let e = parse_volume(v, dir.path()).unwrap_err().to_string();
+            assert!(e.contains(want), "{v}: {e}");
+            assert!(e.contains(&format!("-v {v:?}")), "{v}: {e}");
+        }
+        // lxcfs's files, and /dev, /procfs and /sys-like neighbours, are allowed.
+        for v in [
+            "data:/proc/meminfo",
+            "data:/dev",
+            "data:/procfs",
+            "data:/var/proc",
+        ] {
+            assert!(parse_volume(v, dir.path()).is_ok(), "{v}");
+        }
     }
 }

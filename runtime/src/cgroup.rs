@@ -294,6 +294,88 @@ fn apply_v1_native(
     Ok(())
 }
 
+/// What becomes of a spec's swap limit, given the cgroup's memory files and the host's
+/// swap. A kernel without swap accounting (`swapaccount=0`, or a build without it) has
+/// no file for the limit, and writing it would fail the container's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SwapLimit {
+    /// The file is there: the limit is written.
+    Apply,
+    /// No file and no swap on the host: there is nothing to limit.
+    NothingToLimit,
+    /// No file, but swap is on: the container may swap beyond its memory limit.
+    CannotLimit,
+}
+
+/// Decides [`SwapLimit`] for the cgroup directory `dir` holding the memory controller's
+/// files, whose swap file is `file` (`memory.swap.max` on v2, swap alone;
+/// `memory.memsw.limit_in_bytes` on v1, memory plus swap), with `proc_swaps` the host's
+/// `/proc/swaps` (host paths are parameters so that tests use a temp dir).
+fn swap_limit(dir: &Path, file: &str, proc_swaps: &Path) -> SwapLimit {
+    if dir.join(file).exists() {
+        return SwapLimit::Apply;
+    }
+    // The first line of /proc/swaps is a header; each further line is an active swap.
+    let swap_on = std::fs::read_to_string(proc_swaps)
+        .map(|t| t.lines().skip(1).any(|l| !l.trim().is_empty()))
+        .unwrap_or(false);
+    if swap_on {
+        SwapLimit::CannotLimit
+    } else {
+        SwapLimit::NothingToLimit
+    }
+}
+
+/// `resources` without a swap limit the kernel cannot take (see [`swap_limit`]), saying
+/// so: at debug level when there is no swap anyway, once as a warning when there is.
+fn without_unlimitable_swap(
+    resources: &LinuxResources,
+    memory_dir: &Path,
+    file: &str,
+    proc_swaps: &Path,
+) -> Option<LinuxResources> {
+    let memory = resources.memory().as_ref()?;
+    memory.swap()?;
+    match swap_limit(memory_dir, file, proc_swaps) {
+        SwapLimit::Apply => return None,
+        SwapLimit::NothingToLimit => tracing::debug!(
+            dir = %memory_dir.display(),
+            "no swap accounting and no swap on this host: no swap limit to set"
+        ),
+        SwapLimit::CannotLimit => {
+            static WARNED: std::sync::atomic::AtomicBool =
+                std::sync::atomic::AtomicBool::new(false);
+            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    "swap is on but this kernel does not account it per cgroup ({file} is missing; \
+                     boot with swapaccount=1 or cgroup v2): containers may swap beyond their memory limit"
+                );
+            }
+        }
+    }
+    let mut memory = *memory;
+    memory.set_swap(None);
+    let mut out = resources.clone();
+    out.set_memory(Some(memory));
+    Some(out)
+}
+
+/// cgroup v2, no swap (the spec's memory plus swap equal to the limit): libcgroups 0.7
+/// computes swap as 0 and then writes nothing for a 0, leaving `memory.swap.max` at
+/// `max`, so a container meant to have no swap could swap without bound. frun writes
+/// the 0 itself, in `dir` (the cgroup's directory).
+fn v2_no_swap(dir: &Path, resources: &LinuxResources) -> Result<(), RuntimeError> {
+    let Some(m) = resources.memory() else {
+        return Ok(());
+    };
+    match (m.limit(), m.swap()) {
+        (Some(limit), Some(swap)) if limit > 0 && swap == limit => {
+            write_file(&dir.join("memory.swap.max"), b"0")
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Pids listed in `cgroup.procs` of `dir` and of the cgroups below it.
 fn procs_below(dir: &Path, out: &mut Vec<i32>) {
     if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
@@ -414,6 +496,24 @@ impl Cgroup {
                 return apply_v1_native(hierarchies, resources);
             }
         }
+        // A swap limit where the kernel has no file for it is left out (and said).
+        let (memory_dir, swap_file) = match &self.imp {
+            Imp::V2(_) => (
+                Path::new(CGROUP_ROOT).join(self.path.strip_prefix("/").unwrap_or(&self.path)),
+                "memory.swap.max",
+            ),
+            Imp::V1(hierarchies) => (
+                hierarchies
+                    .iter()
+                    .find(|h| h.has("memory"))
+                    .map(|h| h.dir.clone())
+                    .unwrap_or_default(),
+                "memory.memsw.limit_in_bytes",
+            ),
+        };
+        let trimmed =
+            without_unlimitable_swap(resources, &memory_dir, swap_file, Path::new("/proc/swaps"));
+        let resources = trimmed.as_ref().unwrap_or(resources);
         let opt = ControllerOpt {
             resources,
             // v1's `memory.oom_control` (with a memory section); v2 has no such switch.
@@ -426,7 +526,10 @@ impl Cgroup {
             freezer_state: None,
         };
         let applied = match &self.imp {
-            Imp::V2(m) => m.apply(&opt).map_err(|e| e.to_string()),
+            Imp::V2(m) => m
+                .apply(&opt)
+                .map_err(|e| e.to_string())
+                .and_then(|()| v2_no_swap(&memory_dir, resources).map_err(|e| e.to_string())),
             // libcgroups' v1 manager finds the same directories [`Cgroup::open`] did
             // (the first mount of each controller), made by [`Cgroup::create_v1`].
             Imp::V1(_) => create_cgroup_manager(CgroupConfig {
@@ -730,6 +833,94 @@ mod tests {
             }
         }
         assert!(cg.pids().is_empty());
+    }
+
+    /// The swap limit against fake cgroup and /proc/swaps files: written where the file
+    /// is, left out (the memory limit kept) where the kernel has none.
+    #[test]
+    fn swap_limit_is_left_out_only_where_the_kernel_has_no_file_for_it() {
+        use oci_spec::runtime::{LinuxMemoryBuilder, LinuxResourcesBuilder};
+        let tmp = tempfile::tempdir().unwrap();
+        let (cg, swaps) = (tmp.path().join("cg"), tmp.path().join("swaps"));
+        std::fs::create_dir(&cg).unwrap();
+        let header = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
+        std::fs::write(&swaps, header).unwrap();
+        let r = LinuxResourcesBuilder::default()
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(32 << 20)
+                    .swap(64 << 20)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        for file in ["memory.swap.max", "memory.memsw.limit_in_bytes"] {
+            // No file, no swap: nothing to limit, quietly.
+            assert_eq!(swap_limit(&cg, file, &swaps), SwapLimit::NothingToLimit);
+            let out = without_unlimitable_swap(&r, &cg, file, &swaps).unwrap();
+            let m = out.memory().as_ref().unwrap();
+            assert_eq!((m.limit(), m.swap()), (Some(32 << 20), None));
+            // No file, swap on: cannot limit (a warning), still left out.
+            std::fs::write(&swaps, format!("{header}/swapfile file 524284 0 -2\n")).unwrap();
+            assert_eq!(swap_limit(&cg, file, &swaps), SwapLimit::CannotLimit);
+            assert!(without_unlimitable_swap(&r, &cg, file, &swaps).is_some());
+            // The file is there: the spec goes to libcgroups as it is.
+            std::fs::write(cg.join(file), "max\n").unwrap();
+            assert_eq!(swap_limit(&cg, file, &swaps), SwapLimit::Apply);
+            assert!(without_unlimitable_swap(&r, &cg, file, &swaps).is_none());
+            std::fs::remove_file(cg.join(file)).unwrap();
+            std::fs::write(&swaps, header).unwrap();
+        }
+        // No swap limit asked: nothing to change.
+        let plain = LinuxResourcesBuilder::default().build().unwrap();
+        assert!(without_unlimitable_swap(&plain, &cg, "memory.swap.max", &swaps).is_none());
+    }
+
+    /// libcgroups turns the spec's memory plus swap into cgroup v2's swap alone
+    /// (`memory.swap.max` = swap - limit), and [`v2_no_swap`] writes the 0 it skips:
+    /// on fake v2 files.
+    #[test]
+    fn v2_swap_max_is_swap_alone() {
+        use oci_spec::runtime::{LinuxMemoryBuilder, LinuxResourcesBuilder};
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("cgroup.controllers"), "memory").unwrap();
+        for f in ["memory.max", "memory.swap.max", "memory.low"] {
+            std::fs::write(tmp.path().join(f), "max").unwrap();
+        }
+        for (swap, want) in [(64i64 << 20, "33554432"), (32 << 20, "0"), (-1, "max")] {
+            let r = LinuxResourcesBuilder::default()
+                .memory(
+                    LinuxMemoryBuilder::default()
+                        .limit(32 << 20)
+                        .swap(swap)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap();
+            let opt = ControllerOpt {
+                resources: &r,
+                disable_oom_killer: false,
+                oom_score_adj: None,
+                freezer_state: None,
+            };
+            let m = libcgroups::v2::manager::Manager::new(tmp.path().into(), "/".into()).unwrap();
+            std::fs::write(tmp.path().join("memory.swap.max"), "max").unwrap();
+            m.apply(&opt).unwrap();
+            if swap == 32 << 20 {
+                // libcgroups alone leaves swap unlimited when there is to be none.
+                let got = std::fs::read_to_string(tmp.path().join("memory.swap.max")).unwrap();
+                assert_eq!(got.trim(), "max");
+                // (A real cgroup file takes a write whole; this fake one is truncated.)
+                std::fs::write(tmp.path().join("memory.swap.max"), "").unwrap();
+            }
+            v2_no_swap(tmp.path(), &r).unwrap();
+            let got = std::fs::read_to_string(tmp.path().join("memory.swap.max")).unwrap();
+            assert_eq!(got.trim(), want, "swap {swap}");
+            let max = std::fs::read_to_string(tmp.path().join("memory.max")).unwrap();
+            assert_eq!(max.trim(), "33554432");
+        }
     }
 
     #[test]

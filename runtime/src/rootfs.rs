@@ -399,8 +399,18 @@ pub(crate) fn prepare(
         }
     }
 
-    // 4. A minimal /dev of device nodes frun creates itself.
-    if dev_mounted {
+    // 4. A minimal /dev of device nodes frun creates itself, unless a bind mount is
+    //    /dev: that is a host directory (the host's own /dev, even), where nodes made
+    //    and files unlinked would be the host's. runc skips the set-up then too.
+    let dev_bound = spec.mounts().iter().flatten().any(|m| {
+        rel(m.destination()) == Path::new("dev")
+            && (m.typ().as_deref() == Some("bind")
+                || m.options()
+                    .iter()
+                    .flatten()
+                    .any(|o| o == "bind" || o == "rbind"))
+    });
+    if dev_mounted && !dev_bound {
         let extra = spec
             .linux()
             .as_ref()

@@ -76,8 +76,13 @@ pub struct ExitState {
     /// The exit code, or 128 + the signal that killed it (the shell's convention).
     pub code: i32,
     pub signal: Option<i32>,
-    /// The kernel's OOM killer struck in the container's cgroup.
+    /// The kernel's OOM killer struck in the container's cgroup (this process or
+    /// another: see `oom_kills` and the signal to tell).
     pub oom_killed: bool,
+    /// How many processes the OOM killer killed in the cgroup (v2 `memory.events`, v1
+    /// `memory.oom_control`).
+    #[serde(default)]
+    pub oom_kills: u64,
 }
 
 pub(crate) fn threads() -> usize {
@@ -494,18 +499,22 @@ pub fn wait(started: &Started) -> Result<ExitState, RuntimeError> {
     loop {
         match waitpid(Pid::from_raw(started.pid), None) {
             Ok(WaitStatus::Exited(_, code)) => {
+                let oom_kills = started.cgroup.oom_kills();
                 return Ok(ExitState {
                     code,
                     signal: None,
-                    oom_killed: started.cgroup.oom_kills() > 0,
-                })
+                    oom_killed: oom_kills > 0,
+                    oom_kills,
+                });
             }
             Ok(WaitStatus::Signaled(_, sig, _)) => {
+                let oom_kills = started.cgroup.oom_kills();
                 return Ok(ExitState {
                     code: 128 + sig as i32,
                     signal: Some(sig as i32),
-                    oom_killed: started.cgroup.oom_kills() > 0,
-                })
+                    oom_killed: oom_kills > 0,
+                    oom_kills,
+                });
             }
             Ok(_) => continue,
             Err(nix::errno::Errno::EINTR) => continue,

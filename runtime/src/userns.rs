@@ -134,11 +134,21 @@ fn idmapped_clone(path: &Path, userns: &impl AsFd, recursive: bool) -> Result<Ow
 
 /// A detached overlay of `lower_dirs` (topmost first), each idmapped through `userns`,
 /// with `upper` (chowned to the namespace's root, `root_ids`) and `work`.
+///
+/// Kernels before 6.15 (Debian 12's 6.1 among them) refuse a *detached* mount as an
+/// overlay layer (`overlayfs: failed to clone lowerpath`, EINVAL: the layer's mount must
+/// belong to the mount namespace of the process making the overlay). So the overlay is
+/// made on a thread of its own, in a private mount namespace of that thread's: the
+/// idmapped clones are attached there (over their own layer directories, which nothing
+/// else in that namespace uses), the overlay takes them by path and keeps private
+/// copies of its own, and the namespace, with the clones, goes when the thread ends.
+/// Nothing is ever attached in the host's mount namespace. Newer kernels take the same
+/// path.
 pub(crate) fn idmapped_overlay(
     lower_dirs: &[PathBuf],
     upper: &Path,
     work: &Path,
-    userns: &impl AsFd,
+    userns: &(impl AsFd + Sync),
     root_ids: (u32, u32),
 ) -> Result<OwnedFd, String> {
     if lower_dirs.is_empty() {
@@ -146,10 +156,54 @@ pub(crate) fn idmapped_overlay(
     }
     std::os::unix::fs::chown(upper, Some(root_ids.0), Some(root_ids.1))
         .map_err(|e| format!("chown {upper:?}: {e}"))?;
-    let layers = lower_dirs
-        .iter()
-        .map(|d| idmapped_clone(d, userns, false))
-        .collect::<Result<Vec<_>, _>>()?;
+    std::thread::scope(|s| {
+        s.spawn(|| overlay_in_private_namespace(lower_dirs, upper, work, userns))
+            .join()
+            .map_err(|_| "the overlay thread panicked".to_string())?
+    })
+}
+
+/// [`idmapped_overlay`]'s thread: the steps in its own mount namespace.
+fn overlay_in_private_namespace(
+    lower_dirs: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    userns: &impl AsFd,
+) -> Result<OwnedFd, String> {
+    // 1. A mount namespace for this thread alone (unshare takes the thread's filesystem
+    //    context along), where nothing propagates to or from the host.
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| format!("a private mount namespace for the overlay: {e}"))?;
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("making the overlay's mount namespace private: {e}"))?;
+    // 2. Each layer cloned, idmapped, and attached in this namespace.
+    let mut layers = Vec::with_capacity(lower_dirs.len());
+    for d in lower_dirs {
+        let layer = idmapped_clone(d, userns, false)?;
+        let target = rustix::fs::open(
+            d,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| format!("opening layer {d:?}: {e}"))?;
+        use rmount::MoveMountFlags as F;
+        rmount::move_mount(
+            &layer,
+            "",
+            &target,
+            "",
+            F::MOVE_MOUNT_F_EMPTY_PATH | F::MOVE_MOUNT_T_EMPTY_PATH,
+        )
+        .map_err(|e| format!("attaching the idmapped layer {d:?}: {e}"))?;
+        layers.push(layer);
+    }
+    // 3. The overlay, naming each attached layer by its fd.
     let fs = rmount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
         .map_err(|e| format!("fsopen overlay: {e}"))?;
     let lower = layers
@@ -219,7 +273,7 @@ pub(crate) fn premade_mounts(
     rootfs: &crate::rootfs::RootfsSource,
     spec: &oci_spec::runtime::Spec,
     mut sysfs: std::collections::VecDeque<OwnedFd>,
-    userns: &impl AsFd,
+    userns: &(impl AsFd + Sync),
     uid: &[LinuxIdMapping],
     gid: &[LinuxIdMapping],
 ) -> Result<Vec<OwnedFd>, String> {
@@ -309,6 +363,109 @@ mod tests {
             .size(s)
             .build()
             .unwrap()
+    }
+
+    /// Root only. The idmapped overlay root: a layer's file owned by uid 0 is seen as the
+    /// host id the namespace maps 0 to, and nothing is left mounted in the caller's mount
+    /// namespace. On kernels before 6.15 (Debian 12's 6.1) this failed with EINVAL
+    /// (`overlayfs: failed to clone lowerpath`) while the layers were handed to overlayfs
+    /// detached; the VM job runs it there.
+    #[test]
+    fn idmapped_overlay_takes_its_layers_on_this_kernel() {
+        if !rustix::process::geteuid().is_root() {
+            assert!(
+                std::env::var("CI").is_err(),
+                "this test must run as root in CI"
+            );
+            eprintln!("SKIPPED: not root");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let d = |n: &str| {
+            let p = tmp.path().join(n);
+            std::fs::create_dir(&p).unwrap();
+            p
+        };
+        let (top, bottom, upper, work) = (d("l1"), d("l0"), d("upper"), d("work"));
+        std::fs::write(bottom.join("from-bottom"), "b").unwrap();
+        std::fs::write(top.join("from-top"), "t").unwrap();
+        std::os::unix::fs::chown(top.join("from-top"), Some(7), Some(7)).unwrap();
+        // A user namespace to map through: a child that unshares one and waits.
+        let (r, w) = nix::unistd::pipe().unwrap();
+        // SAFETY: the child calls only async-signal-safe functions (unshare, write,
+        // pause) until it is killed.
+        let child = match unsafe { nix::unistd::fork() }.unwrap() {
+            // SAFETY: raw system calls on a buffer and an fd the child owns.
+            nix::unistd::ForkResult::Child => unsafe {
+                let ok = libc::unshare(libc::CLONE_NEWUSER) == 0;
+                libc::write(w.as_raw_fd(), [ok as u8].as_ptr().cast(), 1);
+                loop {
+                    libc::pause();
+                }
+            },
+            nix::unistd::ForkResult::Parent { child } => child,
+        };
+        drop(w);
+        let mut ok = [0u8];
+        nix::unistd::read(r.as_raw_fd(), &mut ok).unwrap();
+        let maps = [oci_spec::runtime::LinuxIdMappingBuilder::default()
+            .container_id(0u32)
+            .host_id(100000u32)
+            .size(65536u32)
+            .build()
+            .unwrap()];
+        let mountinfo = || {
+            let mut v: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+                .unwrap()
+                .lines()
+                .map(|l| {
+                    l.split_whitespace()
+                        .skip(3)
+                        .take(2)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        let before = mountinfo();
+        // The child goes however this test ends.
+        struct Reap(nix::unistd::Pid);
+        impl Drop for Reap {
+            fn drop(&mut self) {
+                let _ = nix::sys::signal::kill(self.0, nix::sys::signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(self.0, None);
+            }
+        }
+        let reap = Reap(child);
+        assert_eq!(ok[0], 1, "unshare(CLONE_NEWUSER) failed in the child");
+        write_maps(child.as_raw(), &maps, &maps).unwrap();
+        let ns = std::fs::File::open(format!("/proc/{child}/ns/user")).unwrap();
+        let made = idmapped_overlay(
+            &[top.clone(), bottom.clone()],
+            &upper,
+            &work,
+            &ns,
+            (100000, 100000),
+        );
+        drop(reap);
+        let root = made.expect("the idmapped overlay");
+        let stat = |name: &str| {
+            rustix::fs::statat(&root, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).unwrap()
+        };
+        assert_eq!(stat("from-bottom").st_uid, 100000);
+        assert_eq!(stat("from-top").st_uid, 100007);
+        assert_eq!(
+            stat(".").st_uid,
+            100000,
+            "the upper directory belongs to the namespace's root"
+        );
+        assert_eq!(
+            mountinfo(),
+            before,
+            "the overlay or a layer was left mounted here"
+        );
     }
 
     #[test]

@@ -262,6 +262,11 @@ done
 $MKIMAGE builtin "${pairs[@]}" >/dev/null
 $MKIMAGE hostile-json >"$OUT/hostile.json"
 
+# --- the family example's images (library/nginx:stable, family/app:{v1,v2,broken}) ---------
+# Built from this machine's Debian nginx and sqlite3 by examples/family/build.sh, which
+# appends its lines to images.txt; the test registries always carry them.
+BUSYBOX=$BUSYBOX "$here/../../examples/family/build.sh" "$OUT"
+
 # --- verify every layout: blob digests and sizes, layers decompress, diff_ids ----------------
 layouts=()
 for idx in $(cd "$OUT/oci" && find . -name index.json | sort); do

@@ -19,11 +19,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use super::images::{open_store, parse_size};
+use super::images::open_store;
 use crate::cli::{ExecArgs, Format, Global, LogsArgs, PsArgs, RmArgs, RunArgs, StopArgs};
 use crate::containers::{
     now, parse_signal, pid_start, Container, Containers, Record, State, Status,
 };
+use crate::limits;
 use crate::runspec::{self, Network, RunOptions};
 
 /// Exit codes of `run` for failures before the command runs, as Docker's.
@@ -68,15 +69,20 @@ pub fn run(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
 fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     // 1. Validate every flag before anything exists.
     let image: ImageRef = args.image.parse()?;
-    let memory = args
-        .memory
+    let memory = limits::Memory::parse(
+        args.memory.as_deref(),
+        args.memory_swap.as_deref(),
+        ("--memory", "--memory-swap"),
+    )?;
+    let cpus = args
+        .cpus
         .as_deref()
-        .map(parse_size)
-        .transpose()
-        .context("--memory")?;
-    if memory.is_some_and(|m| m < 6 << 20) {
-        bail!("--memory must be at least 6m");
-    }
+        .map(|c| limits::parse_cpus("--cpus", c, limits::host_cpus()))
+        .transpose()?;
+    let pids_limit = match args.pids_limit.as_deref() {
+        Some(p) => limits::parse_pids_limit("--pids-limit", p)?,
+        None => None,
+    };
     let bridge = match args.network.as_str() {
         "bridge" => true,
         "none" | "host" => false,
@@ -199,9 +205,10 @@ fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
             env: args.env.clone(),
             workdir: args.workdir.clone(),
             user: args.user.clone(),
-            memory,
-            cpus: args.cpus,
-            pids_limit: args.pids_limit,
+            memory: memory.map(|m| m.limit),
+            memory_swap: memory.and_then(|m| m.swap),
+            cpus,
+            pids_limit,
             network,
             hostname,
             volumes,
@@ -590,13 +597,15 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
     if let Err(e) = started.cgroup.remove() {
         tracing::warn!(error = %e, "removing the container's cgroup");
     }
+    // The container was OOM-killed only if its own first process was.
+    let oom = crate::oom::oom_verdict(exit.signal, exit.oom_kills);
+    let exit = ExitState {
+        oom_killed: oom == crate::oom::OomVerdict::InitKilled,
+        ..exit
+    };
     finish(&c, &mut st, exit)?;
-    if exit.oom_killed && !c.record.detached {
-        eprintln!(
-            "frun: container {} was killed by the kernel: out of memory (limit {})",
-            c.record.name,
-            c.record.memory_limit.as_deref().unwrap_or("none")
-        );
+    if let Some(msg) = oom.message(&c.record.name, c.record.memory_limit.as_deref()) {
+        say(&msg);
     }
     if c.record.auto_remove {
         containers.remove(&c)?;
@@ -717,11 +726,16 @@ fn each_container(
 }
 
 pub fn stop(g: &Global, args: StopArgs) -> anyhow::Result<ExitCode> {
+    let time = args
+        .time
+        .as_deref()
+        .map(|t| limits::parse_stop_timeout("-t", t))
+        .transpose()?;
     each_container(g, &args.containers, |_, c| {
         let st = c.state()?;
         if st.status == Status::Running {
             let pid = st.pid.context("running container without a pid")?;
-            let timeout = args.time.unwrap_or(c.record.stop_timeout);
+            let timeout = time.unwrap_or(c.record.stop_timeout);
             stop_pid(pid, c.record.stop_signal, timeout);
             wait_exited(&c, Duration::from_secs(30))?;
         }

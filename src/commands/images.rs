@@ -13,26 +13,9 @@ pub fn open_store(g: &Global) -> anyhow::Result<Store> {
     Ok(Store::open(&g.root)?)
 }
 
-/// Parses `512`, `64k`, `64m`, `8g` (binary units).
-pub fn parse_size(s: &str) -> anyhow::Result<u64> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    let n: u64 = num.parse().with_context(|| {
-        format!("invalid size {s:?}: expected a number with an optional k, m or g")
-    })?;
-    n.checked_mul(mult)
-        .with_context(|| format!("size {s:?} is too large"))
-}
-
 pub fn pull(g: &Global, args: PullArgs) -> anyhow::Result<ExitCode> {
     let image: ImageRef = args.image.parse()?;
-    let max = parse_size(&args.max_layer_size).context("--max-layer-size")?;
+    let max = crate::limits::parse_size("--max-layer-size", &args.max_layer_size)?;
     let record = pull_with(g, &image, args.platform.as_deref(), args.quiet, max)?;
     if !args.quiet {
         println!(
@@ -54,7 +37,7 @@ pub fn pull_record(
     quiet: bool,
 ) -> anyhow::Result<frun_images::ImageRecord> {
     let max = match std::env::var("FRUN_MAX_LAYER_SIZE") {
-        Ok(v) => parse_size(&v).context("FRUN_MAX_LAYER_SIZE")?,
+        Ok(v) => crate::limits::parse_size("FRUN_MAX_LAYER_SIZE", &v)?,
         Err(_) => PullOptions::default().max_layer_size,
     };
     pull_with(g, image, platform, quiet, max)
@@ -234,11 +217,6 @@ mod tests {
 
     #[test]
     fn sizes() {
-        assert_eq!(parse_size("512").unwrap(), 512);
-        assert_eq!(parse_size("64m").unwrap(), 64 << 20);
-        assert_eq!(parse_size("8G").unwrap(), 8 << 30);
-        assert_eq!(parse_size("1kb").unwrap(), 1024);
-        assert!(parse_size("lots").is_err());
         assert_eq!(human_size(999), "999B");
         assert_eq!(human_size(1_500_000), "1.5MB");
     }

@@ -6,6 +6,8 @@
 //! reason; under CI (`CI=true`) it fails instead.
 
 mod common;
+mod hostile_run;
+mod limits;
 mod net;
 mod oci;
 mod oci_spec;
