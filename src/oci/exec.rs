@@ -13,8 +13,11 @@ use super::{ExecArgs, Global};
 
 pub fn exec(g: &Global, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     let c = Container::load(&g.root, &a.id)?;
-    if c.status() == Status::Stopped {
-        bail!("cannot exec in a stopped container");
+    match c.status() {
+        Status::Stopped => bail!("cannot exec in a stopped container"),
+        // Its process would be frozen before it got anywhere (runc refuses too).
+        Status::Paused => bail!("cannot exec in a paused container"),
+        Status::Created | Status::Running => {}
     }
     let spec = c.spec()?;
     let mut process = match &a.process {

@@ -200,7 +200,7 @@ pub struct UpdateArgs {
     pub cpuset_mems: Option<String>,
     /// Maximum number of processes (0 or -1: none).
     #[arg(long, allow_hyphen_values = true)]
-    pub pids_limit: Option<i64>,
+    pub pids_limit: Option<String>,
     pub id: String,
 }
 

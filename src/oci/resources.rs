@@ -35,27 +35,13 @@ pub fn resume(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `512`, `64k`, `100m`, `1g` (powers of 1024, as runc's units), or `-1` for no limit.
+/// A size as frun's own flags take it (`512`, `64k`, `100m`, `1g`: one range-checked
+/// parser, `crate::limits`), or `-1` for no limit (runc's).
 fn bytes(flag: &str, v: &str) -> anyhow::Result<i64> {
-    let t = v.trim().to_ascii_lowercase();
-    if t == "-1" {
+    if v.trim() == "-1" {
         return Ok(-1);
     }
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let n: f64 = num
-        .parse()
-        .with_context(|| format!("--{flag} {v:?}: expected bytes, e.g. 512m"))?;
-    if n < 0.0 {
-        bail!("--{flag} {v:?}: must not be negative");
-    }
-    Ok((n * mult as f64) as i64)
+    Ok(crate::limits::parse_size(&format!("--{flag}"), v)? as i64)
 }
 
 /// The new resources: `-r FILE` (`-` for stdin: what containerd's shim and podman
@@ -119,8 +105,10 @@ fn requested(a: &UpdateArgs) -> anyhow::Result<LinuxResources> {
         }
         r.set_cpu(Some(cpu));
     }
-    if let Some(v) = a.pids_limit {
-        r.set_pids(Some(LinuxPidsBuilder::default().limit(v).build()?));
+    if let Some(v) = &a.pids_limit {
+        // The OCI's "no limit" is 0 or below.
+        let limit = crate::limits::parse_pids_limit("--pids-limit", v)?.unwrap_or(0);
+        r.set_pids(Some(LinuxPidsBuilder::default().limit(limit).build()?));
     }
     Ok(r)
 }

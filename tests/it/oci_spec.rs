@@ -648,6 +648,7 @@ fn pause_resume_update_and_events_act_on_a_running_container() {
         assert!(read(&fz.join("cgroup.events")).contains("frozen 1"));
     }
     assert!(o.fails(&["pause", "rs"]).contains("already paused"));
+    assert!(o.fails(&["exec", "rs", "/bin/true"]).contains("paused"));
     assert!(o.fails(&["start", "rs"]).contains("running"));
     o.ok(&["resume", "rs"]);
     assert_eq!(o.status("rs"), "running");
@@ -758,4 +759,213 @@ fn a_paused_container_can_be_force_deleted() {
     o.ok(&["delete", "--force", "pd"]);
     wait_for(10, "the process to die", || (!alive(pid)).then_some(()));
     assert!(o.f.child_cgroups().is_empty(), "{:?}", o.f.child_cgroups());
+}
+
+#[test]
+fn podman_runs_a_hooks_d_hook_pauses_unpauses_and_updates_with_frun_oci() {
+    let Some(reg) = registry() else { return };
+    if !have("podman") || !have("conmon") {
+        unavailable("podman and conmon are not installed (scripts/test.sh installs them)");
+        return;
+    }
+    let p = Podman::new();
+    let img = format!("{reg}/test/checker:latest");
+    p.ok(&["pull", "-q", "--tls-verify=false", &img]);
+    let cg = p.f.cgroup_parent.clone();
+
+    // A hook from a hooks.d directory: podman puts it into the spec, frun-oci runs it.
+    let d = p.f.dir.path();
+    let hooks = d.join("hooks.d");
+    std::fs::create_dir(&hooks).unwrap();
+    let out = d.join("hook-out");
+    std::fs::create_dir(&out).unwrap();
+    let hook = json!({
+        "version": "1.0.0",
+        "hook": {"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}/prestart.json", out.display())]},
+        "when": {"always": true},
+        "stages": ["prestart"],
+    });
+    std::fs::write(hooks.join("10-frun-test.json"), hook.to_string()).unwrap();
+    let hooks_dir = hooks.to_str().unwrap();
+    let base = ["--network", "none", "--cgroup-parent", cg.as_str()];
+    let args: Vec<&str> = ["--hooks-dir", hooks_dir, "run", "-d", "--name", "h"]
+        .iter()
+        .chain(&base)
+        .chain(&[img.as_str(), "/usr/local/bin/checker", "sleep", "1000"])
+        .copied()
+        .collect();
+    let id = p.ok(&args).trim().to_string();
+    let st: Value = serde_json::from_str(&read(&out.join("prestart.json"))).unwrap();
+    assert_eq!(st["id"], id.as_str(), "{st}");
+    assert_eq!(st["status"], "creating");
+    assert!(st["pid"].as_i64().unwrap() > 0);
+
+    // pause / unpause: frun-oci's freezer.
+    p.ok(&["pause", "h"]);
+    assert_eq!(
+        p.ok(&["inspect", "h", "--format", "{{.State.Status}}"])
+            .trim(),
+        "paused"
+    );
+    let fz = PathBuf::from(format!(
+        "/sys/fs/cgroup/freezer{cg}/libpod-{id}/freezer.state"
+    ));
+    if fz.exists() {
+        assert_eq!(read(&fz).trim(), "FROZEN");
+    }
+    assert_eq!(
+        serde_json::from_str::<Value>(
+            &std::process::Command::new(&p.bin)
+                .args(["state", &id])
+                .output()
+                .map(|o| text(&o.stdout))
+                .unwrap()
+        )
+        .unwrap()["status"],
+        "paused"
+    );
+    p.ok(&["unpause", "h"]);
+    assert_eq!(
+        p.ok(&["inspect", "h", "--format", "{{.State.Status}}"])
+            .trim(),
+        "running"
+    );
+    if fz.exists() {
+        assert_eq!(read(&fz).trim(), "THAWED");
+    }
+
+    // update --memory: frun-oci's update, seen from inside.
+    p.ok(&["update", "--memory", "64m", "h"]);
+    let r: Value = serde_json::from_str(
+        p.ok(&["exec", "h", "/usr/local/bin/checker", "report"])
+            .trim(),
+    )
+    .unwrap();
+    assert_eq!(
+        r["cgroup"]["memory_limit"],
+        (64u64 << 20).to_string(),
+        "{}",
+        r["cgroup"]
+    );
+
+    p.ok(&["rm", "-f", "-t", "0", "h"]);
+    assert!(
+        oci_ids(&p.oci_state()).is_empty(),
+        "{:?}",
+        oci_ids(&p.oci_state())
+    );
+}
+
+#[test]
+fn containerd_pauses_resumes_and_runs_a_runc_spec_bundle_with_frun_oci() {
+    let Some(reg) = registry() else { return };
+    if !have("containerd") || !have("ctr") || !have("containerd-shim-runc-v2") {
+        unavailable("containerd is not installed (scripts/test.sh installs it)");
+        return;
+    }
+    if !have("runc") {
+        unavailable("runc is not installed (scripts/packages/test.txt lists it)");
+        return;
+    }
+    let c = Containerd::start();
+    let img = format!("{reg}/test/checker:latest");
+    c.ok(&["images", "pull", "--plain-http", &img]);
+    let bin = c.bin.display().to_string();
+    let fifo = c.fifo_dir();
+
+    // ctr task pause / resume.
+    let cg1 = format!("{}/p1", c.f.cgroup_parent);
+    c.ok(&[
+        "run",
+        "-d",
+        "--null-io",
+        "--fifo-dir",
+        &fifo,
+        "--runc-binary",
+        &bin,
+        "--cgroup",
+        &cg1,
+        &img,
+        "p1",
+        "/usr/local/bin/checker",
+        "sleep",
+        "1000",
+    ]);
+    let task = |state: &str| {
+        c.ok(&["tasks", "ls"])
+            .lines()
+            .any(|l| l.starts_with("p1 ") && l.contains(state))
+    };
+    assert!(task("RUNNING"));
+    c.ok(&["tasks", "pause", "p1"]);
+    assert!(task("PAUSED"), "{}", c.ok(&["tasks", "ls"]));
+    let fz = PathBuf::from(format!("/sys/fs/cgroup/freezer{cg1}/freezer.state"));
+    if fz.exists() {
+        assert_eq!(read(&fz).trim(), "FROZEN");
+    }
+    c.ok(&["tasks", "resume", "p1"]);
+    assert!(task("RUNNING"), "{}", c.ok(&["tasks", "ls"]));
+    if fz.exists() {
+        assert_eq!(read(&fz).trim(), "THAWED");
+    }
+    c.ok(&["tasks", "kill", "-s", "KILL", "p1"]);
+    wait_for(10, "the task to stop", || task("STOPPED").then_some(()));
+    c.ok(&["tasks", "delete", "p1"]);
+    c.ok(&["containers", "delete", "p1"]);
+
+    // `ctr run --config` with `runc spec`'s config as it is (no cgroupsPath: frun-oci's
+    // /frun-oci/ID), but for terminal=false, a command that reports, and an absolute root.
+    let Some(b) = bundle(&c.f, "rspec", &["/bin/true"], None) else {
+        return;
+    };
+    std::fs::remove_file(b.join("config.json")).unwrap();
+    let out = std::process::Command::new("runc")
+        .args(["spec", "--bundle"])
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "runc spec: {}", text(&out.stderr));
+    edit(&b, |s| {
+        s["process"]["terminal"] = false.into();
+        s["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "echo from-runc-spec; grep -E '^(NoNewPrivs|CapAmb)' /proc/self/status"
+        ]);
+        s["root"]["path"] = b.join("rootfs").display().to_string().into();
+    });
+    let id = format!("rs-{}", c.f.cgroup_parent.trim_start_matches("/frun-test-"));
+    let _guard = CgroupGuard::new(format!("frun-oci/{id}"));
+    let config = b.join("config.json");
+    let out = c.run(&[
+        "run",
+        "--rm",
+        "--fifo-dir",
+        &fifo,
+        "--runc-binary",
+        &bin,
+        "--config",
+        config.to_str().unwrap(),
+        &id,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        out.status,
+        text(&out.stderr)
+    );
+    let lines: Vec<String> = text(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "from-runc-spec",
+            "CapAmb: 0000000000000000",
+            "NoNewPrivs: 1"
+        ]
+    );
+    assert!(c.ok(&["containers", "ls", "-q"]).trim().is_empty());
+    assert!(oci_ids(&c.oci_state()).is_empty());
 }
