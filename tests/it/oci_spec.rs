@@ -255,6 +255,22 @@ fn hooks_run_in_order_with_the_state_in_their_namespaces() {
     assert_eq!(st["status"], "stopped");
     assert_eq!(st["id"], "hk");
 
+    // `run` does the same in one go (startContainer through the start gate), with the
+    // program's exit code.
+    std::fs::remove_file(d.join("order")).unwrap();
+    std::fs::remove_file(b.join("rootfs/order")).unwrap();
+    edit(&b, |s| {
+        s["process"]["args"] = json!(["/bin/sh", "-c", "echo ran >> /order; exit 5"])
+    });
+    let r = o.run(&["run", "--bundle", b.to_str().unwrap(), "hk2"]);
+    assert_eq!(r.status.code(), Some(5), "{}", text(&r.stderr));
+    assert_eq!(read(&b.join("rootfs/order")), "startContainer\nran\n");
+    assert_eq!(
+        order(),
+        "prestart\ncreateRuntime\ncreateContainer\npoststart\npoststop\n"
+    );
+    assert!(!o.root.join("hk2").exists());
+
     let f: Value = serde_json::from_str(&o.ok(&["features"])).unwrap();
     assert_eq!(
         f["hooks"],
