@@ -8,26 +8,20 @@ mod commands;
 mod containers;
 mod forward;
 mod limits;
+mod logs;
 mod net;
 mod oci;
 mod oom;
 mod progress;
 mod runspec;
+mod stats;
 mod tty;
+mod volumes;
 
-/// For tests that need root: true when they may go on; outside CI without root they
-/// skip, saying so; in CI without root they fail.
+/// For tests that need root: the one rule, [`frun_runtime::testing::root_or_skip`].
 #[cfg(test)]
 fn test_as_root() -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").is_err(),
-        "this test must run as root in CI"
-    );
-    eprintln!("SKIPPED: not root");
-    false
+    frun_runtime::testing::root_or_skip()
 }
 
 use clap::Parser;

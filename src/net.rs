@@ -606,6 +606,7 @@ mod tests {
                         publish: Vec::new(),
                         tty: false,
                         interactive: false,
+                        log: Default::default(),
                     })
                 })
                 .unwrap()

@@ -31,7 +31,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::RuntimeError;
+use crate::error::{RuntimeError, SetupError};
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
@@ -92,15 +92,15 @@ pub(crate) struct SelfJoin {
 impl SelfJoin {
     /// Moves the calling thread into the cgroup. Async-signal-safe apart from the error
     /// message: it runs in a freshly forked child.
-    pub(crate) fn join(&self) -> Result<(), String> {
+    pub(crate) fn join(&self) -> Result<(), SetupError> {
         for (path, fd) in &self.tasks {
             // SAFETY: writes one byte from a static buffer to an fd this process owns.
             let n = unsafe { libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) };
             if n != 1 {
-                return Err(format!(
-                    "joining the cgroup {path:?}: {}",
-                    std::io::Error::last_os_error()
-                ));
+                return Err(SetupError::JoinCgroup {
+                    path: path.clone(),
+                    cause: crate::error::Cause::last_os_error(),
+                });
             }
         }
         Ok(())
@@ -691,15 +691,10 @@ mod tests {
         }
     }
 
-    /// For tests that need root: `/frun-ut-NAME-PID` to use, or `None` (skip) outside
-    /// CI without root; in CI without root the test fails.
+    /// For tests that need root: `/frun-ut-NAME-PID` to use, or `None` (see
+    /// [`crate::testing::root_or_skip`]).
     fn root_only(name: &str) -> Option<Cleanup> {
-        if !rustix::process::geteuid().is_root() {
-            assert!(
-                std::env::var("CI").is_err(),
-                "this test must run as root in CI"
-            );
-            eprintln!("SKIPPED: not root");
+        if !crate::testing::root_or_skip() {
             return None;
         }
         Some(Cleanup(PathBuf::from(format!(

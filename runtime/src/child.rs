@@ -19,14 +19,16 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use crate::error::{Cause, SetupError};
 use crate::rootfs::{self, RootfsSource};
 
-type R<T> = Result<T, String>;
+type R<T> = Result<T, SetupError>;
 
-/// Reports `err` on the error pipe and exits: the end of a failed child.
-pub(crate) fn fail(errors: &OwnedFd, err: String) -> ! {
+/// Reports `err` on the error pipe (as data: the parent reads back the same variant)
+/// and exits: the end of a failed child.
+pub(crate) fn fail(errors: &OwnedFd, err: SetupError) -> ! {
     if let Ok(f) = errors.try_clone() {
-        let _ = std::fs::File::from(f).write_all(err.as_bytes());
+        let _ = std::fs::File::from(f).write_all(&err.to_wire());
     }
     // SAFETY: _exit skips atexit handlers and destructors, which belong to the parent
     // process this one was forked from.
@@ -36,9 +38,10 @@ pub(crate) fn fail(errors: &OwnedFd, err: String) -> ! {
 /// Waits for the parent's go-ahead (it has put this process into the cgroup).
 pub(crate) fn wait_for_parent(sync: &OwnedFd) -> R<()> {
     let mut byte = [0u8; 1];
-    std::fs::File::from(sync.try_clone().map_err(|e| e.to_string())?)
+    let waited = |e: std::io::Error| SetupError::WaitForParent { cause: e.into() };
+    std::fs::File::from(sync.try_clone().map_err(waited)?)
         .read_exact(&mut byte)
-        .map_err(|e| format!("waiting for the cgroup: {e}"))
+        .map_err(waited)
 }
 
 pub(crate) struct ChildArgs<'a> {
@@ -72,7 +75,10 @@ pub(crate) fn run(args: ChildArgs<'_>) -> ! {
 
 fn setup(a: &ChildArgs<'_>) -> R<std::convert::Infallible> {
     let spec = a.spec;
-    let process = spec.process().as_ref().ok_or("the spec has no process")?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| SetupError::spec("process", "missing"))?;
 
     // 1. Wait until the parent has put this process into the cgroup: everything from
     //    here on is accounted and limited.
@@ -88,9 +94,13 @@ fn setup(a: &ChildArgs<'_>) -> R<std::convert::Infallible> {
             let sock = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(sock) };
             let premade = crate::userns::recv_mounts(&sock)?;
             drop(sock);
-            let read =
-                |p: &str| std::fs::read_to_string(p).map_err(|e| format!("reading {p}: {e}"));
-            Some(rootfs::Userns {
+            let read = |p: &str| {
+                std::fs::read_to_string(p).map_err(|e| SetupError::Read {
+                    path: p.into(),
+                    cause: e.into(),
+                })
+            };
+            Some(crate::userns::Userns {
                 premade: premade.into(),
                 cgroups: read("/proc/self/cgroup")?,
                 mountinfo: read("/proc/self/mountinfo")?,
@@ -125,10 +135,14 @@ fn setup(a: &ChildArgs<'_>) -> R<std::convert::Infallible> {
             // In a new user namespace, the parent joined those for the clone.
             Some(_) if a.userns_mounts.is_some() => {}
             Some(path) => {
-                let f = std::fs::File::open(path)
-                    .map_err(|e| format!("opening namespace {path:?}: {e}"))?;
-                nix::sched::setns(&f, flag)
-                    .map_err(|e| format!("joining namespace {path:?}: {e}"))?;
+                let f = std::fs::File::open(path).map_err(|e| SetupError::OpenNamespace {
+                    path: path.clone(),
+                    cause: e.into(),
+                })?;
+                nix::sched::setns(&f, flag).map_err(|e| SetupError::JoinNamespace {
+                    what: format!("{path:?}"),
+                    cause: e.into(),
+                })?;
             }
             None => {
                 unshare |= flag;
@@ -136,7 +150,7 @@ fn setup(a: &ChildArgs<'_>) -> R<std::convert::Infallible> {
             }
         }
     }
-    nix::sched::unshare(unshare).map_err(|e| format!("creating namespaces: {e}"))?;
+    nix::sched::unshare(unshare).map_err(|e| SetupError::Unshare { cause: e.into() })?;
     if new_net {
         loopback_up()?;
     }
@@ -147,11 +161,18 @@ fn setup(a: &ChildArgs<'_>) -> R<std::convert::Infallible> {
     //     directories) now, then become the namespace's root.
     let mut userns = userns;
     if let Some(u) = userns.as_mut() {
-        u.host_paths = rootfs::open_host_paths(spec, a.rootfs, a.mountpoint)?;
+        u.host_paths = crate::userns::open_host_paths(spec, a.rootfs, a.mountpoint)?;
+        let root = |id: &str| {
+            let id = id.to_string();
+            move |e: nix::errno::Errno| SetupError::BecomeRoot {
+                id,
+                cause: e.into(),
+            }
+        };
         nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
-            .map_err(|e| format!("becoming root of the user namespace (gid): {e}"))?;
+            .map_err(root("gid"))?;
         nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
-            .map_err(|e| format!("becoming root of the user namespace (uid): {e}"))?;
+            .map_err(root("uid"))?;
     }
 
     // 3c. linux.sysctl, through the host's /proc/sys while it is still reachable: what
@@ -185,7 +206,10 @@ fn setup(a: &ChildArgs<'_>) -> R<std::convert::Infallible> {
         rootfs::chroot(a.rootfs)?;
     }
     if let Some(h) = spec.hostname() {
-        nix::unistd::sethostname(h).map_err(|e| format!("setting hostname {h:?}: {e}"))?;
+        nix::unistd::sethostname(h).map_err(|e| SetupError::Hostname {
+            hostname: h.clone(),
+            cause: e.into(),
+        })?;
     }
 
     if let (Some(socket), true) = (a.console, process.terminal().unwrap_or(false)) {
@@ -206,15 +230,16 @@ fn setup(a: &ChildArgs<'_>) -> R<std::convert::Infallible> {
 }
 
 /// Tells the parent that the set-up reached the point where hooks run (a NUL byte on
-/// the error pipe, which no error message starts with), then waits for its go-ahead.
+/// the error pipe, which no error report starts with), then waits for its go-ahead.
 fn wait_for_hooks(a: &ChildArgs<'_>) -> R<()> {
-    std::fs::File::from(a.errors.try_clone().map_err(|e| e.to_string())?)
+    let sync = |e: std::io::Error| SetupError::HookSync { cause: e.into() };
+    std::fs::File::from(a.errors.try_clone().map_err(sync)?)
         .write_all(&[0])
-        .map_err(|e| format!("signalling the hooks: {e}"))?;
+        .map_err(sync)?;
     let mut byte = [0u8; 1];
-    std::fs::File::from(a.sync.try_clone().map_err(|e| e.to_string())?)
+    std::fs::File::from(a.sync.try_clone().map_err(sync)?)
         .read_exact(&mut byte)
-        .map_err(|e| format!("waiting for the hooks: {e}"))
+        .map_err(sync)
 }
 
 /// Turns this process into the container's process: limits, user, capabilities,
@@ -244,8 +269,12 @@ pub(crate) fn exec_process_gated(
         set_rlimit(rl.typ(), rl.soft(), rl.hard())?;
     }
     if let Some(adj) = process.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .map_err(|e| format!("setting oom_score_adj {adj}: {e}"))?;
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
+            SetupError::OomScoreAdj {
+                value: adj,
+                cause: e.into(),
+            }
+        })?;
     }
     let user = process.user();
     let umask = user.umask().unwrap_or(0o022);
@@ -256,7 +285,9 @@ pub(crate) fn exec_process_gated(
     // 6. The executable, found before privileges go (PATH of the container's env).
     let env: Vec<String> = process.env().clone().unwrap_or_default();
     let argv: Vec<String> = process.args().clone().unwrap_or_default();
-    let arg0 = argv.first().ok_or("the process has no args")?;
+    let arg0 = argv
+        .first()
+        .ok_or_else(|| SetupError::spec("process.args", "empty"))?;
     let exe = find_executable(arg0, &env)?;
 
     // 6b. Without no_new_privs, loading a seccomp filter takes CAP_SYS_ADMIN, which
@@ -273,37 +304,55 @@ pub(crate) fn exec_process_gated(
         let keep = to_caps(c.bounding());
         for cap in caps::all() {
             if !keep.contains(&cap) {
-                caps::drop(None, caps::CapSet::Bounding, cap)
-                    .map_err(|e| format!("dropping {cap} from the bounding set: {e}"))?;
+                caps::drop(None, caps::CapSet::Bounding, cap).map_err(|e| {
+                    SetupError::DropBounding {
+                        cap: cap.to_string(),
+                        cause: e.into(),
+                    }
+                })?;
             }
         }
     }
-    nix::sys::prctl::set_keepcaps(true).map_err(|e| format!("keepcaps: {e}"))?;
+    let keepcaps = |e: nix::errno::Errno| SetupError::KeepCaps { cause: e.into() };
+    nix::sys::prctl::set_keepcaps(true).map_err(keepcaps)?;
     let groups: Vec<Gid> = user
         .additional_gids()
         .iter()
         .flatten()
         .map(|g| Gid::from_raw(*g))
         .collect();
-    nix::unistd::setgroups(&groups).map_err(|e| format!("setgroups {groups:?}: {e}"))?;
+    nix::unistd::setgroups(&groups).map_err(|e| SetupError::SetGroups {
+        gids: groups.iter().map(|g| g.as_raw()).collect(),
+        cause: e.into(),
+    })?;
     let gid = Gid::from_raw(user.gid());
     let uid = Uid::from_raw(user.uid());
-    nix::unistd::setresgid(gid, gid, gid).map_err(|e| format!("setgid {gid}: {e}"))?;
-    nix::unistd::setresuid(uid, uid, uid).map_err(|e| format!("setuid {uid}: {e}"))?;
-    nix::sys::prctl::set_keepcaps(false).map_err(|e| format!("keepcaps: {e}"))?;
+    nix::unistd::setresgid(gid, gid, gid).map_err(|e| SetupError::SetGid {
+        gid: gid.as_raw(),
+        cause: e.into(),
+    })?;
+    nix::unistd::setresuid(uid, uid, uid).map_err(|e| SetupError::SetUid {
+        uid: uid.as_raw(),
+        cause: e.into(),
+    })?;
+    nix::sys::prctl::set_keepcaps(false).map_err(keepcaps)?;
     if let Some(c) = &caps_spec {
+        let failed = |set: String| {
+            move |e: caps::errors::CapsError| SetupError::Capabilities {
+                set,
+                cause: e.into(),
+            }
+        };
         let set = |set: caps::CapSet, which: &Option<oci_spec::runtime::Capabilities>| -> R<()> {
-            caps::set(None, set, &to_caps(which))
-                .map_err(|e| format!("setting {set:?} capabilities: {e}"))
+            caps::set(None, set, &to_caps(which)).map_err(failed(format!("{set:?}")))
         };
         set(caps::CapSet::Effective, c.effective())?;
         set(caps::CapSet::Permitted, c.permitted())?;
         set(caps::CapSet::Inheritable, c.inheritable())?;
-        caps::clear(None, caps::CapSet::Ambient)
-            .map_err(|e| format!("clearing ambient capabilities: {e}"))?;
+        caps::clear(None, caps::CapSet::Ambient).map_err(failed("Ambient".into()))?;
         for cap in to_caps(c.ambient()) {
             caps::raise(None, caps::CapSet::Ambient, cap)
-                .map_err(|e| format!("raising ambient {cap}: {e}"))?;
+                .map_err(failed(format!("Ambient ({cap})")))?;
         }
     }
 
@@ -312,21 +361,29 @@ pub(crate) fn exec_process_gated(
     close_fds_except(&[Some(keep_fd), gate], preserve_fds)?;
     let cwd = PathBuf::from(process.cwd());
     if !cwd.is_absolute() {
-        return Err(format!("working directory {cwd:?} is not absolute"));
+        return Err(SetupError::RelativeWorkingDir { path: cwd });
     }
-    std::env::set_current_dir(&cwd).map_err(|e| format!("working directory {cwd:?}: {e}"))?;
-    let real = nix::unistd::getcwd().map_err(|e| format!("working directory {cwd:?}: {e}"))?;
+    let in_cwd = |e: Cause| SetupError::WorkingDir {
+        path: cwd.clone(),
+        cause: e,
+    };
+    std::env::set_current_dir(&cwd).map_err(|e| in_cwd(e.into()))?;
+    let real = nix::unistd::getcwd().map_err(|e| in_cwd(e.into()))?;
     if !real.is_absolute() || real.as_os_str().as_bytes().starts_with(b"(unreachable)") {
-        return Err(format!(
-            "working directory {cwd:?} is outside the container"
-        ));
+        return Err(SetupError::WorkingDirOutside { path: cwd });
     }
 
-    let c = |s: &str| CString::new(s.as_bytes()).map_err(|_| format!("{s:?} contains a NUL byte"));
-    let argv_c = argv.iter().map(|s| c(s)).collect::<R<Vec<_>>>()?;
-    let env_c = env.iter().map(|s| c(s)).collect::<R<Vec<_>>>()?;
-    let exe_c =
-        CString::new(exe.as_os_str().as_bytes()).map_err(|_| "executable path contains NUL")?;
+    let c = |s: &[u8]| {
+        CString::new(s).map_err(|_| SetupError::NulByte {
+            value: String::from_utf8_lossy(s).into_owned(),
+        })
+    };
+    let argv_c = argv
+        .iter()
+        .map(|s| c(s.as_bytes()))
+        .collect::<R<Vec<_>>>()?;
+    let env_c = env.iter().map(|s| c(s.as_bytes())).collect::<R<Vec<_>>>()?;
+    let exe_c = c(exe.as_os_str().as_bytes())?;
 
     // The start gate: set-up is done and reported; wait for the go-ahead. A failure
     // after it has nobody to report to but the container's stderr.
@@ -352,16 +409,20 @@ fn finish_exec(
 ) -> R<std::convert::Infallible> {
     reset_signals()?;
     if nnp {
-        nix::sys::prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
+        nix::sys::prctl::set_no_new_privs()
+            .map_err(|e| SetupError::NoNewPrivs { cause: e.into() })?;
         load_seccomp(seccomp)?;
     }
     let e = nix::unistd::execve(exe, argv, env).unwrap_err();
-    Err(format!("exec {arg0:?}: {e}"))
+    Err(SetupError::Exec {
+        arg0: arg0.to_string(),
+        cause: e.into(),
+    })
 }
 
 fn load_seccomp(seccomp: &[BpfProgram]) -> R<()> {
     for prog in seccomp {
-        crate::seccomp::load(prog).map_err(|e| format!("loading the seccomp filter: {e}"))?;
+        crate::seccomp::load(prog).map_err(|e| SetupError::LoadSeccomp { cause: e.into() })?;
     }
     Ok(())
 }
@@ -400,15 +461,15 @@ fn reset_signals() -> R<()> {
             )
         };
         if r != 0 {
-            return Err(format!(
-                "resetting signal {sig}: {}",
-                std::io::Error::last_os_error()
-            ));
+            return Err(SetupError::ResetSignal {
+                signal: sig,
+                cause: Cause::last_os_error(),
+            });
         }
     }
     let none = nix::sys::signal::SigSet::empty();
     nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&none), None)
-        .map_err(|e| format!("clearing the signal mask: {e}"))
+        .map_err(|e| SetupError::SignalMask { cause: e.into() })
 }
 
 fn to_caps(
@@ -445,14 +506,20 @@ fn set_rlimit(typ: PosixRlimitType, soft: u64, hard: u64) -> R<()> {
         PosixRlimitType::RlimitRtprio => Resource::RLIMIT_RTPRIO,
         PosixRlimitType::RlimitRttime => Resource::RLIMIT_RTTIME,
     };
+    let failed = |limit: String| {
+        move |e: nix::errno::Errno| SetupError::Rlimit {
+            limit,
+            cause: e.into(),
+        }
+    };
     match setrlimit(res, soft, hard) {
         Ok(()) => Ok(()),
         Err(nix::errno::Errno::EPERM) => {
-            let (_, cur_hard) = getrlimit(res).map_err(|e| format!("getrlimit {typ:?}: {e}"))?;
+            let (_, cur_hard) = getrlimit(res).map_err(failed(format!("{typ:?} (getrlimit)")))?;
             let hard = hard.min(cur_hard);
-            setrlimit(res, soft.min(hard), hard).map_err(|e| format!("setrlimit {typ:?}: {e}"))
+            setrlimit(res, soft.min(hard), hard).map_err(failed(format!("{typ:?}")))
         }
-        Err(e) => Err(format!("setrlimit {typ:?} {soft}/{hard}: {e}")),
+        Err(e) => Err(failed(format!("{typ:?} {soft}/{hard}"))(e)),
     }
 }
 
@@ -464,8 +531,12 @@ fn find_executable(arg0: &str, env: &[String]) -> R<PathBuf> {
         // the set-up (OCI `create`) rather than only the `execve` after `start`. A
         // relative one depends on the working directory, set later.
         if arg0.starts_with('/') {
-            nix::unistd::access(arg0, nix::unistd::AccessFlags::X_OK)
-                .map_err(|e| format!("exec {arg0:?}: {}", e.desc()))?;
+            nix::unistd::access(arg0, nix::unistd::AccessFlags::X_OK).map_err(|e| {
+                SetupError::Exec {
+                    arg0: arg0.to_string(),
+                    cause: e.into(),
+                }
+            })?;
         }
         return Ok(PathBuf::from(arg0));
     }
@@ -481,7 +552,9 @@ fn find_executable(arg0: &str, env: &[String]) -> R<PathBuf> {
             return Ok(candidate);
         }
     }
-    Err(format!("exec {arg0:?}: executable file not found in $PATH"))
+    Err(SetupError::NotFound {
+        arg0: arg0.to_string(),
+    })
 }
 
 /// Closes the error pipe (set-up succeeded), then blocks until one byte comes through
@@ -517,10 +590,9 @@ fn close_fds_except(keep: &[Option<i32>], preserve: u32) -> R<()> {
         // needs (stdio and `keep`) are outside the range.
         let r = unsafe { libc::syscall(libc::SYS_close_range, from, to, 0) };
         if r != 0 {
-            return Err(format!(
-                "closing inherited file descriptors: {}",
-                std::io::Error::last_os_error()
-            ));
+            return Err(SetupError::CloseFds {
+                cause: Cause::last_os_error(),
+            });
         }
         Ok(())
     };
@@ -542,7 +614,9 @@ fn loopback_up() -> R<()> {
     unsafe {
         let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
         if s < 0 {
-            return Err(format!("socket: {}", std::io::Error::last_os_error()));
+            return Err(SetupError::Loopback {
+                cause: Cause::last_os_error(),
+            });
         }
         let mut req: libc::ifreq = std::mem::zeroed();
         for (i, b) in b"lo".iter().enumerate() {
@@ -556,7 +630,7 @@ fn loopback_up() -> R<()> {
         let err = std::io::Error::last_os_error();
         libc::close(s);
         if !ok {
-            return Err(format!("bringing up lo: {err}"));
+            return Err(SetupError::Loopback { cause: err.into() });
         }
     }
     Ok(())

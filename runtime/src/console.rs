@@ -5,10 +5,15 @@
 
 use std::os::fd::{BorrowedFd, RawFd};
 
-type R<T> = Result<T, String>;
+use crate::error::{Cause, SetupError};
 
-fn last(op: &str) -> String {
-    format!("{op}: {}", std::io::Error::last_os_error())
+type R<T> = Result<T, SetupError>;
+
+fn last(op: &str) -> SetupError {
+    SetupError::Console {
+        op: op.into(),
+        cause: Cause::last_os_error(),
+    }
 }
 
 /// Makes the pty, sends its master over `socket`, and makes the slave this process's
@@ -52,7 +57,10 @@ pub(crate) fn setup(socket: RawFd, size: Option<(u32, u32)>) -> R<()> {
         // The pty's name as the payload, as runc sends it.
         let sent =
             crate::fdpass::send_fds(&BorrowedFd::borrow_raw(socket), &[master], b"/dev/ptmx")
-                .map_err(|e| format!("sending the pty to the console socket: {e}"));
+                .map_err(|e| SetupError::Console {
+                    op: "sending the pty to the console socket".into(),
+                    cause: e.into(),
+                });
         libc::close(master);
         libc::close(socket);
         if let Err(e) = sent {

@@ -14,8 +14,8 @@ use std::path::Path;
 
 use crate::cgroup::Cgroup;
 use crate::child;
+use crate::error::{RuntimeError, SetupError};
 use crate::spawn::{handshake, pipe, threads, Started, Stdio};
-use crate::RuntimeError;
 
 /// Optional parts of [`exec_with`].
 #[derive(Default)]
@@ -48,12 +48,10 @@ pub fn exec_with(
     opts: ExecOptions,
 ) -> Result<Started, RuntimeError> {
     if threads() != 1 {
-        return Err(RuntimeError::Config(
-            "exec must run in a single-threaded process".into(),
-        ));
+        return Err(RuntimeError::NotSingleThreaded { op: "exec" });
     }
     let seccomp = match seccomp {
-        Some(p) => crate::seccomp::compile(p).map_err(|e| RuntimeError::Config(e.to_string()))?,
+        Some(p) => crate::seccomp::compile(p)?,
         None => Vec::new(),
     };
     let cgroup = Cgroup::open(cgroup)?;
@@ -72,8 +70,9 @@ pub fn exec_with(
         ("mnt", CloneFlags::CLONE_NEWNS),
     ] {
         let path = format!("/proc/{pid}/ns/{name}");
-        let f = std::fs::File::open(&path).map_err(|e| {
-            RuntimeError::sys(format!("opening {path} (is the container running?)"), e)
+        let f = std::fs::File::open(&path).map_err(|e| RuntimeError::ContainerGone {
+            path: path.clone().into(),
+            source: e,
         })?;
         nss.push((f, flag));
     }
@@ -81,8 +80,10 @@ pub fn exec_with(
     // namespace has been joined with the host's privileges (a network namespace the
     // host made belongs to the host's user namespace).
     let userns = format!("/proc/{pid}/ns/user");
-    let theirs = std::fs::File::open(&userns)
-        .map_err(|e| RuntimeError::sys(format!("opening {userns}"), e))?;
+    let theirs = std::fs::File::open(&userns).map_err(|e| RuntimeError::ContainerGone {
+        path: userns.clone().into(),
+        source: e,
+    })?;
     let same = |a: &std::fs::File, b: &std::fs::File| -> bool {
         use std::os::unix::fs::MetadataExt;
         match (a.metadata(), b.metadata()) {
@@ -90,19 +91,30 @@ pub fn exec_with(
             _ => false,
         }
     };
-    let ours = std::fs::File::open("/proc/self/ns/user")
-        .map_err(|e| RuntimeError::sys("opening /proc/self/ns/user", e))?;
+    let open_own = |path: &str| {
+        std::fs::File::open(path).map_err(|e| RuntimeError::OpenNamespace {
+            path: path.into(),
+            source: e,
+        })
+    };
+    let ours = open_own("/proc/self/ns/user")?;
     if !same(&theirs, &ours) {
         nss.push((theirs, CloneFlags::CLONE_NEWUSER));
     }
     // This process's own pid namespace, to go back to after the fork: with its
     // children's namespace left at the container's, it could not start threads.
-    let own_pidns = std::fs::File::open("/proc/self/ns/pid")
-        .map_err(|e| RuntimeError::sys("opening /proc/self/ns/pid", e))?;
-    let pidns = std::fs::File::open(format!("/proc/{pid}/ns/pid"))
-        .map_err(|e| RuntimeError::sys("opening the container's pid namespace", e))?;
-    nix::sched::setns(&pidns, CloneFlags::CLONE_NEWPID)
-        .map_err(|e| RuntimeError::sys("joining the pid namespace", e))?;
+    let own_pidns = open_own("/proc/self/ns/pid")?;
+    let path = format!("/proc/{pid}/ns/pid");
+    let pidns = std::fs::File::open(&path).map_err(|e| RuntimeError::ContainerGone {
+        path: path.clone().into(),
+        source: e,
+    })?;
+    nix::sched::setns(&pidns, CloneFlags::CLONE_NEWPID).map_err(|e| {
+        RuntimeError::JoinNamespace {
+            what: path,
+            source: e.into(),
+        }
+    })?;
     let (sync_r, sync_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     // SAFETY: single-threaded (checked above).
@@ -116,7 +128,7 @@ pub fn exec_with(
                     unsafe { libc::dup2(fd.as_raw_fd(), target) };
                 }
             }
-            let r = (|| -> Result<std::convert::Infallible, String> {
+            let r = (|| -> Result<std::convert::Infallible, SetupError> {
                 if let Some(j) = &self_join {
                     j.join()?;
                 }
@@ -124,8 +136,10 @@ pub fn exec_with(
                 child::wait_for_parent(&sync_r)?;
                 let _ = nix::unistd::setsid();
                 for (f, flag) in &nss {
-                    nix::sched::setns(f, *flag)
-                        .map_err(|e| format!("joining namespace {flag:?}: {e}"))?;
+                    nix::sched::setns(f, *flag).map_err(|e| SetupError::JoinNamespace {
+                        what: format!("{flag:?}"),
+                        cause: e.into(),
+                    })?;
                 }
                 drop(nss);
                 if let (Some(socket), true) = (

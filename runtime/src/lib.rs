@@ -12,18 +12,23 @@
 pub mod cgroup;
 mod child;
 mod console;
+mod error;
 mod exec;
 pub mod fdpass;
 mod freezer;
 pub mod hooks;
 pub mod rootfs;
 pub mod seccomp;
+mod source;
 mod spawn;
 pub mod spec;
 pub mod stats;
 pub mod sysctl;
+#[doc(hidden)]
+pub mod testing;
 mod userns;
 
+pub use error::{Cause, RuntimeError, SetupError};
 pub use exec::{exec, exec_with, ExecOptions};
 pub use rootfs::RootfsSource;
 pub use spawn::{
@@ -33,39 +38,4 @@ pub use spawn::{
 /// Whether the calling process has a single thread, as [`spawn`] and [`exec`] need.
 pub fn single_threaded() -> bool {
     spawn::threads() == 1
-}
-
-/// Everything that can go wrong while starting a container, named after the step.
-#[derive(Debug, thiserror::Error)]
-pub enum RuntimeError {
-    #[error("invalid container config: {0}")]
-    Config(String),
-    #[error("cgroup {path:?}: {reason}")]
-    Cgroup {
-        path: std::path::PathBuf,
-        reason: String,
-    },
-    #[error("{op}: {source}")]
-    Sys {
-        op: String,
-        #[source]
-        source: std::io::Error,
-    },
-    /// The container's set-up failed inside its namespaces, before `execve`.
-    #[error("{0}")]
-    Child(String),
-    #[error(transparent)]
-    Sysctl(#[from] crate::sysctl::SysctlError),
-    /// A hook run before the pivot ([`crate::SpawnOptions::before_pivot`]) failed.
-    #[error("{0}")]
-    Hook(Box<dyn std::error::Error + Send + Sync>),
-}
-
-impl RuntimeError {
-    pub(crate) fn sys(op: impl Into<String>, e: impl Into<std::io::Error>) -> RuntimeError {
-        RuntimeError::Sys {
-            op: op.into(),
-            source: e.into(),
-        }
-    }
 }

@@ -16,8 +16,8 @@ use std::path::PathBuf;
 
 use crate::cgroup::Cgroup;
 use crate::child::{self, ChildArgs};
+use crate::error::{RuntimeError, SetupError};
 use crate::rootfs::RootfsSource;
-use crate::RuntimeError;
 
 /// What to start.
 pub struct SpawnConfig {
@@ -112,17 +112,15 @@ pub fn spawn_with(
     mut opts: SpawnOptions,
 ) -> Result<Started, RuntimeError> {
     if threads() != 1 {
-        return Err(RuntimeError::Config(
-            "spawn must run in a single-threaded process (frun re-executes itself for this)".into(),
-        ));
+        return Err(RuntimeError::NotSingleThreaded { op: "spawn" });
     }
     let spec = &cfg.spec;
     let process = spec
         .process()
         .as_ref()
-        .ok_or_else(|| RuntimeError::Config("the spec has no process".into()))?;
+        .ok_or_else(|| RuntimeError::spec("process", "missing"))?;
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return Err(RuntimeError::Config("the process has no args".into()));
+        return Err(RuntimeError::spec("process.args", "empty"));
     }
     let linux = spec.linux().clone().unwrap_or_default();
     let namespaces = linux.namespaces().clone().unwrap_or_default();
@@ -133,19 +131,21 @@ pub fn spawn_with(
         .find(|n| n.typ() == LinuxNamespaceType::User)
     {
         Some(ns) if ns.path().is_some() => {
-            return Err(RuntimeError::Config(
-                "joining an existing user namespace (linux.namespaces[user].path) is not supported"
-                    .into(),
+            return Err(RuntimeError::spec(
+                "linux.namespaces[user].path",
+                "joining an existing user namespace is not supported",
             ))
         }
         Some(_) => {
-            crate::userns::check_mappings(&uid_maps, &gid_maps).map_err(RuntimeError::Config)?;
+            crate::userns::check_mappings(&uid_maps, &gid_maps)?;
             true
         }
-        None if !uid_maps.is_empty() || !gid_maps.is_empty() => return Err(RuntimeError::Config(
-            "linux.uidMappings/gidMappings are given but linux.namespaces has no user namespace"
-                .into(),
-        )),
+        None if !uid_maps.is_empty() || !gid_maps.is_empty() => {
+            return Err(RuntimeError::spec(
+                "linux.uidMappings/gidMappings",
+                "given but linux.namespaces has no user namespace",
+            ))
+        }
         None => false,
     };
     if !new_userns {
@@ -155,10 +155,10 @@ pub fn spawn_with(
             .flatten()
             .find(|m| crate::userns::wants_idmap(m))
         {
-            return Err(RuntimeError::Config(format!(
-                "mount on {:?}: idmapped mounts need a user namespace",
-                m.destination()
-            )));
+            return Err(RuntimeError::spec(
+                format!("mounts[{:?}]", m.destination()),
+                "idmapped mounts need a user namespace",
+            ));
         }
     }
     let sysctl = crate::sysctl::validate(spec)?;
@@ -169,9 +169,7 @@ pub fn spawn_with(
         no_mount_namespace(spec, &cfg.rootfs, new_userns)?;
     }
     let seccomp = match linux.seccomp() {
-        Some(profile) => {
-            crate::seccomp::compile(profile).map_err(|e| RuntimeError::Config(e.to_string()))?
-        }
+        Some(profile) => crate::seccomp::compile(profile)?,
         None => Vec::new(),
     };
     let cgroup = Cgroup::open(&cfg.cgroup)?;
@@ -210,10 +208,16 @@ pub fn spawn_with(
     {
         match ns.path() {
             Some(path) => {
-                let f = std::fs::File::open(path)
-                    .map_err(|e| RuntimeError::sys(format!("opening pid namespace {path:?}"), e))?;
-                nix::sched::setns(&f, CloneFlags::CLONE_NEWPID)
-                    .map_err(|e| RuntimeError::sys("joining the pid namespace", e))?;
+                let f = std::fs::File::open(path).map_err(|e| RuntimeError::OpenNamespace {
+                    path: path.clone(),
+                    source: e,
+                })?;
+                nix::sched::setns(&f, CloneFlags::CLONE_NEWPID).map_err(|e| {
+                    RuntimeError::JoinNamespace {
+                        what: format!("{path:?}"),
+                        source: e.into(),
+                    }
+                })?;
             }
             None => clone_flags |= CloneFlags::CLONE_NEWPID,
         }
@@ -235,33 +239,39 @@ pub fn spawn_with(
                 LinuxNamespaceType::Uts => ("uts", CloneFlags::CLONE_NEWUTS),
                 LinuxNamespaceType::Cgroup => ("cgroup", CloneFlags::CLONE_NEWCGROUP),
                 other => {
-                    return Err(RuntimeError::Config(format!(
-                        "joining a {other:?} namespace by path is not supported with a new user namespace"
-                    )))
+                    return Err(RuntimeError::spec(
+                        format!("linux.namespaces[{other:?}].path"),
+                        "joining it by path is not supported with a new user namespace",
+                    ))
                 }
             };
-            let own = std::fs::File::open(format!("/proc/self/ns/{name}"))
-                .map_err(|e| RuntimeError::sys(format!("opening /proc/self/ns/{name}"), e))?;
-            let target = std::fs::File::open(path)
-                .map_err(|e| RuntimeError::sys(format!("opening namespace {path:?}"), e))?;
-            rejoin.push((own, target, flag));
+            let open = |path: PathBuf| {
+                std::fs::File::open(&path)
+                    .map_err(|source| RuntimeError::OpenNamespace { path, source })
+            };
+            let own = open(format!("/proc/self/ns/{name}").into())?;
+            let target = open(path.clone())?;
+            rejoin.push((own, target, flag, path.clone()));
         }
     }
-    let restore = |joined: &[(std::fs::File, std::fs::File, CloneFlags)]| {
-        for (own, _, flag) in joined {
+    let restore = |joined: &[(std::fs::File, std::fs::File, CloneFlags, PathBuf)]| {
+        for (own, _, flag, _) in joined {
             // Going back to a namespace this process was in: nothing to refuse it.
             nix::sched::setns(own, *flag).expect("returning to this process's namespace");
         }
     };
-    for (i, (_, target, flag)) in rejoin.iter().enumerate() {
+    for (i, (_, target, flag, path)) in rejoin.iter().enumerate() {
         if let Err(e) = nix::sched::setns(target, *flag) {
             restore(&rejoin[..i]);
-            return Err(RuntimeError::sys(format!("joining namespace {flag:?}"), e));
+            return Err(RuntimeError::JoinNamespace {
+                what: format!("{path:?}"),
+                source: e.into(),
+            });
         }
     }
     // sysfs, made here while in the container's network namespace (see
     // `parent_makes_sysfs`).
-    let sysfs: Result<std::collections::VecDeque<OwnedFd>, String> =
+    let sysfs: Result<std::collections::VecDeque<OwnedFd>, SetupError> =
         if new_userns && crate::userns::parent_makes_sysfs(spec) {
             spec.mounts()
                 .iter()
@@ -276,7 +286,7 @@ pub fn spawn_with(
         Ok(s) => s,
         Err(e) => {
             restore(&rejoin);
-            return Err(RuntimeError::Child(e));
+            return Err(e.into());
         }
     };
 
@@ -378,11 +388,12 @@ fn prepare_userns(
 ) -> Result<(), RuntimeError> {
     crate::userns::write_maps(child.as_raw(), uid_maps, gid_maps)?;
     let path = format!("/proc/{child}/ns/user");
-    let userns =
-        std::fs::File::open(&path).map_err(|e| RuntimeError::sys(format!("opening {path}"), e))?;
-    let fds = crate::userns::premade_mounts(rootfs, spec, sysfs, &userns, uid_maps, gid_maps)
-        .map_err(RuntimeError::Child)?;
-    crate::userns::send_mounts(sock, &fds).map_err(RuntimeError::Child)
+    let userns = std::fs::File::open(&path).map_err(|source| RuntimeError::OpenNamespace {
+        path: path.into(),
+        source,
+    })?;
+    let fds = crate::userns::premade_mounts(rootfs, spec, sysfs, &userns, uid_maps, gid_maps)?;
+    Ok(crate::userns::send_mounts(sock, &fds)?)
 }
 
 /// The parent's half of a start: put `child` into `cgroup` (with `resources`) unless it
@@ -439,9 +450,7 @@ fn handshake_with(
     }
     let _ = err.read_to_end(&mut msg);
     if !msg.is_empty() {
-        return Err(fail(RuntimeError::Child(
-            String::from_utf8_lossy(&msg).into_owned(),
-        )));
+        return Err(fail(SetupError::from_wire(&msg).into()));
     }
     sent.map_err(|e| fail(RuntimeError::sys("starting the process", e)))
 }
@@ -455,17 +464,18 @@ fn no_mount_namespace(
     rootfs: &RootfsSource,
     new_userns: bool,
 ) -> Result<(), RuntimeError> {
-    let refuse = |what: &str| {
-        Err(RuntimeError::Config(format!(
-            "{what} without a mount namespace (linux.namespaces has no mount): it would be \
-             made in the runtime's own mount namespace"
-        )))
+    let refuse = |field: &str| {
+        Err(RuntimeError::spec(
+            field,
+            "not possible without a mount namespace (linux.namespaces has no mount): it \
+             would be made in the runtime's own mount namespace",
+        ))
     };
     if !matches!(rootfs, RootfsSource::Dir(_)) {
-        return refuse("an overlay root filesystem");
+        return refuse("root (an overlay root filesystem)");
     }
     if new_userns {
-        return refuse("a user namespace");
+        return refuse("linux.namespaces[user]");
     }
     if let Some(m) = spec.mounts().iter().flatten().next() {
         return refuse(&format!("mounts[] (the first on {:?})", m.destination()));
@@ -479,10 +489,11 @@ fn no_mount_namespace(
         return refuse("root.readonly");
     }
     let linux = spec.linux().clone().unwrap_or_default();
-    if linux.masked_paths().iter().flatten().next().is_some()
-        || linux.readonly_paths().iter().flatten().next().is_some()
-    {
-        return refuse("linux.maskedPaths or linux.readonlyPaths");
+    if linux.masked_paths().iter().flatten().next().is_some() {
+        return refuse("linux.maskedPaths");
+    }
+    if linux.readonly_paths().iter().flatten().next().is_some() {
+        return refuse("linux.readonlyPaths");
     }
     if linux.rootfs_propagation().is_some() {
         return refuse("linux.rootfsPropagation");

@@ -101,11 +101,14 @@ pub fn validate(spec: &Spec) -> Result<Vec<Sysctl>, SysctlError> {
 }
 
 /// Writes the sysctls (in the container's process, in its namespaces).
-pub(crate) fn apply(list: &[Sysctl]) -> Result<(), String> {
+pub(crate) fn apply(list: &[Sysctl]) -> Result<(), crate::SetupError> {
     for s in list {
         let path = std::path::Path::new("/proc/sys").join(&s.file);
-        std::fs::write(&path, s.value.as_bytes())
-            .map_err(|e| format!("setting sysctl {}={:?}: {e}", s.key, s.value))?;
+        std::fs::write(&path, s.value.as_bytes()).map_err(|e| crate::SetupError::Sysctl {
+            key: s.key.clone(),
+            value: s.value.clone(),
+            cause: e.into(),
+        })?;
     }
     Ok(())
 }

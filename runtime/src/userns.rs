@@ -15,32 +15,51 @@
 //!   container's root. The shared layers on disk are never changed.
 //! - bind mounts with their own `uidMappings` (`-v SRC:DST:idmap`): the source cloned
 //!   and idmapped the same way.
+//!
+//! The container's side is [`Userns`]: what `crate::rootfs` mounts differently in a
+//! user namespace (the premade mounts to attach, host paths opened while still
+//! allowed to). This module never imports `rootfs`; `rootfs` imports it.
 
-use oci_spec::runtime::{LinuxIdMapping, Mount};
+use oci_spec::runtime::{LinuxIdMapping, Mount, Spec};
+use rustix::fs::{self as rfs, Mode, OFlags};
 use rustix::mount::{self as rmount, FsMountFlags, FsOpenFlags, MountAttrFlags, OpenTreeFlags};
+use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
-use crate::RuntimeError;
+use crate::error::{Cause, RuntimeError, SetupError};
+use crate::source::RootfsSource;
+
+type R<T> = Result<T, SetupError>;
 
 /// The spec's mappings, checked: both present, non-empty, and not overlapping.
-pub(crate) fn check_mappings(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<(), String> {
+pub(crate) fn check_mappings(
+    uid: &[LinuxIdMapping],
+    gid: &[LinuxIdMapping],
+) -> Result<(), RuntimeError> {
     if uid.is_empty() || gid.is_empty() {
-        return Err(
-            "a new user namespace needs both linux.uidMappings and linux.gidMappings".into(),
-        );
+        return Err(RuntimeError::spec(
+            "linux.uidMappings/gidMappings",
+            "a new user namespace needs both",
+        ));
     }
     for (what, maps) in [("uidMappings", uid), ("gidMappings", gid)] {
         if maps.len() > 340 {
-            return Err(format!("linux.{what}: more than 340 lines"));
+            return Err(RuntimeError::spec(
+                format!("linux.{what}"),
+                "more than 340 lines",
+            ));
         }
         for (i, m) in maps.iter().enumerate() {
             if m.size() == 0 {
-                return Err(format!("linux.{what}[{i}]: size 0"));
+                return Err(RuntimeError::spec(format!("linux.{what}[{i}]"), "size 0"));
             }
             let end = |start: u32| u64::from(start) + u64::from(m.size());
             if end(m.container_id()) > 1 << 32 || end(m.host_id()) > 1 << 32 {
-                return Err(format!("linux.{what}[{i}]: range beyond 2^32"));
+                return Err(RuntimeError::spec(
+                    format!("linux.{what}[{i}]"),
+                    "range beyond 2^32",
+                ));
             }
             for (j, o) in maps.iter().enumerate().take(i) {
                 let overlap = |a: u32, b: u32| {
@@ -49,7 +68,10 @@ pub(crate) fn check_mappings(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> 
                 };
                 if overlap(m.container_id(), o.container_id()) || overlap(m.host_id(), o.host_id())
                 {
-                    return Err(format!("linux.{what}[{i}] overlaps linux.{what}[{j}]"));
+                    return Err(RuntimeError::spec(
+                        format!("linux.{what}[{i}]"),
+                        format!("overlaps linux.{what}[{j}]"),
+                    ));
                 }
             }
         }
@@ -80,8 +102,10 @@ pub(crate) fn write_maps(
 ) -> Result<(), RuntimeError> {
     for (file, maps) in [("uid_map", uid), ("gid_map", gid)] {
         let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, map_text(maps))
-            .map_err(|e| RuntimeError::sys(format!("writing {path}"), e))?;
+        std::fs::write(&path, map_text(maps)).map_err(|source| RuntimeError::WriteIdMap {
+            path: path.into(),
+            source,
+        })?;
     }
     Ok(())
 }
@@ -98,13 +122,16 @@ const AT_RECURSIVE: libc::c_uint = 0x8000;
 
 /// A detached copy of the mount tree at `path` (recursive if asked), idmapped through
 /// the user namespace `userns`.
-fn idmapped_clone(path: &Path, userns: &impl AsFd, recursive: bool) -> Result<OwnedFd, String> {
+fn idmapped_clone(path: &Path, userns: &impl AsFd, recursive: bool) -> Result<OwnedFd, SetupError> {
     let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
     if recursive {
         flags |= OpenTreeFlags::AT_RECURSIVE;
     }
-    let tree = rmount::open_tree(rustix::fs::CWD, path, flags)
-        .map_err(|e| format!("cloning the mount of {path:?}: {e}"))?;
+    let tree =
+        rmount::open_tree(rustix::fs::CWD, path, flags).map_err(|e| SetupError::CloneMount {
+            path: path.into(),
+            cause: e.into(),
+        })?;
     let attr = MountAttr {
         attr_set: MOUNT_ATTR_IDMAP,
         attr_clr: 0,
@@ -124,10 +151,10 @@ fn idmapped_clone(path: &Path, userns: &impl AsFd, recursive: bool) -> Result<Ow
         )
     };
     if r != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(format!(
-            "idmapping {path:?} for the user namespace: {e} (the filesystem must support idmapped mounts)"
-        ));
+        return Err(SetupError::Idmap {
+            path: path.into(),
+            cause: Cause::last_os_error(),
+        });
     }
     Ok(tree)
 }
@@ -150,16 +177,25 @@ pub(crate) fn idmapped_overlay(
     work: &Path,
     userns: &(impl AsFd + Sync),
     root_ids: (u32, u32),
-) -> Result<OwnedFd, String> {
+) -> Result<OwnedFd, SetupError> {
     if lower_dirs.is_empty() {
-        return Err("an image without layers has no root filesystem".into());
+        return Err(SetupError::NoLayers);
     }
-    std::os::unix::fs::chown(upper, Some(root_ids.0), Some(root_ids.1))
-        .map_err(|e| format!("chown {upper:?}: {e}"))?;
+    std::os::unix::fs::chown(upper, Some(root_ids.0), Some(root_ids.1)).map_err(|e| {
+        SetupError::Chown {
+            path: upper.into(),
+            cause: e.into(),
+        }
+    })?;
     std::thread::scope(|s| {
         s.spawn(|| overlay_in_private_namespace(lower_dirs, upper, work, userns))
             .join()
-            .map_err(|_| "the overlay thread panicked".to_string())?
+            .map_err(|_| {
+                SetupError::mount(
+                    "mounting the overlay root filesystem",
+                    Cause::Other("the overlay thread panicked".into()),
+                )
+            })?
     })
 }
 
@@ -169,11 +205,11 @@ fn overlay_in_private_namespace(
     upper: &Path,
     work: &Path,
     userns: &impl AsFd,
-) -> Result<OwnedFd, String> {
+) -> Result<OwnedFd, SetupError> {
     // 1. A mount namespace for this thread alone (unshare takes the thread's filesystem
     //    context along), where nothing propagates to or from the host.
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-        .map_err(|e| format!("a private mount namespace for the overlay: {e}"))?;
+        .map_err(|e| SetupError::mount("a private mount namespace for the overlay", e))?;
     nix::mount::mount(
         None::<&str>,
         "/",
@@ -181,7 +217,7 @@ fn overlay_in_private_namespace(
         nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
         None::<&str>,
     )
-    .map_err(|e| format!("making the overlay's mount namespace private: {e}"))?;
+    .map_err(|e| SetupError::mount("making the overlay's mount namespace private", e))?;
     // 2. Each layer cloned, idmapped, and attached in this namespace.
     let mut layers = Vec::with_capacity(lower_dirs.len());
     for d in lower_dirs {
@@ -191,7 +227,10 @@ fn overlay_in_private_namespace(
             rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         )
-        .map_err(|e| format!("opening layer {d:?}: {e}"))?;
+        .map_err(|e| SetupError::OpenHostPath {
+            path: d.clone(),
+            cause: e.into(),
+        })?;
         use rmount::MoveMountFlags as F;
         rmount::move_mount(
             &layer,
@@ -200,28 +239,34 @@ fn overlay_in_private_namespace(
             "",
             F::MOVE_MOUNT_F_EMPTY_PATH | F::MOVE_MOUNT_T_EMPTY_PATH,
         )
-        .map_err(|e| format!("attaching the idmapped layer {d:?}: {e}"))?;
+        .map_err(|e| SetupError::Idmap {
+            path: d.clone(),
+            cause: e.into(),
+        })?;
         layers.push(layer);
     }
     // 3. The overlay, naming each attached layer by its fd.
+    let what = "mounting the overlay root filesystem";
     let fs = rmount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
-        .map_err(|e| format!("fsopen overlay: {e}"))?;
+        .map_err(|e| SetupError::mount(what, e))?;
     let lower = layers
         .iter()
         .map(|l| format!("/proc/self/fd/{}", l.as_raw_fd()))
         .collect::<Vec<_>>()
         .join(":");
     let set = |key: &str, value: &str| {
-        rmount::fsconfig_set_string(&fs, key, value)
-            .map_err(|e| format!("overlay option {key}={value}: {e}"))
+        rmount::fsconfig_set_string(&fs, key, value).map_err(|e| SetupError::OverlayOption {
+            key: key.into(),
+            value: value.into(),
+            cause: e.into(),
+        })
     };
     set("lowerdir", &lower)?;
     set("upperdir", &upper.display().to_string())?;
     set("workdir", &work.display().to_string())?;
-    rmount::fsconfig_create(&fs)
-        .map_err(|e| format!("mounting the overlay root filesystem: {e}"))?;
+    rmount::fsconfig_create(&fs).map_err(|e| SetupError::mount(what, e))?;
     rmount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
-        .map_err(|e| format!("mounting the overlay root filesystem: {e}"))
+        .map_err(|e| SetupError::mount(what, e))
 }
 
 /// Whether the parent makes the container's sysfs: a sysfs shows the network
@@ -241,11 +286,10 @@ pub(crate) fn parent_makes_sysfs(spec: &oci_spec::runtime::Spec) -> bool {
 
 /// A detached sysfs of the calling thread's network namespace, with the spec mount's
 /// flags (ro, nosuid, nodev, noexec) set on it.
-pub(crate) fn detached_sysfs(m: &Mount) -> Result<OwnedFd, String> {
-    let fs = rmount::fsopen("sysfs", FsOpenFlags::FSOPEN_CLOEXEC)
-        .map_err(|e| format!("mounting sysfs on {:?}: {e}", m.destination()))?;
-    rmount::fsconfig_create(&fs)
-        .map_err(|e| format!("mounting sysfs on {:?}: {e}", m.destination()))?;
+pub(crate) fn detached_sysfs(m: &Mount) -> Result<OwnedFd, SetupError> {
+    let failed = |e| SetupError::mount(&format!("mounting sysfs on {:?}", m.destination()), e);
+    let fs = rmount::fsopen("sysfs", FsOpenFlags::FSOPEN_CLOEXEC).map_err(failed)?;
+    rmount::fsconfig_create(&fs).map_err(failed)?;
     let mut attrs = MountAttrFlags::empty();
     for o in m.options().iter().flatten() {
         attrs |= match o.as_str() {
@@ -256,8 +300,7 @@ pub(crate) fn detached_sysfs(m: &Mount) -> Result<OwnedFd, String> {
             _ => MountAttrFlags::empty(),
         };
     }
-    rmount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)
-        .map_err(|e| format!("mounting sysfs on {:?}: {e}", m.destination()))
+    rmount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs).map_err(failed)
 }
 
 /// Whether the parent premakes mount `m` (see [`premade_mounts`]).
@@ -270,34 +313,39 @@ pub(crate) fn premade(spec: &oci_spec::runtime::Spec, m: &Mount) -> bool {
 /// order, the idmapped bind mounts and the sysfs mounts (`sysfs`, made before the clone
 /// in the right network namespace).
 pub(crate) fn premade_mounts(
-    rootfs: &crate::rootfs::RootfsSource,
+    rootfs: &RootfsSource,
     spec: &oci_spec::runtime::Spec,
     mut sysfs: std::collections::VecDeque<OwnedFd>,
     userns: &(impl AsFd + Sync),
     uid: &[LinuxIdMapping],
     gid: &[LinuxIdMapping],
-) -> Result<Vec<OwnedFd>, String> {
+) -> Result<Vec<OwnedFd>, SetupError> {
     let mounts = spec.mounts().clone().unwrap_or_default();
     let mut fds = Vec::new();
-    if let crate::rootfs::RootfsSource::Overlay {
+    if let RootfsSource::Overlay {
         lower_dirs,
         upper,
         work,
     } = rootfs
     {
+        let unmapped = |field: &str| SetupError::spec(field, "does not map root (0)");
         let root = (
-            host_id(uid, 0).ok_or("the uid mappings do not map root (0)")?,
-            host_id(gid, 0).ok_or("the gid mappings do not map root (0)")?,
+            host_id(uid, 0).ok_or_else(|| unmapped("linux.uidMappings"))?,
+            host_id(gid, 0).ok_or_else(|| unmapped("linux.gidMappings"))?,
         );
         fds.push(idmapped_overlay(lower_dirs, upper, work, userns, root)?);
     }
     for m in mounts.iter().filter(|m| premade(spec, m)) {
         let dest = m.destination();
+        let failed = |reason: String| SetupError::PremadeMount {
+            destination: dest.clone(),
+            reason,
+        };
         if !wants_idmap(m) {
             fds.push(
                 sysfs
                     .pop_front()
-                    .ok_or_else(|| format!("mount on {dest:?}: no sysfs was made for it"))?,
+                    .ok_or_else(|| failed("no sysfs was made for it".into()))?,
             );
             continue;
         }
@@ -305,19 +353,18 @@ pub(crate) fn premade_mounts(
             a.as_deref().is_some_and(|a| a == b)
         };
         if !same(m.uid_mappings(), uid) || !same(m.gid_mappings(), gid) {
-            return Err(format!(
-                "mount on {dest:?}: idmapped mounts must use the container's own uid and gid mappings"
+            return Err(failed(
+                "idmapped mounts must use the container's own uid and gid mappings".into(),
             ));
         }
         let source = m
             .source()
             .as_ref()
-            .ok_or_else(|| format!("bind mount on {dest:?} has no source"))?;
+            .ok_or_else(|| SetupError::NoBindSource {
+                destination: dest.clone(),
+            })?;
         let recursive = m.options().iter().flatten().any(|o| o == "rbind");
-        fds.push(
-            idmapped_clone(source, userns, recursive)
-                .map_err(|e| format!("mount on {dest:?}: {e}"))?,
-        );
+        fds.push(idmapped_clone(source, userns, recursive).map_err(|e| failed(e.to_string()))?);
     }
     Ok(fds)
 }
@@ -328,25 +375,103 @@ pub(crate) fn wants_idmap(m: &Mount) -> bool {
         || m.gid_mappings().as_ref().is_some_and(|g| !g.is_empty())
 }
 
+/// What a container in a new user namespace mounts differently.
+pub(crate) struct Userns {
+    /// Detached mounts made by the parent ([`premade_mounts`]): the root
+    /// (for an overlay root), then one per idmapped bind mount, in the spec's order.
+    pub premade: VecDeque<OwnedFd>,
+    /// `/proc/self/cgroup` as the host sees it (read before the cgroup namespace).
+    pub cgroups: String,
+    /// `/proc/self/mountinfo`, read at the same time.
+    pub mountinfo: String,
+    /// Host paths to mount (mount point, bind sources), opened (`O_PATH`) in the new
+    /// mount namespace before this process became the namespace's root, which may not
+    /// traverse the host's private directories.
+    pub host_paths: std::collections::HashMap<PathBuf, OwnedFd>,
+    /// The parent made the sysfs mounts ([`parent_makes_sysfs`]).
+    pub sysfs_premade: bool,
+}
+
+/// The paths [`Userns::host_paths`] holds.
+pub(crate) fn open_host_paths(
+    spec: &Spec,
+    source: &RootfsSource,
+    mountpoint: &Path,
+) -> R<std::collections::HashMap<PathBuf, OwnedFd>> {
+    let mut paths = vec![mountpoint.to_path_buf()];
+    if let RootfsSource::Dir(d) = source {
+        paths.push(d.clone());
+    }
+    for m in spec.mounts().iter().flatten() {
+        let bind = m.typ().as_deref() == Some("bind")
+            || m.options()
+                .iter()
+                .flatten()
+                .any(|o| o == "bind" || o == "rbind");
+        if let (true, Some(src)) = (bind && !wants_idmap(m), m.source()) {
+            paths.push(src.clone());
+        }
+    }
+    let mut out = std::collections::HashMap::new();
+    for p in paths {
+        let fd = rfs::open(&p, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
+            SetupError::OpenHostPath {
+                path: p.clone(),
+                cause: e.into(),
+            }
+        })?;
+        out.insert(p, fd);
+    }
+    Ok(out)
+}
+
+impl Userns {
+    /// `path`, or the `/proc/self/fd` path of its fd opened earlier.
+    pub(crate) fn host_path(&self, path: &Path) -> String {
+        match self.host_paths.get(path) {
+            Some(fd) => format!("/proc/self/fd/{}", fd.as_raw_fd()),
+            None => path.display().to_string(),
+        }
+    }
+}
+
+impl Userns {
+    pub(crate) fn next(&mut self, what: &str) -> R<OwnedFd> {
+        self.premade
+            .pop_front()
+            .ok_or_else(|| SetupError::NoPremadeMount { what: what.into() })
+    }
+}
+
+/// Attaches the detached mount `mnt` on `target` (an fd of the mount point).
+pub(crate) fn attach(mnt: &OwnedFd, target: &impl AsFd, what: &str) -> R<()> {
+    use rustix::mount::MoveMountFlags as F;
+    rustix::mount::move_mount(
+        mnt,
+        "",
+        target,
+        "",
+        F::MOVE_MOUNT_F_EMPTY_PATH | F::MOVE_MOUNT_T_EMPTY_PATH,
+    )
+    .map_err(|e| SetupError::mount(what, e))
+}
+
 /// Sends the premade mounts over `sock`, their count as the payload.
-pub(crate) fn send_mounts(sock: &OwnedFd, fds: &[OwnedFd]) -> Result<(), String> {
+pub(crate) fn send_mounts(sock: &OwnedFd, fds: &[OwnedFd]) -> Result<(), SetupError> {
     let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
     crate::fdpass::send_fds(sock, &raw, &(fds.len() as u32).to_ne_bytes())
-        .map_err(|e| format!("passing mounts to the container: {e}"))
+        .map_err(|e| SetupError::SendMounts { cause: e.into() })
 }
 
 /// Receives what [`send_mounts`] sent, checking the count.
-pub(crate) fn recv_mounts(sock: &OwnedFd) -> Result<Vec<OwnedFd>, String> {
-    let (fds, payload) = crate::fdpass::recv_fds(sock)
-        .map_err(|e| format!("receiving mounts from the parent: {e}"))?;
+pub(crate) fn recv_mounts(sock: &OwnedFd) -> Result<Vec<OwnedFd>, SetupError> {
+    let failed = |reason: String| SetupError::ReceiveMounts { reason };
+    let (fds, payload) = crate::fdpass::recv_fds(sock).map_err(|e| failed(e.to_string()))?;
     let count = <[u8; 4]>::try_from(payload.as_slice())
         .map(u32::from_ne_bytes)
-        .map_err(|_| format!("receiving mounts: a payload of {} bytes", payload.len()))?;
+        .map_err(|_| failed(format!("a payload of {} bytes", payload.len())))?;
     if fds.len() != count as usize {
-        return Err(format!(
-            "receiving mounts: expected {count}, got {}",
-            fds.len()
-        ));
+        return Err(failed(format!("expected {count}, got {}", fds.len())));
     }
     Ok(fds)
 }
@@ -484,15 +609,17 @@ mod tests {
         assert!(check_mappings(&ok, &ok).is_ok());
         assert!(check_mappings(&ok, &[])
             .unwrap_err()
+            .to_string()
             .contains("gidMappings"));
         let overlap = vec![m(0, 100000, 10), m(5, 200000, 10)];
         assert_eq!(
-            check_mappings(&overlap, &ok).unwrap_err(),
-            "linux.uidMappings[1] overlaps linux.uidMappings[0]"
+            check_mappings(&overlap, &ok).unwrap_err().to_string(),
+            "invalid container config: linux.uidMappings[1]: overlaps linux.uidMappings[0]"
         );
         let zero = vec![m(0, 1, 0)];
         assert!(check_mappings(&ok, &zero)
             .unwrap_err()
+            .to_string()
             .contains("gidMappings[0]: size 0"));
     }
 }

@@ -1,6 +1,13 @@
 //! Helpers: a temp state root per test, running the binary, the registry environment,
-//! and a TCP proxy that injects network failures in front of a real registry.
+//! waiting and reading, and a TCP proxy that injects network failures in front of a
+//! real registry.
+//!
+//! The fixture is [`Frun`]: a private state root, run root and cgroup parent. Made
+//! with [`Frun::checked`], its `Drop` also checks, when the test has not failed
+//! already, that nothing is left behind (mounts, cgroups, container directories), so a
+//! test need not repeat that check at its end.
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -11,16 +18,54 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+pub use frun_runtime::testing::unavailable;
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }
 
-/// Skips (outside CI) or fails (in CI) a test that cannot run here.
-pub fn unavailable(why: &str) {
-    if in_ci() {
-        panic!("required in CI: {why}");
+/// The file's text; a missing or unreadable file fails the test, naming it.
+pub fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {p:?}: {e}"))
+}
+
+/// The file's text, or "" while it does not exist (yet).
+pub fn read_or_empty(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// Retries `f` every 20 ms until it succeeds, or fails the test after `secs` with `what`
+/// and the last error.
+pub fn eventually_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let start = Instant::now();
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) if start.elapsed() > Duration::from_secs(secs) => {
+                panic!("timed out after {secs} s waiting for {what}: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
     }
-    eprintln!("SKIPPED: {why}");
+}
+
+/// [`eventually_for`] with 10 s (a detached server needs a moment to listen).
+pub fn eventually<T>(f: impl FnMut() -> Result<T, String>) -> T {
+    eventually_for(10, "success", f)
+}
+
+/// Polls `probe` every 20 ms until it gives a value, or fails the test after `secs`.
+pub fn wait_for<T>(secs: u64, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    eventually_for(secs, what, || probe().ok_or_else(|| "not yet".to_string()))
+}
+
+/// The mount table of this (the host's) mount namespace, one line per mount.
+pub fn mountinfo() -> BTreeSet<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .map(String::from)
+        .collect()
 }
 
 /// The value of a variable that `scripts/registry.sh` exports, or `None` after
@@ -60,6 +105,9 @@ pub struct Frun {
     pub cgroup_parent: String,
     /// This test's bridge (`FRUN_BRIDGE`); its nftables table is `frun_<bridge>`.
     pub bridge: String,
+    /// With [`Frun::checked`]: the mount table when the test began, for the check on
+    /// drop that nothing is left.
+    check: Option<BTreeSet<String>>,
 }
 
 impl Frun {
@@ -88,7 +136,76 @@ impl Frun {
             ],
             cgroup_parent: format!("/frun-test-{tag}"),
             bridge,
+            check: None,
         }
+    }
+
+    /// This fixture, checking on drop (unless the test failed already) that its
+    /// containers left nothing behind: see [`Frun::leftovers`].
+    pub fn checked(mut self) -> Frun {
+        self.check = Some(mountinfo());
+        self
+    }
+
+    /// Mounts that appeared since the test began and are this test's: those naming its
+    /// directory, and any other not under a scratch root that tools running beside the
+    /// tests use (another test's or helper's `/tmp`, `/var/tmp`, `/run`, `/var/cache`,
+    /// `/var/lib/containers` mounts come and go on their own).
+    pub fn new_mounts(&self) -> Vec<String> {
+        let ours = self.dir.path().to_string_lossy().into_owned();
+        let before = self.check.clone().unwrap_or_default();
+        mountinfo()
+            .difference(&before)
+            .filter(|l| {
+                let mp = l.split(' ').nth(4).unwrap_or_default();
+                let foreign = [
+                    "/tmp/",
+                    "/var/tmp/",
+                    "/run/",
+                    "/var/cache/",
+                    "/var/lib/containers/",
+                ]
+                .iter()
+                .any(|p| mp.starts_with(p));
+                !foreign || l.contains(&ours)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Container directories in this test's state root.
+    pub fn container_dirs(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.root().join("containers"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect()
+    }
+
+    /// What this test's containers left: mounts, cgroups, container directories.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mounts = self.new_mounts();
+        if !mounts.is_empty() {
+            out.push(format!("mounts left behind: {mounts:#?}"));
+        }
+        let cgroups = self.child_cgroups();
+        if !cgroups.is_empty() {
+            out.push(format!("cgroups left behind: {cgroups:?}"));
+        }
+        let dirs = self.container_dirs();
+        if !dirs.is_empty() {
+            out.push(format!("container directories left: {dirs:?}"));
+        }
+        out
+    }
+
+    /// Fails the test if its containers left anything (see [`Frun::leftovers`]).
+    pub fn assert_clean(&self) {
+        let left = self.leftovers();
+        assert!(left.is_empty(), "{}", left.join("\n"));
     }
 
     /// Cgroup directories below this test's cgroup parent (every hierarchy), the
@@ -243,6 +360,11 @@ impl Frun {
 
 impl Drop for Frun {
     fn drop(&mut self) {
+        // The check first, the clean-up next (it runs either way), the verdict last.
+        let left = match &self.check {
+            Some(_) if !std::thread::panicking() => self.leftovers(),
+            _ => Vec::new(),
+        };
         // Whatever a failed test left running: only pids in this test's own cgroups.
         for pid in self.cgroup_pids() {
             let _ = rustix::process::kill_process(
@@ -262,6 +384,7 @@ impl Drop for Frun {
                 }
             }
         }
+        assert!(left.is_empty(), "{}", left.join("\n"));
     }
 }
 
@@ -426,10 +549,6 @@ fn relay(
 // --- frun-oci: bundles, the runc-style CLI, podman and containerd driving it (shared by
 // oci.rs and oci_spec.rs) ---
 
-pub fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 pub fn have(tool: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
@@ -445,17 +564,6 @@ pub fn oci_bin(dir: &Path) -> PathBuf {
         std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_frun"), &link).expect("symlink frun-oci");
     }
     link
-}
-
-pub fn wait_for<T>(secs: u64, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Mount points of this (the host's) mount namespace below `dir`.
@@ -539,13 +647,9 @@ impl Oci {
             .stderr(log)
             .status()
             .unwrap();
-        assert!(status.success(), "create {id}: {}", read(out));
-        read(&pid_file).trim().parse().expect("pid file")
+        assert!(status.success(), "create {id}: {}", read_or_empty(out));
+        read_or_empty(&pid_file).trim().parse().expect("pid file")
     }
-}
-
-pub fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_default()
 }
 
 /// A bundle unpacked by umoci from the test image layout of test/busybox, with `args` as
@@ -580,7 +684,7 @@ pub fn bundle_of(
         .unwrap();
     assert!(out.status.success(), "umoci unpack: {}", text(&out.stderr));
     let config = dir.join("config.json");
-    let mut spec: Value = serde_json::from_str(&read(&config)).unwrap();
+    let mut spec: Value = serde_json::from_str(&read_or_empty(&config)).unwrap();
     spec["process"]["terminal"] = false.into();
     spec["process"]["args"] = args.iter().map(|a| Value::from(*a)).collect();
     match cgroup {
@@ -623,7 +727,7 @@ impl Drop for CgroupGuard {
             .flatten()
         {
             let d = e.path().join(&self.0);
-            for pid in read(&d.join("cgroup.procs")).lines() {
+            for pid in read_or_empty(&d.join("cgroup.procs")).lines() {
                 if let Ok(pid) = pid.trim().parse::<i32>() {
                     let _ = nix::sys::signal::kill(
                         nix::unistd::Pid::from_raw(pid),
@@ -646,7 +750,7 @@ impl Drop for CgroupGuard {
 }
 
 pub fn alive(pid: i32) -> bool {
-    let stat = read(Path::new(&format!("/proc/{pid}/stat")));
+    let stat = read_or_empty(Path::new(&format!("/proc/{pid}/stat")));
     !stat.is_empty() && !stat.contains(") Z ")
 }
 
@@ -876,7 +980,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             "ctr {args:?} failed ({}):\n{}\ncontainerd log:\n{}",
             out.status,
             text(&out.stderr),
-            read(&self.f.dir.path().join("containerd.log"))
+            read_or_empty(&self.f.dir.path().join("containerd.log"))
         );
         text(&out.stdout)
     }

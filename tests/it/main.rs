@@ -8,8 +8,12 @@
 mod common;
 mod hostile_run;
 mod limits;
+mod logs;
 mod net;
 mod oci;
 mod oci_spec;
 mod pull;
+mod repair;
 mod run;
+mod stats;
+mod volumes;

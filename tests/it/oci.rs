@@ -29,7 +29,7 @@ fn create_start_kill_delete_follow_runc() {
     assert_eq!(st["bundle"], b.display().to_string());
     assert!(st["ociVersion"].is_string());
     assert!(st["annotations"].is_object());
-    assert!(!read(&out).contains("started"), "ran before start");
+    assert!(!read_or_empty(&out).contains("started"), "ran before start");
     // Its namespaces and cgroup are in place already.
     for ns in ["mnt", "pid", "net", "uts", "ipc"] {
         let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
@@ -46,7 +46,7 @@ fn create_start_kill_delete_follow_runc() {
     o.ok(&["start", "life"]);
     assert_eq!(o.status("life"), "running");
     wait_for(10, "the container's output", || {
-        read(&out).contains("started").then_some(())
+        read_or_empty(&out).contains("started").then_some(())
     });
     assert_eq!(o.state("life")["pid"], pid);
     assert!(o.fails(&["start", "life"]).contains("running"));
@@ -72,7 +72,7 @@ fn create_start_kill_delete_follow_runc() {
     wait_for(10, "the container to stop", || {
         (o.status("life") == "stopped").then_some(())
     });
-    assert!(read(&out).contains("got-term"));
+    assert!(read_or_empty(&out).contains("got-term"));
     assert_eq!(o.state("life")["pid"], 0);
     assert!(o.fails(&["kill", "life", "KILL"]).contains("not running"));
 
@@ -105,7 +105,7 @@ fn run_returns_the_exit_code_and_failures_are_logged_as_json() {
 
     // A command that does not exist fails `create`, with a JSON error line in --log.
     let config = b.join("config.json");
-    let mut spec: Value = serde_json::from_str(&read(&config)).unwrap();
+    let mut spec: Value = serde_json::from_str(&read_or_empty(&config)).unwrap();
     spec["process"]["args"] = serde_json::json!(["/no/such/cmd"]);
     std::fs::write(&config, spec.to_string()).unwrap();
     let log = o.f.dir.path().join("log.json");
@@ -118,13 +118,13 @@ fn run_returns_the_exit_code_and_failures_are_logged_as_json() {
         .stderr(ef)
         .status()
         .unwrap();
-    let err = read(&err_file);
+    let err = read_or_empty(&err_file);
     assert!(
         !st.success(),
         "create of a missing command succeeded: {err}"
     );
     assert!(err.contains("/no/such/cmd"), "{err}");
-    let line: Value = serde_json::from_str(read(&log).lines().last().unwrap()).unwrap();
+    let line: Value = serde_json::from_str(read_or_empty(&log).lines().last().unwrap()).unwrap();
     assert_eq!(line["level"], "error");
     assert!(line["msg"].as_str().unwrap().contains("/no/such/cmd"));
     assert!(line["time"].is_string());
@@ -150,7 +150,9 @@ fn delete_force_kills_and_a_relative_cgroup_goes_under_frun_oci() {
     let unified = PathBuf::from(format!("/sys/fs/cgroup/frun-oci/{id}/cgroup.procs"));
     let cg = if procs.exists() { procs } else { unified };
     assert!(
-        read(&cg).lines().any(|l| l.trim() == pid.to_string()),
+        read_or_empty(&cg)
+            .lines()
+            .any(|l| l.trim() == pid.to_string()),
         "pid {pid} in {cg:?}"
     );
     // A created container is not stopped: deleting it takes --force (oci_spec.rs has
@@ -174,7 +176,7 @@ fn delete_force_kills_and_a_relative_cgroup_goes_under_frun_oci() {
     o.ok(&["kill", "--all", &id, "STOP"]);
     for p in &ps {
         wait_for(10, "stopped processes", || {
-            read(Path::new(&format!("/proc/{p}/stat")))
+            read_or_empty(Path::new(&format!("/proc/{p}/stat")))
                 .contains(") T ")
                 .then_some(())
         });
@@ -387,7 +389,10 @@ fn containerd_runs_execs_kills_and_deletes_with_frun_oci() {
     ]);
     assert!(c.oci_state().join("c2/state.json").exists());
     let procs = format!("/sys/fs/cgroup/pids{cg2}/cgroup.procs");
-    assert!(!read(Path::new(&procs)).trim().is_empty(), "{procs}");
+    assert!(
+        !read_or_empty(Path::new(&procs)).trim().is_empty(),
+        "{procs}"
+    );
     let out = c.run(&[
         "tasks",
         "exec",

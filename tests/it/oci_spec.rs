@@ -13,7 +13,7 @@ use std::process::Stdio;
 /// Rewrites `bundle/config.json` through `f`.
 fn edit(bundle: &Path, f: impl FnOnce(&mut Value)) {
     let config = bundle.join("config.json");
-    let mut spec: Value = serde_json::from_str(&read(&config)).unwrap();
+    let mut spec: Value = serde_json::from_str(&read_or_empty(&config)).unwrap();
     f(&mut spec);
     std::fs::write(&config, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
 }
@@ -202,7 +202,7 @@ fn hooks_run_in_order_with_the_state_in_their_namespaces() {
     });
     let out = o.f.dir.path().join("hooks.out");
     let pid = o.create(&b, "hk", &out);
-    let order = || read(&d.join("order"));
+    let order = || read_or_empty(&d.join("order"));
     assert_eq!(order(), "prestart\ncreateRuntime\ncreateContainer\n");
     let host_mnt = std::fs::read_link("/proc/self/ns/mnt").unwrap();
     let ctr_mnt = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap();
@@ -213,11 +213,12 @@ fn hooks_run_in_order_with_the_state_in_their_namespaces() {
         ("createContainer", &ctr_mnt),
     ] {
         assert_eq!(
-            read(&d.join(format!("{name}.mnt"))).trim(),
+            read_or_empty(&d.join(format!("{name}.mnt"))).trim(),
             mnt.to_str().unwrap(),
             "{name}"
         );
-        let st: Value = serde_json::from_str(&read(&d.join(format!("{name}.json")))).unwrap();
+        let st: Value =
+            serde_json::from_str(&read_or_empty(&d.join(format!("{name}.json")))).unwrap();
         assert_eq!(st["status"], "creating", "{name}: {st}");
         assert_eq!(st["id"], "hk");
         assert_eq!(st["pid"], pid);
@@ -230,19 +231,24 @@ fn hooks_run_in_order_with_the_state_in_their_namespaces() {
     );
 
     o.ok(&["start", "hk"]);
-    let st: Value = serde_json::from_str(&read(&b.join("rootfs/start.json"))).unwrap();
+    let st: Value = serde_json::from_str(&read_or_empty(&b.join("rootfs/start.json"))).unwrap();
     assert_eq!(st["status"], "created");
     assert_eq!(st["pid"], pid);
     // startContainer before the program, in the container; poststart once it runs.
     wait_for(10, "the program", || {
-        read(&b.join("rootfs/order")).contains("ran").then_some(())
+        read_or_empty(&b.join("rootfs/order"))
+            .contains("ran")
+            .then_some(())
     });
-    assert_eq!(read(&b.join("rootfs/order")), "startContainer\nran\n");
+    assert_eq!(
+        read_or_empty(&b.join("rootfs/order")),
+        "startContainer\nran\n"
+    );
     assert_eq!(
         order(),
         "prestart\ncreateRuntime\ncreateContainer\npoststart\n"
     );
-    let st: Value = serde_json::from_str(&read(&d.join("poststart.json"))).unwrap();
+    let st: Value = serde_json::from_str(&read_or_empty(&d.join("poststart.json"))).unwrap();
     assert_eq!(st["status"], "running");
 
     o.ok(&["kill", "hk", "KILL"]);
@@ -251,7 +257,7 @@ fn hooks_run_in_order_with_the_state_in_their_namespaces() {
     });
     o.ok(&["delete", "hk"]);
     assert!(order().ends_with("poststart\npoststop\n"), "{}", order());
-    let st: Value = serde_json::from_str(&read(&d.join("poststop.json"))).unwrap();
+    let st: Value = serde_json::from_str(&read_or_empty(&d.join("poststop.json"))).unwrap();
     assert_eq!(st["status"], "stopped");
     assert_eq!(st["id"], "hk");
 
@@ -264,7 +270,10 @@ fn hooks_run_in_order_with_the_state_in_their_namespaces() {
     });
     let r = o.run(&["run", "--bundle", b.to_str().unwrap(), "hk2"]);
     assert_eq!(r.status.code(), Some(5), "{}", text(&r.stderr));
-    assert_eq!(read(&b.join("rootfs/order")), "startContainer\nran\n");
+    assert_eq!(
+        read_or_empty(&b.join("rootfs/order")),
+        "startContainer\nran\n"
+    );
     assert_eq!(
         order(),
         "prestart\ncreateRuntime\ncreateContainer\npoststart\npoststop\n"
@@ -337,7 +346,7 @@ fn failing_hooks_destroy_the_container_or_only_warn_as_the_spec_says() {
             o.f.child_cgroups()
         );
         assert_eq!(
-            read(&d.join("poststop")).lines().count(),
+            read_or_empty(&d.join("poststop")).lines().count(),
             i + 1,
             "{kind}: poststop ran"
         );
@@ -449,11 +458,15 @@ fn disable_oom_killer_is_applied_on_cgroup_v1() {
     o.create(&b, "oom", &out);
     let mem = cgroup_dir(&o, "memory", "oom");
     if mem.join("memory.oom_control").exists() {
-        let ctl = read(&mem.join("memory.oom_control"));
+        let ctl = read_or_empty(&mem.join("memory.oom_control"));
         assert!(ctl.lines().any(|l| l == "oom_kill_disable 1"), "{ctl}");
     } else {
         // cgroup v2 has no such switch: a warning says so.
-        assert!(read(&out).contains("disableOOMKiller"), "{}", read(&out));
+        assert!(
+            read_or_empty(&out).contains("disableOOMKiller"),
+            "{}",
+            read_or_empty(&out)
+        );
     }
     let limit = [mem.join("memory.limit_in_bytes"), mem.join("memory.max")];
     let limit = limit.iter().find(|p| p.exists()).unwrap();
@@ -465,7 +478,7 @@ fn disable_oom_killer_is_applied_on_cgroup_v1() {
     });
     o.create(&b, "oom2", &out);
     if mem.join("memory.oom_control").exists() {
-        assert!(read(&mem.join("memory.oom_control")).contains("oom_kill_disable 0"));
+        assert!(read_or_empty(&mem.join("memory.oom_control")).contains("oom_kill_disable 0"));
     }
     o.ok(&["delete", "--force", "oom2"]);
 }
@@ -550,9 +563,9 @@ fn without_a_mount_namespace_the_root_is_entered_by_chroot_in_the_runtimes() {
     );
     o.ok(&["start", "nm"]);
     wait_for(10, "the program", || {
-        read(&out).contains("/bin/busybox").then_some(())
+        read_or_empty(&out).contains("/bin/busybox").then_some(())
     });
-    assert_eq!(read(&b.join("rootfs/marker")), "inside\n");
+    assert_eq!(read_or_empty(&b.join("rootfs/marker")), "inside\n");
     o.ok(&["delete", "--force", "nm"]);
     assert_eq!(
         mounts_below(&b),
@@ -579,7 +592,7 @@ fn delete_of_a_created_container_fails_and_changes_nothing_unless_forced() {
     // It still starts as if nothing happened.
     o.ok(&["start", "dc"]);
     wait_for(10, "the program", || {
-        read(&out).contains("started").then_some(())
+        read_or_empty(&out).contains("started").then_some(())
     });
     wait_for(10, "the container to stop", || {
         (o.status("dc") == "stopped").then_some(())
@@ -659,9 +672,9 @@ fn pause_resume_update_and_events_act_on_a_running_container() {
     assert_eq!(o.status("rs"), "paused");
     let fz = cgroup_dir(&o, "freezer", "res");
     if fz.join("freezer.state").exists() {
-        assert_eq!(read(&fz.join("freezer.state")).trim(), "FROZEN");
+        assert_eq!(read_or_empty(&fz.join("freezer.state")).trim(), "FROZEN");
     } else {
-        assert!(read(&fz.join("cgroup.events")).contains("frozen 1"));
+        assert!(read_or_empty(&fz.join("cgroup.events")).contains("frozen 1"));
     }
     assert!(o.fails(&["pause", "rs"]).contains("already paused"));
     assert!(o.fails(&["exec", "rs", "/bin/true"]).contains("paused"));
@@ -669,7 +682,7 @@ fn pause_resume_update_and_events_act_on_a_running_container() {
     o.ok(&["resume", "rs"]);
     assert_eq!(o.status("rs"), "running");
     if fz.join("freezer.state").exists() {
-        assert_eq!(read(&fz.join("freezer.state")).trim(), "THAWED");
+        assert_eq!(read_or_empty(&fz.join("freezer.state")).trim(), "THAWED");
     }
     assert!(o.fails(&["resume", "rs"]).contains("not paused"));
     // The process runs on: it answers an exec.
@@ -736,7 +749,7 @@ fn pause_resume_update_and_events_act_on_a_running_container() {
     assert!(usage > 0, "{data}");
     let mem = cgroup_dir(&o, "memory", "res");
     if mem.join("memory.max_usage_in_bytes").exists() {
-        let max: u64 = read(&mem.join("memory.max_usage_in_bytes"))
+        let max: u64 = read_or_empty(&mem.join("memory.max_usage_in_bytes"))
             .trim()
             .parse()
             .unwrap();
@@ -811,7 +824,7 @@ fn podman_runs_a_hooks_d_hook_pauses_unpauses_and_updates_with_frun_oci() {
         .copied()
         .collect();
     let id = p.ok(&args).trim().to_string();
-    let st: Value = serde_json::from_str(&read(&out.join("prestart.json"))).unwrap();
+    let st: Value = serde_json::from_str(&read_or_empty(&out.join("prestart.json"))).unwrap();
     assert_eq!(st["id"], id.as_str(), "{st}");
     assert_eq!(st["status"], "creating");
     assert!(st["pid"].as_i64().unwrap() > 0);
@@ -827,7 +840,7 @@ fn podman_runs_a_hooks_d_hook_pauses_unpauses_and_updates_with_frun_oci() {
         "/sys/fs/cgroup/freezer{cg}/libpod-{id}/freezer.state"
     ));
     if fz.exists() {
-        assert_eq!(read(&fz).trim(), "FROZEN");
+        assert_eq!(read_or_empty(&fz).trim(), "FROZEN");
     }
     assert_eq!(
         serde_json::from_str::<Value>(
@@ -847,7 +860,7 @@ fn podman_runs_a_hooks_d_hook_pauses_unpauses_and_updates_with_frun_oci() {
         "running"
     );
     if fz.exists() {
-        assert_eq!(read(&fz).trim(), "THAWED");
+        assert_eq!(read_or_empty(&fz).trim(), "THAWED");
     }
 
     // update --memory: frun-oci's update, seen from inside.
@@ -917,12 +930,12 @@ fn containerd_pauses_resumes_and_runs_a_runc_spec_bundle_with_frun_oci() {
     assert!(task("PAUSED"), "{}", c.ok(&["tasks", "ls"]));
     let fz = PathBuf::from(format!("/sys/fs/cgroup/freezer{cg1}/freezer.state"));
     if fz.exists() {
-        assert_eq!(read(&fz).trim(), "FROZEN");
+        assert_eq!(read_or_empty(&fz).trim(), "FROZEN");
     }
     c.ok(&["tasks", "resume", "p1"]);
     assert!(task("RUNNING"), "{}", c.ok(&["tasks", "ls"]));
     if fz.exists() {
-        assert_eq!(read(&fz).trim(), "THAWED");
+        assert_eq!(read_or_empty(&fz).trim(), "THAWED");
     }
     c.ok(&["tasks", "kill", "-s", "KILL", "p1"]);
     wait_for(10, "the task to stop", || task("STOPPED").then_some(()));

@@ -4,11 +4,6 @@ use crate::common::*;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
-
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {p:?}: {e}"))
-}
 
 fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; 256];
@@ -446,14 +441,16 @@ fn registry_dying_mid_pull_leaves_nothing_and_the_next_pull_completes() {
     let Some(reg) = registry() else { return };
     let proxy = Proxy::start(&reg);
     proxy.throttle(64 << 10); // ~6 MB/s
-    let f = Frun::new();
+    let f = Frun::new().env("FRUN_RETRY_WINDOW", "3");
     let reference = format!("{}/test/big:latest", proxy.addr);
     let child = f
         .command(&["pull", "-q", &reference])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for(|| proxy.sent.load(std::sync::atomic::Ordering::SeqCst) > 4 << 20);
+    wait_for(60, "4 MiB through the proxy", || {
+        (proxy.sent.load(std::sync::atomic::Ordering::SeqCst) > 4 << 20).then_some(())
+    });
     proxy.kill();
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -483,17 +480,6 @@ fn registry_dying_mid_pull_leaves_nothing_and_the_next_pull_completes() {
     );
 }
 
-fn wait_for(mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn kill_9_mid_pull_then_pull_again_completes() {
     let Some(reg) = registry() else { return };
@@ -504,7 +490,9 @@ fn kill_9_mid_pull_then_pull_again_completes() {
     for threshold in [1u64 << 20, 6 << 20] {
         let mut child = f.command(&["pull", "-q", &reference]).spawn().unwrap();
         let start = proxy.sent.load(std::sync::atomic::Ordering::SeqCst);
-        wait_for(|| proxy.sent.load(std::sync::atomic::Ordering::SeqCst) > start + threshold);
+        wait_for(60, "the pull to pass the threshold", || {
+            (proxy.sent.load(std::sync::atomic::Ordering::SeqCst) > start + threshold).then_some(())
+        });
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         assert!(f.images().is_empty());
@@ -583,7 +571,7 @@ fn rmi_and_gc_remove_only_unused_content() {
 #[test]
 fn bad_references_and_missing_images_are_named() {
     let Some(reg) = registry() else { return };
-    let f = Frun::new();
+    let f = Frun::new().env("FRUN_RETRY_WINDOW", "2");
     let err = f.fails(&["pull", "Not/Valid"]);
     assert!(err.contains("\"Not/Valid\""), "{err}");
     let reference = format!("{reg}/test/nosuch:latest");

@@ -1,0 +1,144 @@
+//! UDP: one upstream socket per client address, made in the target's namespace and
+//! dropped after an idle time; replies flow back through the published socket.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::UdpSocket;
+
+use super::complaints::{connect_failure_text, Complaints};
+use super::netns::enter;
+use super::target::{Dest, Target};
+
+/// One published UDP port as the forwarder serves it.
+pub struct UdpPort {
+    pub target: Target,
+    /// A flow is forgotten after this long without a reply.
+    pub idle: Duration,
+    pub complaints: Arc<Complaints>,
+}
+
+type Flows = Arc<Mutex<std::collections::HashMap<SocketAddr, Arc<UdpSocket>>>>;
+
+/// Relays UDP datagrams: one upstream socket per client, forgotten after `idle`.
+pub async fn serve_udp(socket: UdpSocket, port: Arc<UdpPort>) -> io::Result<()> {
+    let socket = Arc::new(socket);
+    let local = socket.local_addr()?;
+    let flows: Flows = Arc::default();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (n, client) = socket.recv_from(&mut buf).await?;
+        let known = flows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&client)
+            .cloned();
+        let upstream = match known {
+            Some(u) => u,
+            None => {
+                let to = port.target.dest();
+                let u = match udp_upstream(&to) {
+                    Ok(u) => Arc::new(u),
+                    Err(e) => {
+                        port.complaints.complain(connect_failure_text(
+                            &format!("port {local}/udp"),
+                            to.addr,
+                            &e,
+                            "udp",
+                        ));
+                        continue;
+                    }
+                };
+                flows
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(client, u.clone());
+                // Replies flow back until the client has been quiet for `idle`.
+                let (u2, s2, flows2, port2) =
+                    (u.clone(), socket.clone(), flows.clone(), port.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    loop {
+                        match tokio::time::timeout(port2.idle, u2.recv(&mut buf)).await {
+                            Ok(Ok(n)) => {
+                                let _ = s2.send_to(&buf[..n], client).await;
+                            }
+                            // ICMP port unreachable: nothing listens there.
+                            Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                                port2.complaints.complain(connect_failure_text(
+                                    &format!("port {local}/udp"),
+                                    to.addr,
+                                    &e,
+                                    "udp",
+                                ));
+                                break;
+                            }
+                            Ok(Err(_)) | Err(_) => break,
+                        }
+                    }
+                    flows2
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&client);
+                });
+                u
+            }
+        };
+        let _ = upstream.send(&buf[..n]).await;
+    }
+}
+
+/// A UDP socket connected to `to`, made in its namespace.
+fn udp_upstream(to: &Dest) -> io::Result<UdpSocket> {
+    enter(to.netns.as_ref())?;
+    let bind: SocketAddr = if to.addr.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let s = std::net::UdpSocket::bind(bind)?;
+    s.set_nonblocking(true)?;
+    s.connect(to.addr)?;
+    UdpSocket::from_std(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forward::testutil::Heard;
+
+    #[tokio::test]
+    async fn udp_flows_per_client() {
+        let backend = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let baddr = backend.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1500];
+            loop {
+                let (n, from) = backend.recv_from(&mut buf).await.unwrap();
+                let mut reply = b"re:".to_vec();
+                reply.extend_from_slice(&buf[..n]);
+                backend.send_to(&reply, from).await.unwrap();
+            }
+        });
+        let front = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let faddr = front.local_addr().unwrap();
+        let port = UdpPort {
+            target: Target::new(baddr),
+            idle: Duration::from_secs(5),
+            complaints: Heard::default().complaints(),
+        };
+        tokio::spawn(serve_udp(front, Arc::new(port)));
+        for who in [b"one", b"two"] {
+            let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            c.send_to(who, faddr).await.unwrap();
+            let mut buf = [0u8; 64];
+            let (n, from) = tokio::time::timeout(Duration::from_secs(5), c.recv_from(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(from, faddr);
+            assert_eq!(&buf[..n], [&b"re:"[..], &who[..]].concat().as_slice());
+        }
+    }
+}
