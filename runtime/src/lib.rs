@@ -22,7 +22,6 @@ pub mod seccomp;
 mod source;
 mod spawn;
 pub mod spec;
-pub mod stats;
 pub mod sysctl;
 #[doc(hidden)]
 pub mod testing;

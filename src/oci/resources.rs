@@ -128,32 +128,30 @@ pub fn update(g: &Global, a: &UpdateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One `events` line, in runc's shape (`{"type":"stats","id":..,"data":{..}}`), from
-/// the same reading frun's own `stats` shows. A missing figure is 0; no limit is the
-/// largest number, as runc prints it.
-fn stats_event(c: &Container) -> anyhow::Result<serde_json::Value> {
-    let s = c.cgroup()?.stats();
-    let z = |v: Option<u64>| v.unwrap_or(0);
-    Ok(serde_json::json!({
+/// One `events` line, in runc's shape (`{"type":"stats","id":..,"data":{..}}`), with the
+/// figures of frun's own `frun stats` (`crate::stats`: one reading for both): CPU time,
+/// memory in use without the inactive page cache (as `docker stats`), its limit (the
+/// host's memory without one), processes, block I/O, and the network namespace's bytes.
+fn stats_event(c: &Container) -> serde_json::Value {
+    let s = crate::stats::sample(
+        &crate::stats::Host::default(),
+        &c.saved.cgroup,
+        Some(c.saved.pid),
+    );
+    serde_json::json!({
         "type": "stats",
         "id": c.saved.id,
         "data": {
-            "cpu": {"usage": {
-                "total": z(s.cpu_total_ns),
-                "user": z(s.cpu_user_ns),
-                "kernel": z(s.cpu_kernel_ns),
-            }},
+            "cpu": {"usage": {"total": s.cpu_ns}},
             "memory": {
-                "usage": {
-                    "usage": z(s.memory_usage),
-                    "max": z(s.memory_max_usage),
-                    "limit": s.memory_limit.unwrap_or(u64::MAX),
-                },
-                "raw": {"inactive_file": z(s.memory_inactive_file)},
+                "usage": {"usage": s.memory_bytes, "limit": s.memory_limit_bytes},
+                "oom_kills": s.oom_kills,
             },
-            "pids": {"current": z(s.pids_current), "limit": z(s.pids_limit)},
+            "pids": {"current": s.pids},
+            "blkio": {"read_bytes": s.block_read_bytes, "write_bytes": s.block_write_bytes},
+            "network": {"rx_bytes": s.net_rx_bytes, "tx_bytes": s.net_tx_bytes},
         },
-    }))
+    })
 }
 
 pub fn events(g: &Global, a: &EventsArgs) -> anyhow::Result<ExitCode> {
@@ -163,7 +161,7 @@ pub fn events(g: &Global, a: &EventsArgs) -> anyhow::Result<ExitCode> {
         if c.status() == Status::Stopped {
             bail!("container {} is not running", a.id);
         }
-        let line = stats_event(&c)?;
+        let line = stats_event(&c);
         let mut out = std::io::stdout().lock();
         writeln!(out, "{line}")?;
         out.flush()?;
