@@ -3,9 +3,10 @@
 //! the container's; *when* each kind runs and what its failure means is the caller's
 //! (frun-oci's lifecycle), as the runtime-spec lays it down.
 //!
-//! A hook's output goes to a memory file, read once it has exited: a pipe could fill up
-//! and stall a hook that nobody reads while waiting for it. The wait is on a pidfd with
-//! the hook's `timeout`; a hook past it is killed.
+//! The state is given as a memory file on stdin and the hook's output goes to another,
+//! read once it has exited: with pipes, a large state that the hook does not read, or
+//! output that nobody reads while waiting, would stall both sides past any timeout. The
+//! wait is on a pidfd with the hook's `timeout`; a hook past it is killed.
 
 use nix::sched::CloneFlags;
 use oci_spec::runtime::Hook;
@@ -13,7 +14,7 @@ use std::io::{Read, Seek, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Where a hook runs.
@@ -85,7 +86,15 @@ pub fn run(hook: &Hook, state: &[u8], ns: HookNamespaces) -> Result<(), HookErro
     let out = rustix::fs::memfd_create(c"frun-hook-output", rustix::fs::MemfdFlags::CLOEXEC)
         .map_err(|e| io("making its output file")(e.into()))?;
     let out_file = std::fs::File::from(out);
-    cmd.stdin(Stdio::piped())
+    let mut state_file = std::fs::File::from(
+        rustix::fs::memfd_create(c"frun-hook-state", rustix::fs::MemfdFlags::CLOEXEC)
+            .map_err(|e| io("making its state file")(e.into()))?,
+    );
+    state_file
+        .write_all(state)
+        .and_then(|()| state_file.rewind())
+        .map_err(io("writing its state file"))?;
+    cmd.stdin(state_file)
         .stdout(out_file.try_clone().map_err(io("dup"))?)
         .stderr(out_file.try_clone().map_err(io("dup"))?);
 
@@ -149,11 +158,7 @@ pub fn run(hook: &Hook, state: &[u8], ns: HookNamespaces) -> Result<(), HookErro
     }
     let mut child = spawned.map_err(io("starting"))?;
 
-    // 3. The state on stdin (a hook that does not read it may exit first: EPIPE is no
-    //    failure of the hook's), then the wait.
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(state);
-    }
+    // 3. The wait.
     let timeout = hook.timeout().map(|s| Duration::from_secs(s as u64));
     let status = match wait(&mut child, timeout).map_err(io("waiting"))? {
         Some(st) => st,
@@ -233,5 +238,64 @@ fn wait(
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(v: serde_json::Value) -> Hook {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_hook_gets_the_state_on_stdin_its_args_and_only_its_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let h = hook(serde_json::json!({
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!("cat > {0}; echo \"$0 $1 $X ${{HOME:-none}}\" >> {0}", out.display()), "zero", "one"],
+            "env": ["X=ex"],
+        }));
+        run(&h, b"{\"id\":\"c\"}", HookNamespaces::Runtime).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "{\"id\":\"c\"}zero one ex none\n"
+        );
+    }
+
+    #[test]
+    fn failures_say_how_with_the_hooks_output() {
+        let h = hook(serde_json::json!({
+            "path": "/bin/sh", "args": ["sh", "-c", "echo nope >&2; exit 3"],
+        }));
+        let e = run(&h, b"{}", HookNamespaces::Runtime).unwrap_err();
+        assert!(matches!(e, HookError::Failed { .. }), "{e}");
+        assert!(e.to_string().ends_with(": nope"), "{e}");
+
+        let h = hook(serde_json::json!({
+            "path": "/bin/sh", "args": ["sh", "-c", "echo started; exec sleep 100"], "timeout": 1,
+        }));
+        let e = run(&h, b"{}", HookNamespaces::Runtime).unwrap_err();
+        assert!(matches!(e, HookError::Timeout { secs: 1, .. }), "{e}");
+        assert!(e.to_string().contains("started"), "{e}");
+
+        let h = hook(serde_json::json!({"path": "/bin/true", "timeout": 0}));
+        assert!(matches!(
+            run(&h, b"{}", HookNamespaces::Runtime),
+            Err(HookError::BadTimeout { secs: 0, .. })
+        ));
+        let h = hook(serde_json::json!({"path": "/no/such/hook"}));
+        assert!(matches!(
+            run(&h, b"{}", HookNamespaces::Runtime),
+            Err(HookError::Io { op: "starting", .. })
+        ));
+    }
+
+    #[test]
+    fn a_hook_that_does_not_read_its_stdin_is_no_failure() {
+        let h = hook(serde_json::json!({"path": "/bin/true"}));
+        run(&h, &vec![b'x'; 1 << 20], HookNamespaces::Runtime).unwrap();
     }
 }
