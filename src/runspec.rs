@@ -241,6 +241,21 @@ pub fn read_image_file(layers_top_first: &[PathBuf], rel: &str) -> Option<String
     None
 }
 
+/// `base` (an image's or a process's environment) with each `-e KEY=VALUE` of
+/// `overrides` put in place of the variable of that key, in order: the one rule of `run`,
+/// `exec` and `frun-oci exec`. An empty key is refused, naming the value.
+pub fn merge_env(mut base: Vec<String>, overrides: &[String]) -> anyhow::Result<Vec<String>> {
+    for e in overrides {
+        let key = e.split('=').next().unwrap_or_default();
+        if key.is_empty() {
+            bail!("invalid environment variable {e:?}: expected KEY=VALUE");
+        }
+        base.retain(|x| x.split('=').next() != Some(key));
+        base.push(e.clone());
+    }
+    Ok(base)
+}
+
 /// Resolves `user` (`name`, `uid`, `name:group`, `uid:gid`) against the image's
 /// passwd and group files: `(uid, gid, additional gids)`.
 pub fn resolve_user(
@@ -346,15 +361,7 @@ pub fn build(
     let mut spec = frun_runtime::spec::default_spec(args);
 
     // Environment: the image's, then -e (which wins), PATH always present.
-    let mut env: Vec<String> = ic.env().clone().unwrap_or_default();
-    for e in &opts.env {
-        let key = e.split('=').next().unwrap_or_default();
-        if key.is_empty() {
-            bail!("invalid environment variable {e:?}: expected KEY=VALUE");
-        }
-        env.retain(|x| x.split('=').next() != Some(key));
-        env.push(e.clone());
-    }
+    let mut env = merge_env(ic.env().clone().unwrap_or_default(), &opts.env)?;
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.insert(
             0,
@@ -650,5 +657,264 @@ mod tests {
         ] {
             assert!(parse_volume(v, dir.path()).is_ok(), "{v}");
         }
+    }
+
+    #[test]
+    fn env_overrides_replace_by_key_and_empty_keys_are_refused() {
+        let base = vec!["PATH=/bin".to_string(), "A=1".into(), "B=2".into()];
+        let got = merge_env(base.clone(), &["A=3".into(), "C".into(), "B=".into()]).unwrap();
+        assert_eq!(got, ["PATH=/bin", "A=3", "C", "B="]);
+        for bad in ["=x", "="] {
+            let e = merge_env(base.clone(), &[bad.into()])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+
+    // --- build: image config + flags -> spec -------------------------------------------
+
+    /// An image config from its `config` part (JSON), as a registry would serve it.
+    fn image(config: &str) -> ImageConfiguration {
+        serde_json::from_str(&format!(
+            r#"{{"architecture":"amd64","os":"linux","config":{config},
+                "rootfs":{{"type":"layers","diff_ids":[]}}}}"#
+        ))
+        .expect("image config")
+    }
+
+    fn opts() -> RunOptions {
+        RunOptions {
+            hostname: "h0st".into(),
+            ..Default::default()
+        }
+    }
+
+    fn built(config: &str, opts: &RunOptions) -> Spec {
+        build(&image(config), opts, &[], &[]).expect("spec")
+    }
+
+    fn process(spec: &Spec) -> &oci_spec::runtime::Process {
+        spec.process().as_ref().expect("process")
+    }
+
+    fn env_of(spec: &Spec) -> Vec<String> {
+        process(spec).env().clone().unwrap_or_default()
+    }
+
+    #[test]
+    fn build_joins_entrypoint_and_cmd_and_the_command_line_replaces_cmd() {
+        let cfg = r#"{"Entrypoint":["/bin/ep","-x"],"Cmd":["a","b"]}"#;
+        let args = |o: &RunOptions| process(&built(cfg, o)).args().clone().unwrap();
+        assert_eq!(args(&opts()), ["/bin/ep", "-x", "a", "b"]);
+        let o = RunOptions {
+            command: vec!["c".into()],
+            ..opts()
+        };
+        assert_eq!(args(&o), ["/bin/ep", "-x", "c"]);
+        let cmd_only = process(&built(r#"{"Cmd":["sh"]}"#, &opts())).args().clone();
+        assert_eq!(cmd_only.unwrap(), ["sh"]);
+        let e = build(&image("{}"), &opts(), &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no command"), "{e}");
+    }
+
+    #[test]
+    fn build_puts_e_over_the_image_env_with_path_hostname_and_term() {
+        let cfg = r#"{"Cmd":["sh"],"Env":["PATH=/img","A=1","HOSTNAME=image"]}"#;
+        let o = RunOptions {
+            env: vec!["A=2".into(), "B=".into()],
+            tty: true,
+            ..opts()
+        };
+        let env = env_of(&built(cfg, &o));
+        assert_eq!(
+            env,
+            ["PATH=/img", "A=2", "B=", "HOSTNAME=h0st", "TERM=xterm"]
+        );
+        // No PATH in the image: the default one comes first; no TERM without -t.
+        let env = env_of(&built(r#"{"Cmd":["sh"]}"#, &opts()));
+        assert!(env[0].starts_with("PATH=/usr/local/sbin:"), "{env:?}");
+        assert!(!env.iter().any(|e| e.starts_with("TERM=")), "{env:?}");
+        // An empty key is refused, naming the value.
+        let o = RunOptions {
+            env: vec!["=x".into()],
+            ..opts()
+        };
+        let e = build(&image(r#"{"Cmd":["sh"]}"#), &o, &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"=x\""), "{e}");
+    }
+
+    #[test]
+    fn build_takes_workdir_and_user_from_the_flags_over_the_image() {
+        let cfg = r#"{"Cmd":["sh"],"WorkingDir":"/app","User":"7:8"}"#;
+        let spec = built(cfg, &opts());
+        let p = process(&spec);
+        assert_eq!(p.cwd(), Path::new("/app"));
+        assert_eq!((p.user().uid(), p.user().gid()), (7, 8));
+        let o = RunOptions {
+            workdir: Some("/w".into()),
+            user: Some("1000:2000".into()),
+            ..opts()
+        };
+        let spec = built(cfg, &o);
+        let p = process(&spec);
+        assert_eq!(p.cwd(), Path::new("/w"));
+        assert_eq!((p.user().uid(), p.user().gid()), (1000, 2000));
+        assert_eq!(
+            process(&built(r#"{"Cmd":["sh"]}"#, &opts())).cwd(),
+            Path::new("/")
+        );
+        let o = RunOptions {
+            workdir: Some("rel".into()),
+            ..opts()
+        };
+        let e = build(&image(cfg), &o, &[], &[]).unwrap_err().to_string();
+        assert!(e.contains("\"rel\""), "{e}");
+    }
+
+    /// A user name is looked up in the image's own /etc/passwd and /etc/group, the top
+    /// layer first.
+    #[test]
+    fn build_resolves_a_user_name_in_the_image_layers() {
+        let top = tempfile::tempdir().unwrap();
+        let bottom = tempfile::tempdir().unwrap();
+        std::fs::create_dir(bottom.path().join("etc")).unwrap();
+        std::fs::write(bottom.path().join("etc/passwd"), PASSWD).unwrap();
+        std::fs::write(bottom.path().join("etc/group"), GROUP).unwrap();
+        let layers = [top.path().to_path_buf(), bottom.path().to_path_buf()];
+        let spec = build(
+            &image(r#"{"Cmd":["sh"],"User":"app"}"#),
+            &opts(),
+            &layers,
+            &[],
+        )
+        .unwrap();
+        let u = process(&spec).user().clone();
+        assert_eq!((u.uid(), u.gid()), (1000, 1000));
+        assert_eq!(u.additional_gids().clone().unwrap(), [2000]);
+    }
+
+    #[test]
+    fn build_sets_limits_and_refuses_cpus_out_of_range() {
+        let o = RunOptions {
+            memory: Some(64 << 20),
+            cpus: Some(1.5),
+            pids_limit: Some(100),
+            ..opts()
+        };
+        let spec = built(r#"{"Cmd":["sh"]}"#, &o);
+        let linux = spec.linux().clone().unwrap();
+        let r = linux.resources().clone().unwrap();
+        assert_eq!(r.memory().unwrap().limit(), Some(64 << 20));
+        let cpu = r.cpu().clone().unwrap();
+        assert_eq!((cpu.quota(), cpu.period()), (Some(150_000), Some(100_000)));
+        assert_eq!(r.pids().unwrap().limit(), 100);
+        assert!(!r.devices().clone().unwrap().is_empty(), "device rules");
+        for bad in [0.0, -1.0, 2000.0] {
+            let o = RunOptions {
+                cpus: Some(bad),
+                ..opts()
+            };
+            assert!(
+                build(&image(r#"{"Cmd":["sh"]}"#), &o, &[], &[]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn build_network_modes_change_the_namespaces_and_sys() {
+        let has_netns = |spec: &Spec| {
+            spec.linux()
+                .clone()
+                .unwrap()
+                .namespaces()
+                .clone()
+                .unwrap()
+                .into_iter()
+                .find(|n| n.typ() == LinuxNamespaceType::Network)
+        };
+        let none = built(r#"{"Cmd":["sh"]}"#, &opts());
+        assert!(has_netns(&none).is_some_and(|n| n.path().is_none()));
+        let o = RunOptions {
+            network: Network::Join("/run/netns/x".into()),
+            ..opts()
+        };
+        let joined = has_netns(&built(r#"{"Cmd":["sh"]}"#, &o)).unwrap();
+        assert_eq!(joined.path().as_deref(), Some(Path::new("/run/netns/x")));
+        let o = RunOptions {
+            network: Network::Host,
+            ..opts()
+        };
+        let host = built(r#"{"Cmd":["sh"]}"#, &o);
+        assert!(has_netns(&host).is_none());
+        let sys = host
+            .mounts()
+            .clone()
+            .unwrap()
+            .into_iter()
+            .find(|m| m.destination() == Path::new("/sys"))
+            .unwrap();
+        assert_eq!(sys.typ().as_deref(), Some("bind"));
+        let o = sys.options().clone().unwrap();
+        assert!(
+            o.contains(&"ro".to_string()) && !o.contains(&"rbind".to_string()),
+            "{o:?}"
+        );
+    }
+
+    #[test]
+    fn build_mounts_files_and_volumes_and_checks_the_user_namespace() {
+        let o = RunOptions {
+            volumes: vec![Volume {
+                source: "/srv/data".into(),
+                dest: "/data".into(),
+                read_only: true,
+                idmap: false,
+            }],
+            ..opts()
+        };
+        let hosts = PathBuf::from("/state/hosts");
+        let spec = build(
+            &image(r#"{"Cmd":["sh"]}"#),
+            &o,
+            &[],
+            &[(hosts.clone(), "/etc/hosts")],
+        )
+        .unwrap();
+        let mounts = spec.mounts().clone().unwrap();
+        let find = |d: &str| {
+            mounts
+                .iter()
+                .find(|m| m.destination() == Path::new(d))
+                .unwrap()
+                .clone()
+        };
+        let h = find("/etc/hosts");
+        assert_eq!(h.source().as_deref(), Some(hosts.as_path()));
+        assert!(h.options().clone().unwrap().contains(&"noexec".to_string()));
+        assert_eq!(find("/data").options().clone().unwrap(), ["rbind", "ro"]);
+        // idmap needs --uidmap; an unmapped user is refused.
+        let o = RunOptions {
+            volumes: vec![Volume {
+                idmap: true,
+                ..o.volumes[0].clone()
+            }],
+            ..opts()
+        };
+        let e = build(&image(r#"{"Cmd":["sh"]}"#), &o, &[], &[]).unwrap_err();
+        assert!(e.to_string().contains("idmap"), "{e}");
+        let maps = IdMaps::parse(&["0:100000:1000".into()], &[]).unwrap();
+        let o = RunOptions {
+            userns: maps,
+            user: Some("5000".into()),
+            ..opts()
+        };
+        let e = build(&image(r#"{"Cmd":["sh"]}"#), &o, &[], &[]).unwrap_err();
+        assert!(e.to_string().contains("uid 5000 is not mapped"), "{e}");
     }
 }

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
+use super::exit_code;
 use super::images::open_store;
 use crate::cli::{ExecArgs, Global, RmArgs, RunArgs, StopArgs};
 use crate::containers::{
@@ -34,10 +35,6 @@ const EXIT_NOT_FOUND: u8 = 127;
 
 /// What the shim of a detached container prints once the container runs.
 const SHIM_STARTED: &str = "started";
-
-fn code(c: i32) -> ExitCode {
-    ExitCode::from(c.clamp(0, 255) as u8)
-}
 
 /// The image to run: from the store, or pulled now.
 fn image_for_run(g: &Global, image: &ImageRef, quiet: bool) -> anyhow::Result<ImageRecord> {
@@ -312,7 +309,7 @@ fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         eprint!("{why}");
         return Ok(match status.code() {
-            Some(c) if c == EXIT_CANNOT_INVOKE as i32 || c == EXIT_NOT_FOUND as i32 => code(c),
+            Some(c) if c == EXIT_CANNOT_INVOKE as i32 || c == EXIT_NOT_FOUND as i32 => exit_code(c),
             _ => ExitCode::from(EXIT_FRUN_ERROR),
         });
     }
@@ -326,8 +323,8 @@ fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     let status = child.wait()?;
     use std::os::unix::process::ExitStatusExt;
     Ok(match (status.code(), status.signal()) {
-        (Some(c), _) => code(c),
-        (None, Some(s)) => code(128 + s),
+        (Some(c), _) => exit_code(c),
+        (None, Some(s)) => exit_code(128 + s),
         _ => ExitCode::FAILURE,
     })
 }
@@ -602,7 +599,7 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
     if c.record.auto_remove {
         containers.remove(&c)?;
     }
-    Ok(code(exit.code))
+    Ok(exit_code(exit.code))
 }
 
 /// The signals to the shim that stop its container.
@@ -769,13 +766,10 @@ pub fn exec(g: &Global, args: ExecArgs) -> anyhow::Result<ExitCode> {
         bail!("no command given");
     }
     process.set_args(Some(args.command.clone()));
-    let mut env = process.env().clone().unwrap_or_default();
-    for e in &args.env {
-        let key = e.split('=').next().unwrap_or_default();
-        env.retain(|x| x.split('=').next() != Some(key));
-        env.push(e.clone());
-    }
-    process.set_env(Some(env));
+    process.set_env(Some(runspec::merge_env(
+        process.env().clone().unwrap_or_default(),
+        &args.env,
+    )?));
     if let Some(w) = &args.workdir {
         process.set_cwd(PathBuf::from(w));
     }
@@ -848,7 +842,7 @@ pub fn exec(g: &Global, args: ExecArgs) -> anyhow::Result<ExitCode> {
     if let Some(r) = relay {
         r.finish();
     }
-    Ok(code(exit.code))
+    Ok(exit_code(exit.code))
 }
 
 /// The exit code of a start that failed, as Docker's: 127 when the command does not
@@ -921,13 +915,5 @@ mod tests {
             start_failure_code(&anyhow::anyhow!("port 80 is already in use")),
             125
         );
-    }
-
-    #[test]
-    fn signals_parse_by_name_and_number() {
-        assert_eq!(parse_signal("SIGUSR1").unwrap(), Signal::SIGUSR1);
-        assert_eq!(parse_signal("term").unwrap(), Signal::SIGTERM);
-        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
-        assert!(parse_signal("SIGNOPE").is_err());
     }
 }

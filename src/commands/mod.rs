@@ -3,6 +3,7 @@
 mod containers;
 mod cp;
 pub mod images;
+mod info;
 mod inspect;
 mod logs;
 mod ps;
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rm(args) => containers::rm(&g, args),
         Command::Exec(args) => containers::exec(&g, args),
         Command::Logs(args) => logs::logs(&g, args),
+        Command::Info(args) => info::info(&g, args.format),
         Command::Shim { id } => containers::shim(&g, &id),
         Command::Volume(cmd) => volume::volume(&g, cmd),
         Command::Stats(args) => stats::stats(&g, args),
@@ -33,6 +35,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => inspect::inspect(&g, args),
         Command::Cp(args) => cp::cp(&g, args),
     }
+}
+
+/// A process's exit code as this process's own (clamped to 0..=255), for the commands
+/// that end as their container's process did (`run`, `exec`, and `frun-oci`'s).
+pub fn exit_code(c: i32) -> ExitCode {
+    ExitCode::from(c.clamp(0, 255) as u8)
 }
 
 /// A runtime for the commands that talk to the network.

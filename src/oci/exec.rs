@@ -7,17 +7,18 @@ use oci_spec::runtime::{Process, UserBuilder};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::lifecycle::{code, console_socket, wait_forwarding_signals};
-use super::state::{write_pid_file, Container, Status};
+use super::lifecycle::{console_socket, wait_forwarding_signals};
+use super::state::{write_pid_file, OciContainer, OciStatus};
 use super::{ExecArgs, Global};
+use crate::commands::exit_code;
 
 pub fn exec(g: &Global, a: &ExecArgs) -> anyhow::Result<ExitCode> {
-    let c = Container::load(&g.root, &a.id)?;
+    let c = OciContainer::load(&g.root, &a.id)?;
     match c.status() {
-        Status::Stopped => bail!("cannot exec in a stopped container"),
+        OciStatus::Stopped => bail!("cannot exec in a stopped container"),
         // Its process would be frozen before it got anywhere (runc refuses too).
-        Status::Paused => bail!("cannot exec in a paused container"),
-        Status::Created | Status::Running => {}
+        OciStatus::Paused => bail!("cannot exec in a paused container"),
+        OciStatus::Created | OciStatus::Running => {}
     }
     let spec = c.spec()?;
     let mut process = match &a.process {
@@ -60,7 +61,7 @@ pub fn exec(g: &Global, a: &ExecArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let exit = wait_forwarding_signals(&started)?;
-    Ok(code(exit.code))
+    Ok(exit_code(exit.code))
 }
 
 /// `exec ID CMD...`: the container's own process with these args and overrides.
@@ -71,13 +72,10 @@ fn from_command_line(spec: &oci_spec::runtime::Spec, a: &ExecArgs) -> anyhow::Re
     let mut p = spec.process().clone().context("the spec has no process")?;
     p.set_args(Some(a.command.clone()));
     p.set_terminal(Some(a.tty));
-    let mut env = p.env().clone().unwrap_or_default();
-    for e in &a.env {
-        let key = e.split('=').next().unwrap_or_default();
-        env.retain(|x| x.split('=').next() != Some(key));
-        env.push(e.clone());
-    }
-    p.set_env(Some(env));
+    p.set_env(Some(crate::runspec::merge_env(
+        p.env().clone().unwrap_or_default(),
+        &a.env,
+    )?));
     if let Some(cwd) = &a.cwd {
         p.set_cwd(PathBuf::from(cwd));
     }

@@ -14,13 +14,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use super::hooks::{self, Kind};
-use super::state::{cgroup_path, now, validate_id, write_pid_file, Container, Saved, Status};
+use super::state::{cgroup_path, validate_id, write_pid_file, OciContainer, OciStatus, Saved};
 use super::{warn, CreateArgs, Global, RunArgs};
+use crate::commands::exit_code;
+use crate::containers::now;
 use crate::containers::pid_start;
-
-pub(super) fn code(c: i32) -> ExitCode {
-    ExitCode::from(c.clamp(0, 255) as u8)
-}
 
 /// What `create` and `run` have checked and written before anything starts.
 struct Prepared {
@@ -93,7 +91,7 @@ fn prepare(g: &Global, a: &CreateArgs) -> anyhow::Result<Prepared> {
         &a.id,
     )?;
     std::fs::create_dir_all(&g.root).with_context(|| format!("state root {:?}", g.root))?;
-    let dir = Container::dir_of(&g.root, &a.id);
+    let dir = OciContainer::dir_of(&g.root, &a.id);
     match std::fs::create_dir(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -196,7 +194,7 @@ fn launch(
         annotations,
         hooks: p.spec.hooks().is_some(),
     };
-    if let Err(e) = Container::save(&p.dir, &saved) {
+    if let Err(e) = OciContainer::save(&p.dir, &saved) {
         kill_and_remove(&started);
         return Err(e);
     }
@@ -237,11 +235,13 @@ pub fn create(g: &Global, a: &CreateArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn start(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
-    let c = Container::load(&g.root, id)?;
+    let c = OciContainer::load(&g.root, id)?;
     match c.status() {
-        Status::Created => {}
-        Status::Running | Status::Paused => bail!("cannot start an already running container"),
-        Status::Stopped => bail!("cannot start a container that has stopped"),
+        OciStatus::Created => {}
+        OciStatus::Running | OciStatus::Paused => {
+            bail!("cannot start an already running container")
+        }
+        OciStatus::Stopped => bail!("cannot start a container that has stopped"),
     }
     let spec = if c.saved.hooks { Some(c.spec()?) } else { None };
     // startContainer hooks, in the container's namespaces, before its program runs: a
@@ -286,7 +286,7 @@ fn poststop(g: &Global, id: &str, bundle: &Path, spec: &Spec) {
 }
 
 /// Opens the start gate: one byte into the FIFO, which is then removed.
-fn release(c: &Container) -> anyhow::Result<()> {
+fn release(c: &OciContainer) -> anyhow::Result<()> {
     let id = &c.saved.id;
     let fifo = c.fifo();
     let mut f = match std::fs::OpenOptions::new()
@@ -357,7 +357,7 @@ pub fn run(g: &Global, a: &RunArgs) -> anyhow::Result<ExitCode> {
         abandon(&p);
         poststop(g, &p.id, &p.bundle, &p.spec);
     }
-    Ok(code(exit.code))
+    Ok(exit_code(exit.code))
 }
 
 /// The start gate: a FIFO the waiting process holds open read-write (so opening it
@@ -414,13 +414,13 @@ pub(super) fn wait_forwarding_signals(
 }
 
 pub fn state(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
-    let c = Container::load(&g.root, id)?;
+    let c = OciContainer::load(&g.root, id)?;
     println!("{}", serde_json::to_string_pretty(&c.state_json())?);
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn kill(g: &Global, id: &str, sig: Option<&str>, all: bool) -> anyhow::Result<ExitCode> {
-    let c = Container::load(&g.root, id)?;
+    let c = OciContainer::load(&g.root, id)?;
     let sig = parse_signal(sig.unwrap_or("SIGTERM"))?;
     if all {
         let cg = c.cgroup()?;
@@ -432,7 +432,7 @@ pub fn kill(g: &Global, id: &str, sig: Option<&str>, all: bool) -> anyhow::Resul
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if c.status() == Status::Stopped {
+    if c.status() == OciStatus::Stopped {
         bail!("container not running");
     }
     match signal::kill(Pid::from_raw(c.saved.pid), sig) {
@@ -444,13 +444,13 @@ pub fn kill(g: &Global, id: &str, sig: Option<&str>, all: bool) -> anyhow::Resul
 
 pub fn delete(g: &Global, id: &str, force: bool) -> anyhow::Result<ExitCode> {
     validate_id(id)?;
-    let c = match Container::load(&g.root, id) {
+    let c = match OciContainer::load(&g.root, id) {
         Ok(c) => c,
         Err(e) => {
             // A create that died half-way leaves a directory without state.json; a host
             // crash may leave it empty (it is written without fsync), and took the
             // container's processes and cgroups with it.
-            let dir = Container::dir_of(&g.root, id);
+            let dir = OciContainer::dir_of(&g.root, id);
             let no_state = std::fs::metadata(dir.join("state.json")).map_or(true, |m| m.len() == 0);
             if dir.is_dir() && no_state {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -465,7 +465,7 @@ pub fn delete(g: &Global, id: &str, force: bool) -> anyhow::Result<ExitCode> {
     // The spec: deleting a container that is not stopped MUST fail and leave it as it
     // is. runc and crun delete (kill) a created one anyway; --force is for that.
     match c.status() {
-        Status::Stopped => {}
+        OciStatus::Stopped => {}
         _ if force => {}
         other => {
             bail!(
@@ -483,7 +483,7 @@ pub fn delete(g: &Global, id: &str, force: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// Kills whatever is left, removes the cgroup and the state directory.
-fn destroy(g: &Global, c: &Container) -> anyhow::Result<()> {
+fn destroy(g: &Global, c: &OciContainer) -> anyhow::Result<()> {
     let cg = c.cgroup()?;
     if c.alive() {
         let _ = signal::kill(Pid::from_raw(c.saved.pid), Signal::SIGKILL);
@@ -524,11 +524,11 @@ fn destroy(g: &Global, c: &Container) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn all_containers(root: &Path) -> Vec<Container> {
+fn all_containers(root: &Path) -> Vec<OciContainer> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if let Ok(c) = Container::load(root, &name) {
+        if let Ok(c) = OciContainer::load(root, &name) {
             out.push(c);
         }
     }
@@ -571,7 +571,7 @@ pub fn list(g: &Global, format: &str, quiet: bool) -> anyhow::Result<ExitCode> {
 }
 
 pub fn ps(g: &Global, id: &str, format: &str) -> anyhow::Result<ExitCode> {
-    let c = Container::load(&g.root, id)?;
+    let c = OciContainer::load(&g.root, id)?;
     let pids = c.cgroup()?.pids();
     match format {
         "json" => println!("{}", serde_json::to_string(&pids)?),

@@ -339,7 +339,7 @@ fn init_logging(g: &Global) {
 /// last `"level":"error"` line's `msg` as the reason of a failure.
 pub fn log_line(g: &Global, level: &str, msg: &str) {
     let Some(path) = &g.log else { return };
-    let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let time = crate::containers::now();
     let line = match g.log_format {
         LogFormat::Json => {
             serde_json::json!({"level": level, "msg": msg, "time": time}).to_string()

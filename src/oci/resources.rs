@@ -7,14 +7,14 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::state::{Container, Status};
+use super::state::{OciContainer, OciStatus};
 use super::{EventsArgs, Global, UpdateArgs};
 
 pub fn pause(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
-    let c = Container::load(&g.root, id)?;
+    let c = OciContainer::load(&g.root, id)?;
     match c.status() {
-        Status::Running => {}
-        Status::Paused => bail!("container {id} is already paused"),
+        OciStatus::Running => {}
+        OciStatus::Paused => bail!("container {id} is already paused"),
         other => bail!("container {id} is not running: {}", other.as_str()),
     }
     c.cgroup()?.freeze()?;
@@ -24,9 +24,9 @@ pub fn pause(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
 }
 
 pub fn resume(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
-    let c = Container::load(&g.root, id)?;
+    let c = OciContainer::load(&g.root, id)?;
     match c.status() {
-        Status::Paused => {}
+        OciStatus::Paused => {}
         other => bail!("container {id} is not paused: {}", other.as_str()),
     }
     c.cgroup()?.thaw()?;
@@ -114,8 +114,8 @@ fn requested(a: &UpdateArgs) -> anyhow::Result<LinuxResources> {
 }
 
 pub fn update(g: &Global, a: &UpdateArgs) -> anyhow::Result<ExitCode> {
-    let c = Container::load(&g.root, &a.id)?;
-    if c.status() == Status::Stopped {
+    let c = OciContainer::load(&g.root, &a.id)?;
+    if c.status() == OciStatus::Stopped {
         bail!("container {} is not running", a.id);
     }
     let r = requested(a)?;
@@ -132,7 +132,7 @@ pub fn update(g: &Global, a: &UpdateArgs) -> anyhow::Result<ExitCode> {
 /// figures of frun's own `frun stats` (`crate::stats`: one reading for both): CPU time,
 /// memory in use without the inactive page cache (as `docker stats`), its limit (the
 /// host's memory without one), processes, block I/O, and the network namespace's bytes.
-fn stats_event(c: &Container) -> serde_json::Value {
+fn stats_event(c: &OciContainer) -> serde_json::Value {
     let s = crate::stats::sample(
         &crate::stats::Host::default(),
         &c.saved.cgroup,
@@ -157,8 +157,8 @@ fn stats_event(c: &Container) -> serde_json::Value {
 pub fn events(g: &Global, a: &EventsArgs) -> anyhow::Result<ExitCode> {
     let interval = duration(&a.interval)?;
     loop {
-        let c = Container::load(&g.root, &a.id)?;
-        if c.status() == Status::Stopped {
+        let c = OciContainer::load(&g.root, &a.id)?;
+        if c.status() == OciStatus::Stopped {
             bail!("container {} is not running", a.id);
         }
         let line = stats_event(&c);

@@ -4,8 +4,7 @@
 //!
 //! The status is computed, never stored: `stopped` once the first process is gone (or a
 //! zombie, or its pid reused: the start time is recorded), else `created` while the
-//! gate exists, else `paused` while the `paused` mark (written by `pause`, removed by
-//! `resume`) exists, else `running`.
+//! gate exists, else `running`.
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
@@ -34,21 +33,29 @@ pub struct Saved {
     pub hooks: bool,
 }
 
+/// An OCI container's status as the runtime spec names it (`frun-oci state`); not
+/// frun's own container status ([`crate::containers::Status`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
+pub enum OciStatus {
     Created,
     Running,
     Paused,
     Stopped,
 }
 
-impl Status {
+impl std::fmt::Display for OciStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl OciStatus {
     pub fn as_str(self) -> &'static str {
         match self {
-            Status::Created => "created",
-            Status::Running => "running",
-            Status::Paused => "paused",
-            Status::Stopped => "stopped",
+            OciStatus::Created => "created",
+            OciStatus::Running => "running",
+            OciStatus::Paused => "paused",
+            OciStatus::Stopped => "stopped",
         }
     }
 }
@@ -68,19 +75,21 @@ pub fn validate_id(id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub struct Container {
+/// A container of `frun-oci` (the OCI runtime interface), kept in `ROOT/ID/`; not
+/// one of frun's own containers ([`crate::containers::Container`]).
+pub struct OciContainer {
     pub dir: PathBuf,
     pub saved: Saved,
 }
 
-impl Container {
+impl OciContainer {
     pub fn dir_of(root: &Path, id: &str) -> PathBuf {
         root.join(id)
     }
 
     /// The container `id`, or runc's "container does not exist" error (callers match
     /// on those words).
-    pub fn load(root: &Path, id: &str) -> anyhow::Result<Container> {
+    pub fn load(root: &Path, id: &str) -> anyhow::Result<OciContainer> {
         validate_id(id)?;
         let dir = Self::dir_of(root, id);
         let data = match std::fs::read(dir.join("state.json")) {
@@ -92,7 +101,7 @@ impl Container {
         };
         let saved: Saved =
             serde_json::from_slice(&data).with_context(|| format!("parsing the state of {id}"))?;
-        Ok(Container { dir, saved })
+        Ok(OciContainer { dir, saved })
     }
 
     pub fn save(dir: &Path, saved: &Saved) -> anyhow::Result<()> {
@@ -127,15 +136,15 @@ impl Container {
         now.is_some() && now == self.saved.pid_start
     }
 
-    pub fn status(&self) -> Status {
+    pub fn status(&self) -> OciStatus {
         if !self.alive() {
-            Status::Stopped
+            OciStatus::Stopped
         } else if self.fifo().exists() {
-            Status::Created
+            OciStatus::Created
         } else if self.paused_mark().exists() {
-            Status::Paused
+            OciStatus::Paused
         } else {
-            Status::Running
+            OciStatus::Running
         }
     }
 
@@ -145,7 +154,7 @@ impl Container {
         serde_json::json!({
             "ociVersion": OCI_VERSION,
             "id": self.saved.id,
-            "pid": if status == Status::Stopped { 0 } else { self.saved.pid },
+            "pid": if status == OciStatus::Stopped { 0 } else { self.saved.pid },
             "status": status.as_str(),
             "bundle": self.saved.bundle,
             "rootfs": self.saved.rootfs,
@@ -193,10 +202,6 @@ pub fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
     let path = std::path::absolute(path)?;
     write_replace(&path, pid.to_string().as_bytes())
         .with_context(|| format!("writing the pid file {path:?}"))
-}
-
-pub fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
 #[cfg(test)]

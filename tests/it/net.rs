@@ -315,9 +315,15 @@ fn proxy_protocol_tells_the_container_who_connected() {
         "-c",
         "nc -l -p 7000 > /tmp/got; cat /tmp/got; sleep 1",
     ]);
+    // Until nc listens, the forwarder resets the connection (the write alone may still
+    // succeed, into the socket's buffer): read to the end to tell a delivered payload
+    // (nc closes after it) from a reset one.
     eventually(|| {
         let mut s = TcpStream::connect(format!("127.0.0.1:{port}")).map_err(|e| e.to_string())?;
         s.write_all(b"payload\n").map_err(|e| e.to_string())?;
+        s.shutdown(std::net::Shutdown::Write)
+            .map_err(|e| e.to_string())?;
+        s.read_to_end(&mut Vec::new()).map_err(|e| e.to_string())?;
         Ok(())
     });
     let logs = eventually(|| {

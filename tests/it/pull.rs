@@ -579,11 +579,65 @@ fn bad_references_and_missing_images_are_named() {
     assert!(err.contains(&reference), "{err}");
     let err = f.fails(&["pull", "127.0.0.1:1/nothing:here"]);
     assert!(err.contains("127.0.0.1:1/nothing:here"), "{err}");
-    // A wrong digest in the reference is caught against the manifest.
+    // A wrong digest in the reference is caught against the manifest: in front of the
+    // registry, a proxy asks for `latest` where frun asks for the all-zero digest, so
+    // that the registry answers with a real manifest (the registry alone would answer
+    // "not found", which names the repository too and never reaches the check).
     let d = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
-    let err = f.fails(&["pull", &format!("{reg}/test/busybox@{d}")]);
-    assert!(err.contains("test/busybox"), "{err}");
+    // What `latest` really is (the index, if the image has one), from a pull of its own.
+    let latest = format!("{reg}/test/busybox:latest");
+    f.ok(&["pull", "-q", &latest]);
+    let rec = f.record(&latest);
+    let real = rec["index_digest"]
+        .as_str()
+        .or(rec["manifest_digest"].as_str())
+        .expect("digest")
+        .to_string();
+    f.ok(&["rmi", &latest]);
+    let front = rewriting_proxy(&reg, d, "latest");
+    let err = f.fails(&["pull", &format!("{front}/test/busybox@{d}")]);
+    assert!(
+        err.contains(d) && err.contains(&real),
+        "the digest check was not reached (it names the digest asked for and the one served): {err}"
+    );
     assert!(f.images().is_empty());
+}
+
+/// A TCP relay to `upstream` on a loopback port of its own that replaces `from` with `to`
+/// in what clients send (HTTP request lines are small: one read holds them whole).
+fn rewriting_proxy(upstream: &str, from: &str, to: &str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (upstream, from, to) = (upstream.to_string(), from.to_string(), to.to_string());
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                continue;
+            };
+            let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (from, to) = (from.clone(), to.clone());
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 << 10];
+                while let Ok(n) = c_in.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let text = String::from_utf8_lossy(&buf[..n]).replace(&from, &to);
+                    if s_out.write_all(text.as_bytes()).is_err() {
+                        break;
+                    }
+                }
+                let _ = s_out.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut s_in, mut c_out) = (server, client);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s_in, &mut c_out);
+                let _ = c_out.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    addr
 }
 
 #[test]

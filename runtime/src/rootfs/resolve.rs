@@ -14,10 +14,23 @@ pub(super) fn fd_path(fd: &impl AsRawFd) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())
 }
 
+/// `dest` (a path in the container) relative to the root, cleaned lexically as runc
+/// resolves a mount destination: `..` goes up a level and never above the root, so
+/// `/a/../b` is `b`, as for runc, not `a/b`. (runc's securejoin applies a `..` after
+/// following a symlink before it; here it goes up from the name. Either way the path
+/// stays inside the root: the kernel resolves it there with `RESOLVE_IN_ROOT`.)
 pub(super) fn rel(dest: &Path) -> PathBuf {
-    dest.components()
-        .filter(|c| matches!(c, Component::Normal(_)))
-        .collect()
+    let mut out = PathBuf::new();
+    for c in dest.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
 }
 
 pub(super) fn resolve(root: &OwnedFd, dest: &Path) -> rustix::io::Result<OwnedFd> {
@@ -125,9 +138,14 @@ pub(super) fn root_dir(root: &OwnedFd) -> R<OwnedFd> {
 mod tests {
     use super::*;
 
+    /// runc resolves a destination of `/a/../b` to `/b` (securejoin), so does frun; a
+    /// `..` at the root stays at the root.
     #[test]
-    fn rel_drops_root_and_dots() {
+    fn rel_resolves_dots_as_runc_does() {
         assert_eq!(rel(Path::new("/a/./b/")), PathBuf::from("a/b"));
-        assert_eq!(rel(Path::new("/a/../b")), PathBuf::from("a/b"));
+        assert_eq!(rel(Path::new("/a/../b")), PathBuf::from("b"));
+        assert_eq!(rel(Path::new("/../../etc/x")), PathBuf::from("etc/x"));
+        assert_eq!(rel(Path::new("/a/b/../../..")), PathBuf::new());
+        assert_eq!(rel(Path::new("/")), PathBuf::new());
     }
 }
