@@ -807,6 +807,7 @@ pub fn exec(g: &Global, args: ExecArgs) -> anyhow::Result<ExitCode> {
         seccomp.as_ref(),
         stdio,
         frun_runtime::ExecOptions {
+            preserve_fds: 0,
             console_socket: console_theirs,
         },
     )?;

@@ -15,6 +15,7 @@ mod limits;
 mod logs;
 mod net;
 mod oci;
+mod oci_spec;
 mod pull;
 mod repair;
 mod run;
