@@ -17,7 +17,7 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # (as xfail, with the reason) without failing the job. When the fix is merged, take the
 # name off this list (the check then says XPASS until you do). The share's `env` file
 # (FRUN_VM_XFAIL in scripts/vm-test.sh's environment) overrides the list.
-XFAIL="unit_outlives_unit"
+XFAIL=""
 declare -A XFAIL_WHY=(
     [unit_outlives_unit]="up: frun's per-container process stays in the caller's cgroup (issue 8, failure 3)"
 )
