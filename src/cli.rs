@@ -102,6 +102,49 @@ pub enum Command {
     /// Supervise one container (started by `run`; not for direct use).
     #[command(name = "__shim", hide = true)]
     Shim { id: String },
+    /// Manage named volumes.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+    /// Live resource use of running containers (CPU, memory, network, block I/O, pids).
+    Stats(StatsArgs),
+    /// The processes of a running container.
+    Top(TopArgs),
+    /// The full record of containers, images or volumes, as JSON.
+    Inspect(InspectArgs),
+    /// Copy files between a running container and the host:
+    /// `frun cp CONTAINER:PATH HOSTPATH` or `frun cp HOSTPATH CONTAINER:PATH`.
+    Cp(CpArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// One reading, then exit.
+    #[arg(long)]
+    pub no_stream: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Containers (default: every running one).
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    pub container: String,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Output format (JSON only, as `docker inspect` without a template).
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: Format,
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CpArgs {
+    pub src: String,
+    pub dest: String,
 }
 
 #[derive(Args, Debug)]
@@ -169,6 +212,10 @@ pub struct RunArgs {
     /// A terminal (pty) for the container: `-it` for a shell.
     #[arg(short, long)]
     pub tty: bool,
+    /// Log rotation, as Docker's json-file driver: max-size=10m (default), max-file=3
+    /// (default), compress=true|false (default false).
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    pub log_opts: Vec<String>,
     pub image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -181,6 +228,12 @@ pub struct PsArgs {
     pub all: bool,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// Only ids.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// name=PART, status=created|running|exited, label=KEY[=VALUE] (repeatable; all must hold).
+    #[arg(short, long)]
+    pub filter: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -230,6 +283,17 @@ pub struct LogsArgs {
     /// Show timestamps.
     #[arg(short, long)]
     pub timestamps: bool,
+    /// Only the last N lines (or "all").
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
+    /// Only lines at or after this time: RFC 3339, a Unix time, or a duration ago (10m, 1h30m).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only lines before this time (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// A container (name, id or id prefix), or a log group under ROOT/logs (a stack
+    /// role's `<stack>-<role>`: all its kept generations, oldest first).
     pub container: String,
 }
 
@@ -267,6 +331,36 @@ pub struct FormatArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VolumeCommand {
+    /// List volumes.
+    Ls {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// Only names.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Create an empty volume (`run -v NAME:/path` makes one filled from the image).
+    Create { name: String },
+    /// Show volumes as JSON: mount point, creation, what filled it, containers using it.
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove volumes; one that a container uses is refused, naming the container.
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove every volume no container uses.
+    Prune {
+        /// Accepted for Docker compatibility: frun does not ask.
+        #[arg(short, long)]
+        force: bool,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! Containers on disk: `ROOT/containers/<id>/` holds `frun.json` (what was asked for),
 //! `config.json` (the OCI spec), `state.json` (what is happening), the overlay's
-//! `upper/` and `work/`, the `rootfs/` mount point, and `container.log`.
+//! `upper/` and `work/`, the `rootfs/` mount point; its log is in `ROOT/logs/` (see
+//! `crate::logs`).
 //!
 //! Every file is written temp + fsync + rename (the last state of a `--rm` container,
 //! removed right after, without the fsync). A container's status is an explicit
@@ -50,6 +51,9 @@ pub struct Record {
     /// `-i`: the caller's stdin goes to the container (foreground runs only).
     #[serde(default)]
     pub interactive: bool,
+    /// Log rotation and placement (`--log-opt`; a stack role's group and kept generations).
+    #[serde(default)]
+    pub log: crate::logs::LogConfig,
 }
 
 /// A container's place on frun's bridge network.
@@ -168,8 +172,41 @@ impl Container {
         self.dir.join("config.json")
     }
 
-    pub fn log_path(&self) -> PathBuf {
-        self.dir.join("container.log")
+    /// `ROOT/logs/<group>/<id>/`: the container's log files (see `crate::logs`).
+    pub fn log_dir(&self) -> PathBuf {
+        crate::logs::dir(&self.root(), self.log_group(), &self.record.id)
+    }
+
+    /// The directory under `ROOT/logs/` of this container's generations.
+    pub fn log_group(&self) -> &str {
+        self.record
+            .log
+            .group
+            .as_deref()
+            .unwrap_or(&self.record.name)
+    }
+
+    /// The state root (`ROOT/containers/<id>` is this container's directory).
+    pub fn root(&self) -> PathBuf {
+        self.dir
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
+    /// Opens the container's log for writing (its supervisor does).
+    pub fn open_log(&self) -> anyhow::Result<crate::logs::LogWriter> {
+        let meta = crate::logs::Meta {
+            id: self.record.id.clone(),
+            name: self.record.name.clone(),
+            created: self.record.created.clone(),
+        };
+        Ok(crate::logs::LogWriter::open(
+            &self.log_dir(),
+            &self.record.log,
+            &meta,
+        )?)
     }
 
     pub fn state(&self) -> anyhow::Result<State> {
@@ -355,8 +392,19 @@ impl Containers {
         Ok(Container { dir: c.dir, record })
     }
 
+    /// Removes a container's directory; its logs go too, unless its log config keeps
+    /// the last generations of its group (a stack role's).
     pub fn remove(&self, c: &Container) -> anyhow::Result<()> {
-        std::fs::remove_dir_all(&c.dir).with_context(|| format!("removing {:?}", c.dir))
+        std::fs::remove_dir_all(&c.dir).with_context(|| format!("removing {:?}", c.dir))?;
+        let live = |id: &str| self.dir.join(id).join("frun.json").exists();
+        crate::logs::retire(
+            &c.root(),
+            c.log_group(),
+            &c.record.id,
+            c.record.log.keep,
+            live,
+        )?;
+        Ok(())
     }
 }
 

@@ -8,12 +8,15 @@ mod commands;
 mod containers;
 mod forward;
 mod limits;
+mod logs;
 mod net;
 mod oci;
 mod oom;
 mod progress;
 mod runspec;
+mod stats;
 mod tty;
+mod volumes;
 
 /// For tests that need root: the one rule, [`frun_runtime::testing::root_or_skip`].
 #[cfg(test)]

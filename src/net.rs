@@ -128,7 +128,7 @@ impl<'a> Ipam<'a> {
                     // Kept for a look, out of the way of the rewrite below.
                     let aside = path.with_extension("json.corrupt");
                     let _ = std::fs::rename(&path, &aside);
-                    let l = self.leases_from_records()?;
+                    let l = self.leases_in_records()?;
                     tracing::warn!(
                         "{} is corrupt ({e}; kept as {}): rebuilt {} lease(s) from the container records",
                         path.display(),
@@ -141,7 +141,7 @@ impl<'a> Ipam<'a> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 // Without the file, a container that holds an address would see it
                 // handed out again.
-                let l = self.leases_from_records()?;
+                let l = self.leases_in_records()?;
                 if !l.leases.is_empty() {
                     tracing::warn!(
                         "{} is missing: rebuilt {} lease(s) from the container records",
@@ -161,7 +161,7 @@ impl<'a> Ipam<'a> {
 
     /// The leases the container records hold: every container on this bridge that has
     /// an address and has not exited (an exited one gave its address back).
-    fn leases_from_records(&self) -> anyhow::Result<Leases> {
+    fn leases_in_records(&self) -> anyhow::Result<Leases> {
         let mut out = Leases::default();
         let containers = crate::containers::Containers::open(&self.cfg.root)?;
         for c in containers.list()? {
@@ -606,6 +606,7 @@ mod tests {
                         publish: Vec::new(),
                         tty: false,
                         interactive: false,
+                        log: Default::default(),
                     })
                 })
                 .unwrap()

@@ -149,9 +149,8 @@ pub fn parse_volume(v: &str, volumes_dir: &Path) -> anyhow::Result<Volume> {
         if !crate::containers::valid_name(src) {
             bail!("invalid volume {v:?}: {src:?} is neither an absolute path nor a volume name");
         }
-        let p = volumes_dir.join(src);
-        std::fs::create_dir_all(&p).with_context(|| format!("creating volume {p:?}"))?;
-        p
+        // Made (and filled from the image) by `volumes::prepare` once the image is known.
+        volumes_dir.join(src).join("_data")
     };
     Ok(Volume {
         source: src,
@@ -609,7 +608,7 @@ mod tests {
         let v = parse_volume("data:/var/lib/data:ro", dir.path()).unwrap();
         assert_eq!(
             (v.source, v.dest.as_str(), v.read_only, v.idmap),
-            (dir.path().join("data"), "/var/lib/data", true, false)
+            (dir.path().join("data/_data"), "/var/lib/data", true, false)
         );
         let v = parse_volume("data:/d:rw,idmap", dir.path()).unwrap();
         assert!(!v.read_only && v.idmap);

@@ -2,6 +2,7 @@
 //! layer unpacking and garbage collection. It never starts a process and never mounts:
 //! it hands the runtime descriptions of overlay mounts ([`store::OverlayMount`]).
 
+pub mod client;
 pub mod digest;
 pub mod fsutil;
 pub mod platform;
@@ -9,6 +10,7 @@ pub mod pull;
 pub mod reference;
 pub mod registry;
 pub mod store;
+pub mod text;
 pub mod unpack;
 
 pub use digest::Digest;
@@ -17,3 +19,4 @@ pub use pull::{pull, LayerOutcome, NoProgress, Progress, PullError, PullOptions}
 pub use reference::ImageRef;
 pub use registry::RegistryConfig;
 pub use store::{ImageRecord, OverlayMount, Store};
+pub use text::{error_chain, escape_controls};

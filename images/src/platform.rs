@@ -85,11 +85,13 @@ impl FromStr for Platform {
     }
 }
 
+/// Shown escaped: a platform comes from an image's config or index.
 impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
+        use crate::text::escape_controls as e;
+        write!(f, "{}/{}", e(&self.os), e(&self.architecture))?;
         if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
+            write!(f, "/{}", e(v))?;
         }
         Ok(())
     }

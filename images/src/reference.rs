@@ -58,28 +58,6 @@ impl ImageRef {
         }
     }
 
-    /// The reference oci-client should fetch: same repository, registry replaced by the
-    /// endpoint.
-    pub(crate) fn fetch_reference(&self, endpoint: &str) -> Reference {
-        match (self.tag(), self.inner.digest()) {
-            (_, Some(d)) => Reference::with_digest(
-                endpoint.to_string(),
-                self.repository().to_string(),
-                d.to_string(),
-            ),
-            (Some(t), None) => Reference::with_tag(
-                endpoint.to_string(),
-                self.repository().to_string(),
-                t.to_string(),
-            ),
-            (None, None) => Reference::with_tag(
-                endpoint.to_string(),
-                self.repository().to_string(),
-                "latest".to_string(),
-            ),
-        }
-    }
-
     /// The same repository at another digest (used to fetch a platform's manifest out of
     /// an index).
     pub fn with_digest(&self, digest: &Digest) -> ImageRef {

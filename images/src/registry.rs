@@ -7,14 +7,14 @@
 //! `login`'s check of a password against the registry.
 
 use base64::Engine as _;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::secrets::RegistryAuth;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::client::check_realm;
 use crate::fsutil::write_atomic;
 use crate::reference::{is_loopback, ImageRef};
+use crate::text::{error_chain, escape_controls};
 
 /// Where Docker keeps Docker Hub's credentials in `config.json`.
 pub const DOCKER_HUB_AUTH_KEY: &str = "https://index.docker.io/v1/";
@@ -23,7 +23,7 @@ pub const DOCKER_HUB_AUTH_KEY: &str = "https://index.docker.io/v1/";
 pub enum RegistryError {
     #[error("cannot read credentials from {path:?}: {reason}")]
     Credentials { path: PathBuf, reason: String },
-    #[error("cannot write credentials to {path:?}: {source}")]
+    #[error("cannot write credentials to {path:?}")]
     WriteCredentials {
         path: PathBuf,
         #[source]
@@ -62,22 +62,6 @@ impl RegistryConfig {
         }
     }
 
-    /// An oci-client for `endpoint`.
-    pub fn client(&self, endpoint: &str) -> oci_client::Client {
-        let protocol = if self.allows_http(endpoint) {
-            ClientProtocol::HttpsExcept(vec![endpoint.to_string()])
-        } else {
-            ClientProtocol::Https
-        };
-        oci_client::Client::new(ClientConfig {
-            protocol,
-            connect_timeout: Some(Duration::from_secs(15)),
-            read_timeout: Some(Duration::from_secs(60)),
-            user_agent: concat!("frun/", env!("CARGO_PKG_VERSION")),
-            ..Default::default()
-        })
-    }
-
     fn config_path(&self) -> Option<PathBuf> {
         self.docker_config_dir
             .clone()
@@ -85,9 +69,9 @@ impl RegistryConfig {
     }
 
     /// The credentials for `r`, if `config.json` has any.
-    pub fn auth_for(&self, r: &ImageRef) -> Result<RegistryAuth, RegistryError> {
+    pub fn credentials_for(&self, r: &ImageRef) -> Result<Option<(String, String)>, RegistryError> {
         let Some(path) = self.config_path() else {
-            return Ok(RegistryAuth::Anonymous);
+            return Ok(None);
         };
         let auths = read_auths(&path)?;
         let endpoint = self.endpoint(r);
@@ -96,11 +80,11 @@ impl RegistryConfig {
             keys.extend(["docker.io", "index.docker.io", "registry-1.docker.io"].map(String::from));
         }
         for key in keys {
-            if let Some((user, pass)) = auths.get(&key) {
-                return Ok(RegistryAuth::Basic(user.clone(), pass.clone()));
+            if let Some(creds) = auths.get(&key) {
+                return Ok(Some(creds.clone()));
             }
         }
-        Ok(RegistryAuth::Anonymous)
+        Ok(None)
     }
 
     /// Checks `user`/`password` against the registry at `server` (Docker Hub when
@@ -160,14 +144,15 @@ impl RegistryConfig {
             .connect_timeout(Duration::from_secs(15))
             .timeout(Duration::from_secs(60))
             .build()
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(error_chain(&e)))?;
         let url = format!("{}://{}/v2/", self.scheme(endpoint), endpoint);
+        tracing::info!(registry = %endpoint, to = %endpoint, "sending credentials to the registry itself");
         let res = http
             .get(&url)
             .basic_auth(user, Some(password))
             .send()
             .await
-            .map_err(|e| fail(format!("{e:#}")))?;
+            .map_err(|e| fail(error_chain(&e.without_url())))?;
         if res.status().is_success() {
             return Ok(());
         }
@@ -183,14 +168,26 @@ impl RegistryConfig {
             return Err(fail(format!("the registry answered {}", res.status())));
         }
         let params = parse_challenge(&challenge);
-        let realm = params
-            .get("realm")
-            .ok_or_else(|| fail(format!("bearer challenge without a realm: {challenge}")))?;
-        let mut req = http.get(realm).basic_auth(user, Some(password));
+        let realm = params.get("realm").ok_or_else(|| {
+            fail(format!(
+                "bearer challenge without a realm: {}",
+                escape_controls(&challenge)
+            ))
+        })?;
+        let realm_url = check_realm(self, endpoint, realm).map_err(|e| fail(error_chain(&e)))?;
+        tracing::info!(
+            registry = %endpoint,
+            to = %realm_url.host_str().unwrap_or_default(),
+            "sending credentials to the registry's token service"
+        );
+        let mut req = http.get(realm_url).basic_auth(user, Some(password));
         if let Some(service) = params.get("service") {
             req = req.query(&[("service", service)]);
         }
-        let res = req.send().await.map_err(|e| fail(format!("{e:#}")))?;
+        let res = req
+            .send()
+            .await
+            .map_err(|e| fail(error_chain(&e.without_url())))?;
         if res.status().is_success() {
             Ok(())
         } else {
@@ -200,7 +197,7 @@ impl RegistryConfig {
 }
 
 /// Parses `Bearer realm="...",service="..."` into its parameters.
-fn parse_challenge(header: &str) -> BTreeMap<String, String> {
+pub(crate) fn parse_challenge(header: &str) -> BTreeMap<String, String> {
     let rest = header.split_once(' ').map_or("", |(_, r)| r);
     let mut out = BTreeMap::new();
     let mut s = rest;
@@ -340,22 +337,14 @@ mod tests {
             ..Default::default()
         };
         let hub: ImageRef = "alpine".parse().unwrap();
-        match cfg.auth_for(&hub).unwrap() {
-            RegistryAuth::Basic(u, p) => {
-                assert_eq!((u.as_str(), p.as_str()), ("me", "pw:with:colons"))
-            }
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(
+            cfg.credentials_for(&hub).unwrap(),
+            Some(("me".into(), "pw:with:colons".into()))
+        );
         let own: ImageRef = "127.0.0.1:5001/x".parse().unwrap();
-        assert!(matches!(
-            cfg.auth_for(&own).unwrap(),
-            RegistryAuth::Basic(..)
-        ));
+        assert!(cfg.credentials_for(&own).unwrap().is_some());
         let none: ImageRef = "127.0.0.1:5000/x".parse().unwrap();
-        assert!(matches!(
-            cfg.auth_for(&none).unwrap(),
-            RegistryAuth::Anonymous
-        ));
+        assert_eq!(cfg.credentials_for(&none).unwrap(), None);
     }
 
     #[test]
@@ -371,7 +360,7 @@ mod tests {
             ..Default::default()
         };
         let err = cfg
-            .auth_for(&"h/x".parse().unwrap())
+            .credentials_for(&"h/x".parse().unwrap())
             .unwrap_err()
             .to_string();
         assert!(

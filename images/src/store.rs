@@ -28,7 +28,7 @@ use crate::platform::Platform;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot {op} {path:?}: {source}")]
+    #[error("cannot {op} {path:?}")]
     Io {
         op: &'static str,
         path: PathBuf,
@@ -39,7 +39,7 @@ pub enum StoreError {
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("blob {0} is not in the store")]
     MissingBlob(Digest),
-    #[error("the image index {path:?} is corrupt: {source}")]
+    #[error("the image index {path:?} is corrupt")]
     CorruptIndex {
         path: PathBuf,
         #[source]
@@ -107,17 +107,39 @@ pub struct Lock {
     _file: File,
 }
 
+/// What a running pull is about to add, kept from `gc` while this is alive: a file under
+/// `locks/pins/` listing the digests, flocked by its owner. A pin whose lock is free was
+/// left by a killed pull and is removed by `gc`.
+pub struct Pin {
+    _file: File,
+    path: PathBuf,
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        if let Err(e) = fs::remove_file(&self.path) {
+            tracing::warn!(path = ?self.path, error = %e, "could not remove a pull's pin");
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
 }
 
 /// What `gc` removed.
-#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct GcStats {
     pub blobs: u64,
     pub layers: u64,
+    /// Leftovers of interrupted pulls and writes (partial downloads, unpacks, temp files).
+    pub partial: u64,
+    /// Bytes of everything removed.
     pub bytes: u64,
+    /// Manifests and configs of recorded images whose content no longer matches their
+    /// digest: removed, so that the next pull of their image fetches them again.
+    pub corrupt: Vec<Digest>,
 }
 
 impl Store {
@@ -153,6 +175,21 @@ impl Store {
 
     pub fn has_blob(&self, d: &Digest) -> bool {
         self.blob_path(d).is_file()
+    }
+
+    /// The size of the stored blob `d`, if there is one.
+    pub fn blob_len(&self, d: &Digest) -> Option<u64> {
+        fs::metadata(self.blob_path(d)).ok().map(|m| m.len())
+    }
+
+    /// Removes the blob `d` (found corrupt); no error when it is already gone.
+    pub fn remove_blob(&self, d: &Digest) -> Result<(), StoreError> {
+        let path = self.blob_path(d);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("remove", &path)(e)),
+        }
     }
 
     pub fn ingest_path(&self, d: &Digest) -> PathBuf {
@@ -200,7 +237,8 @@ impl Store {
             });
         }
         let path = self.blob_path(d);
-        if path.is_file() {
+        // An existing copy is kept only if it is intact: a changed one is replaced.
+        if fs::read(&path).is_ok_and(|old| Digest::of(&old) == *d) {
             return Ok(());
         }
         write_atomic(&path, data).map_err(io_err("write", &path))
@@ -214,6 +252,27 @@ impl Store {
         fs::rename(&from, &to).map_err(io_err("commit", &to))?;
         let dir = to.parent().expect("blob path has a parent");
         sync_dir(dir).map_err(io_err("sync", dir))
+    }
+
+    /// Opens (creating) the ingest file of `d` for appending, and returns it with the
+    /// length already there: what an interrupted download left, to be resumed. A partial
+    /// file longer than `max_len` (the blob's size) is garbage and starts over.
+    pub fn open_ingest(&self, d: &Digest, max_len: u64) -> Result<(File, u64), StoreError> {
+        let path = self.ingest_path(d);
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        if len > max_len {
+            f.set_len(0).ok();
+            return Ok((f, 0));
+        }
+        Ok((f, len))
     }
 
     /// A fresh, empty directory to unpack the layer `diff_id` into. Whatever an
@@ -279,6 +338,61 @@ impl Store {
 
     pub fn lock_exclusive(&self) -> Result<Lock, StoreError> {
         self.lock_file("store.lock", FlockOperation::LockExclusive)
+    }
+
+    fn pins_dir(&self) -> PathBuf {
+        self.root.join("locks/pins")
+    }
+
+    /// Pins `digests` (blobs and layers a pull is about to add) until the pin is dropped.
+    /// Holds the store lock only while the pin is written: blocks only while a `gc` runs.
+    pub fn pin(&self, digests: &[Digest]) -> Result<Pin, StoreError> {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let _shared = self.lock_shared()?;
+        let dir = self.pins_dir();
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io_err("create", &dir))?;
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.join(format!("{}-{seq}.pin", std::process::id()));
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err("create", &path))?;
+        rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive)
+            .map_err(|e| io_err("lock", &path)(e.into()))?;
+        let list: String = digests.iter().map(|d| format!("{}\n", d.hex())).collect();
+        io::Write::write_all(&mut file, list.as_bytes()).map_err(io_err("write", &path))?;
+        Ok(Pin { _file: file, path })
+    }
+
+    /// The hex digests pinned by running pulls; pins of dead pulls are removed.
+    fn pinned(&self) -> Result<HashSet<String>, StoreError> {
+        let dir = self.pins_dir();
+        let mut out = HashSet::new();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io_err("list", &dir)(e)),
+        };
+        for entry in entries {
+            let path = entry.map_err(io_err("list", &dir))?.path();
+            let Ok(file) = File::open(&path) else {
+                continue; // its pull just ended
+            };
+            if rustix::fs::flock(&file, FlockOperation::NonBlockingLockShared).is_ok() {
+                fs::remove_file(&path).map_err(io_err("remove", &path))?;
+                continue;
+            }
+            let text = fs::read_to_string(&path).unwrap_or_default();
+            out.extend(text.lines().map(str::to_string));
+        }
+        Ok(out)
     }
 
     fn images_path(&self) -> PathBuf {
@@ -377,8 +491,27 @@ impl Store {
     pub fn gc(&self, keep_layers: &HashSet<Digest>) -> Result<GcStats, StoreError> {
         let _lock = self.lock_exclusive()?;
         let images = self.images()?;
-        let mut blobs: HashSet<String> = HashSet::new();
+        let pinned = self.pinned()?;
+        let mut blobs: HashSet<String> = pinned.clone();
         let mut layers: HashSet<String> = keep_layers.iter().map(|d| d.hex().to_string()).collect();
+        layers.extend(pinned);
+        let mut stats = GcStats::default();
+        // 1. Manifests and configs are small: verify them, and remove what is corrupt so
+        //    that the next pull replaces it (and says so now, not when a container starts).
+        for i in &images {
+            let small = [&i.manifest_digest, &i.config_digest]
+                .into_iter()
+                .chain(i.index_digest.as_ref());
+            for d in small {
+                if let Err(StoreError::DigestMismatch { .. }) = self.read_blob(d) {
+                    if !stats.corrupt.contains(d) {
+                        tracing::warn!(blob = %d, image = %i.reference, "corrupt blob removed");
+                        self.remove_blob(d)?;
+                        stats.corrupt.push(d.clone());
+                    }
+                }
+            }
+        }
         for i in &images {
             blobs.insert(i.manifest_digest.hex().to_string());
             if let Some(d) = &i.index_digest {
@@ -390,13 +523,18 @@ impl Store {
                 layers.insert(l.diff_id.hex().to_string());
             }
         }
-        let mut stats = GcStats::default();
         let sweep = |dir: &Path, keep: &HashSet<String>, stats: &mut GcStats, is_layer: bool| {
             let entries = fs::read_dir(dir).map_err(io_err("list", dir))?;
             for entry in entries {
                 let entry = entry.map_err(io_err("list", dir))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if keep.contains(&name) {
+                // `.HEX.tmp-PID` is a blob being written (or left by a kill).
+                let hex = name
+                    .trim_start_matches('.')
+                    .split('.')
+                    .next()
+                    .unwrap_or_default();
+                if keep.contains(hex) {
                     continue;
                 }
                 let path = entry.path();
@@ -434,12 +572,39 @@ impl Store {
                     continue;
                 };
                 let path = entry.path();
+                let size = if is_layer {
+                    dir_size(&path)
+                } else {
+                    entry.metadata().map(|m| m.len()).unwrap_or(0)
+                };
                 let res = if is_layer {
                     fs::remove_dir_all(&path)
                 } else {
                     fs::remove_file(&path)
                 };
                 res.map_err(io_err("remove", &path))?;
+                stats.partial += 1;
+                stats.bytes += size;
+            }
+        }
+        // Temp files of images.json left by a kill: a writer holds the index lock.
+        {
+            let _index = self.lock_file("images.lock", FlockOperation::LockExclusive)?;
+            let root = &self.root;
+            for entry in fs::read_dir(root).map_err(io_err("list", root))? {
+                let entry = entry.map_err(io_err("list", root))?;
+                if !entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".images.json.tmp-")
+                {
+                    continue;
+                }
+                let path = entry.path();
+                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                fs::remove_file(&path).map_err(io_err("remove", &path))?;
+                stats.partial += 1;
+                stats.bytes += size;
             }
         }
         Ok(stats)
@@ -544,5 +709,70 @@ mod tests {
         let prefix = &a.manifest_digest.hex()[..12];
         assert_eq!(store.find_image(prefix).unwrap(), a);
         assert!(store.find_image("r/zz:1").is_err());
+    }
+
+    #[test]
+    fn gc_keeps_what_a_running_pull_pinned_and_drops_dead_pins() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let blob = Digest::of(b"blob");
+        let layer = Digest::of(b"layer");
+        store.write_blob(&blob, b"blob").unwrap();
+        fs::create_dir_all(store.layer_path(&layer)).unwrap();
+        let pin = store.pin(&[blob.clone(), layer.clone()]).unwrap();
+        let stats = store.gc(&HashSet::new()).unwrap();
+        assert_eq!((stats.blobs, stats.layers), (0, 0));
+        assert!(store.has_blob(&blob) && store.has_layer(&layer));
+        drop(pin);
+        // A pin left by a killed pull: the file is there, nobody holds its lock.
+        fs::write(
+            dir.path().join("locks/pins/999999-0.pin"),
+            format!("{}\n", blob.hex()),
+        )
+        .unwrap();
+        let stats = store.gc(&HashSet::new()).unwrap();
+        assert_eq!((stats.blobs, stats.layers), (1, 1));
+        assert_eq!(
+            fs::read_dir(dir.path().join("locks/pins")).unwrap().count(),
+            0
+        );
+    }
+
+    #[test]
+    fn gc_removes_and_counts_leftovers_of_kills() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        fs::write(dir.path().join(".images.json.tmp-4242"), vec![0u8; 1000]).unwrap();
+        fs::write(store.ingest_path(&Digest::of(b"x")), vec![0u8; 25_000]).unwrap();
+        let tmp = store.begin_layer(&Digest::of(b"y")).unwrap();
+        fs::write(tmp.join("f"), vec![0u8; 3000]).unwrap();
+        let stats = store.gc(&HashSet::new()).unwrap();
+        assert_eq!(stats.partial, 3);
+        assert_eq!(
+            stats.bytes, 29_000,
+            "partial downloads count in what was freed"
+        );
+        assert!(!dir.path().join(".images.json.tmp-4242").exists());
+        assert!(!tmp.exists());
+    }
+
+    #[test]
+    fn a_corrupt_config_is_found_by_gc_and_replaced_by_write_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut rec = record("r/a:1", b"la");
+        rec.config_digest = Digest::of(b"config");
+        store.write_blob(&rec.config_digest, b"config").unwrap();
+        store.write_blob(&rec.manifest_digest, b"r/a:1").unwrap();
+        store.put_image(rec.clone()).unwrap();
+        fs::write(store.blob_path(&rec.config_digest), b"changed").unwrap();
+        // A pull that writes the config again replaces the changed copy.
+        store.write_blob(&rec.config_digest, b"config").unwrap();
+        assert_eq!(store.read_blob(&rec.config_digest).unwrap(), b"config");
+        fs::write(store.blob_path(&rec.config_digest), b"changed").unwrap();
+        let stats = store.gc(&HashSet::new()).unwrap();
+        assert_eq!(stats.corrupt, vec![rec.config_digest.clone()]);
+        assert!(!store.has_blob(&rec.config_digest));
+        assert!(store.has_blob(&rec.manifest_digest), "intact blobs stay");
     }
 }

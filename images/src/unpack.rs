@@ -32,7 +32,7 @@ const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 pub enum UnpackError {
     #[error("layer entry {path:?} {reason}")]
     Hostile { path: PathBuf, reason: &'static str },
-    #[error("cannot {op} {path:?}: {source}")]
+    #[error("cannot {op} {path:?}")]
     Io {
         op: &'static str,
         path: PathBuf,
@@ -41,7 +41,13 @@ pub enum UnpackError {
     },
     #[error("layer unpacks to more than {limit} bytes (the decompression cap; raise it with FRUN_MAX_LAYER_SIZE)")]
     TooLarge { limit: u64 },
-    #[error("reading the layer archive: {0}")]
+    #[error("layer entry {path:?} is {size} bytes, past what is left of the decompression cap of {limit} bytes (raise it with --max-layer-size or FRUN_MAX_LAYER_SIZE)")]
+    EntryTooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+    #[error("reading the layer archive")]
     Read(#[source] io::Error),
 }
 
@@ -61,9 +67,13 @@ pub struct UnpackStats {
     pub file_bytes: u64,
 }
 
-/// Unpacks the tar stream `reader` into `target`, an existing empty directory.
-/// Syncs the filesystem before returning, so a rename of `target` that follows is durable.
-pub fn unpack<R: Read>(reader: R, target: &Path) -> Result<UnpackStats, UnpackError> {
+/// Unpacks the tar stream `reader` into `target`, an existing empty directory, writing at
+/// most `limit` bytes of file content in all (the apparent size: a sparse entry's holes
+/// count, though they stay holes on disk). The tar stream itself is capped by the caller;
+/// this cap is for what the stream describes, which a GNU sparse entry can make much
+/// larger than the stream. Syncs the filesystem before returning, so a rename of `target`
+/// that follows is durable.
+pub fn unpack<R: Read>(reader: R, target: &Path, limit: u64) -> Result<UnpackStats, UnpackError> {
     let root = rfs::open(
         target,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -75,6 +85,7 @@ pub fn unpack<R: Read>(reader: R, target: &Path) -> Result<UnpackStats, UnpackEr
         parents: HashMap::new(),
         dirs: Vec::new(),
         stats: UnpackStats::default(),
+        limit,
     };
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries().map_err(UnpackError::read)? {
@@ -119,6 +130,8 @@ struct Unpacker {
     /// directory's mtime, and a read-only mode would stop the children being written.
     dirs: Vec<(Vec<OsString>, Meta)>,
     stats: UnpackStats,
+    /// Cap on the sum of the files' sizes.
+    limit: u64,
 }
 
 /// Splits an archive path into components, dropping `.` and a leading `/` (absolute
@@ -219,7 +232,18 @@ impl Unpacker {
                 )
                 .map_err(|e| io_err("create file", &path, e.into()))?;
                 let mut file = File::from(fd);
-                let n = io::copy(&mut entry, &mut file).map_err(UnpackError::read)?;
+                // A sparse entry's size is its real size: refuse it before writing a byte.
+                let left = self.limit.saturating_sub(self.stats.file_bytes);
+                let too_large = |size| UnpackError::EntryTooLarge {
+                    path: path.clone(),
+                    size,
+                    limit: self.limit,
+                };
+                if entry.size() > left {
+                    return Err(too_large(entry.size()));
+                }
+                let n = copy_keeping_holes(&mut entry, &mut file, left, &path)?
+                    .ok_or_else(|| too_large(entry.size()))?;
                 self.stats.file_bytes += n;
                 set_owner(&file, &meta, &path)?;
                 rfs::fchmod(&file, Mode::from_raw_mode(meta.mode))
@@ -408,6 +432,46 @@ impl Unpacker {
     }
 }
 
+/// Copies `from` into the new file `to`, seeking over blocks of zeros instead of writing
+/// them (a sparse entry's holes, and any run of zeros, stay holes), and stopping at
+/// `limit` bytes: `None` then.
+fn copy_keeping_holes(
+    from: &mut impl Read,
+    to: &mut File,
+    limit: u64,
+    path: &Path,
+) -> Result<Option<u64>, UnpackError> {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut buf = vec![0u8; 64 << 10];
+    let mut total = 0u64;
+    let mut hole_at_end = false;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(UnpackError::read(e)),
+        };
+        total += n as u64;
+        if total > limit {
+            return Ok(None);
+        }
+        let chunk = &buf[..n];
+        if chunk.iter().all(|b| *b == 0) {
+            to.seek(SeekFrom::Current(n as i64))
+                .map_err(|e| io_err("write", path, e))?;
+            hole_at_end = true;
+        } else {
+            to.write_all(chunk).map_err(|e| io_err("write", path, e))?;
+            hole_at_end = false;
+        }
+    }
+    if hole_at_end {
+        to.set_len(total).map_err(|e| io_err("write", path, e))?;
+    }
+    Ok(Some(total))
+}
+
 fn libc_enoent() -> i32 {
     rustix::io::Errno::NOENT.raw_os_error()
 }
@@ -511,5 +575,96 @@ mod tests {
             vec![OsString::from("abs"), OsString::from("x")]
         );
         assert!(components(Path::new("./")).unwrap().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod sparse_tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn octal(field: &mut [u8], v: u64) {
+        let s = format!("{v:0w$o}\0", w = field.len() - 1);
+        field.copy_from_slice(s.as_bytes());
+    }
+
+    /// A tar with one GNU sparse entry `name` of real size `real`, whose only data is
+    /// 512 bytes of `x` at the end.
+    pub(super) fn sparse_tar(name: &str, real: u64) -> Vec<u8> {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(name).unwrap();
+        h.set_entry_type(tar::EntryType::GNUSparse);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(512);
+        {
+            let g = h.as_gnu_mut().unwrap();
+            octal(&mut g.sparse[0].offset, real - 512);
+            octal(&mut g.sparse[0].numbytes, 512);
+            octal(&mut g.realsize, real);
+        }
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        out.extend_from_slice(&[b'x'; 512]);
+        out.extend_from_slice(&[0; 1024]);
+        out
+    }
+
+    #[test]
+    fn sparse_entry_cannot_get_around_the_layer_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let tar = sparse_tar("big", 300 << 20);
+        assert!(tar.len() < 3000, "a tiny layer");
+        let err = unpack(&tar[..], dir.path(), 1 << 20).unwrap_err();
+        assert!(
+            matches!(&err, UnpackError::EntryTooLarge { path, size, limit: 1048576 }
+                if path == Path::new("big") && *size == 300 << 20),
+            "{err}"
+        );
+        let big = dir.path().join("big");
+        let written = big.metadata().map(|m| m.len()).unwrap_or(0);
+        assert_eq!(written, 0, "nothing of the entry was written");
+    }
+
+    #[test]
+    fn sparse_holes_stay_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let tar = sparse_tar("big", 64 << 20);
+        unpack(&tar[..], dir.path(), 1 << 30).unwrap();
+        let m = dir.path().join("big").metadata().unwrap();
+        assert_eq!(m.len(), 64 << 20);
+        assert!(
+            m.blocks() * 512 < 1 << 20,
+            "{} bytes of real blocks for 512 bytes of data",
+            m.blocks() * 512
+        );
+        let data = std::fs::read(dir.path().join("big")).unwrap();
+        assert!(data[..(64 << 20) - 512].iter().all(|b| *b == 0));
+        assert!(data[(64 << 20) - 512..].iter().all(|b| *b == b'x'));
+    }
+
+    #[test]
+    fn the_cap_counts_every_file_of_the_layer() {
+        let mut b = tar::Builder::new(Vec::new());
+        for name in ["a", "b", "c"] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(400);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            b.append_data(&mut h, name, &[1u8; 400][..]).unwrap();
+        }
+        let tar = b.into_inner().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let err = unpack(&tar[..], dir.path(), 1000).unwrap_err();
+        assert!(
+            matches!(&err, UnpackError::EntryTooLarge { path, .. } if path == Path::new("c")),
+            "{err:?}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(unpack(&tar[..], dir.path(), 1200).unwrap().file_bytes, 1200);
     }
 }

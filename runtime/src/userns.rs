@@ -190,7 +190,12 @@ pub(crate) fn idmapped_overlay(
     std::thread::scope(|s| {
         s.spawn(|| overlay_in_private_namespace(lower_dirs, upper, work, userns))
             .join()
-            .map_err(|_| SetupError::mount("the overlay thread", Cause::Other("panicked".into())))?
+            .map_err(|_| {
+                SetupError::mount(
+                    "mounting the overlay root filesystem",
+                    Cause::Other("the overlay thread panicked".into()),
+                )
+            })?
     })
 }
 
@@ -234,7 +239,10 @@ fn overlay_in_private_namespace(
             "",
             F::MOVE_MOUNT_F_EMPTY_PATH | F::MOVE_MOUNT_T_EMPTY_PATH,
         )
-        .map_err(|e| SetupError::mount(&format!("attaching the idmapped layer {d:?}"), e))?;
+        .map_err(|e| SetupError::Idmap {
+            path: d.clone(),
+            cause: e.into(),
+        })?;
         layers.push(layer);
     }
     // 3. The overlay, naming each attached layer by its fd.

@@ -13,7 +13,7 @@ use frun_images::{ImageRecord, ImageRef, Platform};
 use frun_runtime::{ExitState, RootfsSource, SpawnConfig, Stdio};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use super::exit_code;
 use super::images::open_store;
-use crate::cli::{ExecArgs, Format, Global, LogsArgs, PsArgs, RmArgs, RunArgs, StopArgs};
+use crate::cli::{ExecArgs, Global, RmArgs, RunArgs, StopArgs};
 use crate::containers::{
     now, parse_signal, pid_start, Container, Containers, Record, State, Status,
 };
@@ -113,6 +113,7 @@ fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
         .map(|v| runspec::parse_volume(v, &volumes_dir))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let userns = runspec::IdMaps::parse(&args.uidmap, &args.gidmap)?;
+    let log_config = crate::logs::LogConfig::parse_opts(&args.log_opts)?;
 
     // 2. The image, and its platform: refused before anything is set up.
     let record = image_for_run(g, &image, args.quiet)?;
@@ -130,6 +131,13 @@ fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
         serde_json::from_slice(&store.read_blob(&record.config_digest)?)
             .with_context(|| format!("parsing the config of {}", record.reference))?;
     let lower = store.overlay_mount(&record)?.lower_dirs;
+    // Named volumes: made now, a new one filled from the image at its mount point.
+    let mut volumes = volumes;
+    for (v, flag) in volumes.iter_mut().zip(&args.volumes) {
+        if let Some(name) = flag.split(':').next().filter(|s| !s.starts_with('/')) {
+            v.source = crate::volumes::prepare(&g.root, name, &lower, &v.dest)?;
+        }
+    }
     let stop_signal = match config
         .config()
         .as_ref()
@@ -159,6 +167,7 @@ fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
             publish: publish.clone(),
             tty: args.tty,
             interactive: args.interactive,
+            log: log_config.clone(),
         })
     })?;
     // The network first: the spec names the namespace file it makes.
@@ -498,28 +507,23 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
     };
     let mut log = None;
     if !streams.is_empty() {
-        let file = std::sync::Arc::new(std::sync::Mutex::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(c.log_path())?,
-        ));
+        let writer = c.open_log()?;
         for (fd, stream) in streams {
-            let file = file.clone();
+            let (writer, stream) = (writer.clone(), crate::logs::writer::Stream::parse(stream));
             loggers.push(std::thread::spawn(move || {
-                copy_to_log(std::fs::File::from(fd), stream, &file)
+                writer.copy(std::fs::File::from(fd), stream)
             }));
         }
-        log = Some(file);
+        log = Some(writer);
     }
     // What frun has to tell about the container while it runs (the forwarder's "the
     // target refused"): a `frun:` line where its output goes, so in its log when it is
     // detached (`frun logs` shows it), on the terminal otherwise.
     let say: crate::forward::Say = match &log {
-        Some(file) => {
-            let file = file.clone();
+        Some(writer) => {
+            let writer = writer.clone();
             std::sync::Arc::new(move |text: &str| {
-                log_line(&file, "stderr", &format!("{text}\n"));
+                writer.line(crate::logs::writer::Stream::Stderr, &format!("{text}\n"));
                 tracing::warn!("{text}");
             })
         }
@@ -616,30 +620,6 @@ fn finish(c: &Container, st: &mut State, exit: ExitState) -> anyhow::Result<()> 
         c.set_last_state(st)
     } else {
         c.set_state(st)
-    }
-}
-
-fn copy_to_log(pipe: std::fs::File, stream: &str, log: &std::sync::Mutex<std::fs::File>) {
-    let mut reader = std::io::BufReader::new(pipe);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => log_line(log, stream, &String::from_utf8_lossy(&line)),
-        }
-    }
-}
-
-/// One JSON line of a container's log, as Docker's json-file driver writes them.
-fn log_line(log: &std::sync::Mutex<std::fs::File>, stream: &str, text: &str) {
-    let entry = serde_json::json!({
-        "time": now(),
-        "stream": stream,
-        "log": text,
-    });
-    if let Ok(mut f) = log.lock() {
-        let _ = writeln!(f, "{entry}");
     }
 }
 
@@ -767,119 +747,6 @@ pub fn rm(g: &Global, args: RmArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(())
     })
-}
-
-pub fn ps(g: &Global, args: PsArgs) -> anyhow::Result<ExitCode> {
-    let containers = Containers::open(&g.root)?;
-    let mut rows = Vec::new();
-    for c in containers.list()? {
-        let Ok(st) = c.state() else { continue };
-        if !args.all && st.status != Status::Running {
-            continue;
-        }
-        rows.push((c, st));
-    }
-    let mut out = std::io::stdout().lock();
-    match args.format {
-        Format::Json => {
-            let v: Vec<serde_json::Value> = rows
-                .iter()
-                .map(|(c, st)| {
-                    serde_json::json!({
-                        "id": c.record.id,
-                        "name": c.record.name,
-                        "image": c.record.image,
-                        "command": c.record.command,
-                        "created": c.record.created,
-                        "status": st.status,
-                        "pid": st.pid.filter(|_| st.status == Status::Running),
-                        "exit_code": st.exit_code,
-                        "oom_killed": st.oom_killed,
-                        "started_at": st.started_at,
-                        "finished_at": st.finished_at,
-                    })
-                })
-                .collect();
-            serde_json::to_writer_pretty(&mut out, &v)?;
-            writeln!(out)?;
-        }
-        Format::Table => {
-            writeln!(
-                out,
-                "{:<12}  {:<30}  {:<20}  {:<20}  NAME",
-                "ID", "IMAGE", "COMMAND", "STATUS"
-            )?;
-            for (c, st) in rows {
-                let status = match st.status {
-                    Status::Exited => format!("exited ({})", st.exit_code.unwrap_or(-1)),
-                    s => s.to_string(),
-                };
-                let mut cmd = c.record.command.join(" ");
-                cmd.truncate(20);
-                writeln!(
-                    out,
-                    "{:<12}  {:<30}  {:<20}  {:<20}  {}",
-                    c.short_id(),
-                    c.record.image,
-                    cmd,
-                    status,
-                    c.record.name
-                )?;
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn logs(g: &Global, args: LogsArgs) -> anyhow::Result<ExitCode> {
-    let containers = Containers::open(&g.root)?;
-    let c = containers.find(&args.container)?;
-    let path = c.log_path();
-    let mut offset = 0u64;
-    loop {
-        let data = std::fs::read(&path).unwrap_or_default();
-        if (data.len() as u64) > offset {
-            let chunk = &data[offset as usize..];
-            // Only whole lines: a line being written is read next time.
-            let end = chunk.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
-            print_log_lines(&chunk[..end], args.timestamps)?;
-            offset += end as u64;
-        }
-        if !args.follow || c.state()?.status != Status::Running {
-            if args.follow {
-                // One last read after the exit.
-                let data = std::fs::read(&path).unwrap_or_default();
-                if (data.len() as u64) > offset {
-                    print_log_lines(&data[offset as usize..], args.timestamps)?;
-                }
-            }
-            return Ok(ExitCode::SUCCESS);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn print_log_lines(data: &[u8], timestamps: bool) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    let mut err = std::io::stderr().lock();
-    for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {
-            continue;
-        };
-        let text = v["log"].as_str().unwrap_or_default();
-        let prefix = if timestamps {
-            format!("{} ", v["time"].as_str().unwrap_or_default())
-        } else {
-            String::new()
-        };
-        if v["stream"] == "stderr" {
-            write!(err, "{prefix}{text}")?;
-        } else {
-            write!(out, "{prefix}{text}")?;
-        }
-    }
-    out.flush()?;
-    Ok(())
 }
 
 pub fn exec(g: &Global, args: ExecArgs) -> anyhow::Result<ExitCode> {

@@ -1,7 +1,7 @@
 //! `pull`, `images`, `rmi`, `gc`, `login`: the image store from the command line.
 
 use anyhow::{bail, Context};
-use frun_images::{ImageRef, Platform, PullOptions, Store};
+use frun_images::{error_chain, escape_controls, ImageRef, Platform, PullOptions, Store};
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ pub fn pull(g: &Global, args: PullArgs) -> anyhow::Result<ExitCode> {
     if !args.quiet {
         println!(
             "{} {} {} {}",
-            record.reference,
+            escape_controls(&record.reference),
             record.repo_digest(),
             record.platform,
             human_size(record.size)
@@ -58,6 +58,13 @@ fn pull_with(
         platform_explicit: platform.is_some(),
         registry: super::registry_config(g),
         max_layer_size,
+        retry_window: match std::env::var("FRUN_RETRY_WINDOW") {
+            Ok(v) => std::time::Duration::from_secs(
+                v.parse()
+                    .with_context(|| format!("FRUN_RETRY_WINDOW={v:?}: expected seconds"))?,
+            ),
+            Err(_) => PullOptions::default().retry_window,
+        },
         ..PullOptions::default()
     };
     let store = Arc::new(open_store(g)?);
@@ -113,9 +120,10 @@ pub fn list(g: &Global, format: Format) -> anyhow::Result<ExitCode> {
             writeln!(out)?;
         }
         Format::Table => {
+            // images.json is a file on disk: what it says is escaped like foreign text.
             let width = images
                 .iter()
-                .map(|i| i.reference.len())
+                .map(|i| escape_controls(&i.reference).chars().count())
                 .max()
                 .unwrap_or(0)
                 .max(9);
@@ -128,7 +136,7 @@ pub fn list(g: &Global, format: Format) -> anyhow::Result<ExitCode> {
                 writeln!(
                     out,
                     "{:<width$}  {:<19}  {:<14}  {:>8}",
-                    i.reference,
+                    escape_controls(&i.reference),
                     format!("sha256:{}", &i.repo_digest().hex()[..12]),
                     i.platform.to_string(),
                     human_size(i.size)
@@ -153,9 +161,9 @@ pub fn rmi(g: &Global, images: &[String]) -> anyhow::Result<ExitCode> {
             Err(_) => store.find_image(key),
         };
         match found.and_then(|rec| store.remove_image(&rec.reference)) {
-            Ok(rec) => println!("Untagged: {}", rec.reference),
+            Ok(rec) => println!("Untagged: {}", escape_controls(&rec.reference)),
             Err(e) => {
-                eprintln!("frun: error: {e}");
+                eprintln!("frun: error: {}", escape_controls(&error_chain(&e)));
                 failed = true;
             }
         }
@@ -179,12 +187,18 @@ pub fn gc(g: &Global, format: Format) -> anyhow::Result<ExitCode> {
     let stats = store.gc(&keep)?;
     match format {
         Format::Json => println!("{}", serde_json::to_string(&stats)?),
-        Format::Table => println!(
-            "removed {} blobs and {} layers, {} freed",
-            stats.blobs,
-            stats.layers,
-            human_size(stats.bytes)
-        ),
+        Format::Table => {
+            println!(
+                "removed {} blobs, {} layers and {} leftovers of interrupted pulls, {} freed",
+                stats.blobs,
+                stats.layers,
+                stats.partial,
+                human_size(stats.bytes)
+            );
+            for d in &stats.corrupt {
+                println!("removed corrupt blob {d}: pull its image again");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,13 @@
 //! One module per command group, each a thin layer over a library call.
 
 mod containers;
+mod cp;
 pub mod images;
+mod inspect;
+mod logs;
+mod ps;
+mod stats;
+mod volume;
 
 use crate::cli::{Cli, Command, Global};
 use std::process::ExitCode;
@@ -15,12 +21,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gc(args) => images::gc(&g, args.format),
         Command::Login(args) => images::login(&g, args),
         Command::Run(args) => containers::run(&g, *args),
-        Command::Ps(args) => containers::ps(&g, args),
+        Command::Ps(args) => ps::ps(&g, args),
         Command::Stop(args) => containers::stop(&g, args),
         Command::Rm(args) => containers::rm(&g, args),
         Command::Exec(args) => containers::exec(&g, args),
-        Command::Logs(args) => containers::logs(&g, args),
+        Command::Logs(args) => logs::logs(&g, args),
         Command::Shim { id } => containers::shim(&g, &id),
+        Command::Volume(cmd) => volume::volume(&g, cmd),
+        Command::Stats(args) => stats::stats(&g, args),
+        Command::Top(args) => stats::top(&g, args),
+        Command::Inspect(args) => inspect::inspect(&g, args),
+        Command::Cp(args) => cp::cp(&g, args),
     }
 }
 

@@ -8,7 +8,11 @@
 mod common;
 mod hostile_run;
 mod limits;
+mod logs;
 mod net;
 mod oci;
 mod pull;
+mod repair;
 mod run;
+mod stats;
+mod volumes;

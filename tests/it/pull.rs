@@ -441,7 +441,7 @@ fn registry_dying_mid_pull_leaves_nothing_and_the_next_pull_completes() {
     let Some(reg) = registry() else { return };
     let proxy = Proxy::start(&reg);
     proxy.throttle(64 << 10); // ~6 MB/s
-    let f = Frun::new();
+    let f = Frun::new().env("FRUN_RETRY_WINDOW", "3");
     let reference = format!("{}/test/big:latest", proxy.addr);
     let child = f
         .command(&["pull", "-q", &reference])
@@ -571,7 +571,7 @@ fn rmi_and_gc_remove_only_unused_content() {
 #[test]
 fn bad_references_and_missing_images_are_named() {
     let Some(reg) = registry() else { return };
-    let f = Frun::new();
+    let f = Frun::new().env("FRUN_RETRY_WINDOW", "2");
     let err = f.fails(&["pull", "Not/Valid"]);
     assert!(err.contains("\"Not/Valid\""), "{err}");
     let reference = format!("{reg}/test/nosuch:latest");

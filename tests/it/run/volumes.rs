@@ -61,7 +61,7 @@ fn volumes_bind_host_dirs_rw_and_ro_and_named_volumes_persist() {
     ]);
     let out = f.ok(&["run", "--rm", "-v", "keep:/vol", &img, "cat", "/vol/file"]);
     assert_eq!(out, "persisted\n");
-    assert!(f.root().join("volumes/keep/file").is_file());
+    assert!(f.root().join("volumes/keep/_data/file").is_file());
 }
 
 /// The uid of a file or of a process (`/proc/PID`), as the host sees it.

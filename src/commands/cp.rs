@@ -1,0 +1,238 @@
+//! `frun cp CONTAINER:PATH HOSTPATH` and `frun cp HOSTPATH CONTAINER:PATH`.
+//!
+//! Paths inside the container are resolved with `openat2(RESOLVE_IN_ROOT)` from the
+//! container's root as its own processes see it (`/proc/PID/root`, volumes included):
+//! a symlink in the container, absolute or `../..`, stays inside it, as it would for a
+//! process there, and never reaches the host's files. Below the resolved path, entries
+//! are opened relative to their directory's fd with `O_NOFOLLOW`, and symlinks are
+//! copied as symlinks. The container must be running (its root is mounted only then).
+
+use anyhow::{bail, Context};
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::cli::{CpArgs, Global};
+use crate::containers::{Containers, Status};
+
+/// `NAME:PATH` when NAME is a container; a host path otherwise (`./a:b` is a host path).
+fn split(arg: &str) -> Option<(&str, &str)> {
+    if arg.starts_with('/') || arg.starts_with('.') {
+        return None;
+    }
+    arg.split_once(':')
+}
+
+pub fn cp(g: &Global, args: CpArgs) -> anyhow::Result<ExitCode> {
+    let containers = Containers::open(&g.root)?;
+    let (from_c, to_c) = (split(&args.src), split(&args.dest));
+    let (key, inside, host, copy_out) = match (from_c, to_c) {
+        (Some((k, p)), None) => (k, p, PathBuf::from(&args.dest), true),
+        (None, Some((k, p))) => (k, p, PathBuf::from(&args.src), false),
+        _ => bail!("give exactly one CONTAINER:PATH and one host path"),
+    };
+    let c = containers.find(key)?;
+    let st = c.state()?;
+    let pid = match (st.status, st.pid) {
+        (Status::Running, Some(pid)) => pid,
+        _ => bail!(
+            "container {} is not running: frun cp reaches its files only while it runs",
+            c.record.name
+        ),
+    };
+    // 1. The container's root, as its processes see it.
+    let root_path = format!("/proc/{pid}/root");
+    let root = rustix::fs::open(
+        &root_path,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("opening the root of container {}", c.record.name))?;
+    if copy_out {
+        copy_out_of(&root, inside, &host)
+            .with_context(|| format!("copying {}:{inside} to {}", c.record.name, host.display()))?;
+    } else {
+        copy_into(&root, &host, inside)
+            .with_context(|| format!("copying {} to {}:{inside}", host.display(), c.record.name))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `path` inside `root`, never leaving it.
+fn resolve(root: &OwnedFd, path: &str, flags: OFlags) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat2(
+        root,
+        path,
+        flags | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+}
+
+fn copy_out_of(root: &OwnedFd, inside: &str, host: &Path) -> anyhow::Result<()> {
+    // The path itself is followed if it is a link (as `docker cp` does for the source).
+    let fd = resolve(root, inside, OFlags::PATH).with_context(|| format!("{inside:?}"))?;
+    let name = Path::new(inside)
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "root".into());
+    let target = if host.is_dir() {
+        host.join(name)
+    } else {
+        host.to_path_buf()
+    };
+    let st = rustix::fs::fstat(&fd)?;
+    let reopen = |flags: OFlags| resolve(root, inside, flags);
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory {
+        out_dir(reopen(OFlags::RDONLY | OFlags::DIRECTORY)?, &target)
+    } else {
+        out_file(reopen(OFlags::RDONLY)?, &target)
+    }
+}
+
+fn out_file(fd: OwnedFd, target: &Path) -> anyhow::Result<()> {
+    let mut from = File::from(fd);
+    let mode = from.metadata()?.mode() & 0o7777;
+    let mut to = File::create(target).with_context(|| format!("creating {target:?}"))?;
+    std::io::copy(&mut from, &mut to)?;
+    to.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+fn out_dir(dir: OwnedFd, target: &Path) -> anyhow::Result<()> {
+    let mode = rustix::fs::fstat(&dir)?.st_mode & 0o7777;
+    match std::fs::create_dir(target) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(e).with_context(|| format!("creating {target:?}"))
+        }
+        _ => {}
+    }
+    std::fs::set_permissions(target, std::fs::Permissions::from_mode(mode))?;
+    for e in rustix::fs::Dir::read_from(&dir)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == "." || name == ".." {
+            continue;
+        }
+        let to = target.join(&name);
+        let st = rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)?;
+        match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+            rustix::fs::FileType::Directory => {
+                let sub = rustix::fs::openat(
+                    &dir,
+                    name.as_str(),
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
+                out_dir(sub, &to)?;
+            }
+            rustix::fs::FileType::RegularFile => {
+                let f = rustix::fs::openat(
+                    &dir,
+                    name.as_str(),
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
+                out_file(f, &to)?;
+            }
+            rustix::fs::FileType::Symlink => {
+                let link = rustix::fs::readlinkat(&dir, name.as_str(), Vec::new())?;
+                let link =
+                    std::ffi::OsStr::new(std::str::from_utf8(link.as_bytes()).unwrap_or_default())
+                        .to_os_string();
+                let _ = std::fs::remove_file(&to);
+                std::os::unix::fs::symlink(link, &to)?;
+            }
+            // Devices, FIFOs and sockets are not copied out.
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn copy_into(root: &OwnedFd, host: &Path, inside: &str) -> anyhow::Result<()> {
+    let meta = std::fs::symlink_metadata(host).with_context(|| format!("{host:?}"))?;
+    let host_name = host
+        .file_name()
+        .context("the host path has no file name")?
+        .to_string_lossy()
+        .into_owned();
+    // 1. Where it goes: into `inside` if that is a directory, else as `inside`.
+    let (parent, name) = match resolve(root, inside, OFlags::RDONLY | OFlags::DIRECTORY) {
+        Ok(dir) => (dir, host_name),
+        Err(_) => {
+            let p = Path::new(inside);
+            let parent = p
+                .parent()
+                .map_or("/".into(), |p| p.to_string_lossy().into_owned());
+            let name = p
+                .file_name()
+                .context("the container path has no file name")?
+                .to_string_lossy()
+                .into_owned();
+            let dir = resolve(root, &parent, OFlags::RDONLY | OFlags::DIRECTORY)
+                .with_context(|| format!("{parent:?} in the container"))?;
+            (dir, name)
+        }
+    };
+    // 2. The copy, each entry created relative to its directory's fd.
+    in_entry(&parent, &name, host, &meta)
+}
+
+fn in_entry(
+    dir: &OwnedFd,
+    name: &str,
+    host: &Path,
+    meta: &std::fs::Metadata,
+) -> anyhow::Result<()> {
+    let mode = Mode::from_raw_mode(meta.mode() & 0o7777);
+    if meta.is_dir() {
+        match rustix::fs::mkdirat(dir, name, mode) {
+            Err(rustix::io::Errno::EXIST) => {}
+            r => r.with_context(|| format!("creating {name:?}"))?,
+        }
+        let sub = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("{name:?} is not a directory in the container"))?;
+        for e in std::fs::read_dir(host)? {
+            let e = e?;
+            let m = std::fs::symlink_metadata(e.path())?;
+            in_entry(&sub, &e.file_name().to_string_lossy(), &e.path(), &m)?;
+        }
+    } else if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(host)?;
+        let _ = rustix::fs::unlinkat(dir, name, AtFlags::empty());
+        rustix::fs::symlinkat(&target, dir, name)?;
+    } else if meta.is_file() {
+        // O_NOFOLLOW: a symlink planted at the name is refused, not written through.
+        let fd = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            mode,
+        )
+        .with_context(|| format!("creating {name:?} in the container"))?;
+        let mut to = File::from(fd);
+        std::io::copy(&mut File::open(host)?, &mut to)?;
+        rustix::fs::fchmod(to.as_fd(), mode)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn container_paths_are_told_from_host_paths() {
+        assert_eq!(super::split("web:/etc/x"), Some(("web", "/etc/x")));
+        assert_eq!(super::split("/tmp/a:b"), None);
+        assert_eq!(super::split("./a:b"), None);
+        assert_eq!(super::split("plain"), None);
+    }
+}
