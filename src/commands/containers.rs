@@ -183,7 +183,7 @@ fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
                 containers.update(c, record)?
             }
             Err(e) => {
-                let _ = containers.remove(&c);
+                cleanup("removing the container's state", containers.remove(&c));
                 return Err(e);
             }
         }
@@ -200,12 +200,15 @@ fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
         let hosts = c.dir.join("hosts");
         let resolv = c.dir.join("resolv.conf");
         let hostname_file = c.dir.join("hostname");
-        std::fs::write(&hosts, hosts_file(&c, &net_cfg))?;
+        let write = |path: &Path, text: &str| {
+            std::fs::write(path, text).with_context(|| format!("writing {path:?}"))
+        };
+        write(&hosts, &hosts_file(&c, &net_cfg))?;
         if c.record.network.is_some() {
             refresh_hosts(&containers, &net_cfg);
         }
-        std::fs::write(&resolv, host_resolv_conf())?;
-        std::fs::write(&hostname_file, format!("{hostname}\n"))?;
+        write(&resolv, &host_resolv_conf())?;
+        write(&hostname_file, &format!("{hostname}\n"))?;
         let opts = RunOptions {
             command: args.command.clone(),
             env: args.env.clone(),
@@ -232,9 +235,12 @@ fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     })();
     if let Err(e) = result {
         if c.record.network.is_some() {
-            let _ = crate::net::detach(&net_cfg, &c.record.id);
+            cleanup(
+                "releasing the container's network",
+                crate::net::detach(&net_cfg, &c.record.id),
+            );
         }
-        let _ = containers.remove(&c);
+        cleanup("removing the container's state", containers.remove(&c));
         return Err(e);
     }
 
@@ -443,7 +449,10 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
         Ok(s) => s,
         Err(e) => {
             if let Some(n) = &net_cfg {
-                let _ = crate::net::detach(n, &c.record.id);
+                cleanup(
+                    "releasing the container's network",
+                    crate::net::detach(n, &c.record.id),
+                );
             }
             let msg = format!("starting container {}: {e:#}", c.record.name);
             let exit = start_failure_code(&e);
@@ -454,7 +463,7 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
             st.error = Some(msg.clone());
             c.set_state(&st)?;
             if c.record.auto_remove {
-                let _ = containers.remove(&c);
+                cleanup("removing the container's state", containers.remove(&c));
             }
             eprintln!("frun: error: {msg}");
             return Ok(ExitCode::from(exit));
@@ -479,10 +488,12 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
             .read(true)
             .write(true)
             .open("/dev/null")?;
+        let own_log_path = c.dir.join("shim.log");
         let own_log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(c.dir.join("shim.log"))?;
+            .open(&own_log_path)
+            .with_context(|| format!("opening {own_log_path:?}"))?;
         nix::unistd::dup2(null.as_raw_fd(), 1)?;
         nix::unistd::dup2(own_log.as_raw_fd(), 2)?;
     }
@@ -564,7 +575,9 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
         f.stop();
     }
     for l in loggers {
-        let _ = l.join();
+        if l.join().is_err() {
+            tracing::warn!("a log writer of the container panicked: its last lines may be lost");
+        }
     }
     if let Some(r) = relay {
         r.finish();
@@ -713,12 +726,15 @@ fn remove(g: &Global, containers: &Containers, c: &Container) -> anyhow::Result<
     // Normally the shim disconnected it; after a crash, this does.
     if let Some(n) = &c.record.network {
         if let Ok(cfg) = n.config(&g.root, &g.run_root) {
-            let _ = crate::net::detach(&cfg, &c.record.id);
+            cleanup(
+                "releasing the container's network",
+                crate::net::detach(&cfg, &c.record.id),
+            );
         }
     }
     if let Ok(cg) = frun_runtime::cgroup::Cgroup::open(&c.record.cgroup) {
         if cg.pids().is_empty() {
-            let _ = cg.remove();
+            cleanup("removing the container's cgroup", cg.remove());
         }
     }
     containers.remove(c)
@@ -858,6 +874,14 @@ fn start_failure_code(e: &anyhow::Error) -> u8 {
     }
 }
 
+/// A clean-up step after a failure, or one nothing waits on: its failure is logged
+/// (with what it was), never dropped silently; the caller reports the original error.
+fn cleanup<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) {
+    if let Err(e) = r {
+        tracing::warn!("clean-up: {what}: {e:#}");
+    }
+}
+
 /// A container's `/etc/hosts`: itself, and every container on its bridge by name.
 fn hosts_file(c: &Container, net: &crate::net::NetConfig) -> String {
     let hostname = &c.record.id[..12];
@@ -883,7 +907,10 @@ fn refresh_hosts(containers: &Containers, net: &crate::net::NetConfig) {
             .truncate(true)
             .open(&path)
         {
-            let _ = f.write_all(hosts_file(c, net).as_bytes());
+            cleanup(
+                &format!("refreshing {path:?}"),
+                f.write_all(hosts_file(c, net).as_bytes()),
+            );
         }
     }
 }
