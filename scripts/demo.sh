@@ -26,7 +26,9 @@
 #   FRUN_DEMO_PORT=8080          the published port on 127.0.0.1
 #   FRUN_DEMO_NETNS=frun-demo    name of the demo's network namespace; `-` runs everything
 #                                in the current network namespace as it is (a test's own;
-#                                it must have nothing but lo, and no forwarder is started)
+#                                it must have nothing but lo, and no forwarder is started;
+#                                for a named one: FRUN_DEMO_NETNS=- nsenter --net=/run/netns/NAME
+#                                scripts/demo.sh, not `ip netns exec`, which hides /sys/fs/cgroup)
 #   FRUN_ROOT=/var/lib/frun-demo, FRUN_RUN_ROOT=/run/frun-demo, FRUN_CGROUP_PARENT=/frun-demo
 #                                frun's state root, run root and cgroup parent for the demo
 #                                (a root or run root that already holds something is used,

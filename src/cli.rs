@@ -99,6 +99,9 @@ pub enum Command {
     Exec(ExecArgs),
     /// Show the output of a detached container.
     Logs(LogsArgs),
+    /// What this host offers frun and what it lacks (kernel, cgroups, overlayfs,
+    /// idmapped mounts, nft, swap, systemd), with what each missing piece disables.
+    Info(FormatArgs),
     /// Supervise one container (started by `run`; not for direct use).
     #[command(name = "__shim", hide = true)]
     Shim { id: String },

@@ -179,10 +179,12 @@ impl Container {
 
     /// The directory under `ROOT/logs/` of this container's generations.
     pub fn log_group(&self) -> &str {
+        // A group is a name (never a path out of ROOT/logs); otherwise the container's.
         self.record
             .log
             .group
             .as_deref()
+            .filter(|g| valid_name(g))
             .unwrap_or(&self.record.name)
     }
 
@@ -395,8 +397,9 @@ impl Containers {
     /// Removes a container's directory; its logs go too, unless its log config keeps
     /// the last generations of its group (a stack role's).
     pub fn remove(&self, c: &Container) -> anyhow::Result<()> {
-        std::fs::remove_dir_all(&c.dir).with_context(|| format!("removing {:?}", c.dir))?;
-        let live = |id: &str| self.dir.join(id).join("frun.json").exists();
+        // The logs first: a crash in between leaves a container without its log (which
+        // its removal finishes), never a log nobody owns.
+        let live = |id: &str| id != c.record.id && self.dir.join(id).join("frun.json").exists();
         crate::logs::retire(
             &c.root(),
             c.log_group(),
@@ -404,7 +407,7 @@ impl Containers {
             c.record.log.keep,
             live,
         )?;
-        Ok(())
+        std::fs::remove_dir_all(&c.dir).with_context(|| format!("removing {:?}", c.dir))
     }
 }
 

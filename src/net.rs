@@ -201,6 +201,19 @@ impl<'a> Ipam<'a> {
             if let Some(existing) = l.leases.get(id) {
                 return Ok(existing.ip);
             }
+            // A live container's address stays its own even where the file lost its
+            // lease (a file restored from an old copy, edited by hand): put back.
+            for (other, lease) in self.leases_in_records()?.leases {
+                if other != id && !l.leases.contains_key(&other) {
+                    tracing::warn!(
+                        "{} had no lease for container {} ({}): restored from its record",
+                        cfg.state_dir.join("leases.json").display(),
+                        lease.name,
+                        lease.ip
+                    );
+                    l.leases.insert(other, lease);
+                }
+            }
             let base = u32::from(cfg.subnet);
             let size = 1u32 << (32 - cfg.prefix);
             let used: std::collections::HashSet<Ipv4Addr> =
@@ -239,6 +252,16 @@ impl<'a> Ipam<'a> {
 #[derive(Clone, Debug)]
 pub struct Attachment {
     pub ip: Ipv4Addr,
+}
+
+/// The MAC address of a container's eth0, derived from its address as Docker does
+/// (locally administered, `02:66:` + the four address bytes). A random one would break
+/// address reuse: a container that talked to the previous holder of the address keeps
+/// its neighbour entry (the old MAC, REACHABLE for up to ~45 s) and its packets to the
+/// new holder go nowhere, e.g. nginx to the third generation of a swapped app.
+fn container_mac(ip: Ipv4Addr) -> Vec<u8> {
+    let [a, b, c, d] = ip.octets();
+    vec![0x02, 0x66, a, b, c, d]
 }
 
 /// Host-side veth name of a container: unique per id, within IFNAMSIZ.
@@ -455,7 +478,8 @@ pub fn attach(cfg: &NetConfig, id: &str, name: &str) -> anyhow::Result<Attachmen
             })
         })?;
 
-        // 2. Inside: eth0 with its address and the default route, lo up.
+        // 2. Inside: eth0 with its MAC (from the address) and address, the default route,
+        //    lo up.
         let (host, gw, prefix) = (host_veth(id), cfg.gateway(), cfg.prefix);
         netlink(Some(netns.clone()), move |h| {
             Box::pin(async move {
@@ -467,10 +491,12 @@ pub fn attach(cfg: &NetConfig, id: &str, name: &str) -> anyhow::Result<Attachmen
                     .set(
                         LinkUnspec::new_with_index(idx)
                             .name("eth0".to_string())
+                            .address(container_mac(ip))
                             .build(),
                     )
                     .execute()
-                    .await?;
+                    .await
+                    .context("naming eth0 and setting its MAC address")?;
                 h.address()
                     .add(idx, IpAddr::V4(ip), prefix)
                     .execute()
@@ -646,6 +672,15 @@ mod tests {
         // Deleted: the same, quietly rebuilt.
         std::fs::remove_file(&leases).unwrap();
         assert_eq!(ipam.allocate("next", "next").unwrap(), ip(3));
+        assert!(ipam
+            .all()
+            .unwrap()
+            .values()
+            .any(|l| l.ip == ip(2) && l.name == "live"));
+
+        // Valid but without the live container's lease: put back, never handed out.
+        std::fs::write(&leases, "{\"leases\": {}}").unwrap();
+        assert_eq!(ipam.allocate("later", "later").unwrap(), ip(3));
         assert!(ipam
             .all()
             .unwrap()

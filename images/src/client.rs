@@ -91,6 +91,13 @@ pub enum ClientError {
     },
     #[error("the token service {realm} answered without a token")]
     NoToken { realm: String },
+    #[error("gave up after {attempts} attempts in {} s", elapsed.as_secs())]
+    GaveUp {
+        attempts: u32,
+        elapsed: Duration,
+        #[source]
+        last: Box<ClientError>,
+    },
     #[error("cannot set up an HTTP client")]
     Setup(#[source] reqwest::Error),
 }

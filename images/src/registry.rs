@@ -1,10 +1,10 @@
 //! Talking to registries: which endpoint, plain HTTP or TLS, which credentials.
 //!
 //! The protocol itself (the `/v2/` ping, the `WWW-Authenticate` bearer-token dance,
-//! manifests and ranged blob requests) is oci-client's. What lives here is what oci-client
-//! leaves to its caller: Docker's rules for plain HTTP (loopback and `--insecure-registry`
-//! only), Docker Hub's endpoint and mirrors, credentials from `~/.docker/config.json`, and
-//! `login`'s check of a password against the registry.
+//! manifests and ranged blob requests) is `client.rs`'s. What lives here is the
+//! configuration around it: Docker's rules for plain HTTP (loopback and
+//! `--insecure-registry` only), Docker Hub's endpoint and mirrors, credentials from
+//! `~/.docker/config.json`, and `login`'s check of a password against the registry.
 
 use base64::Engine as _;
 use std::collections::BTreeMap;

@@ -37,6 +37,12 @@ pub enum StoreError {
     },
     #[error("blob {expected} failed verification: its content hashes to {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
+    #[error("the store's copy of blob {digest} ({path:?}) is corrupt: its content hashes to {actual}; pull the image again to replace it")]
+    Corrupt {
+        digest: Digest,
+        path: PathBuf,
+        actual: Digest,
+    },
     #[error("blob {0} is not in the store")]
     MissingBlob(Digest),
     #[error("the image index {path:?} is corrupt")]
@@ -219,8 +225,9 @@ impl Store {
         };
         let actual = Digest::of(&data);
         if &actual != d {
-            return Err(StoreError::DigestMismatch {
-                expected: d.clone(),
+            return Err(StoreError::Corrupt {
+                digest: d.clone(),
+                path,
                 actual,
             });
         }
@@ -503,7 +510,7 @@ impl Store {
                 .into_iter()
                 .chain(i.index_digest.as_ref());
             for d in small {
-                if let Err(StoreError::DigestMismatch { .. }) = self.read_blob(d) {
+                if let Err(StoreError::Corrupt { .. }) = self.read_blob(d) {
                     if !stats.corrupt.contains(d) {
                         tracing::warn!(blob = %d, image = %i.reference, "corrupt blob removed");
                         self.remove_blob(d)?;
@@ -651,6 +658,7 @@ mod tests {
         fs::write(store.blob_path(&d), b"tampered").unwrap();
         let err = store.read_blob(&d).unwrap_err();
         assert!(err.to_string().contains(&d.to_string()), "{err}");
+        assert!(err.to_string().contains("pull the image again"), "{err}");
     }
 
     fn record(reference: &str, layer: &[u8]) -> ImageRecord {

@@ -359,9 +359,14 @@ fn a_failing_registry_error_is_shown_once_and_escaped() {
         ))
         .unwrap_err();
     let text = error_chain(&err);
+    // One chain: the reference, the retries, the request, the answer, each once.
     assert!(
-        text.starts_with(&format!(
-            "pulling {image}: GET http://{addr}/v2/test/x/manifests/1"
+        text.starts_with(&format!("pulling {image}: gave up after ")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            ": GET http://{addr}/v2/test/x/manifests/1: the registry answered 500"
         )),
         "{text}"
     );
@@ -417,4 +422,113 @@ fn gc_does_not_wait_for_a_pull_stuck_on_the_network() {
     release_tx.send(()).unwrap();
     assert!(matches!(gc, Ok(Ok(()))), "gc blocked behind the pull");
     assert!(puller.join().unwrap().is_err());
+}
+
+/// A registry that cuts every blob response after 1500 bytes: each request makes
+/// progress, so the download goes on past the retry window (which is for an outage, not
+/// for the whole download) and completes with range requests.
+#[test]
+fn a_download_cut_again_and_again_completes_while_it_makes_progress() {
+    let mut b = tar::Builder::new(Vec::new());
+    let data: Vec<u8> = (0..6000u32).map(|i| (i % 251) as u8).collect();
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    b.append_data(&mut h, "data.bin", &data[..]).unwrap();
+    let layer = b.into_inner().unwrap();
+    let layer_digest = Digest::of(&layer);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest.to_string()]},
+        "config": {}
+    }))
+    .unwrap();
+    let config_digest = Digest::of(&config);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest.to_string(), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer_digest.to_string(), "size": layer.len()}]
+    }))
+    .unwrap();
+    let (layer_path, config_path) = (
+        format!("/blobs/{layer_digest}"),
+        format!("/blobs/{config_digest}"),
+    );
+    let (addr, seen) = registry(move |head, out| {
+        let path = head
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        let whole = |out: &mut Counting, body: &[u8]| {
+            write!(
+                out,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            )?;
+            out.write_all(body)
+        };
+        if path.ends_with("/manifests/1") {
+            return whole(out, &manifest);
+        }
+        if path.ends_with(&config_path) {
+            return whole(out, &config);
+        }
+        if !path.ends_with(&layer_path) {
+            return out.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
+        }
+        let from: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("range: bytes=")
+                    .map(str::to_string)
+            })
+            .and_then(|r| r.trim().trim_end_matches('-').parse().ok())
+            .unwrap_or(0);
+        let rest = &layer[from..];
+        let status = if from > 0 {
+            "206 Partial Content"
+        } else {
+            "200 OK"
+        };
+        write!(
+            out,
+            "HTTP/1.1 {status}\r\ncontent-length: {}\r\n\r\n",
+            rest.len()
+        )?;
+        out.write_all(&rest[..rest.len().min(1500)])?;
+        // Cut: end this connection.
+        Err(std::io::Error::other("cut"))
+    });
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let image: ImageRef = format!("{addr}/test/x:1").parse().unwrap();
+    let opts = PullOptions {
+        retry_window: Duration::from_millis(600),
+        limits: limits(),
+        platform: "linux/amd64".parse().unwrap(),
+        ..PullOptions::default()
+    };
+    let rec = rt()
+        .block_on(frun_images::pull(
+            store.clone(),
+            &image,
+            &opts,
+            Arc::new(frun_images::NoProgress),
+        ))
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    assert!(
+        seen.requests.load(Ordering::SeqCst) >= 4 + 3,
+        "cut at least 4 times"
+    );
+    let unpacked = store.layer_path(&rec.layers[0].diff_id).join("data.bin");
+    assert_eq!(std::fs::read(unpacked).unwrap(), data);
 }

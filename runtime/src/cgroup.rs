@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use crate::error::{RuntimeError, SetupError};
 
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+pub(crate) const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// The v1 controllers libcgroups manages, by their names in mountinfo's super options.
 /// A hierarchy holding none of them (a named one such as `name=systemd`) is left alone.
@@ -154,7 +154,7 @@ pub(crate) fn unescape(s: &str) -> String {
 /// The v1 hierarchies in a mountinfo text, as `(controllers, mount point)`: the first
 /// mount of each (a hierarchy mounted again elsewhere, e.g. under a container's root,
 /// shows up more than once), and only those holding a controller of [`V1_CONTROLLERS`].
-fn v1_hierarchies(mountinfo: &str) -> Vec<(Vec<String>, PathBuf)> {
+pub(crate) fn v1_hierarchies(mountinfo: &str) -> Vec<(Vec<String>, PathBuf)> {
     let mut out: Vec<(Vec<String>, PathBuf)> = Vec::new();
     for line in mountinfo.lines() {
         let Some((pre, post)) = line.split_once(" - ") else {
@@ -761,6 +761,65 @@ mod tests {
                 assert!(ours_list.contains("c 1:1 r\n"), "{ours_list}");
                 assert_eq!(read(&ours, "pids", "pids.max"), "42\n");
             }
+        }
+    }
+
+    /// Root only, on this host's layout: the spec's memory plus swap lands in the real
+    /// cgroup files, v2's `memory.swap.max` as swap alone (0 for "no swap", which
+    /// libcgroups 0.7 left at max), v1's `memory.memsw.limit_in_bytes` as memory plus
+    /// swap. Skipped where the kernel has no swap accounting (no file to check).
+    #[test]
+    fn swap_limits_land_in_the_cgroup_files() {
+        use oci_spec::runtime::{LinuxMemoryBuilder, LinuxResourcesBuilder};
+        let Some(own) = root_only("swap") else {
+            return;
+        };
+        let v2 = matches!(get_cgroup_setup(), Ok(CgroupSetup::Unified));
+        const MB32: i64 = 32 << 20;
+        // (spec swap, v2 memory.swap.max, v1 memory.memsw.limit_in_bytes)
+        let cases = [
+            (2 * MB32, "33554432", "67108864"),
+            (MB32, "0", "33554432"),
+            (-1, "max", "9223372036854771712"),
+        ];
+        for (i, (swap, v2_want, v1_want)) in cases.into_iter().enumerate() {
+            let cg = Cgroup::open(&own.0.join(format!("c{i}"))).unwrap();
+            let mut sleeper = std::process::Command::new("sleep")
+                .arg("30")
+                .spawn()
+                .unwrap();
+            let r = LinuxResourcesBuilder::default()
+                .memory(
+                    LinuxMemoryBuilder::default()
+                        .limit(MB32)
+                        .swap(swap)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap();
+            let added = cg.add(sleeper.id() as i32, Some(&r));
+            let (dir, file, want) = match &cg.imp {
+                Imp::V2(_) => (
+                    Path::new(CGROUP_ROOT).join(cg.path.strip_prefix("/").unwrap()),
+                    "memory.swap.max",
+                    v2_want,
+                ),
+                Imp::V1(h) => (
+                    h.iter().find(|h| h.has("memory")).unwrap().dir.clone(),
+                    "memory.memsw.limit_in_bytes",
+                    v1_want,
+                ),
+            };
+            let got = std::fs::read_to_string(dir.join(file));
+            let _ = sleeper.kill();
+            let _ = sleeper.wait();
+            added.unwrap();
+            let Ok(got) = got else {
+                eprintln!("SKIPPED: no {file} (no swap accounting on this kernel)");
+                return;
+            };
+            assert_eq!(got.trim(), want, "spec swap {swap} (v2: {v2})");
         }
     }
 

@@ -187,6 +187,9 @@ pub enum SetupError {
         destination: PathBuf,
         reason: String,
     },
+    /// The kernel refused overlayfs over the idmapped layers (`--uidmap`).
+    #[error("mounting the overlay root filesystem over idmapped layers: {cause} (kernel {kernel}: --uidmap needs overlayfs with idmapped layers, Linux 5.19 or later)")]
+    IdmappedOverlay { kernel: String, cause: Cause },
     #[error("passing mounts to the container: {cause}")]
     SendMounts { cause: Cause },
     #[error("receiving mounts from the parent: {reason}")]
@@ -225,6 +228,9 @@ pub enum SetupError {
     Device { path: PathBuf, reason: String },
     #[error("/dev/null is not the null device: refusing to mask paths with it")]
     NullNotNull,
+    /// A volume on `/dev` (where frun makes no nodes) without the null device.
+    #[error("the container has no /dev/null to mask paths with (a volume on /dev must hold the null device, 1:3)")]
+    NoNullToMask,
     #[error("pivot_root: {cause}")]
     PivotRoot { cause: Cause },
     #[error("working directory {path:?}: {cause}")]

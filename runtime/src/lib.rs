@@ -15,6 +15,7 @@ mod console;
 mod error;
 mod exec;
 pub mod fdpass;
+pub mod probe;
 pub mod rootfs;
 pub mod seccomp;
 mod source;

@@ -122,7 +122,11 @@ const AT_RECURSIVE: libc::c_uint = 0x8000;
 
 /// A detached copy of the mount tree at `path` (recursive if asked), idmapped through
 /// the user namespace `userns`.
-fn idmapped_clone(path: &Path, userns: &impl AsFd, recursive: bool) -> Result<OwnedFd, SetupError> {
+pub(crate) fn idmapped_clone(
+    path: &Path,
+    userns: &impl AsFd,
+    recursive: bool,
+) -> Result<OwnedFd, SetupError> {
     let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
     if recursive {
         flags |= OpenTreeFlags::AT_RECURSIVE;
@@ -190,12 +194,7 @@ pub(crate) fn idmapped_overlay(
     std::thread::scope(|s| {
         s.spawn(|| overlay_in_private_namespace(lower_dirs, upper, work, userns))
             .join()
-            .map_err(|_| {
-                SetupError::mount(
-                    "mounting the overlay root filesystem",
-                    Cause::Other("the overlay thread panicked".into()),
-                )
-            })?
+            .map_err(|_| SetupError::mount("the overlay thread", Cause::Other("panicked".into())))?
     })
 }
 
@@ -239,10 +238,7 @@ fn overlay_in_private_namespace(
             "",
             F::MOVE_MOUNT_F_EMPTY_PATH | F::MOVE_MOUNT_T_EMPTY_PATH,
         )
-        .map_err(|e| SetupError::Idmap {
-            path: d.clone(),
-            cause: e.into(),
-        })?;
+        .map_err(|e| SetupError::mount(&format!("attaching the idmapped layer {d:?}"), e))?;
         layers.push(layer);
     }
     // 3. The overlay, naming each attached layer by its fd.
@@ -264,7 +260,13 @@ fn overlay_in_private_namespace(
     set("lowerdir", &lower)?;
     set("upperdir", &upper.display().to_string())?;
     set("workdir", &work.display().to_string())?;
-    rmount::fsconfig_create(&fs).map_err(|e| SetupError::mount(what, e))?;
+    rmount::fsconfig_create(&fs).map_err(|e| SetupError::IdmappedOverlay {
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        cause: e.into(),
+    })?;
     rmount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
         .map_err(|e| SetupError::mount(what, e))
 }

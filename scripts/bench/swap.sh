@@ -21,12 +21,13 @@
 #        WRK_THREADS=2 WRK_CONNS=8    (busybox httpd listens with a backlog of 9: more
 #                                   connections overflow it and some wait 1 s for a SYN retransmit)
 #        DRAIN=1                   seconds between switching the proxy and stopping the old app
-#        CONTENDERS="naive by-hand frun-swap"
+#        CONTENDERS="by-hand naive frun-swap"
 #        FRUN_BIN=PATH             measure this frun binary instead of building the checkout
 #        WRK_OUT=DIR               keep wrk's output of the last swap (and its times) in DIR
 #
 # Everything runs inside scripts/in-netns.sh (a fresh network namespace with only loopback;
-# nothing on the host's network changes): the family images (examples/family/build.sh,
+# nothing on the host's network changes) and a private mount namespace (the containers'
+# overlay mounts are not seen, nor left, in the host's mount table): the family images (examples/family/build.sh,
 # umoci, never frun) are served by scripts/registry.sh start-hub and pulled by frun as
 # Docker Hub names through FRUN_REGISTRY_MIRROR. The load is GET /version (a static file of
 # the app, through nginx). Installs wrk if missing (benchmarks install their own tools).
@@ -52,7 +53,7 @@ WINDOW=${WINDOW:-8}
 WRK_THREADS=${WRK_THREADS:-2}
 WRK_CONNS=${WRK_CONNS:-8}
 DRAIN=${DRAIN:-1}
-CONTENDERS=${CONTENDERS:-naive by-hand frun-swap}
+CONTENDERS=${CONTENDERS:-by-hand naive frun-swap}
 PORT=18080
 
 # ============================== outer: host namespace =========================================
@@ -84,7 +85,9 @@ if [ "${1:-}" != "$MARK" ]; then
     trap cleanup EXIT
     mkdir -p "$T/bin"
     cp "$FRUN_BIN" "$T/bin/frun"   # a private copy: a concurrent rebuild cannot swap it mid-run
-    FRUN_REV=$rev "$REPO/scripts/in-netns.sh" /bin/bash "${BASH_SOURCE[0]}" "$MARK" "$T"
+    # a private mount namespace too: the containers' mounts stay out of the host's mount table
+    FRUN_REV=$rev "$REPO/scripts/in-netns.sh" unshare --mount --propagation private -- \
+        /bin/bash "${BASH_SOURCE[0]}" "$MARK" "$T"
     exit
 fi
 
@@ -137,6 +140,10 @@ wrk_window() {
 }
 # after OUT EPOCH_MS: "ok bad" responses counted in the clock seconds after EPOCH_MS's second
 after() { awk -v s=$(( $2 / 1000 )) '$1 == "bucket" && $3 > s { n[$2] += $4 } END { printf "%d %d", n["ok"], n["bad"] }' "$1"; }
+# dead OUT START_MS: whole clock seconds of the window (started at START_MS) in which not one
+# request succeeded: an outage, even where requests hang instead of failing
+dead() { awk -v a=$(( $2 / 1000 + 1 )) -v b=$(( $2 / 1000 + WINDOW - 1 )) '$1 == "bucket" && $2 == "ok" { ok[$3] += $4 }
+    END { n = 0; for (s = a; s <= b; s++) if (!(s in ok)) n++; print n }' "$1"; }
 # to_ms VALUE-WITH-UNIT (wrk's 812.00us / 3.41ms / 1.02s) -> ms
 to_ms() { awk -v v="$1" 'BEGIN { u = v; sub(/[0-9.]+/, "", u); n = v + 0;
     if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000; printf "%.2f", n }'; }
@@ -199,6 +206,7 @@ one_swap() {
     old=app-$gen; new=app-$((gen + 1))
     wrk_window "$T/wrk.base"
     base=$(wrk_stats "$T/wrk.base")
+    local ws; ws=$(now_ms)
     wrk_window "$T/wrk.swap" &
     local wp=$!
     sleep 2
@@ -229,12 +237,18 @@ one_swap() {
     [ -z "${WRK_OUT:-}" ] || { echo "t0=$t0 t6=$t6"; } >>"$WRK_OUT/times"
     log "$how $cur>$next: $(grep -E 'Socket errors|Non-2xx' "$T/wrk.swap" | tr -s ' \n' ' ')"
     pull=$((t1 - t0)); start=$((t2 - t1)); health=$((t3 - t2)); sw=$((t4 - t3)); drain=$((t5 - t4)); stop=$((t6 - t5)); total=$((t6 - t0))
-    rows+=("$(printf '%-9s %-7s %6s %6s %6s %6s %6s %6s %7s | %7s %6s %8s %8s | %8s %6s' \
+    rows+=("$(printf '%-9s %-7s %6s %6s %6s %6s %6s %6s %7s | %7s %6s %8s %10s %4s | %8s %6s' \
         "$how" "$cur>$next" "$pull" "$start" "$health" "$sw" "$drain" "$stop" "$total" \
-        $during "$(after "$T/wrk.swap" "$t6" | tr ' ' /)" $(echo "$base" | awk '{print $3, $2}'))")
+        $during "$(after "$T/wrk.swap" "$t6" | tr ' ' /)" "$(dead "$T/wrk.swap" "$ws")" \
+        $(echo "$base" | awk '{print $3, $2}'))")
     gen=$((gen + 1)); cur=$next
-    # naive left nginx pointing at the removed app: put the stack back (not measured)
-    if [ "$how" = naive ]; then render "$(addr_of "$new")"; reload_proxy; fi
+    # naive left nginx pointing at the removed app, its requests hanging (proxy_connect_timeout
+    # 60 s) in workers a reload would keep: a new proxy for the next swap (not measured)
+    if [ "$how" = naive ]; then
+        frun rm -f proxy >/dev/null
+        render "$(addr_of "$new")"
+        frun run -d --name proxy -v "$T/conf.d:/etc/nginx/conf.d:ro" -p "127.0.0.1:$PORT:80" nginx:stable >/dev/null
+    fi
     wait_body "$cur"
 }
 
@@ -256,6 +270,8 @@ echo
 echo "frun swap benchmark: $ROUNDS swaps per contender, wrk -t$WRK_THREADS -c$WRK_CONNS ${WINDOW}s windows on GET /version through nginx; frun ${FRUN_REV:-?}; $(nproc) CPUs, $(uname -r)"
 echo "times in ms; 'during' = the window with the swap in it, 'base' = the same window length just before, without a swap"
 echo "'after ok/bad' = responses (2xx with a v1/v2 body / other) in the whole clock seconds after the old app was removed"
-printf '%-9s %-7s %6s %6s %6s %6s %6s %6s %7s | %7s %6s %8s %8s | %8s %6s\n' \
-    contender swap pull start health switch drain stop total "req" failed p99ms "after" "base-p99" failed
+echo "  (0/0: nothing answered at all, requests hung); 'dead' = whole seconds of the window without one successful response"
+echo "'failed' = wrk's non-2xx + socket errors (timeouts included); requests still hanging when the window ends are not counted"
+printf '%-9s %-7s %6s %6s %6s %6s %6s %6s %7s | %7s %6s %8s %10s %4s | %8s %6s\n' \
+    contender swap pull start health switch drain stop total "req" failed p99ms "after" dead "base-p99" failed
 for r in "${rows[@]}"; do echo "$r"; done

@@ -38,6 +38,13 @@ pub fn container_json(c: &Container) -> serde_json::Value {
     serde_json::json!({
         "id": c.record.id,
         "name": c.record.name,
+        "image": c.record.image,
+        "image_digest": c.record.image_digest,
+        "restart_count": st
+            .as_ref()
+            .and_then(|s| serde_json::to_value(s).ok())
+            .and_then(|v| v.get("restart_count").cloned())
+            .unwrap_or(0.into()),
         "record": c.record,
         "state": st,
         "running": running,

@@ -45,8 +45,19 @@ pub fn logs(g: &Global, args: LogsArgs) -> anyhow::Result<ExitCode> {
         })
     };
 
-    // 2. A container: its own log.
-    if let Ok(c) = containers.find(&args.container) {
+    // 2. A container: its own log. Found by a stack role's name (`app`) rather than its
+    //    own name or id, it stands for its role: every kept generation is shown.
+    let by_role = |c: &crate::containers::Container| {
+        c.record.log.group.is_some()
+            && args.container != c.record.name
+            && !c.record.id.starts_with(&args.container)
+    };
+    let found = containers.find(&args.container).ok();
+    let group = found
+        .as_ref()
+        .filter(|c| by_role(c))
+        .map(|c| c.log_group().to_string());
+    if let (Some(c), None) = (found, &group) {
         let dir = c.log_dir();
         if args.follow {
             reader::follow(&dir, &opts, &mut sink, || running(&c.record.id))?;
@@ -56,8 +67,13 @@ pub fn logs(g: &Global, args: LogsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    // 3. A log group: its generations, oldest first; -f follows the newest.
-    let gens = crate::logs::generations(&g.root, &args.container);
+    // 3. A log group: its generations, oldest first; -f follows the newest. (A group is
+    //    a name: nothing like `../x` reaches past ROOT/logs.)
+    let group = group.unwrap_or_else(|| args.container.clone());
+    let gens = match crate::containers::valid_name(&group) {
+        true => crate::logs::generations(&g.root, &group),
+        false => Vec::new(),
+    };
     if gens.is_empty() {
         bail!("no such container or log group: {}", args.container);
     }

@@ -3,6 +3,7 @@
 mod containers;
 mod cp;
 pub mod images;
+mod info;
 mod inspect;
 mod logs;
 mod ps;
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rm(args) => containers::rm(&g, args),
         Command::Exec(args) => containers::exec(&g, args),
         Command::Logs(args) => logs::logs(&g, args),
+        Command::Info(args) => info::info(&g, args.format),
         Command::Shim { id } => containers::shim(&g, &id),
         Command::Volume(cmd) => volume::volume(&g, cmd),
         Command::Stats(args) => stats::stats(&g, args),

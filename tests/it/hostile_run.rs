@@ -69,6 +69,17 @@ fn a_volume_on_dev_gets_no_device_nodes_written_into_the_host_directory() {
     // (The volume parsing lets /dev through: this is the runtime skipping its /dev
     // set-up for a bind there, which frun-oci specs get too.)
     assert_eq!(listing(&dir), before, "the host directory changed");
+    // Without a null device there, the masks cannot be made: refused, saying why, and
+    // still nothing written.
+    std::fs::remove_file(dir.join("null")).unwrap();
+    let before = listing(&dir);
+    let out = f.run(&[
+        "run", "--rm", "-q", "-v", &vol, &img, "checker", "exit", "0",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(err.contains("no /dev/null to mask paths with"), "{err}");
+    assert_eq!(listing(&dir), before, "the host directory changed");
 }
 
 /// `-v X:/` (Docker refuses it) and `-v X:/proc/sys` (runc refuses binds into /proc)

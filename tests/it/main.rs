@@ -5,8 +5,11 @@
 //! Outside CI a test whose registry or privileges are missing is skipped with a printed
 //! reason; under CI (`CI=true`) it fails instead.
 
+mod addr_reuse;
 mod common;
+mod credentials;
 mod hostile_run;
+mod info;
 mod limits;
 mod logs;
 mod net;

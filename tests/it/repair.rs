@@ -84,3 +84,59 @@ fn gc_says_what_partial_downloads_freed() {
     assert!(!f.root().join(".images.json.tmp-999999").exists());
     assert_eq!(f.images().len(), 1);
 }
+
+/// A full disk: the pull fails at once (no retries of a local error) and names the file
+/// it could not write. The store is a 400 kB tmpfs in a private mount namespace.
+#[test]
+fn a_full_disk_fails_the_pull_once_naming_the_file() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new().env("FRUN_RETRY_WINDOW", "30");
+    let reference = format!("{reg}/test/busybox:latest");
+    let inner = f.command(&["pull", "-q", &reference]);
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mkdir -p "$0" && mount -t tmpfs -o size=400k tmpfs "$0" && exec "$@""#)
+        .arg(f.root())
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(err.matches("No space left on device").count(), 1, "{err}");
+    assert!(
+        err.contains("/ingest/") || err.contains("/layers/tmp/"),
+        "names the file: {err}"
+    );
+    assert!(
+        !err.contains("attempts"),
+        "a local error is not retried: {err}"
+    );
+}
+
+/// `images.json` is a file on disk: a reference with terminal escapes in it (edited, or
+/// written by something else) is shown escaped, never interpreted.
+#[test]
+fn image_listing_escapes_control_characters() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    let reference = format!("{reg}/test/busybox:latest");
+    f.ok(&["pull", "-q", &reference]);
+    let path = f.root().join("images.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let evil = "evil\u{1b}]0;pwned\u{7}\u{1b}[32m\nfrun: pulled OK";
+    let text = text.replace(
+        &format!("\"{reference}\""),
+        &serde_json::to_string(evil).unwrap(),
+    );
+    std::fs::write(&path, text).unwrap();
+    let out = f.ok(&["images"]);
+    assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+    assert!(out.contains("evil\\u{1b}]0;pwned"), "{out}");
+    assert_eq!(out.lines().count(), 2, "one header, one image: {out}");
+}

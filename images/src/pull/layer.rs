@@ -290,6 +290,9 @@ impl Ctx {
                     }),
                     _ => Err(PullError::Unpack {
                         digest: layer.digest.clone(),
+                        dir: tmp
+                            .cloned()
+                            .unwrap_or_else(|| self.store.layer_path(&layer.diff_id)),
                         source,
                     }),
                 }

@@ -76,9 +76,10 @@ pub enum PullError {
         path: std::path::PathBuf,
         found: String,
     },
-    #[error("layer {digest}")]
+    #[error("unpacking layer {digest} into {dir:?}")]
     Unpack {
         digest: Digest,
+        dir: std::path::PathBuf,
         #[source]
         source: UnpackError,
     },

@@ -86,7 +86,7 @@ impl Ctx {
         }
         match self.store.read_blob(digest) {
             Ok(data) => return Ok(data),
-            Err(StoreError::DigestMismatch { actual, .. }) => {
+            Err(StoreError::Corrupt { actual, .. }) => {
                 tracing::warn!(
                     blob = %digest,
                     %actual,

@@ -12,8 +12,8 @@ use crate::store::LayerRecord;
 
 impl Ctx {
     /// Streams the blob from `offset` into `tx`, resuming with range requests after
-    /// network errors for as long as the retry window lasts. Stops quietly when the
-    /// pipeline hangs up.
+    /// network errors for as long as the retry window lasts (counted from the last request
+    /// that made progress). Stops quietly when the pipeline hangs up.
     pub(super) async fn download(
         &self,
         layer: &LayerRecord,
@@ -22,7 +22,14 @@ impl Ctx {
     ) -> Result<(), PullError> {
         let mut backoff = Backoff::new(self.opts.retry_window);
         loop {
-            let error = match self.download_once(layer, &mut offset, &tx).await {
+            let before = offset;
+            let result = self.download_once(layer, &mut offset, &tx).await;
+            // The window is for an outage: a request that made progress starts a new one
+            // (a long download may see several unrelated cuts).
+            if offset > before {
+                backoff = Backoff::new(self.opts.retry_window);
+            }
+            let error = match result {
                 Ok(()) => return Ok(()),
                 Err(Stop::Pull(e)) => {
                     let _ = tx.send(Err(io::Error::other("download failed"))).await;

@@ -71,7 +71,15 @@ impl Ctx {
                         "retrying"
                     );
                     if !backoff.retry().await {
-                        return Err(e);
+                        return Err(if backoff.attempts > 1 {
+                            ClientError::GaveUp {
+                                attempts: backoff.attempts,
+                                elapsed: backoff.elapsed(),
+                                last: Box::new(e),
+                            }
+                        } else {
+                            e
+                        });
                     }
                 }
                 other => return other,

@@ -49,9 +49,12 @@ pub(crate) fn finish(spec: &Spec) -> R<()> {
             OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| SetupError::Open {
-            path: "/dev/null".into(),
-            cause: e.into(),
+        .map_err(|e| match e {
+            rustix::io::Errno::NOENT => SetupError::NoNullToMask,
+            e => SetupError::Open {
+                path: "/dev/null".into(),
+                cause: e.into(),
+            },
         })?;
         let st = rfs::fstat(&null).map_err(|e| SetupError::Open {
             path: "/dev/null".into(),

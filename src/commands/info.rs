@@ -1,0 +1,356 @@
+//! `frun info`: what this host offers frun and what it lacks (like `docker info`,
+//! `podman info` and LXC's `lxc-checkconfig`). Every missing piece is named with what it
+//! disables and how to get it, so a user on a fresh droplet knows before a `run` fails.
+//!
+//! The kernel facts come from the runtime's probes (`frun_runtime::probe`), which do what
+//! a container start does on throw-away objects; the rest is read from `/proc`, `PATH`
+//! and the global options. Nothing is changed on the host.
+
+use serde::Serialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::cli::{Format, Global};
+use frun_runtime::probe;
+
+#[derive(Serialize)]
+struct Info {
+    kernel: Kernel,
+    /// `PRETTY_NAME` of /etc/os-release.
+    os: Option<String>,
+    /// The command name of PID 1 (`systemd`, `init`, `sh`, ...).
+    init: String,
+    systemd: bool,
+    cgroup: Cgroup,
+    swap: Swap,
+    store_root: PathBuf,
+    /// The filesystem the store's layers live on (idmapped mounts depend on it).
+    store_filesystem: String,
+    run_root: PathBuf,
+    cgroup_parent: String,
+    features: Vec<Feature>,
+}
+
+#[derive(Serialize)]
+struct Kernel {
+    release: String,
+    version: String,
+}
+
+#[derive(Serialize)]
+struct Cgroup {
+    /// v1, hybrid or v2.
+    layout: String,
+    controllers: Vec<String>,
+    swap_accounting: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct Swap {
+    total_bytes: u64,
+}
+
+/// One thing frun uses: there or not, and if not, what that disables and how to get it.
+#[derive(Serialize)]
+struct Feature {
+    name: &'static str,
+    ok: bool,
+    /// What was found (or the error of the probe).
+    detail: String,
+    /// When missing: the frun features that do not work.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disables: Option<&'static str>,
+    /// When missing: how to get it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    how: Option<&'static str>,
+}
+
+impl Feature {
+    fn new(
+        name: &'static str,
+        found: Result<String, String>,
+        disables: &'static str,
+        how: &'static str,
+    ) -> Feature {
+        match found {
+            Ok(detail) => Feature {
+                name,
+                ok: true,
+                detail,
+                disables: None,
+                how: None,
+            },
+            Err(detail) => Feature {
+                name,
+                ok: false,
+                detail,
+                disables: Some(disables),
+                how: Some(how),
+            },
+        }
+    }
+}
+
+pub fn info(g: &Global, format: Format) -> anyhow::Result<ExitCode> {
+    let info = gather(g);
+    let mut text = Vec::new();
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut text, &info)?;
+            writeln!(text)?;
+        }
+        Format::Table => print_table(&mut text, &info)?,
+    }
+    std::io::stdout().lock().write_all(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_trim(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn gather(g: &Global) -> Info {
+    // 1. Kernel, distribution, init.
+    let kernel = Kernel {
+        release: read_trim("/proc/sys/kernel/osrelease"),
+        version: read_trim("/proc/sys/kernel/version"),
+    };
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|v| v.trim_matches('"').to_string())
+        });
+    let init = read_trim("/proc/1/comm");
+    let systemd = init == "systemd";
+
+    // 2. Cgroups: the layout and controllers as the cgroup code sees them.
+    let cgroups = probe::cgroups();
+    let has = |c: &str| {
+        cgroups
+            .as_ref()
+            .map(|cg| cg.controllers.iter().any(|x| x == c))
+            .unwrap_or(false)
+    };
+    let controller = |c: &str| match &cgroups {
+        Ok(cg) if has(c) => Ok(format!("{c} controller on {}", cg.layout)),
+        Ok(cg) => Err(format!("no {c} controller on {}", cg.layout)),
+        Err(e) => Err(e.to_string()),
+    };
+    let swap_total = meminfo_bytes("SwapTotal");
+    let swap_accounting = cgroups.as_ref().ok().and_then(|c| c.swap_accounting);
+
+    // 3. Filesystems and namespaces: the store's filesystem is where layers get idmapped.
+    let probe_dir = existing_ancestor(&g.root);
+    let idmap = probe::idmap(&probe_dir);
+    let nft = which("nft");
+
+    let features = vec![
+        Feature::new(
+            "cgroups",
+            cgroups
+                .as_ref()
+                .map(|c| format!("{} layout", c.layout))
+                .map_err(|e| e.to_string()),
+            "every container (frun puts each in a cgroup of its own)",
+            "mount cgroupfs at /sys/fs/cgroup (systemd does; else: mount -t cgroup2 none /sys/fs/cgroup)",
+        ),
+        Feature::new(
+            "cgroup memory controller",
+            controller("memory"),
+            "--memory and the OOM report",
+            "a kernel with the memory controller (boot without cgroup_disable=memory; some boards need cgroup_enable=memory)",
+        ),
+        Feature::new(
+            "cgroup pids controller",
+            controller("pids"),
+            "--pids-limit",
+            "a kernel built with CONFIG_CGROUP_PIDS",
+        ),
+        Feature::new(
+            "cgroup cpu controller",
+            controller("cpu"),
+            "--cpus",
+            "a kernel built with CONFIG_CGROUP_SCHED and CONFIG_CFS_BANDWIDTH",
+        ),
+        Feature::new(
+            "swap accounting",
+            match swap_accounting {
+                Some(true) => Ok("the memory controller accounts swap".into()),
+                Some(false) => Err("the memory controller does not account swap".into()),
+                None => Err("no cgroup with the memory controller on shows it".into()),
+            },
+            "swap limits: with swap on, a container limited by --memory may swap without bound",
+            "boot without swapaccount=0 or cgroup.memory=noswap (kernels before 5.8 on v1: add swapaccount=1)",
+        ),
+        Feature::new(
+            "overlayfs",
+            probe::overlay().map(|()| "the kernel has overlayfs".into()),
+            "every container (its root filesystem is an overlay of the image's layers)",
+            "a kernel with CONFIG_OVERLAY_FS (modprobe overlay)",
+        ),
+        Feature::new(
+            "user namespaces",
+            idmap
+                .user_namespaces
+                .map(|()| "a new user namespace with mapped ids".into()),
+            "--uidmap/--gidmap",
+            "a kernel with CONFIG_USER_NS, and sysctl user.max_user_namespaces above 0",
+        ),
+        Feature::new(
+            "idmapped mounts",
+            idmap
+                .idmapped_mounts
+                .map(|()| format!("open_tree + mount_setattr(MOUNT_ATTR_IDMAP) on {probe_dir:?}")),
+            "--uidmap/--gidmap and -v SRC:DST:idmap",
+            "Linux 5.12 or later and a store filesystem that supports idmapped mounts (ext4, xfs, btrfs; tmpfs from 6.3)",
+        ),
+        Feature::new(
+            "overlayfs over idmapped layers",
+            idmap
+                .overlay_over_idmapped
+                .map(|()| "an overlay over an idmapped layer, made as --uidmap makes it".into()),
+            "--uidmap/--gidmap (the image's layers are idmapped under the container's overlay)",
+            "Linux 5.19 or later (overlayfs over idmapped layers), with overlayfs and idmapped mounts above",
+        ),
+        Feature::new(
+            "nft",
+            nft.map(|p| p.display().to_string())
+                .ok_or_else(|| "nft is not on PATH".to_string()),
+            "--network bridge (the default): frun's NAT for containers to reach the outside",
+            "apt-get install nftables (scripts/packages/run.txt)",
+        ),
+        Feature::new(
+            "systemd",
+            if systemd {
+                Ok("systemd is PID 1".into())
+            } else {
+                Err(format!("PID 1 is {init:?}"))
+            },
+            "nothing a container needs; stacks are not started at boot by a systemd unit",
+            "a host booted with systemd (every common VPS image is)",
+        ),
+    ];
+
+    Info {
+        kernel,
+        os,
+        init,
+        systemd,
+        cgroup: match &cgroups {
+            Ok(c) => Cgroup {
+                layout: c.layout.to_string(),
+                controllers: c.controllers.clone(),
+                swap_accounting: c.swap_accounting,
+            },
+            Err(_) => Cgroup {
+                layout: "none".into(),
+                controllers: Vec::new(),
+                swap_accounting: None,
+            },
+        },
+        swap: Swap {
+            total_bytes: swap_total,
+        },
+        store_filesystem: filesystem_name(&probe_dir),
+        store_root: g.root.clone(),
+        run_root: g.run_root.clone(),
+        cgroup_parent: g.cgroup_parent.clone(),
+        features,
+    }
+}
+
+/// A `/proc/meminfo` value (kB there) in bytes; 0 when absent.
+fn meminfo_bytes(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                let rest = l.strip_prefix(key)?.strip_prefix(':')?;
+                rest.split_whitespace().next()?.parse::<u64>().ok()
+            })
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// `path`, or its nearest ancestor that exists (the store root of a fresh host does not
+/// exist before the first pull; its parent's filesystem is where it will be).
+fn existing_ancestor(path: &Path) -> PathBuf {
+    path.ancestors()
+        .find(|p| p.is_dir())
+        .unwrap_or(Path::new("/"))
+        .to_path_buf()
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| rustix::fs::access(p, rustix::fs::Access::EXEC_OK).is_ok() && p.is_file())
+}
+
+/// The filesystem type of `path`, by its statfs magic.
+fn filesystem_name(path: &Path) -> String {
+    let Ok(st) = rustix::fs::statfs(path) else {
+        return "unknown".into();
+    };
+    #[allow(clippy::unnecessary_cast)]
+    match st.f_type as u64 {
+        0xEF53 => "ext4".into(),
+        0x5846_5342 => "xfs".into(),
+        0x9123_683E => "btrfs".into(),
+        0x0102_1994 => "tmpfs".into(),
+        0x794C_7630 => "overlayfs".into(),
+        0x2FC1_2FC1 => "zfs".into(),
+        other => format!("0x{other:x}"),
+    }
+}
+
+fn print_table(out: &mut impl Write, i: &Info) -> std::io::Result<()> {
+    let swap = if i.swap.total_bytes == 0 {
+        "off".to_string()
+    } else {
+        super::images::human_size(i.swap.total_bytes)
+    };
+    writeln!(
+        out,
+        "Kernel:          {} ({})",
+        i.kernel.release, i.kernel.version
+    )?;
+    writeln!(
+        out,
+        "OS:              {}",
+        i.os.as_deref().unwrap_or("unknown")
+    )?;
+    writeln!(out, "Init (PID 1):    {}", i.init)?;
+    writeln!(
+        out,
+        "Cgroups:         {} ({})",
+        i.cgroup.layout,
+        i.cgroup.controllers.join(" ")
+    )?;
+    writeln!(out, "Swap:            {swap}")?;
+    writeln!(
+        out,
+        "Store root:      {} ({})",
+        i.store_root.display(),
+        i.store_filesystem
+    )?;
+    writeln!(out, "Run root:        {}", i.run_root.display())?;
+    writeln!(out, "Cgroup parent:   {}", i.cgroup_parent)?;
+    writeln!(out, "Features:")?;
+    for f in &i.features {
+        let mark = if f.ok { "ok     " } else { "MISSING" };
+        writeln!(out, "  {mark} {}: {}", f.name, f.detail)?;
+        if let (Some(d), Some(h)) = (f.disables, f.how) {
+            writeln!(out, "          disables: {d}")?;
+            writeln!(out, "          to get it: {h}")?;
+        }
+    }
+    Ok(())
+}
