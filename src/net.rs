@@ -112,14 +112,17 @@ impl<'a> Ipam<'a> {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Leases) -> anyhow::Result<T>) -> anyhow::Result<T> {
-        std::fs::create_dir_all(&self.cfg.state_dir)?;
+        let dir = &self.cfg.state_dir;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {dir:?}"))?;
+        let lock_path = dir.join("lock");
         let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(self.cfg.state_dir.join("lock"))?;
+            .open(&lock_path)
+            .with_context(|| format!("opening {lock_path:?}"))?;
         let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| anyhow::anyhow!("locking the leases: {e}"))?;
+            .map_err(|(_, e)| anyhow::anyhow!("locking the leases ({lock_path:?}): {e}"))?;
         let path = self.cfg.state_dir.join("leases.json");
         let mut leases: Leases = match std::fs::read(&path) {
             Ok(d) => match serde_json::from_slice(&d) {
@@ -127,7 +130,9 @@ impl<'a> Ipam<'a> {
                 Err(e) => {
                     // Kept for a look, out of the way of the rewrite below.
                     let aside = path.with_extension("json.corrupt");
-                    let _ = std::fs::rename(&path, &aside);
+                    if let Err(e) = std::fs::rename(&path, &aside) {
+                        tracing::warn!("keeping {path:?} as {aside:?}: {e}");
+                    }
                     let l = self.leases_in_records()?;
                     tracing::warn!(
                         "{} is corrupt ({e}; kept as {}): rebuilt {} lease(s) from the container records",
@@ -314,7 +319,8 @@ async fn link_index(h: &rtnetlink::Handle, name: &str) -> anyhow::Result<Option<
 
 /// Makes a network namespace file at `path` (a bind mount of a new namespace).
 fn create_netns(path: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(path.parent().expect("netns path has a parent"))?;
+    let parent = path.parent().expect("netns path has a parent");
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {parent:?}"))?;
     std::fs::File::create(path).with_context(|| format!("creating {path:?}"))?;
     let p = path.to_path_buf();
     std::thread::spawn(move || -> anyhow::Result<()> {
@@ -383,14 +389,17 @@ fn nft(script: &str) -> anyhow::Result<()> {
 /// Serializes attach and detach on one root: the last detach removes the bridge, which
 /// must not happen between another attach's lease and its veth.
 fn bridge_lock(cfg: &NetConfig) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
-    std::fs::create_dir_all(&cfg.state_dir)?;
+    let dir = &cfg.state_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {dir:?}"))?;
+    let path = dir.join("bridge.lock");
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(cfg.state_dir.join("bridge.lock"))?;
+        .open(&path)
+        .with_context(|| format!("opening {path:?}"))?;
     nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| anyhow::anyhow!("locking the bridge: {e}"))
+        .map_err(|(_, e)| anyhow::anyhow!("locking the bridge ({path:?}): {e}"))
 }
 
 /// Gives container `id` a namespace, an address and a veth into the bridge.
@@ -458,7 +467,7 @@ pub fn attach(cfg: &NetConfig, id: &str, name: &str) -> anyhow::Result<Attachmen
                     )
                     .execute()
                     .await?;
-                let f = std::fs::File::open(&ns)?;
+                let f = std::fs::File::open(&ns).with_context(|| format!("opening {ns:?}"))?;
                 h.link()
                     .set(
                         LinkUnspec::new_with_index(peer_idx)

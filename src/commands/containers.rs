@@ -327,7 +327,10 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         Ok(s) => s,
         Err(e) => {
             if let Some(n) = &net_cfg {
-                let _ = crate::net::detach(n, &c.record.id);
+                cleanup(
+                    "releasing the container's network",
+                    crate::net::detach(n, &c.record.id),
+                );
             }
             let msg = format!("starting container {}: {e:#}", c.record.name);
             let exit = start_failure_code(&e);
@@ -338,7 +341,7 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
             st.error = Some(msg.clone());
             c.set_state(&st)?;
             if c.record.auto_remove {
-                let _ = containers.remove(&c);
+                cleanup("removing the container's state", containers.remove(&c));
             }
             eprintln!("frun: error: {msg}");
             return Ok(ExitCode::from(exit));
@@ -366,10 +369,12 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
             .read(true)
             .write(true)
             .open("/dev/null")?;
+        let own_log_path = c.dir.join("shim.log");
         let own_log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(c.dir.join("shim.log"))?;
+            .open(&own_log_path)
+            .with_context(|| format!("opening {own_log_path:?}"))?;
         nix::unistd::dup2(null.as_raw_fd(), 1)?;
         nix::unistd::dup2(own_log.as_raw_fd(), 2)?;
     }
@@ -454,7 +459,9 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         f.stop();
     }
     for l in loggers {
-        let _ = l.join();
+        if l.join().is_err() {
+            tracing::warn!("a log writer of the container panicked: its last lines may be lost");
+        }
     }
     if let Some(r) = relay {
         r.finish();
@@ -843,6 +850,14 @@ fn start_failure_code(e: &anyhow::Error) -> u8 {
     }
 }
 
+/// A clean-up step after a failure, or one nothing waits on: its failure is logged
+/// (with what it was), never dropped silently; the caller reports the original error.
+fn cleanup<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) {
+    if let Err(e) = r {
+        tracing::warn!("clean-up: {what}: {e:#}");
+    }
+}
+
 /// A container's `/etc/hosts`: itself, and every container on its bridge by name.
 pub fn hosts_file(c: &Container, net: &crate::net::NetConfig) -> String {
     let hostname = &c.record.id[..12];
@@ -868,7 +883,10 @@ pub fn refresh_hosts(containers: &Containers, net: &crate::net::NetConfig) {
             .truncate(true)
             .open(&path)
         {
-            let _ = f.write_all(hosts_file(c, net).as_bytes());
+            cleanup(
+                &format!("refreshing {path:?}"),
+                f.write_all(hosts_file(c, net).as_bytes()),
+            );
         }
     }
 }

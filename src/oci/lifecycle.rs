@@ -101,8 +101,8 @@ fn prepare(g: &Global, a: &CreateArgs) -> anyhow::Result<Prepared> {
     }
     let r = frun_images::fsutil::write_replace(&dir.join("config.json"), &data);
     if let Err(e) = r {
-        let _ = std::fs::remove_dir_all(&dir);
-        return Err(e.into());
+        let undone = std::fs::remove_dir_all(&dir).with_context(|| format!("removing {dir:?}"));
+        return Err(beside(e.into(), undone));
     }
     Ok(Prepared {
         id: a.id.clone(),
@@ -195,21 +195,32 @@ fn launch(
         hooks: p.spec.hooks().is_some(),
     };
     if let Err(e) = OciContainer::save(&p.dir, &saved) {
-        kill_and_remove(&started);
-        return Err(e);
+        return Err(beside(e, kill_and_remove(&started)));
     }
     Ok(started)
 }
 
-fn kill_and_remove(started: &Started) {
+/// `err`, with the failure of the clean-up after it (if it failed) said beside it:
+/// what could not be undone is never dropped silently.
+fn beside(err: anyhow::Error, cleanup: anyhow::Result<()>) -> anyhow::Error {
+    match cleanup {
+        Ok(()) => err,
+        Err(c) => anyhow::anyhow!("{err:#} (and the clean-up after it failed: {c:#})"),
+    }
+}
+
+/// Kills and reaps a container's process that is still ours (a start that failed after
+/// the spawn), and removes its cgroup. The kill and the reap can only fail when the
+/// process is gone already; the cgroup's removal can fail for real.
+fn kill_and_remove(started: &Started) -> anyhow::Result<()> {
     let _ = signal::kill(Pid::from_raw(started.pid), Signal::SIGKILL);
     let _ = nix::sys::wait::waitpid(Pid::from_raw(started.pid), None);
-    let _ = started.cgroup.remove();
+    Ok(started.cgroup.remove()?)
 }
 
 /// Undoes `prepare` after a failure.
-fn abandon(p: &Prepared) {
-    let _ = std::fs::remove_dir_all(&p.dir);
+fn abandon(p: &Prepared) -> anyhow::Result<()> {
+    std::fs::remove_dir_all(&p.dir).with_context(|| format!("removing {:?}", p.dir))
 }
 
 pub fn create(g: &Global, a: &CreateArgs) -> anyhow::Result<ExitCode> {
@@ -219,15 +230,13 @@ pub fn create(g: &Global, a: &CreateArgs) -> anyhow::Result<ExitCode> {
         let started = launch(g, &mut p, Some(gate))?;
         if let Some(pf) = &a.pid_file {
             if let Err(e) = write_pid_file(pf, started.pid) {
-                kill_and_remove(&started);
-                return Err(e);
+                return Err(beside(e, kill_and_remove(&started)));
             }
         }
         Ok(())
     })();
     if let Err(e) = r {
-        abandon(&p);
-        return Err(e);
+        return Err(beside(e, abandon(&p)));
     }
     // The process lives on, waiting at the gate; it becomes the child of the caller's
     // subreaper once this process exits.
@@ -322,16 +331,12 @@ pub fn run(g: &Global, a: &RunArgs) -> anyhow::Result<ExitCode> {
     })();
     let started = match launched {
         Ok(s) => s,
-        Err(e) => {
-            abandon(&p);
-            return Err(e);
-        }
+        Err(e) => return Err(beside(e, abandon(&p))),
     };
     if let Some(pf) = &a.create.pid_file {
         if let Err(e) = write_pid_file(pf, started.pid) {
-            kill_and_remove(&started);
-            abandon(&p);
-            return Err(e);
+            let e = beside(e, kill_and_remove(&started));
+            return Err(beside(e, abandon(&p)));
         }
     }
     if gated {
@@ -354,7 +359,9 @@ pub fn run(g: &Global, a: &RunArgs) -> anyhow::Result<ExitCode> {
         if let Err(e) = started.cgroup.remove() {
             warn(g, &format!("removing cgroup {:?}: {e}", p.cgroup));
         }
-        abandon(&p);
+        if let Err(e) = abandon(&p) {
+            warn(g, &format!("{e:#}"));
+        }
         poststop(g, &p.id, &p.bundle, &p.spec);
     }
     Ok(exit_code(exit.code))
@@ -453,7 +460,7 @@ pub fn delete(g: &Global, id: &str, force: bool) -> anyhow::Result<ExitCode> {
             let dir = OciContainer::dir_of(&g.root, id);
             let no_state = std::fs::metadata(dir.join("state.json")).map_or(true, |m| m.len() == 0);
             if dir.is_dir() && no_state {
-                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::remove_dir_all(&dir).with_context(|| format!("removing {dir:?}"))?;
                 return Ok(ExitCode::SUCCESS);
             }
             if force {
