@@ -238,6 +238,48 @@ c_unit_outlives_unit() {
     [ $ok = 1 ] || die "the container died with its unit (status: ${st:-gone})"
 }
 
+c_up() {
+    # `frun up` on a systemd host: an app role with a published port, a health check and a
+    # named volume; up twice restarts nothing; a kill -9 of the app is undone by the
+    # restart policy; down stops it and keeps the volume.
+    mkdir -p "$work/stack"
+    cat >"$work/stack/frun.toml" <<EOF
+name = "vmstack"
+[app]
+image = "$REG/test/busybox"
+port = 80
+ports = ["127.0.0.1:8082:80"]
+command = ["sh", "-c", "echo up in the guest > /www/index.html; exec httpd -f -p 80 -h /www"]
+restart = "always"
+[app.health]
+http = "/"
+interval = "1s"
+[data]
+volumes = ["vmwww:/www"]
+EOF
+    (cd "$work/stack" && frun up) || die "frun up failed"
+    wait_for 60 curl -sf http://127.0.0.1:8082/ || die "nothing on 127.0.0.1:8082 after up"
+    expect "page" "$(curl -sf http://127.0.0.1:8082/)" "up in the guest"
+    local id1 id2 pid
+    id1=$(id_of vmstack-app.1)
+    [ -n "$id1" ] || die "no container vmstack-app.1: $(frun ps -a)"
+    (cd "$work/stack" && frun up) || die "second frun up failed"
+    id2=$(id_of vmstack-app.1)
+    expect "container after a second up" "$id2" "$id1"
+    pid=$(app_pid)
+    [ -n "$pid" ] || die "no pid for the app: $(frun inspect vmstack-app.1)"
+    kill -9 "$pid"
+    wait_for 60 restarted "$pid" || die "the app was not restarted after kill -9"
+    (cd "$work/stack" && frun down) || die "frun down failed"
+    ! curl -sf http://127.0.0.1:8082/ >/dev/null 2>&1 || die "port still served after down"
+    frun volume ls -q | grep -qx vmwww || die "down removed the volume"
+}
+app_pid() { frun inspect vmstack-app.1 2>/dev/null | jq -r '.[0] | (.state.pid // .State.Pid // .pid // empty)'; }
+restarted() { # OLD_PID: the app answers again, from another process
+    local p; p=$(app_pid)
+    [ -n "$p" ] && [ "$p" != "$1" ] && [ "$p" != 0 ] && curl -sf http://127.0.0.1:8082/ >/dev/null
+}
+
 # ---------------------------------------------------------------------------------------
 check info c_info
 check pull c_pull
@@ -253,8 +295,8 @@ check logs c_logs
 check stop_rm_cleanup c_stop_rm_cleanup
 check uidmap c_uidmap
 check unit_outlives_unit c_unit_outlives_unit
+check up c_up
 # --- To come, once they land (issue 8; DESIGN.md): ---------------------------------------
-#   check up c_up                      `frun up` of a stack file on a systemd host
 #   check swap_under_load c_swap_load  `frun swap` with requests in flight, none failing
 #   check reboot_serving ...           a reboot of the guest, then the stack serving again
 #                                      (needs vm-test.sh to boot without -no-reboot and the
