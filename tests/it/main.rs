@@ -8,6 +8,7 @@
 mod addr_reuse;
 mod common;
 mod credentials;
+mod demo;
 mod holder;
 mod hostile_run;
 mod info;
