@@ -183,10 +183,7 @@ pub fn up(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<Vec<Change>>
     let old_apps: Vec<&Container> = current.iter().filter(|c| role_of(c) == "app").collect();
     let old_proxy = current.iter().find(|c| role_of(c) == "proxy");
 
-    // 3. The supervisor: health checks and adoption.
-    crate::supervise::ensure_running(g)?;
-
-    // 4. The app: kept when unchanged, else a new generation beside the old one.
+    // 3. The app: kept when unchanged, else a new generation beside the old one.
     let app_hash = hash("app", &stack.app.desc);
     let kept = old_apps
         .iter()
@@ -237,7 +234,7 @@ pub fn up(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<Vec<Change>>
         action: if new_app { "created" } else { "unchanged" }.into(),
     });
 
-    // 5. The proxy: config rendered for the app's address, checked, then reloaded (or
+    // 4. The proxy: config rendered for the app's address, checked, then reloaded (or
     //    a new proxy started on it).
     if let Some(p) = &stack.proxy {
         let ip = app
@@ -337,7 +334,7 @@ pub fn up(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<Vec<Change>>
         }
     }
 
-    // 6. The old app generations go, now that nothing points at them.
+    // 5. The old app generations go, now that nothing points at them.
     if new_app {
         for c in old_apps {
             if c.dir.exists() {
@@ -347,7 +344,9 @@ pub fn up(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<Vec<Change>>
         }
     }
 
-    // 7. The stack's record: the supervisor brings it back after a boot.
+    // 6. The supervisor (health checks, adoption), once there is something to supervise;
+    //    and the stack's record, which it reads to bring the stack back after a boot.
+    crate::supervise::ensure_running(g)?;
     let sdir = stack_dir(&g.root, &stack.name);
     std::fs::create_dir_all(&sdir).with_context(|| format!("creating {sdir:?}"))?;
     let file = std::fs::canonicalize(&stack.file).unwrap_or_else(|_| stack.file.clone());
