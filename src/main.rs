@@ -46,6 +46,7 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(verbose: u8) {
+    use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "warn,libcgroups=error",
@@ -56,6 +57,8 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in logs written to pipes/files.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 }

@@ -12,6 +12,7 @@ mod credentials;
 mod hostile_run;
 mod info;
 mod limits;
+mod log_colours;
 mod logs;
 mod net;
 mod oci;
