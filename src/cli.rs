@@ -104,7 +104,28 @@ pub enum Command {
     Info(FormatArgs),
     /// Supervise one container (started by `run`; not for direct use).
     #[command(name = "__shim", hide = true)]
-    Shim { id: String },
+    Shim {
+        id: String,
+        /// Started again by its restart policy.
+        #[arg(long)]
+        restarted: bool,
+    },
+    /// Bring up the stack of a frun.toml (pull, create, start, publish); run again, it
+    /// changes only what changed.
+    Up(StackArgs),
+    /// Stop and remove the stack's containers (volumes stay unless --volumes).
+    Down(DownArgs),
+    /// The stack's containers: role, image digest, health, uptime, restarts, address, ports.
+    Status(StatusArgs),
+    /// The long-running supervisor of this state root (health checks, adoption); started
+    /// by `frun up` when it does not run.
+    Supervise {
+        /// At boot: bring back the recorded stacks and the --restart containers.
+        #[arg(long)]
+        boot: bool,
+    },
+    /// Print a systemd unit that runs `frun supervise` and brings the stacks back at boot.
+    SystemdUnit,
     /// Manage named volumes.
     #[command(subcommand)]
     Volume(VolumeCommand),
@@ -198,6 +219,15 @@ pub struct RunArgs {
     /// bridge (an address on frun's bridge, NAT to the outside), none (loopback only) or host.
     #[arg(long, default_value = "bridge")]
     pub network: String,
+    /// Restart policy: no, on-failure[:N], always, unless-stopped (with -d).
+    #[arg(long, default_value = "no")]
+    pub restart: String,
+    /// Signal for `stop` (default: the image's StopSignal, else SIGTERM).
+    #[arg(long)]
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL (default 10).
+    #[arg(long)]
+    pub stop_timeout: Option<u64>,
     /// Publish a port: [IP:]HOST:CONTAINER[/tcp|udp] (a userspace forwarder in frun).
     #[arg(short, long = "publish")]
     pub publish: Vec<String>,
@@ -298,6 +328,32 @@ pub struct LogsArgs {
     /// A container (name, id or id prefix), or a log group under ROOT/logs (a stack
     /// role's `<stack>-<role>`: all its kept generations, oldest first).
     pub container: String,
+}
+
+#[derive(Args, Debug)]
+pub struct StackArgs {
+    /// The stack file.
+    #[arg(short, long, default_value = "frun.toml")]
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct DownArgs {
+    #[arg(short, long, default_value = "frun.toml")]
+    pub file: PathBuf,
+    /// Remove the stack's named volumes too.
+    #[arg(long)]
+    pub volumes: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[arg(short, long, default_value = "frun.toml")]
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
 }
 
 #[derive(Args, Debug)]

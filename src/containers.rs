@@ -51,6 +51,19 @@ pub struct Record {
     /// `-i`: the caller's stdin goes to the container (foreground runs only).
     #[serde(default)]
     pub interactive: bool,
+    /// What the holder does when the container ends.
+    #[serde(default)]
+    pub restart: crate::model::RestartPolicy,
+    /// `frun.stack`, `frun.role`, `frun.hash`, ... for what `frun up` made.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Probed by the supervisor.
+    #[serde(default)]
+    pub health: Option<crate::model::HealthCheck>,
+    /// The overlay's lower directories, topmost first, as the image store described
+    /// them at creation (checked there): the holder mounts exactly these.
+    #[serde(default)]
+    pub lower_dirs: Vec<PathBuf>,
     /// Log rotation and placement (`--log-opt`; a stack role's group and kept generations).
     #[serde(default)]
     pub log: crate::logs::LogConfig,
@@ -98,6 +111,12 @@ pub struct State {
     pub pid_start: Option<u64>,
     #[serde(default)]
     pub shim_pid: Option<i32>,
+    /// The holder's start time, to tell it from a reused pid.
+    #[serde(default)]
+    pub shim_start: Option<u64>,
+    /// How many times the restart policy started it again.
+    #[serde(default)]
+    pub restart_count: u32,
     #[serde(default)]
     pub started_at: Option<String>,
     #[serde(default)]
@@ -118,6 +137,8 @@ impl State {
             pid: None,
             pid_start: None,
             shim_pid: None,
+            shim_start: None,
+            restart_count: 0,
             started_at: None,
             finished_at: None,
             exit_code: None,
@@ -140,6 +161,20 @@ pub fn parse_signal(s: &str) -> anyhow::Result<Signal> {
         format!("SIG{name}")
     };
     Signal::from_str(&name).map_err(|_| anyhow::anyhow!("unknown signal {s:?}"))
+}
+
+/// Text from outside (a container's name or output, an image's config) made safe for
+/// a terminal: control characters are shown escaped, never sent.
+pub fn sanitize(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 pub fn now() -> String {
@@ -170,6 +205,21 @@ pub struct Container {
 impl Container {
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("config.json")
+    }
+
+    /// Present while a user's stop is in force: the holder restarts nothing.
+    pub fn stop_requested_path(&self) -> PathBuf {
+        self.dir.join("stop-requested")
+    }
+
+    /// Whether the container's holder (`frun __shim`) is alive: a running container
+    /// without one has nobody keeping its logs or recording its exit.
+    pub fn holder_alive(state: &State) -> bool {
+        match (state.shim_pid, state.shim_start) {
+            (Some(pid), Some(start)) => pid_start(pid) == Some(start),
+            (Some(pid), None) => pid_start(pid).is_some(),
+            _ => false,
+        }
     }
 
     /// `ROOT/logs/<group>/<id>/`: the container's log files (see `crate::logs`).
@@ -374,6 +424,27 @@ impl Containers {
         {
             return Ok(all.into_iter().nth(pos).expect("position is valid"));
         }
+        // A stack's role (`app`, `proxy`) when one stack has it: its newest container.
+        let roles: Vec<usize> = all
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                c.record
+                    .labels
+                    .get(crate::model::LABEL_ROLE)
+                    .map(String::as_str)
+                    == Some(key)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let stacks: std::collections::BTreeSet<&String> = roles
+            .iter()
+            .filter_map(|i| all[*i].record.labels.get(crate::model::LABEL_STACK))
+            .collect();
+        if stacks.len() == 1 {
+            let i = *roles.last().expect("a role");
+            return Ok(all.into_iter().nth(i).expect("index is valid"));
+        }
         let hits: Vec<Container> = all
             .into_iter()
             .filter(|c| !key.is_empty() && c.record.id.starts_with(key))
@@ -397,8 +468,9 @@ impl Containers {
     /// Removes a container's directory; its logs go too, unless its log config keeps
     /// the last generations of its group (a stack role's).
     pub fn remove(&self, c: &Container) -> anyhow::Result<()> {
-        std::fs::remove_dir_all(&c.dir).with_context(|| format!("removing {:?}", c.dir))?;
-        let live = |id: &str| self.dir.join(id).join("frun.json").exists();
+        // The logs first: a crash in between leaves a container without its log (which
+        // its removal finishes), never a log nobody owns.
+        let live = |id: &str| id != c.record.id && self.dir.join(id).join("frun.json").exists();
         crate::logs::retire(
             &c.root(),
             c.log_group(),
@@ -406,7 +478,7 @@ impl Containers {
             c.record.log.keep,
             live,
         )?;
-        Ok(())
+        std::fs::remove_dir_all(&c.dir).with_context(|| format!("removing {:?}", c.dir))
     }
 }
 

@@ -9,12 +9,15 @@ mod containers;
 mod forward;
 mod limits;
 mod logs;
+mod model;
 mod net;
 mod oci;
 mod oom;
 mod progress;
 mod runspec;
+mod stack;
 mod stats;
+mod supervise;
 mod tty;
 mod volumes;
 
@@ -46,7 +49,6 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(verbose: u8) {
-    use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "warn,libcgroups=error",
@@ -57,8 +59,7 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal, not in logs written to pipes/files.
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }

@@ -169,13 +169,16 @@ impl<'a> Ipam<'a> {
                 .record
                 .network
                 .as_ref()
-                .filter(|n| n.bridge == self.cfg.bridge)
+                // An unspecified address: the record of an attach that had not happened.
+                .filter(|n| n.bridge == self.cfg.bridge && !n.ip.is_unspecified())
             else {
                 continue;
             };
-            if c.state()
-                .is_ok_and(|st| st.status == crate::containers::Status::Exited)
-            {
+            // An exited container whose holder lives is about to restart with its address.
+            if c.state().is_ok_and(|st| {
+                st.status == crate::containers::Status::Exited
+                    && !crate::containers::Container::holder_alive(&st)
+            }) {
                 continue;
             }
             out.leases.insert(
@@ -492,6 +495,13 @@ pub fn attach(cfg: &NetConfig, id: &str, name: &str) -> anyhow::Result<Attachmen
                     .add(idx, IpAddr::V4(ip), prefix)
                     .execute()
                     .await?;
+                // A gratuitous ARP when eth0 comes up: an address given again (a
+                // container replaced by a new one) must not stay cached with the old
+                // container's MAC by the bridge and by its peers (a proxy's requests to
+                // the new app would go nowhere until the entry expires). This thread is
+                // in the namespace: /proc/sys/net is the namespace's.
+                let notify = "/proc/sys/net/ipv4/conf/eth0/arp_notify";
+                std::fs::write(notify, "1").with_context(|| format!("writing {notify}"))?;
                 h.link()
                     .set(LinkUnspec::new_with_index(idx).up().build())
                     .execute()
@@ -632,6 +642,10 @@ mod tests {
                         publish: Vec::new(),
                         tty: false,
                         interactive: false,
+                        restart: Default::default(),
+                        labels: Default::default(),
+                        health: None,
+                        lower_dirs: Vec::new(),
                         log: Default::default(),
                     })
                 })

@@ -107,7 +107,7 @@ impl SelfJoin {
     }
 }
 
-fn err(path: &Path, reason: impl std::fmt::Display) -> RuntimeError {
+pub(crate) fn err(path: &Path, reason: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::Cgroup {
         path: path.to_path_buf(),
         reason: reason.to_string(),
@@ -516,7 +516,12 @@ impl Cgroup {
         let resources = trimmed.as_ref().unwrap_or(resources);
         let opt = ControllerOpt {
             resources,
-            disable_oom_killer: false,
+            // v1's `memory.oom_control` (with a memory section); v2 has no such switch.
+            disable_oom_killer: resources
+                .memory()
+                .as_ref()
+                .and_then(|m| m.disable_oom_killer())
+                .unwrap_or(false),
             oom_score_adj: None,
             freezer_state: None,
         };
@@ -536,6 +541,30 @@ impl Cgroup {
             .and_then(|m| m.apply(&opt).map_err(|e| e.to_string())),
         };
         applied.map_err(|e| err(&self.path, format!("applying limits: {e}")))
+    }
+
+    /// Applies new limits to a cgroup that has processes in it (the OCI `update`).
+    pub fn update(&self, resources: &LinuxResources) -> Result<(), RuntimeError> {
+        self.apply(resources)
+    }
+
+    /// Whether this is a cgroup v2 (unified) cgroup.
+    pub fn is_v2(&self) -> bool {
+        matches!(self.imp, Imp::V2(_))
+    }
+
+    /// The directory holding `controller`'s files: on v1 the one of its hierarchy (if
+    /// mounted), on v2 the cgroup's only directory.
+    pub(crate) fn dir_for(&self, controller: &str) -> Option<PathBuf> {
+        match &self.imp {
+            Imp::V1(hierarchies) => hierarchies
+                .iter()
+                .find(|h| h.has(controller))
+                .map(|h| h.dir.clone()),
+            Imp::V2(_) => {
+                Some(Path::new(CGROUP_ROOT).join(self.path.strip_prefix("/").unwrap_or(&self.path)))
+            }
+        }
     }
 
     /// Creates the cgroup (under every controller) with `pid` in it, then applies the

@@ -57,6 +57,12 @@ pub(crate) struct ChildArgs<'a> {
     pub console: Option<i32>,
     /// In a new user namespace: the socket the parent sends its premade mounts over.
     pub userns_mounts: Option<i32>,
+    /// The sysctls to write once in the new namespaces (see [`crate::sysctl`]).
+    pub sysctl: &'a [crate::sysctl::Sysctl],
+    /// Fds 3 to 3+N-1 stay open for the container's program (`--preserve-fds`).
+    pub preserve_fds: u32,
+    /// Stop before `pivot_root` for the parent's hooks ([`crate::SpawnOptions::before_pivot`]).
+    pub hook_sync: bool,
 }
 
 /// Never returns: `execve`s the container's process or exits 127 after reporting.
@@ -169,19 +175,36 @@ fn setup(a: &ChildArgs<'_>) -> R<std::convert::Infallible> {
             .map_err(root("uid"))?;
     }
 
-    // 4. The root filesystem, in the new mount namespace.
+    // 3c. linux.sysctl, through the host's /proc/sys while it is still reachable: what
+    //     a namespaced key shows is the writer's namespace's (the new ones, by now).
+    crate::sysctl::apply(a.sysctl)?;
+
+    // 4. The root filesystem, in the new mount namespace; without one (the spec may
+    //    leave the runtime's), the bundle's directory becomes the root by chroot alone,
+    //    with nothing mounted (checked by `spawn`).
     let has_mount_ns = linux
         .namespaces()
         .iter()
         .flatten()
         .any(|n| n.typ() == LinuxNamespaceType::Mount);
-    if !has_mount_ns {
-        return Err(SetupError::NoMountNamespace);
+    if has_mount_ns {
+        let root = rootfs::prepare(spec, a.rootfs, a.mountpoint, userns)?;
+        // 4b. The parent's hooks (prestart, createRuntime, createContainer) run now: the
+        //     mounts are made, the old root is still there for them.
+        if a.hook_sync {
+            wait_for_hooks(a)?;
+        }
+        rootfs::pivot(&root)?;
+        drop(root);
+        rootfs::finish(spec)?;
+        // Last: masking binds /dev/null, which an unbindable /dev refuses.
+        rootfs::set_root_propagation(spec)?;
+    } else {
+        if a.hook_sync {
+            wait_for_hooks(a)?;
+        }
+        rootfs::chroot(a.rootfs)?;
     }
-    let root = rootfs::prepare(spec, a.rootfs, a.mountpoint, userns)?;
-    rootfs::pivot(&root)?;
-    drop(root);
-    rootfs::finish(spec)?;
     if let Some(h) = spec.hostname() {
         nix::unistd::sethostname(h).map_err(|e| SetupError::Hostname {
             hostname: h.clone(),
@@ -197,7 +220,26 @@ fn setup(a: &ChildArgs<'_>) -> R<std::convert::Infallible> {
         crate::console::setup(socket, size)?;
     }
 
-    exec_process_gated(process, a.seccomp, a.errors.as_raw_fd(), a.gate)
+    exec_process_gated(
+        process,
+        a.seccomp,
+        a.errors.as_raw_fd(),
+        a.gate,
+        a.preserve_fds,
+    )
+}
+
+/// Tells the parent that the set-up reached the point where hooks run (a NUL byte on
+/// the error pipe, which no error report starts with), then waits for its go-ahead.
+fn wait_for_hooks(a: &ChildArgs<'_>) -> R<()> {
+    let sync = |e: std::io::Error| SetupError::HookSync { cause: e.into() };
+    std::fs::File::from(a.errors.try_clone().map_err(sync)?)
+        .write_all(&[0])
+        .map_err(sync)?;
+    let mut byte = [0u8; 1];
+    std::fs::File::from(a.sync.try_clone().map_err(sync)?)
+        .read_exact(&mut byte)
+        .map_err(sync)
 }
 
 /// Turns this process into the container's process: limits, user, capabilities,
@@ -207,8 +249,9 @@ pub(crate) fn exec_process(
     process: &Process,
     seccomp: &[BpfProgram],
     keep_fd: i32,
+    preserve_fds: u32,
 ) -> R<std::convert::Infallible> {
-    exec_process_gated(process, seccomp, keep_fd, None)
+    exec_process_gated(process, seccomp, keep_fd, None, preserve_fds)
 }
 
 /// [`exec_process`], stopping at a start gate (if given) once everything but
@@ -219,6 +262,7 @@ pub(crate) fn exec_process_gated(
     seccomp: &[BpfProgram],
     keep_fd: i32,
     gate: Option<i32>,
+    preserve_fds: u32,
 ) -> R<std::convert::Infallible> {
     // 5. The process: limits while still privileged.
     for rl in process.rlimits().iter().flatten() {
@@ -245,6 +289,14 @@ pub(crate) fn exec_process_gated(
         .first()
         .ok_or_else(|| SetupError::spec("process.args", "empty"))?;
     let exe = find_executable(arg0, &env)?;
+
+    // 6b. Without no_new_privs, loading a seccomp filter takes CAP_SYS_ADMIN, which
+    //     goes with the user switch: load it now (runc's order). The rest of the set-up
+    //     then runs under it, as it does in runc.
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    if !nnp {
+        load_seccomp(seccomp)?;
+    }
 
     // 7. User and groups, keeping capabilities across the switch.
     let caps_spec = process.capabilities().clone();
@@ -306,7 +358,7 @@ pub(crate) fn exec_process_gated(
 
     // 8. File descriptors: only stdio and the error pipe survive; then the working
     //    directory, which must resolve inside the container.
-    close_fds_except(&[Some(keep_fd), gate])?;
+    close_fds_except(&[Some(keep_fd), gate], preserve_fds)?;
     let cwd = PathBuf::from(process.cwd());
     if !cwd.is_absolute() {
         return Err(SetupError::RelativeWorkingDir { path: cwd });
@@ -336,19 +388,19 @@ pub(crate) fn exec_process_gated(
     // The start gate: set-up is done and reported; wait for the go-ahead. A failure
     // after it has nobody to report to but the container's stderr.
     let Some(gate) = gate else {
-        return finish_exec(process, seccomp, &exe_c, &argv_c, &env_c, arg0);
+        return finish_exec(nnp, seccomp, &exe_c, &argv_c, &env_c, arg0);
     };
     wait_at_gate(keep_fd, gate);
-    let Err(e) = finish_exec(process, seccomp, &exe_c, &argv_c, &env_c, arg0);
+    let Err(e) = finish_exec(nnp, seccomp, &exe_c, &argv_c, &env_c, arg0);
     let _ = writeln!(std::io::stderr(), "frun: starting the container: {e}");
     // SAFETY: as in `fail`.
     unsafe { libc::_exit(127) }
 }
 
-/// 9. Signals as a new process has them, no_new_privs, then seccomp: nothing after
-///    this but execve.
+/// 9. Signals as a new process has them, no_new_privs, then seccomp (unless loaded
+///    early, without no_new_privs): nothing after this but execve.
 fn finish_exec(
-    process: &Process,
+    nnp: bool,
     seccomp: &[BpfProgram],
     exe: &CString,
     argv: &[CString],
@@ -356,20 +408,23 @@ fn finish_exec(
     arg0: &str,
 ) -> R<std::convert::Infallible> {
     reset_signals()?;
-    if process.no_new_privileges().unwrap_or(false) {
+    if nnp {
         nix::sys::prctl::set_no_new_privs()
             .map_err(|e| SetupError::NoNewPrivs { cause: e.into() })?;
-    }
-    for prog in seccomp {
-        seccompiler::apply_filter(prog).map_err(|e| SetupError::LoadSeccomp {
-            cause: Cause::Other(e.to_string()),
-        })?;
+        load_seccomp(seccomp)?;
     }
     let e = nix::unistd::execve(exe, argv, env).unwrap_err();
     Err(SetupError::Exec {
         arg0: arg0.to_string(),
         cause: e.into(),
     })
+}
+
+fn load_seccomp(seccomp: &[BpfProgram]) -> R<()> {
+    for prog in seccomp {
+        crate::seccomp::load(prog).map_err(|e| SetupError::LoadSeccomp { cause: e.into() })?;
+    }
+    Ok(())
 }
 
 /// Default dispositions and an empty mask: an ignored signal and the mask survive
@@ -525,8 +580,8 @@ fn wait_at_gate(errors: i32, gate: i32) {
     unsafe { libc::close(gate) };
 }
 
-/// Closes every fd but stdio and those in `keep`.
-fn close_fds_except(keep: &[Option<i32>]) -> R<()> {
+/// Closes every fd but stdio, the `preserve` fds from 3 on, and those in `keep`.
+fn close_fds_except(keep: &[Option<i32>], preserve: u32) -> R<()> {
     let close = |from: u32, to: u32| -> R<()> {
         if from > to {
             return Ok(());
@@ -543,7 +598,7 @@ fn close_fds_except(keep: &[Option<i32>]) -> R<()> {
     };
     let mut keep: Vec<u32> = keep.iter().flatten().map(|&fd| fd as u32).collect();
     keep.sort_unstable();
-    let mut from = 3u32;
+    let mut from = 3u32.saturating_add(preserve);
     for fd in keep {
         if fd >= from {
             close(from, fd.saturating_sub(1))?;

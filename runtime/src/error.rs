@@ -65,6 +65,11 @@ pub enum RuntimeError {
     /// A step of the container's set-up failed (see the module documentation).
     #[error(transparent)]
     Setup(#[from] SetupError),
+    #[error(transparent)]
+    Sysctl(#[from] crate::sysctl::SysctlError),
+    /// A hook run before the pivot ([`crate::SpawnOptions::before_pivot`]) failed.
+    #[error("{0}")]
+    Hook(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl RuntimeError {
@@ -166,8 +171,15 @@ pub enum SetupError {
     Loopback { cause: Cause },
     #[error("becoming root of the user namespace ({id}): {cause}")]
     BecomeRoot { id: String, cause: Cause },
-    #[error("a container without a mount namespace is not supported")]
-    NoMountNamespace,
+    #[error("setting sysctl {key}={value:?}: {cause}")]
+    Sysctl {
+        key: String,
+        value: String,
+        cause: Cause,
+    },
+    /// The stop before the pivot for the parent's hooks (`SpawnOptions::before_pivot`).
+    #[error("waiting for the hooks: {cause}")]
+    HookSync { cause: Cause },
 
     // Mounts the parent makes for a container in a user namespace, and passing them.
     #[error("chown {path:?}: {cause}")]
@@ -233,6 +245,8 @@ pub enum SetupError {
     NoNullToMask,
     #[error("pivot_root: {cause}")]
     PivotRoot { cause: Cause },
+    #[error("chroot {path:?}: {cause}")]
+    Chroot { path: PathBuf, cause: Cause },
     #[error("working directory {path:?}: {cause}")]
     MakeWorkingDir {
         path: PathBuf,

@@ -23,6 +23,8 @@ pub struct ExecOptions {
     /// As [`crate::SpawnOptions::console_socket`]: with `process.terminal`, a pty of the
     /// container's devpts as stdio, its master end sent over this socket.
     pub console_socket: Option<std::os::fd::OwnedFd>,
+    /// Fds 3 to 3+N-1 of this process stay open in the new one (`--preserve-fds`).
+    pub preserve_fds: u32,
 }
 
 /// Starts `process` inside the container whose first process is `pid`.
@@ -150,7 +152,7 @@ pub fn exec_with(
                         .map(|s| (s.height() as u32, s.width() as u32));
                     crate::console::setup(socket.as_raw_fd(), size)?;
                 }
-                child::exec_process(process, &seccomp, err_w.as_raw_fd())
+                child::exec_process(process, &seccomp, err_w.as_raw_fd(), opts.preserve_fds)
             })();
             match r {
                 Ok(never) => match never {},

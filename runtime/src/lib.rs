@@ -15,12 +15,15 @@ mod console;
 mod error;
 mod exec;
 pub mod fdpass;
+mod freezer;
+pub mod hooks;
 pub mod probe;
 pub mod rootfs;
 pub mod seccomp;
 mod source;
 mod spawn;
 pub mod spec;
+pub mod sysctl;
 #[doc(hidden)]
 pub mod testing;
 mod userns;
@@ -28,7 +31,9 @@ mod userns;
 pub use error::{Cause, RuntimeError, SetupError};
 pub use exec::{exec, exec_with, ExecOptions};
 pub use rootfs::RootfsSource;
-pub use spawn::{spawn, spawn_with, wait, ExitState, SpawnConfig, SpawnOptions, Started, Stdio};
+pub use spawn::{
+    spawn, spawn_with, wait, BeforePivot, ExitState, SpawnConfig, SpawnOptions, Started, Stdio,
+};
 
 /// Whether the calling process has a single thread, as [`spawn`] and [`exec`] need.
 pub fn single_threaded() -> bool {

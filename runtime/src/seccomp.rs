@@ -181,6 +181,37 @@ fn target_arch() -> TargetArch {
     }
 }
 
+/// Loads one compiled filter into the calling thread, without setting no_new_privs
+/// (seccompiler's `apply_filter` always sets it): a process that keeps
+/// CAP_SYS_ADMIN may load a filter without it, and `process.noNewPrivileges: false`
+/// means the container's program must be able to gain privileges through execve
+/// (setuid binaries, file capabilities), as runc has it. With no_new_privs wanted,
+/// the caller sets it first.
+pub(crate) fn load(prog: &BpfProgram) -> std::io::Result<()> {
+    if prog.is_empty() {
+        return Ok(());
+    }
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: the kernel copies the program in (`copy_from_user`) and keeps no pointer
+    // to `prog`, which outlives the call; seccompiler's `sock_filter` has the kernel's
+    // layout (u16, u8, u8, u32), as libc's does.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Compiles an OCI profile into the filters to load, in order.
 pub fn compile(profile: &LinuxSeccomp) -> Result<Vec<BpfProgram>, SeccompError> {
     let default = action(profile.default_action(), profile.default_errno_ret())?;

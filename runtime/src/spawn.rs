@@ -43,7 +43,18 @@ pub struct SpawnOptions {
     /// set, the container's process gets a pty from its own devpts as stdio and
     /// controlling terminal, and the pty's master end is sent over this socket.
     pub console_socket: Option<OwnedFd>,
+    /// Fds 3 to 3+N-1 of this process stay open for the container's program
+    /// (the OCI `--preserve-fds N`).
+    pub preserve_fds: u32,
+    /// Called with the container's pid once its namespaces and mounts are made and
+    /// before `pivot_root` (or `chroot`): where the OCI `prestart`, `createRuntime` and
+    /// `createContainer` hooks run. An error stops the start: the process is killed,
+    /// the cgroup removed. Without it, the start makes no extra round trip.
+    pub before_pivot: Option<BeforePivot>,
 }
+
+/// See [`SpawnOptions::before_pivot`].
+pub type BeforePivot = Box<dyn FnMut(i32) -> Result<(), Box<dyn std::error::Error + Send + Sync>>>;
 
 /// The container's stdio; `None` inherits this process's.
 #[derive(Default)]
@@ -98,7 +109,7 @@ pub fn spawn(cfg: &SpawnConfig, stdio: Stdio) -> Result<Started, RuntimeError> {
 pub fn spawn_with(
     cfg: &SpawnConfig,
     stdio: Stdio,
-    opts: SpawnOptions,
+    mut opts: SpawnOptions,
 ) -> Result<Started, RuntimeError> {
     if threads() != 1 {
         return Err(RuntimeError::NotSingleThreaded { op: "spawn" });
@@ -149,6 +160,13 @@ pub fn spawn_with(
                 "idmapped mounts need a user namespace",
             ));
         }
+    }
+    let sysctl = crate::sysctl::validate(spec)?;
+    if !namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Mount)
+    {
+        no_mount_namespace(spec, &cfg.rootfs, new_userns)?;
     }
     let seccomp = match linux.seccomp() {
         Some(profile) => crate::seccomp::compile(profile)?,
@@ -275,6 +293,9 @@ pub fn spawn_with(
     let (parent_sync, parent_err) = (sync_w.as_raw_fd(), err_r.as_raw_fd());
     let gate = opts.start_gate.as_ref().map(|g| g.as_raw_fd());
     let console = opts.console_socket.as_ref().map(|c| c.as_raw_fd());
+    let preserve_fds = opts.preserve_fds;
+    let mut before_pivot = opts.before_pivot.take();
+    let hook_sync = before_pivot.is_some();
     let parent_sock = mounts_sock.as_ref().map(|(p, _)| p.as_raw_fd());
     let child_sock = mounts_sock.as_ref().map(|(_, c)| c.as_raw_fd());
     let mut stdio = Some(stdio);
@@ -308,6 +329,9 @@ pub fn spawn_with(
             gate,
             console,
             userns_mounts: child_sock,
+            sysctl: &sysctl,
+            preserve_fds,
+            hook_sync,
         })
     });
     // The child runs on this stack until it execs: room for the set-up's allocations.
@@ -339,7 +363,8 @@ pub fn spawn_with(
     }
     let add = self_join.is_none().then_some(&cgroup);
     drop(self_join);
-    if let Err(e) = handshake(child, add, linux.resources().as_ref(), sync_w, err_r) {
+    let hooks = before_pivot.as_mut().map(|f| f as &mut dyn FnMut(i32) -> _);
+    if let Err(e) = handshake_with(child, add, linux.resources().as_ref(), sync_w, err_r, hooks) {
         // The cgroup was made for this container alone.
         let _ = cgroup.remove();
         return Err(e);
@@ -381,6 +406,21 @@ pub(crate) fn handshake(
     sync_w: OwnedFd,
     err_r: OwnedFd,
 ) -> Result<(), RuntimeError> {
+    handshake_with(child, cgroup, resources, sync_w, err_r, None)
+}
+
+type HookFn<'a> = &'a mut dyn FnMut(i32) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// [`handshake`], running `hooks` when the child stops for them (a NUL byte on the
+/// error pipe, see `child::wait_for_hooks`) and then letting it go on.
+fn handshake_with(
+    child: Pid,
+    cgroup: Option<&Cgroup>,
+    resources: Option<&oci_spec::runtime::LinuxResources>,
+    sync_w: OwnedFd,
+    err_r: OwnedFd,
+    mut hooks: Option<HookFn<'_>>,
+) -> Result<(), RuntimeError> {
     let fail = |e: RuntimeError| {
         let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
         let _ = waitpid(child, None);
@@ -390,13 +430,75 @@ pub(crate) fn handshake(
         cgroup.add(child.as_raw(), resources).map_err(fail)?;
     }
     // A child that failed before reading this (joining its cgroup) has reported why.
-    let sent = std::fs::File::from(sync_w).write_all(b"1");
+    let mut sync = std::fs::File::from(sync_w);
+    let sent = sync.write_all(b"1");
+    let mut err = std::fs::File::from(err_r);
     let mut msg = Vec::new();
-    let _ = std::fs::File::from(err_r).read_to_end(&mut msg);
+    if let Some(hooks) = hooks.as_mut() {
+        let mut first = [0u8; 1];
+        if err.read(&mut first).unwrap_or(0) == 1 {
+            if first[0] == 0 {
+                if let Err(e) = hooks(child.as_raw()) {
+                    return Err(fail(RuntimeError::Hook(e)));
+                }
+                sync.write_all(b"2")
+                    .map_err(|e| fail(RuntimeError::sys("resuming after the hooks", e)))?;
+            } else {
+                msg.push(first[0]);
+            }
+        }
+    }
+    let _ = err.read_to_end(&mut msg);
     if !msg.is_empty() {
         return Err(fail(SetupError::from_wire(&msg).into()));
     }
     sent.map_err(|e| fail(RuntimeError::sys("starting the process", e)))
+}
+
+/// What a container that keeps the runtime's mount namespace can have: its root is the
+/// bundle's directory, entered by `chroot`, and nothing is mounted, since a mount made
+/// there would be made in the runtime's (the host's) namespace and outlive the container
+/// (runc makes them; frun refuses).
+fn no_mount_namespace(
+    spec: &Spec,
+    rootfs: &RootfsSource,
+    new_userns: bool,
+) -> Result<(), RuntimeError> {
+    let refuse = |field: &str| {
+        Err(RuntimeError::spec(
+            field,
+            "not possible without a mount namespace (linux.namespaces has no mount): it \
+             would be made in the runtime's own mount namespace",
+        ))
+    };
+    if !matches!(rootfs, RootfsSource::Dir(_)) {
+        return refuse("root (an overlay root filesystem)");
+    }
+    if new_userns {
+        return refuse("linux.namespaces[user]");
+    }
+    if let Some(m) = spec.mounts().iter().flatten().next() {
+        return refuse(&format!("mounts[] (the first on {:?})", m.destination()));
+    }
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        return refuse("root.readonly");
+    }
+    let linux = spec.linux().clone().unwrap_or_default();
+    if linux.masked_paths().iter().flatten().next().is_some() {
+        return refuse("linux.maskedPaths");
+    }
+    if linux.readonly_paths().iter().flatten().next().is_some() {
+        return refuse("linux.readonlyPaths");
+    }
+    if linux.rootfs_propagation().is_some() {
+        return refuse("linux.rootfsPropagation");
+    }
+    Ok(())
 }
 
 pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), RuntimeError> {

@@ -214,6 +214,9 @@ c_uidmap() {
     out=$(frun run --rm --network none --uidmap 0:100000:65536 "$REG/test/busybox" sh -c 'id -u; cat /proc/self/uid_map')
     expect "uid inside" "$(echo "$out" | head -1)" 0
     echo "$out" | tail -1 | grep -Eq '^ *0 +100000 +65536$' || die "uid_map: $out"
+    # frun info's probe, made with the same code, says so too.
+    expect "frun info: overlayfs over idmapped layers" "$(frun info --format json \
+        | jq -r '.features[] | select(.name == "overlayfs over idmapped layers") | .ok')" true
 }
 
 c_unit_outlives_unit() {

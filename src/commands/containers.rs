@@ -9,24 +9,22 @@
 //! and exits with the container's code.
 
 use anyhow::{bail, Context};
-use frun_images::{ImageRecord, ImageRef, Platform};
 use frun_runtime::{ExitState, RootfsSource, SpawnConfig, Stdio};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use super::exit_code;
 use super::images::open_store;
 use crate::cli::{ExecArgs, Global, RmArgs, RunArgs, StopArgs};
-use crate::containers::{
-    now, parse_signal, pid_start, Container, Containers, Record, State, Status,
-};
+use crate::containers::{now, pid_start, Container, Containers, State, Status};
 use crate::limits;
-use crate::runspec::{self, Network, RunOptions};
+use crate::model::Description;
+use crate::runspec;
 
 /// Exit codes of `run` for failures before the command runs, as Docker's.
 const EXIT_FRUN_ERROR: u8 = 125;
@@ -36,18 +34,8 @@ const EXIT_NOT_FOUND: u8 = 127;
 /// What the shim of a detached container prints once the container runs.
 const SHIM_STARTED: &str = "started";
 
-/// The image to run: from the store, or pulled now.
-fn image_for_run(g: &Global, image: &ImageRef, quiet: bool) -> anyhow::Result<ImageRecord> {
-    let store = open_store(g)?;
-    if let Ok(r) = store.find_image(&image.to_string()) {
-        if r.layers.iter().all(|l| store.has_layer(&l.diff_id)) {
-            return Ok(r);
-        }
-    }
-    if !quiet {
-        eprintln!("Unable to find image '{image}' locally; pulling");
-    }
-    super::images::pull_record(g, image, None, quiet)
+fn code(c: i32) -> ExitCode {
+    ExitCode::from(c.clamp(0, 255) as u8)
 }
 
 /// `frun run`: a failure before the container's command runs (a bad flag, an unknown
@@ -57,6 +45,10 @@ pub fn run(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     match run_container(g, args) {
         Ok(code) => Ok(code),
         Err(e) => {
+            if let Some(f) = e.downcast_ref::<StartFailed>() {
+                eprint!("{}", f.message);
+                return Ok(code(f.code));
+            }
             eprintln!("frun: error: {e:#}");
             Ok(ExitCode::from(EXIT_FRUN_ERROR))
         }
@@ -64,256 +56,29 @@ pub fn run(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
-    // 1. Validate every flag before anything exists.
-    let image: ImageRef = args.image.parse()?;
-    let memory = limits::Memory::parse(
-        args.memory.as_deref(),
-        args.memory_swap.as_deref(),
-        ("--memory", "--memory-swap"),
-    )?;
-    let cpus = args
-        .cpus
-        .as_deref()
-        .map(|c| limits::parse_cpus("--cpus", c, limits::host_cpus()))
-        .transpose()?;
-    let pids_limit = match args.pids_limit.as_deref() {
-        Some(p) => limits::parse_pids_limit("--pids-limit", p)?,
-        None => None,
-    };
-    let bridge = match args.network.as_str() {
-        "bridge" => true,
-        "none" | "host" => false,
-        other => bail!("--network {other:?}: use bridge, none or host"),
-    };
-    let publish = args
-        .publish
-        .iter()
-        .map(|p| {
-            let mut p = p.parse::<crate::forward::Publish>()?;
-            p.proxy_protocol = args.proxy_protocol && !p.udp;
-            Ok(p)
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    if args.proxy_protocol && publish.is_empty() {
-        bail!("--proxy-protocol goes with -p: it changes what the forwarder sends");
-    }
-    if !publish.is_empty() && !bridge {
-        bail!(
-            "-p needs --network bridge: with --network {} there is no container address to forward to",
-            args.network
-        );
-    }
-    let net_cfg = crate::net::NetConfig::new(&g.root, &g.run_root, &g.bridge, &g.subnet)?;
-    let containers = Containers::open(&g.root)?;
-    let store = open_store(g)?;
-    let volumes_dir = g.root.join("volumes");
-    let volumes = args
-        .volumes
-        .iter()
-        .map(|v| runspec::parse_volume(v, &volumes_dir))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let userns = runspec::IdMaps::parse(&args.uidmap, &args.gidmap)?;
-    let log_config = crate::logs::LogConfig::parse_opts(&args.log_opts)?;
-
-    // 2. The image, and its platform: refused before anything is set up.
-    let record = image_for_run(g, &image, args.quiet)?;
-    let host = Platform::host();
-    let p = &record.platform;
-    if !host.matches(&p.os, &p.architecture, p.variant.as_deref()) {
-        bail!(
-            "image {} is for platform {}, but this host is {}: it cannot run here",
-            record.reference,
-            p,
-            host
-        );
-    }
-    let config: oci_spec::image::ImageConfiguration =
-        serde_json::from_slice(&store.read_blob(&record.config_digest)?)
-            .with_context(|| format!("parsing the config of {}", record.reference))?;
-    let lower = store.overlay_mount(&record)?.lower_dirs;
-    // Named volumes: made now, a new one filled from the image at its mount point.
-    let mut volumes = volumes;
-    for (v, flag) in volumes.iter_mut().zip(&args.volumes) {
-        if let Some(name) = flag.split(':').next().filter(|s| !s.starts_with('/')) {
-            v.source = crate::volumes::prepare(&g.root, name, &lower, &v.dest)?;
-        }
-    }
-    let stop_signal = match config
-        .config()
-        .as_ref()
-        .and_then(|c| c.stop_signal().clone())
-    {
-        Some(s) => parse_signal(&s).with_context(|| format!("the image's StopSignal {s:?}"))?,
-        None => Signal::SIGTERM,
-    };
-
-    // 3. The container directory, its files and spec.
-    let c = containers.create(args.name.as_deref(), |id, name| {
-        Ok(Record {
-            id: id.to_string(),
-            name: name.to_string(),
-            image: record.reference.clone(),
-            image_digest: record.manifest_digest.to_string(),
-            layers: record.layers.iter().map(|l| l.diff_id.clone()).collect(),
-            command: args.command.clone(),
-            created: now(),
-            cgroup: Path::new(&g.cgroup_parent).join(id),
-            detached: args.detach,
-            auto_remove: args.rm,
-            stop_signal: stop_signal as i32,
-            stop_timeout: 10,
-            memory_limit: args.memory.clone(),
-            network: None,
-            publish: publish.clone(),
-            tty: args.tty,
-            interactive: args.interactive,
-            log: log_config.clone(),
-        })
-    })?;
-    // The network first: the spec names the namespace file it makes.
-    let c = if bridge {
-        match crate::net::attach(&net_cfg, &c.record.id, &c.record.name) {
-            Ok(a) => {
-                let mut record = c.record.clone();
-                record.network = Some(crate::containers::NetRecord {
-                    bridge: g.bridge.clone(),
-                    subnet: g.subnet.clone(),
-                    ip: a.ip,
-                });
-                containers.update(c, record)?
-            }
-            Err(e) => {
-                let _ = containers.remove(&c);
-                return Err(e);
-            }
-        }
-    } else {
-        c
-    };
-    let network = match (&c.record.network, args.network.as_str()) {
-        (Some(_), _) => Network::Join(net_cfg.netns_path(&c.record.id)),
-        (None, "host") => Network::Host,
-        _ => Network::None,
-    };
-    let result = (|| {
-        let hostname = c.record.id[..12].to_string();
-        let hosts = c.dir.join("hosts");
-        let resolv = c.dir.join("resolv.conf");
-        let hostname_file = c.dir.join("hostname");
-        std::fs::write(&hosts, hosts_file(&c, &net_cfg))?;
-        if c.record.network.is_some() {
-            refresh_hosts(&containers, &net_cfg);
-        }
-        std::fs::write(&resolv, host_resolv_conf())?;
-        std::fs::write(&hostname_file, format!("{hostname}\n"))?;
-        let opts = RunOptions {
-            command: args.command.clone(),
-            env: args.env.clone(),
-            workdir: args.workdir.clone(),
-            user: args.user.clone(),
-            memory: memory.map(|m| m.limit),
-            memory_swap: memory.and_then(|m| m.swap),
-            cpus,
-            pids_limit,
-            network,
-            hostname,
-            volumes,
-            userns,
-            tty: args.tty,
-        };
-        let files = [
-            (hosts, "/etc/hosts"),
-            (resolv, "/etc/resolv.conf"),
-            (hostname_file, "/etc/hostname"),
-        ];
-        let spec = runspec::build(&config, &opts, &lower, &files)?;
-        frun_images::fsutil::write_atomic(&c.config_path(), &serde_json::to_vec_pretty(&spec)?)?;
-        Ok::<(), anyhow::Error>(())
-    })();
-    if let Err(e) = result {
-        if c.record.network.is_some() {
-            let _ = crate::net::detach(&net_cfg, &c.record.id);
-        }
-        let _ = containers.remove(&c);
-        return Err(e);
-    }
-
-    // 4. The shim starts and supervises it: in this very process for a foreground run,
-    //    which saves starting frun a second time, unless something made it
+    // 1. Flags to a validated description, before anything exists.
+    let d = Description::from_run(&args)?;
+    // 2. The container: image, record, network, spec.
+    let c = crate::model::create(g, &d, args.quiet)?;
+    // 3. Its holder starts and supervises it: in this very process for a foreground
+    //    run, which saves starting frun a second time, unless something made it
     //    multi-threaded (a pull does) and so unfit to fork a container; in a new
     //    process otherwise (a detached run must outlive this command).
     if !args.detach && frun_runtime::single_threaded() {
-        return Ok(shim(g, &c.record.id).unwrap_or_else(|e| {
+        return Ok(shim(g, &c.record.id, false).unwrap_or_else(|e| {
             // As `frun __shim` would end.
             eprintln!("frun: error: {e:#}");
             ExitCode::FAILURE
         }));
     }
-    let exe = std::env::current_exe().context("finding the frun binary")?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("--root")
-        .arg(&g.root)
-        .arg("--run-root")
-        .arg(&g.run_root);
-    for _ in 0..g.verbose {
-        cmd.arg("--verbose");
-    }
-    cmd.arg("__shim").arg(&c.record.id);
-    use std::os::unix::process::CommandExt;
-    // SAFETY: sigprocmask is async-signal-safe and changes only the child's mask. The shim
-    // is born with Ctrl-C, SIGTERM and SIGHUP blocked (std clears the mask before this
-    // runs): one that comes while it starts waits for the container instead of killing it.
-    unsafe {
-        cmd.pre_exec(|| {
-            signal::sigprocmask(signal::SigmaskHow::SIG_BLOCK, Some(&stop_signals()), None)
-                .map_err(std::io::Error::from)
-        });
-    }
     if args.detach {
-        // The shim says "started" on its stdout once the container runs, then lets go of
-        // both pipes; if it cannot start the container it says why on stderr and exits.
-        // The state file cannot tell: with --rm a container that exits at once is gone
-        // before anyone could read it.
-        cmd.stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        // SAFETY: setsid is async-signal-safe; the shim outlives this command.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::unistd::setsid().map_err(std::io::Error::from)?;
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().context("starting the container supervisor")?;
-        let mut stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut said = String::new();
-            let _ = stdout.read_to_string(&mut said);
-            let _ = tx.send(said);
-        });
-        let said = rx
-            .recv_timeout(Duration::from_secs(60))
-            .map_err(|_| anyhow::anyhow!("the container did not start within 60 s"))?;
-        if said.lines().any(|l| l == SHIM_STARTED) {
-            println!("{}", c.record.id);
-            return Ok(ExitCode::SUCCESS);
-        }
-        let status = child.wait()?;
-        let mut why = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = e.read_to_string(&mut why);
-        }
-        if why.trim().is_empty() {
-            why = format!("frun: error: the container supervisor exited with {status}\n");
-        }
-        eprint!("{why}");
-        return Ok(match status.code() {
-            Some(c) if c == EXIT_CANNOT_INVOKE as i32 || c == EXIT_NOT_FOUND as i32 => exit_code(c),
-            _ => ExitCode::from(EXIT_FRUN_ERROR),
-        });
+        start_detached(g, &c)?;
+        println!("{}", c.record.id);
+        return Ok(ExitCode::SUCCESS);
     }
-    let mut child = cmd.spawn().context("starting the container supervisor")?;
+    let mut child = shim_command(g, &c.record.id)?
+        .spawn()
+        .context("starting the container's holder")?;
     // Ctrl-C reaches the shim too (same process group); it stops the container, and
     // this process waits for the exit code instead of dying first.
     // SAFETY: replacing the disposition of SIGINT/SIGTERM with SIG_IGN has no handler.
@@ -329,9 +94,104 @@ fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// A container's holder could not start it: what it said, and the exit code `run`
+/// passes on (126/127 for a command that cannot run, as Docker's).
+#[derive(Debug)]
+pub struct StartFailed {
+    pub code: i32,
+    pub message: String,
+}
+
+impl std::fmt::Display for StartFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message.trim_end().trim_start_matches("frun: error: "))
+    }
+}
+
+impl std::error::Error for StartFailed {}
+
+/// `frun __shim ID` as a command, born with the stop signals blocked.
+fn shim_command(g: &Global, id: &str) -> anyhow::Result<Command> {
+    let exe = std::env::current_exe().context("finding the frun binary")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--root")
+        .arg(&g.root)
+        .arg("--run-root")
+        .arg(&g.run_root);
+    for _ in 0..g.verbose {
+        cmd.arg("--verbose");
+    }
+    cmd.arg("__shim").arg(id);
+    use std::os::unix::process::CommandExt;
+    // SAFETY: sigprocmask is async-signal-safe and changes only the child's mask. The shim
+    // is born with Ctrl-C, SIGTERM and SIGHUP blocked (std clears the mask before this
+    // runs): one that comes while it starts waits for the container instead of killing it.
+    unsafe {
+        cmd.pre_exec(|| {
+            signal::sigprocmask(signal::SigmaskHow::SIG_BLOCK, Some(&stop_signals()), None)
+                .map_err(std::io::Error::from)
+        });
+    }
+    Ok(cmd)
+}
+
+/// Starts a created container under a holder of its own (`frun __shim`, in a session of
+/// its own: it outlives this command), and returns once the container runs.
+pub fn start_detached(g: &Global, c: &Container) -> anyhow::Result<()> {
+    let mut cmd = shim_command(g, &c.record.id)?;
+    // The shim says "started" on its stdout once the container runs, then lets go of
+    // both pipes; if it cannot start the container it says why on stderr and exits.
+    // The state file cannot tell: with --rm a container that exits at once is gone
+    // before anyone could read it.
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe; the shim outlives this command.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("starting the container's holder")?;
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut said = String::new();
+        let _ = stdout.read_to_string(&mut said);
+        let _ = tx.send(said);
+    });
+    let said = rx
+        .recv_timeout(Duration::from_secs(60))
+        .map_err(|_| anyhow::anyhow!("container {} did not start within 60 s", c.record.name))?;
+    if said.lines().any(|l| l == SHIM_STARTED) {
+        // Reap it later: the holder lives on; a zombie of a short-lived CLI is reaped by
+        // init when the CLI exits, and a long-lived caller (the supervisor) reaps it.
+        std::mem::forget(child);
+        return Ok(());
+    }
+    let status = child.wait()?;
+    let mut why = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut why);
+    }
+    if why.trim().is_empty() {
+        why = format!(
+            "frun: error: the holder of container {} exited with {status}\n",
+            c.record.name
+        );
+    }
+    let code = match status.code() {
+        Some(c) if c == EXIT_CANNOT_INVOKE as i32 || c == EXIT_NOT_FOUND as i32 => c,
+        _ => EXIT_FRUN_ERROR as i32,
+    };
+    Err(StartFailed { code, message: why }.into())
+}
+
 /// The host's resolvers; a local stub (127.0.0.53 of systemd-resolved) is useless in a
 /// network namespace of its own, so its upstream list is used instead.
-fn host_resolv_conf() -> String {
+pub fn host_resolv_conf() -> String {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let main = read("/etc/resolv.conf");
     let is_stub = |text: &str| {
@@ -354,7 +214,7 @@ fn host_resolv_conf() -> String {
 }
 
 /// `frun __shim ID`: start the container and supervise it until it exits.
-pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
+pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     // Ctrl-C, SIGTERM and SIGHUP stop the container; until it runs they wait, blocked.
     // Blocked first, in the only thread: every thread started later inherits the mask,
     // so none of them can take such a signal and die of it, leaving the container
@@ -366,6 +226,25 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
     if c.record.tty {
         crate::tty::block_winch()?;
     }
+    // A detached holder leaves the caller's cgroup for frun's own: a login session or
+    // a systemd unit that ends must not take the container's holder with it.
+    if c.record.detached {
+        if let Some(parent) = c.record.cgroup.parent() {
+            if let Err(e) = crate::supervise::join_own_cgroup(parent) {
+                tracing::warn!(error = %format!("{e:#}"), "moving the holder into frun's cgroup");
+            }
+        }
+    }
+    // What the previous run of this holder left: the restart count, and whether a user
+    // stopped it (a fresh start forgets that).
+    let previous = c.state().ok();
+    let restarts = match (&previous, restarted) {
+        (Some(p), true) => p.restart_count + 1,
+        _ => 0,
+    };
+    if !restarted {
+        let _ = std::fs::remove_file(c.stop_requested_path());
+    }
     let store = open_store(g)?;
     let mut spec = c.spec()?;
     if c.record.tty && !c.record.detached {
@@ -375,13 +254,18 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
             spec.set_process(Some(p));
         }
     }
-    let lower: Vec<PathBuf> = c
-        .record
-        .layers
-        .iter()
-        .rev()
-        .map(|d| store.layer_path(d))
-        .collect();
+    // The overlay as recorded at creation; a record from before that was recorded
+    // gets it from its layers.
+    let lower: Vec<PathBuf> = if c.record.lower_dirs.is_empty() {
+        c.record
+            .layers
+            .iter()
+            .rev()
+            .map(|d| store.layer_path(d))
+            .collect()
+    } else {
+        c.record.lower_dirs.clone()
+    };
     let cfg = SpawnConfig {
         spec,
         rootfs: RootfsSource::Overlay {
@@ -465,8 +349,11 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
     st.pid = Some(started.pid);
     st.pid_start = pid_start(started.pid);
     st.shim_pid = Some(std::process::id() as i32);
+    st.shim_start = pid_start(std::process::id() as i32);
     st.started_at = Some(now());
+    st.restart_count = restarts;
     c.set_state(&st)?;
+    let began = Instant::now();
     if c.record.detached {
         // `frun run -d` waits for this line, then for both pipes to close.
         let mut out = std::io::stdout().lock();
@@ -533,8 +420,11 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
     // the container.
     let pid = started.pid;
     let (stop_signal, timeout) = (c.record.stop_signal, c.record.stop_timeout);
+    let marker = c.stop_requested_path();
     std::thread::spawn(move || {
         if set.wait().is_ok() {
+            // A stop asked of the holder is a stop by the user: no restart follows.
+            let _ = std::fs::write(&marker, b"");
             stop_pid(pid, stop_signal, timeout);
         }
     });
@@ -577,11 +467,18 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
             ports.join(", ")
         ));
     }
-    if let Some(n) = &net_cfg {
-        if let Err(e) = crate::net::detach(n, &c.record.id) {
-            tracing::warn!(error = %format!("{e:#}"), "disconnecting the container from the bridge");
+    // The restart policy: the same container (its address kept, so a proxy that
+    // points at it needs no new config) after a back-off that grows while it keeps
+    // failing quickly.
+    let stopped = c.stop_requested_path().exists();
+    let again = c.record.restart.restarts(exit.code, restarts, stopped) && c.dir.exists();
+    if !again {
+        if let Some(n) = &net_cfg {
+            if let Err(e) = crate::net::detach(n, &c.record.id) {
+                tracing::warn!(error = %format!("{e:#}"), "disconnecting the container from the bridge");
+            }
+            refresh_hosts(&containers, n);
         }
-        refresh_hosts(&containers, n);
     }
     if let Err(e) = started.cgroup.remove() {
         tracing::warn!(error = %e, "removing the container's cgroup");
@@ -595,6 +492,43 @@ pub fn shim(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
     finish(&c, &mut st, exit)?;
     if let Some(msg) = oom.message(&c.record.name, c.record.memory_limit.as_deref()) {
         say(&msg);
+    }
+    if again {
+        let streak = if began.elapsed() >= Duration::from_secs(10) {
+            0
+        } else {
+            restarts
+        };
+        let wait = crate::model::RestartPolicy::backoff(streak);
+        if let Some(l) = &log {
+            l.line(
+                crate::logs::writer::Stream::Stderr,
+                &format!(
+                    "frun: the container exited (code {}): restarting it in {wait:?} (policy {}, restart {})\n",
+                    exit.code,
+                    c.record.restart,
+                    restarts + 1
+                ),
+            );
+        }
+        std::thread::sleep(wait);
+        if c.stop_requested_path().exists() || !c.dir.exists() {
+            return Ok(code(exit.code));
+        }
+        // A fresh process image: single-threaded again, as spawning needs, with the
+        // same pid (the record's holder stays true).
+        let exe = std::env::current_exe().context("finding the frun binary")?;
+        use std::os::unix::process::CommandExt;
+        let err = Command::new(exe)
+            .arg("--root")
+            .arg(&g.root)
+            .arg("--run-root")
+            .arg(&g.run_root)
+            .arg("__shim")
+            .arg("--restarted")
+            .arg(&c.record.id)
+            .exec();
+        return Err(err).context("restarting the container's holder");
     }
     if c.record.auto_remove {
         containers.remove(&c)?;
@@ -697,6 +631,9 @@ pub fn stop(g: &Global, args: StopArgs) -> anyhow::Result<ExitCode> {
         .map(|t| limits::parse_stop_timeout("-t", t))
         .transpose()?;
     each_container(g, &args.containers, |_, c| {
+        // Said before the signal, so that the holder does not restart it.
+        std::fs::write(c.stop_requested_path(), b"")
+            .with_context(|| format!("writing {:?}", c.stop_requested_path()))?;
         let st = c.state()?;
         if st.status == Status::Running {
             let pid = st.pid.context("running container without a pid")?;
@@ -708,42 +645,89 @@ pub fn stop(g: &Global, args: StopArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Removes a container that is not running (its cgroup too, should a crash have left it).
-fn remove(g: &Global, containers: &Containers, c: &Container) -> anyhow::Result<()> {
-    // Normally the shim disconnected it; after a crash, this does.
+/// Removes a container that is not running, and whatever a crash left of it: the
+/// processes still in its cgroup (killed first), its network (lease, netns file, veth:
+/// all found by the id the record names), its cgroup, its directory.
+pub fn remove_container(g: &Global, containers: &Containers, c: &Container) -> anyhow::Result<()> {
+    // 1. Nothing may run on in the cgroup once the record is gone: kill and remove it.
+    match frun_runtime::cgroup::Cgroup::open(&c.record.cgroup) {
+        Ok(cg) => {
+            if let Err(e) = cg.remove() {
+                bail!("removing the cgroup of container {}: {e}", c.record.name);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "opening the container's cgroup"),
+    }
+    // 2. Normally the holder disconnected it; after a crash, this does.
     if let Some(n) = &c.record.network {
-        if let Ok(cfg) = n.config(&g.root, &g.run_root) {
-            let _ = crate::net::detach(&cfg, &c.record.id);
+        match n.config(&g.root, &g.run_root) {
+            Ok(cfg) => {
+                if let Err(e) = crate::net::detach(&cfg, &c.record.id) {
+                    tracing::warn!(error = %format!("{e:#}"), "disconnecting container {} from the bridge", c.record.name);
+                }
+            }
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "the container's network"),
         }
     }
-    if let Ok(cg) = frun_runtime::cgroup::Cgroup::open(&c.record.cgroup) {
-        if cg.pids().is_empty() {
-            let _ = cg.remove();
-        }
-    }
+    // 3. Its rootfs mount lives in the container's mount namespace only; the directory
+    //    goes last.
     containers.remove(c)
+}
+
+/// Stops a running container: its stop signal, the grace period, SIGKILL; then waits
+/// until its holder recorded the exit.
+pub fn stop_and_wait(c: &Container, pid: i32, stop_signal: i32, timeout: u64) {
+    stop_pid(pid, stop_signal, timeout);
+    if let Err(e) = wait_exited(c, Duration::from_secs(30)) {
+        tracing::warn!(error = %format!("{e:#}"), "waiting for the container to exit");
+    }
+}
+
+/// [`end_holder`] of a container, from its state on disk.
+pub fn end_holder_of(c: &Container) {
+    if let Ok(st) = c.state() {
+        end_holder(&st);
+    }
+}
+
+/// Ends a container's holder if it still lives (one spinning on output or stuck): `rm -f`
+/// must leave nothing running.
+fn end_holder(st: &State) {
+    if let (Some(pid), Some(start)) = (st.shim_pid, st.shim_start) {
+        if pid_start(pid) == Some(start) {
+            let _ = signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            for _ in 0..500 {
+                if pid_start(pid) != Some(start) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
 }
 
 pub fn rm(g: &Global, args: RmArgs) -> anyhow::Result<ExitCode> {
     each_container(g, &args.containers, |containers, c| {
         let st = c.state()?;
-        if st.status == Status::Running {
-            if !args.force {
-                bail!(
-                    "container {} is running: stop it first, or use rm -f",
-                    c.record.name
-                );
-            }
-            stop_pid(
-                st.pid.context("running container without a pid")?,
-                Signal::SIGKILL as i32,
-                0,
+        if st.status == Status::Running && !args.force {
+            bail!(
+                "container {} is running: stop it first, or use rm -f",
+                c.record.name
             );
-            wait_exited(&c, Duration::from_secs(30))?;
+        }
+        if args.force {
+            // No restart after this, whatever the policy; then the container's
+            // processes and its holder end, whatever state they are in.
+            let _ = std::fs::write(c.stop_requested_path(), b"");
+            if let Some(pid) = st.pid.filter(|_| st.status == Status::Running) {
+                stop_pid(pid, Signal::SIGKILL as i32, 0);
+                let _ = wait_exited(&c, Duration::from_secs(5));
+            }
+            end_holder(&c.state().unwrap_or(st));
         }
         // The shim of an --rm container may be removing it right now.
         if c.dir.exists() {
-            remove(g, containers, &c)?;
+            remove_container(g, containers, &c)?;
         }
         Ok(())
     })
@@ -823,6 +807,7 @@ pub fn exec(g: &Global, args: ExecArgs) -> anyhow::Result<ExitCode> {
         seccomp.as_ref(),
         stdio,
         frun_runtime::ExecOptions {
+            preserve_fds: 0,
             console_socket: console_theirs,
         },
     )?;
@@ -859,7 +844,7 @@ fn start_failure_code(e: &anyhow::Error) -> u8 {
 }
 
 /// A container's `/etc/hosts`: itself, and every container on its bridge by name.
-fn hosts_file(c: &Container, net: &crate::net::NetConfig) -> String {
+pub fn hosts_file(c: &Container, net: &crate::net::NetConfig) -> String {
     let hostname = &c.record.id[..12];
     let mut s = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string();
     match &c.record.network {
@@ -874,7 +859,7 @@ fn hosts_file(c: &Container, net: &crate::net::NetConfig) -> String {
 
 /// Rewrites, in place (a bind-mounted file must keep its inode), the hosts file of every
 /// container on the bridge, so that they find a container that just came or went.
-fn refresh_hosts(containers: &Containers, net: &crate::net::NetConfig) {
+pub fn refresh_hosts(containers: &Containers, net: &crate::net::NetConfig) {
     let Ok(all) = containers.list() else { return };
     for c in all.iter().filter(|c| c.record.network.is_some()) {
         let path = c.dir.join("hosts");

@@ -3,6 +3,12 @@
 mod containers;
 mod cp;
 pub mod images;
+mod stack;
+
+pub use containers::{
+    end_holder_of, host_resolv_conf, hosts_file, refresh_hosts, remove_container, start_detached,
+    stop_and_wait,
+};
 mod info;
 mod inspect;
 mod logs;
@@ -28,12 +34,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Exec(args) => containers::exec(&g, args),
         Command::Logs(args) => logs::logs(&g, args),
         Command::Info(args) => info::info(&g, args.format),
-        Command::Shim { id } => containers::shim(&g, &id),
         Command::Volume(cmd) => volume::volume(&g, cmd),
         Command::Stats(args) => stats::stats(&g, args),
         Command::Top(args) => stats::top(&g, args),
         Command::Inspect(args) => inspect::inspect(&g, args),
         Command::Cp(args) => cp::cp(&g, args),
+        Command::Shim { id, restarted } => containers::shim(&g, &id, restarted),
+        Command::Up(args) => stack::up(&g, args),
+        Command::Down(args) => stack::down(&g, args),
+        Command::Status(args) => stack::status(&g, args),
+        Command::Supervise { boot } => crate::supervise::run(&g, boot),
+        Command::SystemdUnit => stack::systemd_unit(&g),
     }
 }
 

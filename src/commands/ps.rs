@@ -144,6 +144,12 @@ pub fn ps(g: &Global, args: PsArgs) -> anyhow::Result<ExitCode> {
                         "ports": c.record.publish.iter().map(super::inspect::port).collect::<Vec<_>>(),
                         "labels": labels(c),
                         "restarts": state.get("restart_count").cloned().unwrap_or(0.into()),
+                        // What a user reads: a running container whose holder is gone
+                        // (liveness checked, not assumed), one about to restart.
+                        "state": super::stack::describe(c)["status"],
+                        "holder_alive": crate::containers::Container::holder_alive(st),
+                        "role": c.record.labels.get(crate::model::LABEL_ROLE),
+                        "stack": c.record.labels.get(crate::model::LABEL_STACK),
                     })
                 })
                 .collect();
@@ -156,11 +162,11 @@ pub fn ps(g: &Global, args: PsArgs) -> anyhow::Result<ExitCode> {
                 "{:<12}  {:<30}  {:<22}  {:<20}  {:<26}  NAME",
                 "ID", "IMAGE", "COMMAND", "STATUS", "PORTS"
             )?;
-            for (c, st) in rows {
-                let status = match st.status {
-                    Status::Exited => format!("exited ({})", st.exit_code.unwrap_or(-1)),
-                    s => s.to_string(),
-                };
+            for (c, _) in rows {
+                let status = super::stack::describe(&c)["status"]
+                    .as_str()
+                    .unwrap_or("unknown")
+                    .to_string();
                 let cmd = table_command(&command(&c));
                 let ports: Vec<String> =
                     c.record.publish.iter().map(super::inspect::port).collect();

@@ -93,7 +93,7 @@ fn print(out: &mut impl Write, rows: &[Row], format: Format) -> anyhow::Result<(
                     out,
                     "{:<12}  {:<20}  {:>6.2}%  {:>21}  {:>5.2}%  {:>19}  {:>19}  {:>5}",
                     &r.id[..12],
-                    r.name,
+                    printable(&r.name),
                     r.cpu_percent,
                     format!(
                         "{} / {}",

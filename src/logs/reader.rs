@@ -165,8 +165,8 @@ fn each_in_file(path: &Path, f: &mut dyn FnMut(Entry)) -> Result<(), LogError> {
     }
 }
 
-/// Every entry of one container directory, oldest first.
-#[cfg(test)]
+/// Every entry of one container directory, oldest first (`up` shows the last lines of
+/// an app that never became ready).
 pub fn read_entries(dir: &Path) -> Result<Vec<Entry>, LogError> {
     let mut out = Vec::new();
     for f in files(dir) {
@@ -448,7 +448,10 @@ pub fn follow(
 ) -> anyhow::Result<()> {
     use rustix::fs::inotify;
     let path = dir.join(LOG_FILE);
-    // 1. Watch first, then open: a write between the two still wakes the loop.
+    // 1. Watch first, then open: a write between the two still wakes the loop. The
+    //    directory may not exist yet (`logs -f` right after `run -d`, before the
+    //    supervisor opened the log): made here so that there is something to watch.
+    std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
     let ino = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)?;
     inotify::add_watch(
         &ino,
@@ -491,6 +494,8 @@ pub fn follow(
 
     // 3. New entries as they come.
     let mut events = [0u8; 4096];
+    // The first line of the last file read to its end: where to go on from.
+    let mut last_first: Vec<u8> = Vec::new();
     loop {
         let alive = running();
         let mut put_err = None;
@@ -515,13 +520,23 @@ pub fn follow(
                     let c = current.as_mut().expect("matched Some");
                     c.read_new(&path, &mut put)?;
                     // Several rotations may have passed: the files after ours, in order.
-                    let next = after(dir, &c.first)?;
+                    last_first = c.first.clone();
+                    let next = after(dir, &last_first)?;
                     for f in next.whole {
                         each_in_gz(f, dir, &mut put)?;
                     }
                     current = next.follow;
                 }
-                (None, Some(_)) => current = Followed::open(&path)?,
+                // No file followed: the first one appearing, or the current one missing
+                // when we last looked (between a rotation's rename and its new file):
+                // what follows the last file read, which is not always the current one.
+                (None, Some(_)) => {
+                    let next = after(dir, &last_first)?;
+                    for f in next.whole {
+                        each_in_gz(f, dir, &mut put)?;
+                    }
+                    current = next.follow;
+                }
                 _ => break,
             }
         }
@@ -655,6 +670,33 @@ mod tests {
             },
         );
         assert_eq!(o, "");
+    }
+
+    #[test]
+    fn follow_waits_for_a_log_not_made_yet() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("later");
+        let writer = {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                let w = LogWriter::open(&dir, &LogConfig::default(), &meta()).unwrap();
+                w.line(Stream::Stdout, "hello\n");
+            })
+        };
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        let mut sink = Sink {
+            out: &mut o,
+            err: &mut e,
+            timestamps: false,
+        };
+        let mut polls = 0;
+        follow(&dir, &ReadOptions::default(), &mut sink, || {
+            polls += 1;
+            !writer.is_finished() || polls < 2
+        })
+        .unwrap();
+        assert_eq!(String::from_utf8(o).unwrap(), "hello\n");
     }
 
     #[test]

@@ -14,14 +14,14 @@ use crate::commands::exit_code;
 
 pub fn exec(g: &Global, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     let c = OciContainer::load(&g.root, &a.id)?;
-    if c.status() == OciStatus::Stopped {
-        bail!("cannot exec in a stopped container");
-    }
-    if a.preserve_fds > 0 {
-        bail!("--preserve-fds is not supported: the process gets stdio only");
+    match c.status() {
+        OciStatus::Stopped => bail!("cannot exec in a stopped container"),
+        // Its process would be frozen before it got anywhere (runc refuses too).
+        OciStatus::Paused => bail!("cannot exec in a paused container"),
+        OciStatus::Created | OciStatus::Running => {}
     }
     let spec = c.spec()?;
-    let process = match &a.process {
+    let mut process = match &a.process {
         Some(path) => {
             if !a.command.is_empty() {
                 bail!("give either --process or a command, not both");
@@ -32,6 +32,7 @@ pub fn exec(g: &Global, a: &ExecArgs) -> anyhow::Result<ExitCode> {
         }
         None => from_command_line(&spec, a)?,
     };
+    super::compat::drop_unraisable_ambient(g, &mut process);
     if process.args().as_ref().is_none_or(|v| v.is_empty()) {
         bail!("the process has no args");
     }
@@ -49,6 +50,7 @@ pub fn exec(g: &Global, a: &ExecArgs) -> anyhow::Result<ExitCode> {
         Stdio::default(),
         ExecOptions {
             console_socket: console,
+            preserve_fds: a.preserve_fds,
         },
     )?;
     if let Some(pf) = &a.pid_file {

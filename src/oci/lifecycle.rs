@@ -1,4 +1,5 @@
 //! `create`, `start`, `run`, `state`, `kill`, `delete`, `list`, `ps`, `features`.
+//! (`pause`, `resume`, `update` and `events` are in `resources.rs`.)
 
 use crate::containers::parse_signal;
 use anyhow::{bail, Context};
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use super::hooks::{self, Kind};
 use super::state::{cgroup_path, validate_id, write_pid_file, OciContainer, OciStatus, Saved};
 use super::{warn, CreateArgs, Global, RunArgs};
 use crate::commands::exit_code;
@@ -28,6 +30,7 @@ struct Prepared {
     cgroup: PathBuf,
     /// Connected to --console-socket when the process wants a terminal.
     console: Option<std::os::fd::OwnedFd>,
+    preserve_fds: u32,
 }
 
 /// Connects to the caller's console socket (only when the process wants a terminal).
@@ -48,15 +51,16 @@ pub(super) fn console_socket(
 /// Validates the bundle and makes the state directory (which claims the id).
 fn prepare(g: &Global, a: &CreateArgs) -> anyhow::Result<Prepared> {
     validate_id(&a.id)?;
-    if a.preserve_fds > 0 {
-        bail!("--preserve-fds is not supported: the container gets stdio only");
-    }
     let bundle =
         std::fs::canonicalize(&a.bundle).with_context(|| format!("bundle {:?}", a.bundle))?;
     let config = bundle.join("config.json");
     let data = std::fs::read(&config).with_context(|| format!("reading {config:?}"))?;
-    let spec: Spec =
+    let mut spec: Spec =
         serde_json::from_slice(&data).with_context(|| format!("parsing {config:?}"))?;
+    if let Some(mut process) = spec.process().clone() {
+        super::compat::drop_unraisable_ambient(g, &mut process);
+        spec.set_process(Some(process));
+    }
     let process = spec
         .process()
         .as_ref()
@@ -86,22 +90,6 @@ fn prepare(g: &Global, a: &CreateArgs) -> anyhow::Result<Prepared> {
             .and_then(|p| p.to_str()),
         &a.id,
     )?;
-    if let Some(h) = spec.hooks() {
-        let any = [
-            h.prestart().as_ref().map(Vec::len),
-            h.create_runtime().as_ref().map(Vec::len),
-            h.create_container().as_ref().map(Vec::len),
-            h.start_container().as_ref().map(Vec::len),
-            h.poststart().as_ref().map(Vec::len),
-            h.poststop().as_ref().map(Vec::len),
-        ]
-        .into_iter()
-        .flatten()
-        .any(|n| n > 0);
-        if any {
-            bail!("OCI hooks are not supported");
-        }
-    }
     std::fs::create_dir_all(&g.root).with_context(|| format!("state root {:?}", g.root))?;
     let dir = OciContainer::dir_of(&g.root, &a.id);
     match std::fs::create_dir(&dir) {
@@ -124,11 +112,16 @@ fn prepare(g: &Global, a: &CreateArgs) -> anyhow::Result<Prepared> {
         rootfs,
         cgroup,
         console,
+        preserve_fds: a.preserve_fds,
     })
 }
 
 /// Starts the container's process (waiting at `gate` if given) and records it.
-fn launch(p: &mut Prepared, gate: Option<std::os::fd::OwnedFd>) -> anyhow::Result<Started> {
+fn launch(
+    g: &Global,
+    p: &mut Prepared,
+    gate: Option<std::os::fd::OwnedFd>,
+) -> anyhow::Result<Started> {
     let cfg = SpawnConfig {
         spec: p.spec.clone(),
         // The bundle's rootfs is bind-mounted onto itself, inside the container's mount
@@ -137,11 +130,52 @@ fn launch(p: &mut Prepared, gate: Option<std::os::fd::OwnedFd>) -> anyhow::Resul
         mountpoint: p.rootfs.clone(),
         cgroup: p.cgroup.clone(),
     };
+    const AT_CREATE: [Kind; 3] = [Kind::Prestart, Kind::CreateRuntime, Kind::CreateContainer];
+    let before_pivot: Option<frun_runtime::BeforePivot> =
+        hooks::any(&p.spec, &AT_CREATE).then(|| {
+            let (g, id, bundle, spec) = (g.clone(), p.id.clone(), p.bundle.clone(), p.spec.clone());
+            Box::new(move |pid: i32| {
+                let state = hooks::State {
+                    id: &id,
+                    pid,
+                    bundle: &bundle,
+                    spec: &spec,
+                };
+                hooks::run(&g, &state, &AT_CREATE).map_err(|e| format!("{e:#}").into())
+            }) as frun_runtime::BeforePivot
+        });
     let opts = SpawnOptions {
         start_gate: gate,
         console_socket: p.console.take(),
+        preserve_fds: p.preserve_fds,
+        before_pivot,
     };
-    let started = frun_runtime::spawn_with(&cfg, Stdio::default(), opts)?;
+    let started = match frun_runtime::spawn_with(&cfg, Stdio::default(), opts) {
+        Ok(s) => s,
+        Err(e) => {
+            // A hook failed: the container is gone; the spec's lifecycle goes on with
+            // poststop.
+            if matches!(e, frun_runtime::RuntimeError::Hook(_)) {
+                poststop(g, &p.id, &p.bundle, &p.spec);
+            }
+            return Err(e.into());
+        }
+    };
+    let wants_oom_off = p
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.disable_oom_killer())
+        .unwrap_or(false);
+    if wants_oom_off && started.cgroup.is_v2() {
+        warn(
+            g,
+            "linux.resources.memory.disableOOMKiller: cgroup v2 has no switch for it; \
+             the OOM killer stays on",
+        );
+    }
     let annotations = p
         .spec
         .annotations()
@@ -158,6 +192,7 @@ fn launch(p: &mut Prepared, gate: Option<std::os::fd::OwnedFd>) -> anyhow::Resul
         cgroup: p.cgroup.clone(),
         created: now(),
         annotations,
+        hooks: p.spec.hooks().is_some(),
     };
     if let Err(e) = OciContainer::save(&p.dir, &saved) {
         kill_and_remove(&started);
@@ -180,18 +215,8 @@ fn abandon(p: &Prepared) {
 pub fn create(g: &Global, a: &CreateArgs) -> anyhow::Result<ExitCode> {
     let mut p = prepare(g, a)?;
     let r = (|| {
-        // The start gate: a FIFO the waiting process holds open read-write (so opening
-        // it never blocks); `start` writes one byte into it.
-        let fifo = p.dir.join("exec.fifo");
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .with_context(|| format!("mkfifo {fifo:?}"))?;
-        let gate = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&fifo)
-            .with_context(|| format!("opening {fifo:?}"))?;
-        let started = launch(&mut p, Some(gate.into()))?;
+        let gate = make_gate(&p.dir)?;
+        let started = launch(g, &mut p, Some(gate))?;
         if let Some(pf) = &a.pid_file {
             if let Err(e) = write_pid_file(pf, started.pid) {
                 kill_and_remove(&started);
@@ -213,9 +238,56 @@ pub fn start(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
     let c = OciContainer::load(&g.root, id)?;
     match c.status() {
         OciStatus::Created => {}
-        OciStatus::Running => bail!("cannot start an already running container"),
+        OciStatus::Running | OciStatus::Paused => {
+            bail!("cannot start an already running container")
+        }
         OciStatus::Stopped => bail!("cannot start a container that has stopped"),
     }
+    let spec = if c.saved.hooks { Some(c.spec()?) } else { None };
+    // startContainer hooks, in the container's namespaces, before its program runs: a
+    // failure destroys the container (and runs poststop), as the spec has it.
+    if let Some(spec) = &spec {
+        let state = hooks::State {
+            id,
+            pid: c.saved.pid,
+            bundle: &c.saved.bundle,
+            spec,
+        };
+        if let Err(e) = hooks::run(g, &state, &[Kind::StartContainer]) {
+            if let Err(d) = destroy(g, &c) {
+                warn(g, &format!("destroying {id} after the failed hook: {d:#}"));
+            }
+            poststop(g, id, &c.saved.bundle, spec);
+            return Err(e);
+        }
+    }
+    release(&c)?;
+    if let Some(spec) = &spec {
+        let state = hooks::State {
+            id,
+            pid: c.saved.pid,
+            bundle: &c.saved.bundle,
+            spec,
+        };
+        hooks::run(g, &state, &[Kind::Poststart])?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the poststop hooks (warnings only: the container is gone already).
+fn poststop(g: &Global, id: &str, bundle: &Path, spec: &Spec) {
+    let state = hooks::State {
+        id,
+        pid: 0,
+        bundle,
+        spec,
+    };
+    let _ = hooks::run(g, &state, &[Kind::Poststop]);
+}
+
+/// Opens the start gate: one byte into the FIFO, which is then removed.
+fn release(c: &OciContainer) -> anyhow::Result<()> {
+    let id = &c.saved.id;
     let fifo = c.fifo();
     let mut f = match std::fs::OpenOptions::new()
         .write(true)
@@ -232,12 +304,23 @@ pub fn start(g: &Global, id: &str) -> anyhow::Result<ExitCode> {
     f.write_all(b"0").context("releasing the container")?;
     drop(f);
     std::fs::remove_file(&fifo).with_context(|| format!("removing {fifo:?}"))?;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 pub fn run(g: &Global, a: &RunArgs) -> anyhow::Result<ExitCode> {
     let mut p = prepare(g, &a.create)?;
-    let started = match launch(&mut p, None) {
+    // startContainer hooks run between set-up and the program: through the start gate,
+    // as create + start. Without them, straight through (no gate, no FIFO).
+    let gated = hooks::any(&p.spec, &[Kind::StartContainer]);
+    let launched = (|| {
+        let gate = if gated {
+            Some(make_gate(&p.dir)?)
+        } else {
+            None
+        };
+        launch(g, &mut p, gate)
+    })();
+    let started = match launched {
         Ok(s) => s,
         Err(e) => {
             abandon(&p);
@@ -251,6 +334,18 @@ pub fn run(g: &Global, a: &RunArgs) -> anyhow::Result<ExitCode> {
             return Err(e);
         }
     }
+    if gated {
+        // `start`'s work: hooks, gate, poststart. On failure the container is gone.
+        start(g, &p.id)?;
+    } else if hooks::any(&p.spec, &[Kind::Poststart]) {
+        let state = hooks::State {
+            id: &p.id,
+            pid: started.pid,
+            bundle: &p.bundle,
+            spec: &p.spec,
+        };
+        hooks::run(g, &state, &[Kind::Poststart])?;
+    }
     if a.create.detach {
         return Ok(ExitCode::SUCCESS);
     }
@@ -260,8 +355,24 @@ pub fn run(g: &Global, a: &RunArgs) -> anyhow::Result<ExitCode> {
             warn(g, &format!("removing cgroup {:?}: {e}", p.cgroup));
         }
         abandon(&p);
+        poststop(g, &p.id, &p.bundle, &p.spec);
     }
     Ok(exit_code(exit.code))
+}
+
+/// The start gate: a FIFO the waiting process holds open read-write (so opening it
+/// never blocks); `start` writes one byte into it.
+fn make_gate(dir: &Path) -> anyhow::Result<std::os::fd::OwnedFd> {
+    let fifo = dir.join("exec.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .with_context(|| format!("mkfifo {fifo:?}"))?;
+    let gate = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&fifo)
+        .with_context(|| format!("opening {fifo:?}"))?;
+    Ok(gate.into())
 }
 
 /// The pid that [`forward`] passes signals on to.
@@ -351,14 +462,23 @@ pub fn delete(g: &Global, id: &str, force: bool) -> anyhow::Result<ExitCode> {
             return Err(e);
         }
     };
+    // The spec: deleting a container that is not stopped MUST fail and leave it as it
+    // is. runc and crun delete (kill) a created one anyway; --force is for that.
     match c.status() {
-        OciStatus::Stopped | OciStatus::Created => {}
-        OciStatus::Running if force => {}
-        OciStatus::Running => {
-            bail!("cannot delete container {id} that is not stopped: running")
+        OciStatus::Stopped => {}
+        _ if force => {}
+        other => {
+            bail!(
+                "cannot delete container {id} that is not stopped: {} (use --force)",
+                other.as_str()
+            )
         }
     }
+    let spec = if c.saved.hooks { c.spec().ok() } else { None };
     destroy(g, &c)?;
+    if let Some(spec) = &spec {
+        poststop(g, id, &c.saved.bundle, spec);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -370,6 +490,10 @@ fn destroy(g: &Global, c: &OciContainer) -> anyhow::Result<()> {
     }
     for pid in cg.pids() {
         let _ = signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    // A paused container's processes die only once thawed.
+    if c.paused_mark().exists() || cg.frozen() {
+        let _ = cg.thaw();
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while c.alive() {
@@ -466,7 +590,7 @@ pub fn features() -> anyhow::Result<ExitCode> {
     let v = serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": super::state::OCI_VERSION,
-        "hooks": [],
+        "hooks": Kind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>(),
         "mountOptions": ["ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec",
             "sync", "dirsync", "noatime", "nodiratime", "relatime", "strictatime", "bind",
             "rbind", "private", "rprivate", "shared", "rshared", "slave", "rslave",
@@ -481,4 +605,17 @@ pub fn features() -> anyhow::Result<ExitCode> {
     });
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals() {
+        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
+        assert_eq!(parse_signal("TERM").unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_signal("sigusr1").unwrap(), Signal::SIGUSR1);
+        assert!(parse_signal("NOPE").is_err());
+    }
 }

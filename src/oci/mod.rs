@@ -11,8 +11,11 @@
 //! frun's own: the state on disk (`ROOT/ID/state.json`) and the process are the truth.
 //! `run` is create + start in one, and stays in the foreground as the parent.
 
+mod compat;
 mod exec;
+mod hooks;
 mod lifecycle;
+mod resources;
 mod state;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -120,6 +123,14 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
     },
+    /// Freeze every process of a running container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// Change the resources (limits) of a running container.
+    Update(UpdateArgs),
+    /// What a container uses (CPU, memory, pids), as JSON lines.
+    Events(EventsArgs),
     /// What this runtime supports, as JSON.
     Features,
     /// Print the version.
@@ -143,7 +154,7 @@ pub struct CreateArgs {
     /// Accepted: frun creates no session keyring.
     #[arg(long)]
     pub no_new_keyring: bool,
-    /// Pass this many extra fds (from 3 on): only 0 is supported.
+    /// Pass this many extra fds (3, 4, ...) on to the container's process.
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: u32,
     /// Accepted for compatibility (create always returns once the container waits).
@@ -159,6 +170,49 @@ pub struct RunArgs {
     /// Do not remove the container's state after it exits.
     #[arg(long)]
     pub keep: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct UpdateArgs {
+    /// The resources as OCI `linux.resources` JSON (`-` for stdin); flags go over it.
+    #[arg(short, long)]
+    pub resources: Option<String>,
+    /// Memory limit in bytes (k, m, g suffixes; -1: none).
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Memory plus swap limit (-1: none).
+    #[arg(long)]
+    pub memory_swap: Option<String>,
+    #[arg(long)]
+    pub memory_reservation: Option<String>,
+    /// CPU shares (relative weight).
+    #[arg(long, alias = "cpu-share")]
+    pub cpu_shares: Option<u64>,
+    /// CPU CFS quota, microseconds per period.
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// CPU CFS period, microseconds.
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// Maximum number of processes (0 or -1: none).
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<String>,
+    pub id: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct EventsArgs {
+    /// Print the figures once and exit.
+    #[arg(long)]
+    pub stats: bool,
+    /// Time between two readings (e.g. 5s, 500ms).
+    #[arg(long, default_value = "5s")]
+    pub interval: String,
+    pub id: String,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -224,6 +278,10 @@ pub fn main() -> ExitCode {
         Command::Exec(a) => exec::exec(&g, &a),
         Command::List { format, quiet } => lifecycle::list(&g, &format, quiet),
         Command::Ps { format, id, .. } => lifecycle::ps(&g, &id, &format),
+        Command::Pause { id } => resources::pause(&g, &id),
+        Command::Resume { id } => resources::resume(&g, &id),
+        Command::Update(a) => resources::update(&g, &a),
+        Command::Events(a) => resources::events(&g, &a),
         Command::Features => lifecycle::features(),
         Command::Version => unreachable!("handled above"),
     };

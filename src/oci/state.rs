@@ -28,6 +28,9 @@ pub struct Saved {
     pub created: String,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// The spec has hooks: `start` and `delete` read it for them (and only then).
+    #[serde(default)]
+    pub hooks: bool,
 }
 
 /// An OCI container's status as the runtime spec names it (`frun-oci state`); not
@@ -36,6 +39,7 @@ pub struct Saved {
 pub enum OciStatus {
     Created,
     Running,
+    Paused,
     Stopped,
 }
 
@@ -50,6 +54,7 @@ impl OciStatus {
         match self {
             OciStatus::Created => "created",
             OciStatus::Running => "running",
+            OciStatus::Paused => "paused",
             OciStatus::Stopped => "stopped",
         }
     }
@@ -110,6 +115,11 @@ impl OciContainer {
         self.dir.join("exec.fifo")
     }
 
+    /// Present while the container is paused.
+    pub fn paused_mark(&self) -> PathBuf {
+        self.dir.join("paused")
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("config.json")
     }
@@ -131,6 +141,8 @@ impl OciContainer {
             OciStatus::Stopped
         } else if self.fifo().exists() {
             OciStatus::Created
+        } else if self.paused_mark().exists() {
+            OciStatus::Paused
         } else {
             OciStatus::Running
         }

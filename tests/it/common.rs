@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 pub use frun_runtime::testing::unavailable;
 
 pub fn text(b: &[u8]) -> String {
@@ -207,11 +209,16 @@ impl Frun {
     }
 
     /// Cgroup directories below this test's cgroup parent (every hierarchy), the
-    /// parent itself excluded: what its containers left.
+    /// parent itself excluded: what its containers left. (`PARENT/supervisor`, the
+    /// cgroup of frun's own processes, the supervisor and the containers' holders, is
+    /// frun's and stays.)
     pub fn child_cgroups(&self) -> Vec<PathBuf> {
         self.cgroup_dirs()
             .iter()
-            .flat_map(|d| walk_dirs(d).into_iter().skip(1))
+            .flat_map(|d| {
+                let own = d.join("supervisor");
+                walk_dirs(d).into_iter().skip(1).filter(move |p| *p != own)
+            })
             .collect()
     }
 
@@ -542,4 +549,504 @@ fn relay(
     }
     let _ = client.shutdown(Shutdown::Both);
     let _ = server.shutdown(Shutdown::Both);
+}
+
+// --- frun-oci: bundles, the runc-style CLI, podman and containerd driving it (shared by
+// oci.rs and oci_spec.rs) ---
+
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `dir/frun-oci`, a symlink to the frun binary.
+pub fn oci_bin(dir: &Path) -> PathBuf {
+    let link = dir.join("frun-oci");
+    if !link.exists() {
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_frun"), &link).expect("symlink frun-oci");
+    }
+    link
+}
+
+/// Mount points of this (the host's) mount namespace below `dir`.
+pub fn mounts_below(dir: &Path) -> Vec<String> {
+    let d = dir.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+        .filter(|m| m == &d || m.starts_with(&format!("{d}/")))
+        .collect()
+}
+
+/// The runc-style CLI on a private state root.
+pub struct Oci {
+    pub f: Frun,
+    pub bin: PathBuf,
+    pub root: PathBuf,
+}
+
+impl Oci {
+    pub fn new() -> Oci {
+        let f = Frun::new();
+        let bin = oci_bin(f.dir.path());
+        let root = f.dir.path().join("oci-state");
+        Oci { f, bin, root }
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.arg("--root").arg(&self.root).args(args);
+        c.stdin(Stdio::null()).env_remove("RUST_LOG");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run frun-oci")
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "frun-oci {args:?} failed ({}):\n{}",
+            out.status,
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "frun-oci {args:?} should have failed:\n{}",
+            text(&out.stdout)
+        );
+        text(&out.stderr)
+    }
+
+    pub fn state(&self, id: &str) -> Value {
+        serde_json::from_str(&self.ok(&["state", id])).expect("state JSON")
+    }
+
+    pub fn status(&self, id: &str) -> String {
+        self.state(id)["status"].as_str().unwrap().to_string()
+    }
+
+    /// `create`, with the container's stdio on files (a pipe would stay open as long as
+    /// the container runs).
+    pub fn create(&self, bundle: &Path, id: &str, out: &Path) -> i32 {
+        let pid_file = self.f.dir.path().join(format!("{id}.pid"));
+        let log = std::fs::File::create(out).unwrap();
+        let status = self
+            .cmd(&["create", "--bundle"])
+            .arg(bundle)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(id)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .status()
+            .unwrap();
+        assert!(status.success(), "create {id}: {}", read_or_empty(out));
+        read_or_empty(&pid_file).trim().parse().expect("pid file")
+    }
+}
+
+/// A bundle unpacked by umoci from the test image layout of test/busybox, with `args` as
+/// the process, no terminal and `cgroup` as cgroupsPath (None: leave it unset).
+pub fn bundle(f: &Frun, name: &str, args: &[&str], cgroup: Option<&str>) -> Option<PathBuf> {
+    bundle_of(f, "test/busybox", name, args, cgroup)
+}
+
+/// [`bundle`] from the test image `image` (e.g. `test/checker`).
+pub fn bundle_of(
+    f: &Frun,
+    image: &str,
+    name: &str,
+    args: &[&str],
+    cgroup: Option<&str>,
+) -> Option<PathBuf> {
+    if !is_root() {
+        unavailable("not root: containers need root");
+        return None;
+    }
+    let images = test_env("FRUN_TEST_IMAGES")?;
+    if !have("umoci") {
+        unavailable("umoci is not installed (scripts/test.sh installs it)");
+        return None;
+    }
+    let dir = f.dir.path().join(name);
+    let out = Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{images}/oci/{image}:latest"))
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "umoci unpack: {}", text(&out.stderr));
+    let config = dir.join("config.json");
+    let mut spec: Value = serde_json::from_str(&read_or_empty(&config)).unwrap();
+    spec["process"]["terminal"] = false.into();
+    spec["process"]["args"] = args.iter().map(|a| Value::from(*a)).collect();
+    match cgroup {
+        Some(c) => spec["linux"]["cgroupsPath"] = c.into(),
+        None => {
+            spec["linux"].as_object_mut().unwrap().remove("cgroupsPath");
+        }
+    }
+    std::fs::write(&config, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+    Some(dir)
+}
+
+/// Kills what is left in a cgroup (relative to every hierarchy) and removes it, on drop.
+/// Kills what is left in the cgroup `/<path>` and removes it on drop; also its parent,
+/// when the parent did not exist before the guard (frun-oci's default `/frun-oci`).
+pub struct CgroupGuard(String, Vec<PathBuf>);
+
+impl CgroupGuard {
+    pub fn new(path: String) -> CgroupGuard {
+        let parent = Path::new(&path)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let made_by_us = std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join(&parent))
+            .filter(|p| !parent.as_os_str().is_empty() && !p.exists())
+            .collect();
+        CgroupGuard(path, made_by_us)
+    }
+}
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        for e in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let d = e.path().join(&self.0);
+            for pid in read_or_empty(&d.join("cgroup.procs")).lines() {
+                if let Ok(pid) = pid.trim().parse::<i32>() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+            for _ in 0..50 {
+                if !d.exists() || std::fs::remove_dir(&d).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        // Only a parent that this test brought into being, and only if empty.
+        for p in &self.1 {
+            let _ = std::fs::remove_dir(p);
+        }
+    }
+}
+
+pub fn alive(pid: i32) -> bool {
+    let stat = read_or_empty(Path::new(&format!("/proc/{pid}/stat")));
+    !stat.is_empty() && !stat.contains(") Z ")
+}
+
+/// Unmounts everything below `dir`, deepest first (what podman or containerd left).
+pub fn umount_below(dir: &Path) {
+    let mut ms = mounts_below(dir);
+    ms.sort();
+    for m in ms.iter().rev() {
+        let c = std::ffi::CString::new(m.as_str()).unwrap();
+        // SAFETY: umount2 on a NUL-terminated path.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// podman with all of its state in the test's temp dir, frun-oci as its runtime (state
+/// in `oci-state/`), cgroupfs under the test's cgroup parent, no network.
+pub struct Podman {
+    pub f: Frun,
+    pub bin: PathBuf,
+}
+
+impl Podman {
+    pub fn new() -> Podman {
+        let f = Frun::new();
+        let d = f.dir.path();
+        for sub in ["net", "copy", "tmp", "wrap"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        // podman passes no --root to a runtime it does not know (and its --runtime-flag
+        // does not reach the clean-up it runs when a container exits): a wrapper named
+        // frun-oci gives frun-oci the test's state root.
+        let bin = d.join("wrap/frun-oci");
+        std::fs::write(
+            &bin,
+            format!(
+                "#!/bin/sh\nexec {} --root {} \"$@\"\n",
+                oci_bin(d).display(),
+                d.join("oci-state").display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        std::fs::write(
+            d.join("containers.conf"),
+            format!(
+                "[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = \"cgroupfs\"\n\
+                 events_logger = \"none\"\nimage_copy_tmp_dir = \"{0}/copy\"\n\
+                 runtime_supports_json = [\"frun-oci\"]\n[network]\nnetwork_config_dir = \"{0}/net\"\n",
+                d.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("storage.conf"),
+            format!(
+                "[storage]\ndriver = \"overlay\"\ngraphroot = \"{0}/proot\"\nrunroot = \"{0}/prun\"\n",
+                d.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(d.join("registries.conf"), "").unwrap();
+        Podman { f, bin }
+    }
+
+    pub fn oci_state(&self) -> PathBuf {
+        self.f.dir.path().join("oci-state")
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let d = self.f.dir.path();
+        let mut c = Command::new("podman");
+        c.env("CONTAINERS_CONF", d.join("containers.conf"))
+            .env("CONTAINERS_STORAGE_CONF", d.join("storage.conf"))
+            .env("CONTAINERS_REGISTRIES_CONF", d.join("registries.conf"))
+            .arg("--root")
+            .arg(d.join("proot"))
+            .arg("--runroot")
+            .arg(d.join("prun"))
+            .args([
+                "--storage-driver",
+                "overlay",
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "none",
+            ])
+            .arg("--tmpdir")
+            .arg(d.join("tmp"))
+            .arg("--runtime")
+            .arg(&self.bin)
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run podman")
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "podman {args:?} failed ({}):\n{}",
+            out.status,
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self
+            .cmd(&["rm", "--all", "--force", "--time", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        umount_below(self.f.dir.path());
+    }
+}
+
+/// Container ids frun-oci holds state for.
+pub fn oci_ids(root: &Path) -> Vec<String> {
+    std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// A private containerd (root, state, socket in the test's temp dir; CRI off) in a mount
+/// namespace of its own with a tmpfs on /run, where containerd 1.6 and its shims keep
+/// sockets and FIFOs at fixed paths: nothing of it shows on the host, and its mounts go
+/// with it.
+pub struct Containerd {
+    pub f: Frun,
+    pub bin: PathBuf,
+    pub sock: PathBuf,
+    daemon: Option<std::process::Child>,
+}
+
+impl Containerd {
+    pub fn start() -> Containerd {
+        let f = Frun::new();
+        let d = f.dir.path().to_path_buf();
+        let bin = oci_bin(&d);
+        let sock = d.join("ctd.sock");
+        for sub in ["ctd-root", "ctd-state", "ctd-opt", "fifo"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        let config = d.join("containerd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"version = 2
+root = "{0}/ctd-root"
+state = "{0}/ctd-state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
+                    "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
+                    "io.containerd.snapshotter.v1.aufs"]
+[grpc]
+  address = "{1}"
+[ttrpc]
+  address = "{1}.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{0}/ctd-opt"
+"#,
+                d.display(),
+                sock.display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(d.join("containerd.log")).unwrap();
+        let daemon = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "mount -t tmpfs -o mode=755 frun-test-run /run && exec containerd --config {}",
+                config.display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start containerd");
+        let c = Containerd {
+            f,
+            bin,
+            sock,
+            daemon: Some(daemon),
+        };
+        wait_for(20, "containerd to answer", || {
+            c.ctr(&["version"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap()
+                .success()
+                .then_some(())
+        });
+        c
+    }
+
+    pub fn ctr(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ctr");
+        c.arg("--address")
+            .arg(&self.sock)
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.ctr(args).output().expect("run ctr")
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "ctr {args:?} failed ({}):\n{}\ncontainerd log:\n{}",
+            out.status,
+            text(&out.stderr),
+            read_or_empty(&self.f.dir.path().join("containerd.log"))
+        );
+        text(&out.stdout)
+    }
+
+    pub fn fifo_dir(&self) -> String {
+        self.f.dir.path().join("fifo").display().to_string()
+    }
+
+    /// The frun-oci state root the shim passes (`/run/containerd/runc/NAMESPACE`),
+    /// seen through the daemon's mount namespace.
+    pub fn oci_state(&self) -> PathBuf {
+        let pid = self.daemon.as_ref().unwrap().id();
+        PathBuf::from(format!("/proc/{pid}/root/run/containerd/runc/default"))
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let ids = self.run(&["containers", "ls", "-q"]);
+        for id in text(&ids.stdout).lines() {
+            for args in [
+                &["tasks", "kill", "-s", "KILL", id][..],
+                &["tasks", "delete", "-f", id],
+                &["containers", "delete", id],
+            ] {
+                let _ = self
+                    .ctr(args)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+        if let Some(mut d) = self.daemon.take() {
+            let pid = nix::unistd::Pid::from_raw(d.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while d.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        // Shims this daemon started outlive it: they name its socket on their command line.
+        let sock = self.sock.display().to_string();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            if args
+                .first()
+                .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"))
+                && args.contains(&sock.as_bytes())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        umount_below(self.f.dir.path());
+    }
 }

@@ -18,6 +18,7 @@ mod cgroupfs;
 mod dev;
 mod mask;
 mod options;
+mod propagation;
 mod resolve;
 
 use nix::mount::{umount2, MntFlags, MsFlags};
@@ -33,6 +34,7 @@ use resolve::{ensure, fd_path, rel, resolve, root_dir};
 
 pub use crate::source::RootfsSource;
 pub(crate) use mask::finish;
+pub(crate) use propagation::after_pivot as set_root_propagation;
 
 type R<T> = Result<T, SetupError>;
 
@@ -44,17 +46,9 @@ pub(crate) fn prepare(
     mountpoint: &Path,
     mut userns: Option<Userns>,
 ) -> R<OwnedFd> {
-    // 1. Nothing mounted from here on may propagate back to the host.
-    let propagation = match spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.rootfs_propagation().clone())
-        .as_deref()
-    {
-        Some("shared") | Some("rshared") => MsFlags::MS_SHARED,
-        Some("slave") | Some("rslave") => MsFlags::MS_SLAVE,
-        _ => MsFlags::MS_PRIVATE,
-    };
+    // 1. Nothing mounted from here on may propagate back to the host (and the root
+    //    is not shared until after the pivot: see `propagation`).
+    let propagation = propagation::before_pivot(spec);
     sys_mount(
         None,
         "/",
@@ -337,6 +331,32 @@ fn mount_one(root: &OwnedFd, m: &Mount, mut userns: Option<&mut Userns>) -> R<()
         let target = resolve(root, dest).map_err(|e| SetupError::mount(&what, e))?;
         sys_mount(None, &fd_path(&target), None, propagation, None, &what)?;
     }
+    Ok(())
+}
+
+/// Without a mount namespace of its own: the bundle's directory becomes the root by
+/// `chroot`, in the runtime's mount namespace, with nothing mounted (`spawn` refuses a
+/// spec that would need a mount).
+pub(crate) fn chroot(source: &RootfsSource) -> R<()> {
+    let RootfsSource::Dir(dir) = source else {
+        return Err(SetupError::spec(
+            "root",
+            "an overlay root filesystem needs a mount namespace",
+        ));
+    };
+    let chdir = |path: &Path| {
+        let p = path.to_path_buf();
+        move |e: std::io::Error| SetupError::Chdir {
+            path: p,
+            cause: e.into(),
+        }
+    };
+    std::env::set_current_dir(dir).map_err(chdir(dir))?;
+    nix::unistd::chroot(".").map_err(|e| SetupError::Chroot {
+        path: dir.clone(),
+        cause: e.into(),
+    })?;
+    std::env::set_current_dir("/").map_err(chdir(Path::new("/")))?;
     Ok(())
 }
 

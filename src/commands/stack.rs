@@ -1,0 +1,142 @@
+//! `up`, `down`, `status`, `systemd-unit`: thin doors to [`crate::stack`] and
+//! [`crate::supervise`].
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use crate::cli::{DownArgs, Format, Global, StackArgs, StatusArgs};
+use crate::containers::{Container, Containers, Status};
+use crate::stack::{up as stack_up, Stack};
+
+pub fn up(g: &Global, args: StackArgs) -> anyhow::Result<ExitCode> {
+    let stack = Stack::load(&args.file, &g.root)?;
+    let changes = stack_up::up(g, &stack, args.format == Format::Json)?;
+    match args.format {
+        Format::Json => {
+            println!("{}", serde_json::to_string_pretty(&changes)?);
+        }
+        Format::Table => {
+            for c in &changes {
+                println!("{:<6} {:<30} {}", c.role, c.container, c.action);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn down(g: &Global, args: DownArgs) -> anyhow::Result<ExitCode> {
+    let stack = Stack::load(&args.file, &g.root)?;
+    for r in stack_up::down(g, &stack, args.volumes)? {
+        println!("{r}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How long ago an RFC 3339 time was, as `3m12s`.
+fn since(t: Option<&str>) -> Option<String> {
+    let t = chrono::DateTime::parse_from_rfc3339(t?).ok()?;
+    let secs = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+        .num_seconds()
+        .max(0);
+    Some(match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{}s", s / 60, s % 60),
+        s => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+    })
+}
+
+/// One row of `status` (and `ps`): what a user asks of a container.
+pub fn describe(c: &Container) -> serde_json::Value {
+    let st = c.state().ok();
+    let running = st.as_ref().is_some_and(|s| s.status == Status::Running);
+    let holder = st.as_ref().is_some_and(Container::holder_alive);
+    let status = match &st {
+        Some(s) if s.status == Status::Running && !holder => "running (holder lost)".to_string(),
+        Some(s) if s.status == Status::Exited && holder => "restarting".to_string(),
+        Some(s) if s.status == Status::Exited => format!("exited ({})", s.exit_code.unwrap_or(-1)),
+        Some(s) => s.status.to_string(),
+        None => "unknown".into(),
+    };
+    let health = c
+        .record
+        .health
+        .as_ref()
+        .map(|_| {
+            crate::supervise::read_health(c)
+                .map(|h| h.status.to_string())
+                .unwrap_or_else(|| "starting".into())
+        })
+        .filter(|_| running);
+    serde_json::json!({
+        "role": c.record.labels.get(crate::model::LABEL_ROLE),
+        "stack": c.record.labels.get(crate::model::LABEL_STACK),
+        "name": c.record.name,
+        "id": c.record.id,
+        "image": c.record.image,
+        "image_digest": c.record.image_digest,
+        "status": status,
+        "health": health,
+        "uptime": st.as_ref().filter(|_| running).and_then(|s| since(s.started_at.as_deref())),
+        "restarts": st.as_ref().map_or(0, |s| s.restart_count),
+        "address": c.record.network.as_ref().map(|n| n.ip.to_string()),
+        "ports": c.record.publish.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+    })
+}
+
+pub fn status(g: &Global, args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let stack = Stack::load(&args.file, &g.root)?;
+    let containers = Containers::open(&g.root)?;
+    let rows: Vec<serde_json::Value> = stack_up::stack_containers(&containers, &stack.name)?
+        .iter()
+        .map(describe)
+        .collect();
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, &rows)?;
+            writeln!(out)?;
+        }
+        Format::Table => {
+            writeln!(
+                out,
+                "{:<6}  {:<22}  {:<19}  {:<10}  {:<9}  {:<8}  {:<8}  {:<14}  PORTS",
+                "ROLE",
+                "CONTAINER",
+                "IMAGE DIGEST",
+                "STATUS",
+                "HEALTH",
+                "UPTIME",
+                "RESTARTS",
+                "ADDRESS"
+            )?;
+            let s = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+            for r in rows {
+                let digest = s(&r["image_digest"]);
+                let digest = digest.get(..19).unwrap_or(&digest).to_string();
+                let ports: Vec<String> = r["ports"]
+                    .as_array()
+                    .map(|a| a.iter().map(s).collect())
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "{:<6}  {:<22}  {:<19}  {:<10}  {:<9}  {:<8}  {:<8}  {:<14}  {}",
+                    s(&r["role"]),
+                    crate::containers::sanitize(&s(&r["name"])),
+                    digest,
+                    s(&r["status"]),
+                    s(&r["health"]),
+                    s(&r["uptime"]),
+                    r["restarts"],
+                    s(&r["address"]),
+                    ports.join(", ")
+                )?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn systemd_unit(g: &Global) -> anyhow::Result<ExitCode> {
+    print!("{}", crate::supervise::systemd_unit(g));
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,425 @@
+//! `frun supervise`: the one long-running process of a state root.
+//!
+//! What it does: it runs the health checks of the containers that have one (writing
+//! `health.json` beside each container's state, each change of state logged once),
+//! reaps the holders it starts, answers the CLI over a unix socket in the run root
+//! (mode 0600), and, started with `--boot` (the systemd unit), brings back the stacks
+//! that `frun up` recorded and the `--restart` containers that died with the machine.
+//!
+//! What it does not do, by design: hold a container's stdio or be its parent. Each
+//! container has a small holder (`frun __shim`, as conmon is for podman) that keeps
+//! its log, its published ports and its exit code, and applies its restart policy.
+//! A `kill -9` of the supervisor therefore loses nothing: every container keeps
+//! serving and logging, exits are recorded, and the next supervisor adopts the
+//! containers by reading their state from disk (liveness checked by pid and start
+//! time, never assumed). See `/work/coord/up.md` for the measurements behind the
+//! choice.
+//!
+//! It is one thread with a poll loop: nothing here spawns a container in-process, so
+//! the runtime's refusal of a multi-threaded caller never comes up, and no signal mask
+//! or stdio of the process is changed.
+
+pub mod health;
+
+use anyhow::{bail, Context};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use crate::cli::Global;
+use crate::containers::{Container, Containers, Status};
+use health::Health;
+
+pub fn socket_path(run_root: &Path) -> PathBuf {
+    run_root.join("supervise.sock")
+}
+
+fn lock_path(run_root: &Path) -> PathBuf {
+    run_root.join("supervise.lock")
+}
+
+/// Moves this process into frun's own cgroup, `<parent>/supervisor`: not the
+/// caller's, so that a login session or a systemd unit ending does not take frun's
+/// processes (and so the containers' holders) with it, and their memory is accounted
+/// to frun. On a hybrid host that is every v1 hierarchy (name=systemd included, which
+/// is how systemd finds a unit's processes); the cgroup2 hierarchy there (`unified`,
+/// hugetlb only) is left as it is, because a holder's containers are forked from it
+/// and the runtime does not move them out of it on such a host. On a pure cgroup v2
+/// host it is the one hierarchy.
+pub fn join_own_cgroup(parent: &Path) -> anyhow::Result<()> {
+    let path = parent.join("supervisor");
+    let me = std::process::id() as i32;
+    let cg = frun_runtime::cgroup::Cgroup::open(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    cg.add(me, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// One request to the running supervisor; its one-line answer.
+pub fn request(run_root: &Path, line: &str) -> anyhow::Result<String> {
+    let path = socket_path(run_root);
+    let mut s = UnixStream::connect(&path).with_context(|| format!("connecting to {path:?}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    writeln!(s, "{line}")?;
+    let mut answer = String::new();
+    BufReader::new(s).read_line(&mut answer)?;
+    Ok(answer.trim_end().to_string())
+}
+
+/// Starts the supervisor of this state root unless it runs already.
+pub fn ensure_running(g: &Global) -> anyhow::Result<()> {
+    if request(&g.run_root, "ping").is_ok_and(|a| a.starts_with("pong")) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&g.run_root).with_context(|| format!("creating {:?}", g.run_root))?;
+    let log_path = g.run_root.join("supervise.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {log_path:?}"))?;
+    let exe = std::env::current_exe().context("finding the frun binary")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--root")
+        .arg(&g.root)
+        .arg("--run-root")
+        .arg(&g.run_root)
+        .arg("--cgroup-parent")
+        .arg(&g.cgroup_parent)
+        .arg("--bridge")
+        .arg(&g.bridge)
+        .arg("--subnet")
+        .arg(&g.subnet)
+        .arg("--verbose")
+        .arg("supervise")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe; the supervisor outlives this command.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().context("starting frun supervise")?;
+    std::mem::forget(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if request(&g.run_root, "ping").is_ok_and(|a| a.starts_with("pong")) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!(
+        "frun supervise did not answer within 10 s (its log: {})",
+        log_path.display()
+    )
+}
+
+/// What the loop keeps per supervised container.
+struct Watched {
+    health: Health,
+    next: Instant,
+    /// When its current process started (health's start period counts from there).
+    started: String,
+    since: Instant,
+}
+
+/// `frun supervise [--boot]`.
+pub fn run(g: &Global, boot: bool) -> anyhow::Result<ExitCode> {
+    // 1. One supervisor per run root: the lock says who it is.
+    std::fs::create_dir_all(&g.run_root).with_context(|| format!("creating {:?}", g.run_root))?;
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_path(&g.run_root))?;
+    let _lock =
+        match nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(l) => l,
+            Err(_) => {
+                eprintln!(
+                    "frun: a supervisor of {} runs already",
+                    g.run_root.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+        };
+    // 2. Out of the caller's cgroup, into frun's.
+    if let Err(e) = join_own_cgroup(Path::new(&g.cgroup_parent)) {
+        tracing::warn!(error = %format!("{e:#}"), "moving the supervisor into frun's cgroup");
+    }
+    // 3. The socket, root-only: a stale one (a killed supervisor's) is replaced.
+    let sock = socket_path(&g.run_root);
+    let _ = std::fs::remove_file(&sock);
+    let listener = {
+        let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
+        let l = UnixListener::bind(&sock);
+        rustix::process::umask(old);
+        l.with_context(|| format!("binding {sock:?}"))?
+    };
+    listener.set_nonblocking(true)?;
+    tracing::info!(pid = std::process::id(), socket = %sock.display(), "supervisor started");
+
+    // 4. After a boot: what was running comes back.
+    if boot {
+        boot_restore(g);
+    }
+
+    // 5. The loop: answer the CLI, probe what is due, reap holders.
+    let containers = Containers::open(&g.root)?;
+    let mut watched: HashMap<String, Watched> = HashMap::new();
+    let mut last_scan = Instant::now() - Duration::from_secs(10);
+    loop {
+        if last_scan.elapsed() >= Duration::from_millis(500) {
+            scan(&containers, &mut watched);
+            last_scan = Instant::now();
+        }
+        probe_due(&containers, &mut watched);
+        reap();
+        serve(&listener, &watched);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Adopts running containers with a health check (found on disk), forgets the gone.
+fn scan(containers: &Containers, watched: &mut HashMap<String, Watched>) {
+    let Ok(all) = containers.list() else { return };
+    let mut seen = Vec::new();
+    for c in all {
+        let Some(check) = &c.record.health else {
+            continue;
+        };
+        let Ok(st) = c.state() else { continue };
+        if st.status != Status::Running {
+            continue;
+        }
+        let started = st.started_at.clone().unwrap_or_default();
+        seen.push(c.record.id.clone());
+        let fresh = watched
+            .get(&c.record.id)
+            .is_none_or(|w| w.started != started);
+        if fresh {
+            // A restarted process starts its health over; an adopted one keeps what the
+            // previous supervisor wrote.
+            let health = read_health(&c)
+                .filter(|_| watched.get(&c.record.id).is_none())
+                .unwrap_or_else(Health::new);
+            if !watched.contains_key(&c.record.id) {
+                tracing::info!(container = %c.record.name, health = %health.status, "supervising");
+            }
+            let since = started_since(&started);
+            watched.insert(
+                c.record.id.clone(),
+                Watched {
+                    health,
+                    next: Instant::now(),
+                    started,
+                    since,
+                },
+            );
+            let _ = check;
+        }
+    }
+    watched.retain(|id, _| seen.contains(id));
+}
+
+/// The instant that corresponds to an RFC 3339 time of the past.
+fn started_since(started: &str) -> Instant {
+    let ago = chrono::DateTime::parse_from_rfc3339(started)
+        .ok()
+        .and_then(|t| {
+            (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+                .to_std()
+                .ok()
+        })
+        .unwrap_or_default();
+    Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
+}
+
+pub fn health_path(c: &Container) -> PathBuf {
+    c.dir.join("health.json")
+}
+
+pub fn read_health(c: &Container) -> Option<Health> {
+    serde_json::from_slice(&std::fs::read(health_path(c)).ok()?).ok()
+}
+
+fn probe_due(containers: &Containers, watched: &mut HashMap<String, Watched>) {
+    let now = Instant::now();
+    for (id, w) in watched.iter_mut() {
+        if w.next > now {
+            continue;
+        }
+        let Ok(c) = containers.find(id) else { continue };
+        let (Some(check), Some(net)) = (&c.record.health, &c.record.network) else {
+            continue;
+        };
+        w.next = now + check.interval;
+        let result = health::probe(std::net::IpAddr::V4(net.ip), check);
+        let was = w.health.record(check, result, w.since.elapsed());
+        if let Some(was) = was {
+            tracing::info!(container = %c.record.name, state = %w.health.status, was = %was, error = ?w.health.last_error, "health");
+        }
+        if let Ok(data) = serde_json::to_vec_pretty(&w.health) {
+            let _ = frun_images::fsutil::write_replace(&health_path(&c), &data);
+        }
+    }
+}
+
+/// Reaps the holders this process started (they are its children until they exit).
+fn reap() {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    while let Ok(s) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if s == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// Answers every waiting client: `ping`, `health` (JSON: name to health).
+fn serve(listener: &UnixListener, watched: &HashMap<String, Watched>) {
+    while let Ok((s, _)) = listener.accept() {
+        let _ = s.set_nonblocking(false);
+        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut line = String::new();
+        let mut r = BufReader::new(&s);
+        if r.read_line(&mut line).is_err() {
+            continue;
+        }
+        let answer = match line.trim() {
+            "ping" => format!("pong {}", std::process::id()),
+            "health" => {
+                let m: HashMap<&String, &Health> =
+                    watched.iter().map(|(id, w)| (id, &w.health)).collect();
+                serde_json::to_string(&m).unwrap_or_default()
+            }
+            other => format!("error: unknown request {other:?}"),
+        };
+        let mut w = &s;
+        let _ = writeln!(w, "{answer}");
+    }
+}
+
+/// At boot: containers recorded as running died with the machine. Stacks come back
+/// through `frun up` of their recorded file; other containers with a restart policy
+/// are recreated by their holder.
+fn boot_restore(g: &Global) {
+    let stacks = g.root.join("stacks");
+    for e in std::fs::read_dir(&stacks).into_iter().flatten().flatten() {
+        let Ok(rec) = std::fs::read(e.path().join("stack.json")) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&rec) else {
+            continue;
+        };
+        let Some(file) = v["file"].as_str() else {
+            continue;
+        };
+        tracing::info!(stack = %e.file_name().to_string_lossy(), file, "bringing the stack back");
+        let exe = match std::env::current_exe() {
+            Ok(x) => x,
+            Err(_) => return,
+        };
+        let r = std::process::Command::new(exe)
+            .arg("--root")
+            .arg(&g.root)
+            .arg("--run-root")
+            .arg(&g.run_root)
+            .arg("--cgroup-parent")
+            .arg(&g.cgroup_parent)
+            .arg("--bridge")
+            .arg(&g.bridge)
+            .arg("--subnet")
+            .arg(&g.subnet)
+            .args(["up", "-f", file])
+            .status();
+        if !r.is_ok_and(|s| s.success()) {
+            tracing::warn!(file, "frun up of the stack failed at boot");
+        }
+    }
+    let Ok(containers) = Containers::open(&g.root) else {
+        return;
+    };
+    for c in containers.list().unwrap_or_default() {
+        if c.record.labels.contains_key(crate::model::LABEL_STACK) {
+            continue;
+        }
+        let Ok(st) = c.state() else { continue };
+        let stopped = c.stop_requested_path().exists();
+        let wants = matches!(
+            c.record.restart,
+            crate::model::RestartPolicy::Always | crate::model::RestartPolicy::UnlessStopped
+        ) && !stopped;
+        if st.status == Status::Running || Container::holder_alive(&st) || !wants {
+            continue;
+        }
+        if let Err(e) = revive(g, &containers, &c) {
+            tracing::warn!(container = %c.record.name, error = %format!("{e:#}"), "restarting after boot");
+        }
+    }
+}
+
+/// Starts a container whose holder died with the machine: its network made anew (the
+/// old namespace went with the boot), then a new holder.
+pub fn revive(g: &Global, containers: &Containers, c: &Container) -> anyhow::Result<()> {
+    let c = match &c.record.network {
+        Some(n) => {
+            let cfg = n.config(&g.root, &g.run_root)?;
+            let _ = crate::net::detach(&cfg, &c.record.id);
+            let a = crate::net::attach(&cfg, &c.record.id, &c.record.name)?;
+            let mut record = c.record.clone();
+            if let Some(n) = record.network.as_mut() {
+                n.ip = a.ip;
+            }
+            let c = containers.update(
+                Container {
+                    dir: c.dir.clone(),
+                    record: c.record.clone(),
+                },
+                record,
+            )?;
+            crate::commands::refresh_hosts(containers, &cfg);
+            c
+        }
+        None => Container {
+            dir: c.dir.clone(),
+            record: c.record.clone(),
+        },
+    };
+    crate::commands::start_detached(g, &c)
+}
+
+/// `frun systemd-unit`: a unit that runs the supervisor (and, at boot, brings back the
+/// stacks) for this state root.
+pub fn systemd_unit(g: &Global) -> String {
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "/usr/local/bin/frun".into());
+    format!(
+        "# frun's supervisor: install as /etc/systemd/system/frun.service, then\n\
+         #   systemctl daemon-reload && systemctl enable --now frun\n\
+         [Unit]\n\
+         Description=frun supervisor (stacks of {root})\n\
+         After=network-online.target\n\
+         Wants=network-online.target\n\
+         \n\
+         [Service]\n\
+         ExecStart={exe} --root {root} --run-root {run} --cgroup-parent {cg} supervise --boot\n\
+         # The containers' holders live in frun's own cgroup ({cg}/supervisor), not in\n\
+         # this unit's: stopping the unit leaves the containers running.\n\
+         KillMode=process\n\
+         Restart=always\n\
+         RestartSec=1\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+        root = g.root.display(),
+        run = g.run_root.display(),
+        cg = g.cgroup_parent,
+    )
+}
