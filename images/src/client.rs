@@ -11,7 +11,9 @@
 //! - credentials go only to the registry itself or to the token service it names when that
 //!   service is reached as safely as the registry (no plain HTTP realm for an HTTPS
 //!   registry, no plain HTTP realm on another host unless it is itself allowed plain HTTP),
-//!   and the verbose log says which host receives them.
+//!   and the verbose log says which host receives them;
+//! - a host without CA certificates (no `ca-certificates` package) still pulls over plain
+//!   HTTP: the missing root store is an error only when an HTTPS URL is requested.
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -100,6 +102,8 @@ pub enum ClientError {
     },
     #[error("cannot set up an HTTP client")]
     Setup(#[source] reqwest::Error),
+    #[error("GET {url}: no CA certificates found on this host (install ca-certificates)")]
+    NoCaRoots { url: String },
 }
 
 impl ClientError {
@@ -122,6 +126,8 @@ impl ClientError {
 /// One repository at one registry endpoint.
 pub struct RegistryClient {
     http: reqwest::Client,
+    /// The host's CA root store was empty: HTTPS requests are refused before sending.
+    no_ca_roots: bool,
     config: RegistryConfig,
     endpoint: String,
     base: String,
@@ -161,9 +167,10 @@ impl RegistryClient {
         credentials: Option<(String, String)>,
         limits: Limits,
     ) -> Result<RegistryClient, ClientError> {
-        let http = http_client(&limits)?;
+        let (http, roots) = http_client(&limits)?;
         Ok(RegistryClient {
             http,
+            no_ca_roots: roots == CaRoots::Missing,
             config: config.clone(),
             endpoint: endpoint.to_string(),
             base: format!("{}://{}", config.scheme(endpoint), endpoint),
@@ -239,6 +246,7 @@ impl RegistryClient {
         query.push(("scope", format!("repository:{}:pull", self.repository)));
         let token = self
             .within_deadline(&realm, async {
+                self.check_ca_roots(realm_url.as_str())?;
                 let mut req = self.http.get(realm_url.clone()).query(&query);
                 match &self.credentials {
                     Some((user, password)) => {
@@ -289,6 +297,7 @@ impl RegistryClient {
         range_from: Option<u64>,
         auth: bool,
     ) -> Result<reqwest::Response, ClientError> {
+        self.check_ca_roots(url)?;
         let mut req = self.http.get(url);
         if !accept.is_empty() {
             req = req.header(header::ACCEPT, accept.join(", "));
@@ -305,6 +314,16 @@ impl RegistryClient {
             url: url.to_string(),
             source: e.without_url(),
         })
+    }
+
+    /// Refuses an HTTPS URL when the host has no CA certificates to verify it with.
+    fn check_ca_roots(&self, url: &str) -> Result<(), ClientError> {
+        if self.no_ca_roots && url.starts_with("https:") {
+            return Err(ClientError::NoCaRoots {
+                url: url.to_string(),
+            });
+        }
+        Ok(())
     }
 
     async fn within_deadline<T>(
@@ -512,15 +531,34 @@ async fn status_error(url: &str, res: reqwest::Response) -> ClientError {
     }
 }
 
+/// Whether the host has CA root certificates (`SSL_CERT_FILE`/`SSL_CERT_DIR` or the
+/// distribution's bundle, as rustls-native-certs finds them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CaRoots {
+    Present,
+    Missing,
+}
+
 /// The reqwest client for registries: connect timeout, no overall timeout (blobs may be
-/// large; their throughput is watched instead).
-pub(crate) fn http_client(limits: &Limits) -> Result<reqwest::Client, ClientError> {
-    reqwest::Client::builder()
+/// large; their throughput is watched instead). Without CA roots reqwest's platform
+/// verifier refuses to build at all, so the client then gets an empty root store (any
+/// HTTPS handshake would fail) and the caller refuses HTTPS URLs with a clear error.
+pub(crate) fn http_client(limits: &Limits) -> Result<(reqwest::Client, CaRoots), ClientError> {
+    let builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(15).min(limits.deadline))
         .read_timeout(limits.window)
-        .user_agent(concat!("frun/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(ClientError::Setup)
+        .user_agent(concat!("frun/", env!("CARGO_PKG_VERSION")));
+    let roots = if rustls_native_certs::load_native_certs().certs.is_empty() {
+        tracing::debug!("no CA certificates on this host: only plain-HTTP registries work");
+        CaRoots::Missing
+    } else {
+        CaRoots::Present
+    };
+    let builder = match roots {
+        CaRoots::Present => builder,
+        CaRoots::Missing => builder.tls_certs_only(Vec::new()),
+    };
+    Ok((builder.build().map_err(ClientError::Setup)?, roots))
 }
 
 /// Decides whether credentials for `registry` may go to the token service `realm`; returns

@@ -39,8 +39,15 @@ die() { echo "build.sh: $*" >&2; exit 1; }
 for t in umoci zstd tar gzip "$PY" "$BUSYBOX"; do
     command -v "$t" >/dev/null || die "missing tool: $t"
 done
-[ -f "$ALPINE_TGZ" ] || die "missing fixture $ALPINE_TGZ"
-[ -f "$HELLO_TAR" ] || die "missing fixture $HELLO_TAR"
+fixture_hint() {
+    if [ -n "${FRUN_FIXTURES:-}" ]; then
+        echo "(looked in FRUN_FIXTURES=$FRUN_FIXTURES)"
+    else
+        echo "(looked in $FIXTURES: shared/ beside the checkout, as in CI; from a worktree elsewhere set FRUN_FIXTURES=/path/to/shared/fixtures/real-images)"
+    fi
+}
+[ -f "$ALPINE_TGZ" ] || die "missing fixture $(basename "$ALPINE_TGZ") $(fixture_hint)"
+[ -f "$HELLO_TAR" ] || die "missing fixture $(basename "$HELLO_TAR") $(fixture_hint)"
 file -b "$BUSYBOX" 2>/dev/null | grep -q 'statically linked' || \
     ldd "$BUSYBOX" 2>&1 | grep -q 'not a dynamic' || die "$BUSYBOX is not static (apt-get install busybox-static)"
 [ -x "$CHECKER" ] || die "missing $CHECKER (needed for the test/checker* images): build it first with

@@ -7,6 +7,7 @@
 //! file knowing their types.
 
 use anyhow::bail;
+use frun_images::escape_controls;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -81,17 +82,14 @@ fn uptime(st: &State) -> Option<i64> {
     Some((chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds())
 }
 
-/// Control characters from outside (names, commands) escaped, never sent.
-fn printable(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+/// The COMMAND column: the command, its control characters (and bidi overrides) escaped
+/// as everywhere frun shows foreign text, cut to 20 characters.
+fn table_command(args: &[String]) -> String {
+    let cmd = escape_controls(&args.join(" ")).into_owned();
+    if cmd.chars().count() > 20 {
+        return cmd.chars().take(19).collect::<String>() + "…";
+    }
+    cmd
 }
 
 pub fn ps(g: &Global, args: PsArgs) -> anyhow::Result<ExitCode> {
@@ -169,21 +167,18 @@ pub fn ps(g: &Global, args: PsArgs) -> anyhow::Result<ExitCode> {
                     .as_str()
                     .unwrap_or("unknown")
                     .to_string();
-                let mut cmd = printable(&command(&c).join(" "));
-                if cmd.chars().count() > 20 {
-                    cmd = cmd.chars().take(19).collect::<String>() + "…";
-                }
+                let cmd = table_command(&command(&c));
                 let ports: Vec<String> =
                     c.record.publish.iter().map(super::inspect::port).collect();
                 writeln!(
                     out,
                     "{:<12}  {:<30}  {:<22}  {:<20}  {:<26}  {}",
                     c.short_id(),
-                    printable(&c.record.image),
+                    escape_controls(&c.record.image),
                     format!("\"{cmd}\""),
                     status,
                     ports.join(", "),
-                    printable(&c.record.name)
+                    escape_controls(&c.record.name)
                 )?;
             }
         }
@@ -215,5 +210,24 @@ mod tests {
             .to_string()
             .contains("ancestor"));
         assert!(parse_filter("name").is_err());
+    }
+
+    #[test]
+    fn table_command_escapes_terminal_controls() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // An escape sequence and a right-to-left override from an image's Cmd.
+        let shown = table_command(&args(&["\u{1b}[2J", "\u{202e}x"]));
+        assert!(
+            !shown.contains('\u{1b}') && !shown.contains('\u{202e}'),
+            "{shown}"
+        );
+        assert!(shown.starts_with("\\u{1b}[2J"), "{shown}");
+        assert_eq!(
+            table_command(&args(&["sh", "-c", "sleep 1"])),
+            "sh -c sleep 1"
+        );
+        let long = table_command(&args(&["x"; 30]));
+        assert_eq!(long.chars().count(), 20);
+        assert!(long.ends_with('…'));
     }
 }

@@ -6,6 +6,7 @@
 //! reason; under CI (`CI=true`) it fails instead.
 
 mod addr_reuse;
+mod ca_roots;
 mod common;
 mod credentials;
 mod demo;
@@ -13,6 +14,7 @@ mod holder;
 mod hostile_run;
 mod info;
 mod limits;
+mod log_colours;
 mod logs;
 mod net;
 mod oci;
