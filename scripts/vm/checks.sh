@@ -201,8 +201,11 @@ c_stop_rm_cleanup() {
     frun rm web >/dev/null
     [ -z "$(frun ps -a --format json | jq -r '.[].name')" ] || die "containers left: $(frun ps -a)"
     local left
-    left=$(find /sys/fs/cgroup -path '*/frun/*' -type d 2>/dev/null)
+    # frun's own cgroup for its holders (PARENT/supervisor) stays, but nothing may be in it.
+    left=$(find /sys/fs/cgroup -path '*/frun/*' -type d ! -path '*/frun/supervisor' 2>/dev/null)
     [ -z "$left" ] || die "cgroups left: $left"
+    left=$(cat $(find /sys/fs/cgroup -path '*/frun/supervisor' -name cgroup.procs 2>/dev/null) /dev/null)
+    [ -z "$left" ] || die "processes left in frun's supervisor cgroup: $left"
     left=$(grep -E 'overlay|/var/lib/frun' /proc/self/mountinfo || true)
     [ -z "$left" ] || die "mounts left: $left"
     ! nft list tables 2>/dev/null | grep -q frun || die "nftables table left: $(nft list tables)"
