@@ -480,12 +480,20 @@ fn the_port_closes_when_the_container_exits() {
     // `stop` returns once the container's exit is recorded, and the ports closed before.
     let e = TcpStream::connect(&addr).expect_err("the port is closed");
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
-    let lines = frun_lines(&f, "short");
+    // The log ends with the exit. The held connection may be handed to the forwarder only
+    // as the container goes (its accept is deferred until data or a timeout), and then its
+    // refused connect is said before the exit: nothing else may be there.
+    let mut lines = frun_lines(&f, "short");
     assert_eq!(
-        lines,
-        vec![format!(
+        lines.pop(),
+        Some(format!(
             "frun: the container exited (code 137): its published ports are closed (127.0.0.1:{port}:80/tcp)"
-        )]
+        )),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().all(|l| l.contains("refused the connection")),
+        "{lines:?}"
     );
     f.ok(&["rm", "short"]);
 }
