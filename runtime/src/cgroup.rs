@@ -73,6 +73,9 @@ struct Hierarchy {
     mount: PathBuf,
     /// The cgroup's directory: `mount` + the cgroup path.
     dir: PathBuf,
+    /// The file a process writes `0` to to join: `tasks` in v1, `cgroup.procs` in the
+    /// hybrid host's cgroup2 hierarchy.
+    join_file: &'static str,
 }
 
 impl Hierarchy {
@@ -179,6 +182,19 @@ pub(crate) fn v1_hierarchies(mountinfo: &str) -> Vec<(Vec<String>, PathBuf)> {
         out.push((controllers, PathBuf::from(unescape(mount_point))));
     }
     out
+}
+
+/// Where the cgroup2 hierarchy is mounted (a hybrid host's `unified`), from mountinfo's
+/// text.
+fn unified_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (pre, post) = line.split_once(" - ")?;
+        (post.split_whitespace().next()? == "cgroup2").then(|| {
+            pre.split_whitespace()
+                .nth(4)
+                .map(|m| PathBuf::from(unescape(m)))
+        })?
+    })
 }
 
 /// Copies `file` (`cpuset.cpus` or `cpuset.mems`) down from the hierarchy's root to
@@ -412,16 +428,30 @@ impl Cgroup {
                 let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
                     .map_err(|e| err(path, format!("reading mountinfo: {e}")))?;
                 let rel = path.strip_prefix("/").unwrap_or(path);
-                Imp::V1(
-                    v1_hierarchies(&mountinfo)
-                        .into_iter()
-                        .map(|(controllers, mount)| Hierarchy {
+                let mut hierarchies: Vec<Hierarchy> = v1_hierarchies(&mountinfo)
+                    .into_iter()
+                    .map(|(controllers, mount)| Hierarchy {
+                        dir: mount.join(rel),
+                        controllers,
+                        mount,
+                        join_file: "tasks",
+                    })
+                    .collect();
+                // On a hybrid host systemd tracks a unit's processes in the cgroup2
+                // hierarchy (no controllers there): a cgroup of frun's in it too, so
+                // that the end of a unit or session that started frun does not take
+                // frun's processes and containers with it.
+                if matches!(setup, CgroupSetup::Hybrid) {
+                    if let Some(mount) = unified_mount(&mountinfo) {
+                        hierarchies.push(Hierarchy {
                             dir: mount.join(rel),
-                            controllers,
+                            controllers: Vec::new(),
                             mount,
-                        })
-                        .collect(),
-                )
+                            join_file: "cgroup.procs",
+                        });
+                    }
+                }
+                Imp::V1(hierarchies)
             }
             CgroupSetup::Unified => Imp::V2(
                 create_cgroup_manager(CgroupConfig {
@@ -461,7 +491,7 @@ impl Cgroup {
         }
         let mut tasks = Vec::with_capacity(hierarchies.len());
         for h in hierarchies {
-            let path = h.dir.join("tasks");
+            let path = h.dir.join(h.join_file);
             // std opens with O_CLOEXEC: the container's program never sees these.
             let f = std::fs::OpenOptions::new()
                 .write(true)
@@ -998,5 +1028,13 @@ mod tests {
         assert_eq!(h[0].1, PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"));
         assert_eq!(h[2].1, PathBuf::from("/sys/fs/cgroup/memory"));
         assert_eq!(h[3].1, PathBuf::from("/sys/fs/cgroup/net cls"));
+        assert_eq!(
+            unified_mount(mi),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        assert_eq!(
+            unified_mount(&mi.replace("cgroup2 cgroup2", "tmpfs tmpfs")),
+            None
+        );
     }
 }

@@ -18,11 +18,7 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # name off this list (the check then says XPASS until you do). The share's `env` file
 # (FRUN_VM_XFAIL in scripts/vm-test.sh's environment) overrides the list.
 XFAIL=""
-declare -A XFAIL_WHY=(
-    [unit_outlives_unit]="hybrid only: systemd tracks units in the cgroup2 'unified' hierarchy, where frun's holders stay in the caller's cgroup (the runtime does not place containers in 'unified', so a holder moved there would take its containers along): issue 8, failure 3"
-)
-# On a hybrid layout (the second boot) the unit check still fails for the reason above.
-if [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then XFAIL="unit_outlives_unit"; fi
+declare -A XFAIL_WHY=()
 # shellcheck disable=SC1091
 [ -f "$SHARE/env" ] && . "$SHARE/env"
 XFAIL=${FRUN_VM_XFAIL-$XFAIL}

@@ -44,11 +44,10 @@ fn lock_path(run_root: &Path) -> PathBuf {
 /// Moves this process into frun's own cgroup, `<parent>/supervisor`: not the
 /// caller's, so that a login session or a systemd unit ending does not take frun's
 /// processes (and so the containers' holders) with it, and their memory is accounted
-/// to frun. On a hybrid host that is every v1 hierarchy (name=systemd included, which
-/// is how systemd finds a unit's processes); the cgroup2 hierarchy there (`unified`,
-/// hugetlb only) is left as it is, because a holder's containers are forked from it
-/// and the runtime does not move them out of it on such a host. On a pure cgroup v2
-/// host it is the one hierarchy.
+/// to frun. On a hybrid host that is every v1 hierarchy with controllers and the
+/// cgroup2 one (`unified`, where systemd tracks a unit's processes; the runtime puts
+/// each container in a cgroup of its own there too, so none stays in frun's). On a pure
+/// cgroup v2 host it is the one hierarchy.
 pub fn join_own_cgroup(parent: &Path) -> anyhow::Result<()> {
     let path = parent.join("supervisor");
     let me = std::process::id() as i32;
