@@ -102,11 +102,12 @@ pub fn probe(ip: std::net::IpAddr, check: &HealthCheck) -> Result<(), String> {
     };
     s.set_write_timeout(Some(left()?))
         .map_err(|e| e.to_string())?;
-    write!(
-        s,
+    // One write of the whole request: one segment, not one per formatted piece.
+    let request = format!(
         "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: frun-health\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("GET {path} on {addr}: {e}"))?;
+    );
+    s.write_all(request.as_bytes())
+        .map_err(|e| format!("GET {path} on {addr}: {e}"))?;
     let mut head = [0u8; 64];
     let mut n = 0;
     while n < 12 {
@@ -150,8 +151,16 @@ mod tests {
         let port = l.local_addr().unwrap().port();
         std::thread::spawn(move || {
             let (mut s, _) = l.accept().unwrap();
+            // The whole request first (it may come in more than one segment): an answer
+            // and close before it all arrived would break the probe's write instead.
+            let mut got = Vec::new();
             let mut buf = [0u8; 512];
-            let _ = s.read(&mut buf);
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
             let _ = s.write_all(answer.as_bytes());
         });
         port
