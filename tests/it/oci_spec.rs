@@ -745,9 +745,12 @@ fn pause_resume_update_and_events_act_on_a_running_container() {
     assert_eq!(data["pids"]["current"], 1, "{data}");
     assert_eq!(data["memory"]["usage"]["limit"], 96u64 << 20);
     let usage = data["memory"]["usage"]["usage"].as_u64().unwrap();
-    // In use without the inactive page cache: at most what the cgroup is charged.
+    // In use without the inactive page cache: at most the most the cgroup was ever
+    // charged (the peak: the charge now can be lower, an exec'd process having gone).
     let mem = cgroup_dir(&o, "memory", "res");
     let charged = [
+        mem.join("memory.max_usage_in_bytes"),
+        mem.join("memory.peak"),
         mem.join("memory.usage_in_bytes"),
         mem.join("memory.current"),
     ];
