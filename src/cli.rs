@@ -72,6 +72,28 @@ pub struct Global {
     pub subnet: String,
 }
 
+impl Global {
+    /// This frun binary as a command, given the global options that say which state it
+    /// works on (roots, cgroup parent, bridge, subnet): how frun starts frun again (a
+    /// container's holder, the supervisor, `exec` in the proxy, `up` at boot).
+    pub fn frun_command(&self) -> anyhow::Result<std::process::Command> {
+        use anyhow::Context;
+        let exe = std::env::current_exe().context("finding the frun binary")?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("--root")
+            .arg(&self.root)
+            .arg("--run-root")
+            .arg(&self.run_root)
+            .arg("--cgroup-parent")
+            .arg(&self.cgroup_parent)
+            .arg("--bridge")
+            .arg(&self.bridge)
+            .arg("--subnet")
+            .arg(&self.subnet);
+        Ok(cmd)
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Pull an image from a registry into the local store.

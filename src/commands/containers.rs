@@ -112,12 +112,7 @@ impl std::error::Error for StartFailed {}
 
 /// `frun __shim ID` as a command, born with the stop signals blocked.
 fn shim_command(g: &Global, id: &str) -> anyhow::Result<Command> {
-    let exe = std::env::current_exe().context("finding the frun binary")?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("--root")
-        .arg(&g.root)
-        .arg("--run-root")
-        .arg(&g.run_root);
+    let mut cmd = g.frun_command()?;
     for _ in 0..g.verbose {
         cmd.arg("--verbose");
     }
@@ -524,13 +519,9 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         }
         // A fresh process image: single-threaded again, as spawning needs, with the
         // same pid (the record's holder stays true).
-        let exe = std::env::current_exe().context("finding the frun binary")?;
         use std::os::unix::process::CommandExt;
-        let err = Command::new(exe)
-            .arg("--root")
-            .arg(&g.root)
-            .arg("--run-root")
-            .arg(&g.run_root)
+        let err = g
+            .frun_command()?
             .arg("__shim")
             .arg("--restarted")
             .arg(&c.record.id)

@@ -67,14 +67,8 @@ pub fn write_conf(dir: &Path, text: &str) -> anyhow::Result<Option<String>> {
 
 /// `nginx -t` inside the running proxy container; nginx's own message on failure.
 pub fn check(g: &Global, proxy: &Container) -> anyhow::Result<()> {
-    let exe = std::env::current_exe().context("finding the frun binary")?;
-    let out = std::process::Command::new(exe)
-        .arg("--root")
-        .arg(&g.root)
-        .arg("--run-root")
-        .arg(&g.run_root)
-        .arg("--cgroup-parent")
-        .arg(&g.cgroup_parent)
+    let out = g
+        .frun_command()?
         .args(["exec", &proxy.record.id, "nginx", "-t"])
         .stdin(std::process::Stdio::null())
         .output()

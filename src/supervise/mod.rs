@@ -79,19 +79,8 @@ pub fn ensure_running(g: &Global) -> anyhow::Result<()> {
         .append(true)
         .open(&log_path)
         .with_context(|| format!("opening {log_path:?}"))?;
-    let exe = std::env::current_exe().context("finding the frun binary")?;
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("--root")
-        .arg(&g.root)
-        .arg("--run-root")
-        .arg(&g.run_root)
-        .arg("--cgroup-parent")
-        .arg(&g.cgroup_parent)
-        .arg("--bridge")
-        .arg(&g.bridge)
-        .arg("--subnet")
-        .arg(&g.subnet)
-        .arg("--verbose")
+    let mut cmd = g.frun_command()?;
+    cmd.arg("--verbose")
         .arg("supervise")
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
@@ -320,23 +309,10 @@ fn boot_restore(g: &Global) {
             continue;
         };
         tracing::info!(stack = %e.file_name().to_string_lossy(), file, "bringing the stack back");
-        let exe = match std::env::current_exe() {
-            Ok(x) => x,
-            Err(_) => return,
+        let Ok(mut cmd) = g.frun_command() else {
+            return;
         };
-        let r = std::process::Command::new(exe)
-            .arg("--root")
-            .arg(&g.root)
-            .arg("--run-root")
-            .arg(&g.run_root)
-            .arg("--cgroup-parent")
-            .arg(&g.cgroup_parent)
-            .arg("--bridge")
-            .arg(&g.bridge)
-            .arg("--subnet")
-            .arg(&g.subnet)
-            .args(["up", "-f", file])
-            .status();
+        let r = cmd.args(["up", "-f", file]).status();
         if !r.is_ok_and(|s| s.success()) {
             tracing::warn!(file, "frun up of the stack failed at boot");
         }
