@@ -5,21 +5,7 @@
 use crate::common::*;
 use serde_json::Value;
 use std::path::Path;
-use std::time::{Duration, Instant};
-
-fn wait_for<T>(secs: u64, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "gave up waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use std::time::Duration;
 
 fn ps_all(f: &Frun) -> Vec<Value> {
     serde_json::from_str(&f.ok(&["ps", "-a", "--format", "json"])).unwrap()
@@ -36,10 +22,6 @@ fn state(f: &Frun, name: &str) -> Value {
     let id = entry(f, name)["id"].as_str().unwrap().to_string();
     let s = std::fs::read(f.root().join("containers").join(id).join("state.json")).unwrap();
     serde_json::from_slice(&s).unwrap()
-}
-
-fn alive(pid: i64) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
 }
 
 fn kill9(pid: i64) {
@@ -73,14 +55,18 @@ fn a_container_whose_holder_died_is_told_by_ps_and_killed_by_rm_f() {
     assert_eq!(entry(&f, "orphan")["state"], "running");
     // The holder dies; the container's process lives on in its cgroup.
     kill9(holder);
-    wait_for(10, "the holder to die", || (!alive(holder)).then_some(()));
-    assert!(alive(pid));
+    wait_for(10, "the holder to die", || {
+        (!alive(holder as i32)).then_some(())
+    });
+    assert!(alive(pid as i32));
     let e = entry(&f, "orphan");
     assert_eq!(e["state"], "running (holder lost)", "{e}");
     assert_eq!(e["holder_alive"], false, "{e}");
     // rm -f kills what is in the cgroup before it removes anything.
     f.ok(&["rm", "-f", "orphan"]);
-    wait_for(10, "the orphan to die", || (!alive(pid)).then_some(()));
+    wait_for(10, "the orphan to die", || {
+        (!alive(pid as i32)).then_some(())
+    });
     assert!(ps_all(&f).is_empty());
     assert!(f.child_cgroups().is_empty(), "{:?}", f.child_cgroups());
 }
@@ -107,7 +93,7 @@ fn rm_f_ends_a_holder_busy_with_output_without_newlines() {
     let holder = state(&f, "spin")["shim_pid"].as_i64().unwrap();
     std::thread::sleep(Duration::from_millis(500));
     f.ok(&["rm", "-f", "spin"]);
-    assert!(!alive(holder), "the holder outlived rm -f");
+    assert!(!alive(holder as i32), "the holder outlived rm -f");
     assert!(ps_all(&f).is_empty());
     assert!(f.child_cgroups().is_empty(), "{:?}", f.child_cgroups());
 }

@@ -165,13 +165,6 @@ fn kill9(pid: i32) {
     .unwrap();
 }
 
-fn alive(pid: i32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap_or_default()
-            .contains(") Z ")
-}
-
 #[test]
 fn up_serves_keeps_data_across_down_and_restarts_nothing_when_run_twice() {
     let Some(reg) = registry() else { return };
