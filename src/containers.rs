@@ -109,11 +109,12 @@ pub struct State {
     /// The pid's start time (field 22 of /proc/PID/stat), to tell it from a reused pid.
     #[serde(default)]
     pub pid_start: Option<u64>,
-    #[serde(default)]
-    pub shim_pid: Option<i32>,
+    /// The holder's pid (`shim_pid` in state files of frun before 0.2).
+    #[serde(default, alias = "shim_pid")]
+    pub holder_pid: Option<i32>,
     /// The holder's start time, to tell it from a reused pid.
-    #[serde(default)]
-    pub shim_start: Option<u64>,
+    #[serde(default, alias = "shim_start")]
+    pub holder_start: Option<u64>,
     /// How many times the restart policy started it again.
     #[serde(default)]
     pub restart_count: u32,
@@ -136,8 +137,8 @@ impl State {
             status: Status::Created,
             pid: None,
             pid_start: None,
-            shim_pid: None,
-            shim_start: None,
+            holder_pid: None,
+            holder_start: None,
             restart_count: 0,
             started_at: None,
             finished_at: None,
@@ -212,10 +213,10 @@ impl Container {
         self.dir.join("stop-requested")
     }
 
-    /// Whether the container's holder (`frun __shim`) is alive: a running container
+    /// Whether the container's holder (`frun __holder`) is alive: a running container
     /// without one has nobody keeping its logs or recording its exit.
     pub fn holder_alive(state: &State) -> bool {
-        match (state.shim_pid, state.shim_start) {
+        match (state.holder_pid, state.holder_start) {
             (Some(pid), Some(start)) => pid_start(pid) == Some(start),
             (Some(pid), None) => pid_start(pid).is_some(),
             _ => false,

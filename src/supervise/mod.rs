@@ -7,7 +7,7 @@
 //! that `frun up` recorded and the `--restart` containers that died with the machine.
 //!
 //! What it does not do, by design: hold a container's stdio or be its parent. Each
-//! container has a small holder (`frun __shim`, as conmon is for podman) that keeps
+//! container has a small holder (`frun __holder`, as conmon is for podman) that keeps
 //! its log, its published ports and its exit code, and applies its restart policy.
 //! A `kill -9` of the supervisor therefore loses nothing: every container keeps
 //! serving and logging, exits are recorded, and the next supervisor adopts the
