@@ -44,7 +44,7 @@ pub struct Record {
     pub network: Option<NetRecord>,
     /// Published ports (`-p`).
     #[serde(default)]
-    pub publish: Vec<crate::forward::Publish>,
+    pub publish: Vec<crate::model::Publish>,
     /// `-t`: a terminal (pty) as the container's stdio.
     #[serde(default)]
     pub tty: bool,

@@ -30,7 +30,8 @@ pub const LABEL_HASH: &str = "frun.hash";
 pub const LABEL_GENERATION: &str = "frun.generation";
 
 /// One `-p [IP:]HOST:CONTAINER[/tcp|udp]`; the forwarder binds and serves it.
-pub use crate::forward::Publish;
+mod publish;
+pub use publish::Publish;
 
 /// What a container's network is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
