@@ -165,17 +165,10 @@ pub fn parse_signal(s: &str) -> anyhow::Result<Signal> {
 }
 
 /// Text from outside (a container's name or output, an image's config) made safe for
-/// a terminal: control characters are shown escaped, never sent.
+/// a terminal: control characters are shown escaped, never sent (one rule for all of
+/// frun: `frun_images::escape_controls`).
 pub fn sanitize(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+    frun_images::escape_controls(s).into_owned()
 }
 
 pub fn now() -> String {
@@ -341,16 +334,9 @@ impl Containers {
         Ok(Containers { dir })
     }
 
-    fn lock(&self) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    fn lock(&self) -> anyhow::Result<std::fs::File> {
         let path = self.dir.join(".lock");
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("opening {path:?}"))?;
-        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| anyhow::anyhow!("locking {path:?}: {e}"))
+        frun_images::fsutil::lock_exclusive(&path).with_context(|| format!("locking {path:?}"))
     }
 
     /// Creates a container directory with a fresh id and a unique name; `make` fills the
