@@ -153,10 +153,13 @@ pub fn run(g: &Global, boot: bool) -> anyhow::Result<ExitCode> {
     listener.set_nonblocking(true)?;
     tracing::info!(pid = std::process::id(), socket = %sock.display(), "supervisor started");
 
-    // 4. After a boot: what was running comes back.
-    if boot {
-        boot_restore(g);
-    }
+    // 4. After a boot: what was running comes back. The stacks' `frun up`s run as
+    //    children while the loop below answers them (each `up` pings this supervisor).
+    let mut boot_ups = if boot {
+        boot_restore(g)
+    } else {
+        HashMap::new()
+    };
 
     // 5. The loop: answer the CLI, probe what is due, reap holders.
     let containers = Containers::open(&g.root)?;
@@ -168,7 +171,7 @@ pub fn run(g: &Global, boot: bool) -> anyhow::Result<ExitCode> {
             last_scan = Instant::now();
         }
         probe_due(&containers, &mut watched);
-        reap();
+        reap(&mut boot_ups);
         serve(&listener, &watched);
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -259,12 +262,23 @@ fn probe_due(containers: &Containers, watched: &mut HashMap<String, Watched>) {
     }
 }
 
-/// Reaps the holders this process started (they are its children until they exit).
-fn reap() {
+/// Reaps the children this process started: the holders (its children until they
+/// exit), and the boot's `frun up`s, whose outcome is logged once.
+fn reap(boot_ups: &mut HashMap<i32, String>) {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     while let Ok(s) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-        if s == WaitStatus::StillAlive {
-            break;
+        let (pid, code) = match s {
+            WaitStatus::StillAlive => break,
+            WaitStatus::Exited(pid, code) => (pid, code),
+            WaitStatus::Signaled(pid, sig, _) => (pid, 128 + sig as i32),
+            _ => continue,
+        };
+        if let Some(stack) = boot_ups.remove(&pid.as_raw()) {
+            if code == 0 {
+                tracing::info!(stack, "stack back up after the boot");
+            } else {
+                tracing::warn!(stack, code, "frun up of the stack failed at boot");
+            }
         }
     }
 }
@@ -294,9 +308,11 @@ fn serve(listener: &UnixListener, watched: &HashMap<String, Watched>) {
 }
 
 /// At boot: containers recorded as running died with the machine. Stacks come back
-/// through `frun up` of their recorded file; other containers with a restart policy
-/// are recreated by their holder.
-fn boot_restore(g: &Global) {
+/// through `frun up` of their recorded file (started here, not waited for: the pids
+/// returned, by stack, for [`reap`]); other containers with a restart policy are
+/// recreated by their holder.
+fn boot_restore(g: &Global) -> HashMap<i32, String> {
+    let mut ups = HashMap::new();
     let stacks = g.root.join("stacks");
     for e in std::fs::read_dir(&stacks).into_iter().flatten().flatten() {
         let Ok(rec) = std::fs::read(e.path().join("stack.json")) else {
@@ -308,17 +324,22 @@ fn boot_restore(g: &Global) {
         let Some(file) = v["file"].as_str() else {
             continue;
         };
-        tracing::info!(stack = %e.file_name().to_string_lossy(), file, "bringing the stack back");
-        let Ok(mut cmd) = g.frun_command() else {
-            return;
-        };
-        let r = cmd.args(["up", "-f", file]).status();
-        if !r.is_ok_and(|s| s.success()) {
-            tracing::warn!(file, "frun up of the stack failed at boot");
+        let stack = e.file_name().to_string_lossy().into_owned();
+        tracing::info!(stack, file, "bringing the stack back");
+        match g
+            .frun_command()
+            .and_then(|mut cmd| Ok(cmd.args(["up", "-f", file]).spawn()?))
+        {
+            Ok(child) => {
+                ups.insert(child.id() as i32, stack);
+            }
+            Err(e) => {
+                tracing::warn!(stack, error = %format!("{e:#}"), "frun up of the stack failed at boot")
+            }
         }
     }
     let Ok(containers) = Containers::open(&g.root) else {
-        return;
+        return ups;
     };
     for c in containers.list().unwrap_or_default() {
         if c.record.labels.contains_key(crate::model::LABEL_STACK) {
@@ -337,6 +358,7 @@ fn boot_restore(g: &Global) {
             tracing::warn!(container = %c.record.name, error = %format!("{e:#}"), "restarting after boot");
         }
     }
+    ups
 }
 
 /// Starts a container whose holder died with the machine: its network made anew (the
