@@ -126,17 +126,28 @@ pub fn run(g: &Global, boot: bool) -> anyhow::Result<ExitCode> {
         .truncate(false)
         .write(true)
         .open(lock_path(&g.run_root))?;
-    let _lock =
-        match nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-            Ok(l) => l,
-            Err(_) => {
-                eprintln!(
-                    "frun: a supervisor of {} runs already",
-                    g.run_root.display()
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-        };
+    //    The unit's supervisor (`--boot`) waits for one that `frun up` started before
+    //    the unit was installed to end, rather than exiting (which `Restart=always`
+    //    would turn into a restart every second); any other ends at once.
+    let _lock = match nix::fcntl::Flock::lock(
+        lock_file,
+        nix::fcntl::FlockArg::LockExclusiveNonblock,
+    ) {
+        Ok(l) => l,
+        Err((file, _)) if boot => {
+            tracing::info!(run_root = %g.run_root.display(), "another supervisor runs: waiting for it to end");
+            nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+                .map_err(|(_, e)| e)
+                .with_context(|| format!("locking {:?}", lock_path(&g.run_root)))?
+        }
+        Err(_) => {
+            eprintln!(
+                "frun: a supervisor of {} runs already",
+                g.run_root.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     // 2. Out of the caller's cgroup, into frun's.
     if let Err(e) = join_own_cgroup(Path::new(&g.cgroup_parent)) {
         tracing::warn!(error = %format!("{e:#}"), "moving the supervisor into frun's cgroup");
@@ -406,7 +417,9 @@ pub fn systemd_unit(g: &Global) -> String {
          Wants=network-online.target\n\
          \n\
          [Service]\n\
-         ExecStart={exe} --root {root} --run-root {run} --cgroup-parent {cg} supervise --boot\n\
+         # --verbose: the supervisor's log (stacks brought back, health changes) goes to\n\
+         # the journal, as `frun up`'s supervisor writes it to RUN_ROOT/supervise.log.\n\
+         ExecStart={exe} --root {root} --run-root {run} --cgroup-parent {cg} --bridge {br} --subnet {net} --verbose supervise --boot\n\
          # The containers' holders live in frun's own cgroup ({cg}/supervisor), not in\n\
          # this unit's: stopping the unit leaves the containers running.\n\
          KillMode=process\n\
@@ -418,5 +431,7 @@ pub fn systemd_unit(g: &Global) -> String {
         root = g.root.display(),
         run = g.run_root.display(),
         cg = g.cgroup_parent,
+        br = g.bridge,
+        net = g.subnet,
     )
 }

@@ -112,7 +112,7 @@ fn after_a_reboot_supervise_boot_brings_the_recorded_stack_back() {
     assert!(http_get(&addr, "/").is_err(), "{addr} still answers");
 
     // 3. The unit's command, as `frun systemd-unit` prints it (roots, cgroup parent; the
-    //    bridge comes from the environment here), and no user action after it.
+    //    bridge, `--verbose`), and no user action after it.
     let unit = f.ok(&["systemd-unit"]);
     let exec = unit
         .lines()
@@ -126,8 +126,7 @@ fn after_a_reboot_supervise_boot_brings_the_recorded_stack_back() {
     );
     let log = f.dir.path().join("supervise-boot.log");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_frun"));
-    cmd.arg("--verbose")
-        .args(&args)
+    cmd.args(&args)
         .env_remove("FRUN_REGISTRY_MIRROR")
         .env_remove("RUST_LOG")
         .env("DOCKER_CONFIG", f.docker_config())
@@ -160,11 +159,51 @@ fn after_a_reboot_supervise_boot_brings_the_recorded_stack_back() {
     });
     assert!(!text.contains("failed"), "supervisor log:\n{text}");
     // And the supervisor that answers is the unit's (the boot's `up` started no other).
-    let mut s =
-        std::os::unix::net::UnixStream::connect(f.dir.path().join("run/supervise.sock")).unwrap();
-    writeln!(s, "ping").unwrap();
-    let mut pong = String::new();
-    s.read_to_string(&mut pong).unwrap();
-    assert_eq!(pong.trim(), format!("pong {}", sup.0.id()), "{text}");
+    assert_eq!(ping(&f), Some(format!("pong {}", sup.0.id())), "{text}");
     f.ok(&["down", "--volumes", "-f", file]);
+}
+
+fn ping(f: &Frun) -> Option<String> {
+    let mut s =
+        std::os::unix::net::UnixStream::connect(f.dir.path().join("run/supervise.sock")).ok()?;
+    writeln!(s, "ping").ok()?;
+    let mut pong = String::new();
+    s.read_to_string(&mut pong).ok()?;
+    Some(pong.trim().to_string())
+}
+
+#[test]
+fn the_units_supervisor_waits_for_one_that_up_started_then_takes_over() {
+    // A user ran `frun up` (which started a supervisor), then installed the unit: the
+    // unit's supervisor must neither exit (Restart=always would loop) nor run beside
+    // the first; when the first ends, it takes over.
+    if !is_root() {
+        unavailable("not root: the supervisor joins a cgroup of its own");
+        return;
+    }
+    let f = Frun::new();
+    let first = Supervisor(
+        f.command(&["supervise"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pong = wait_for(10, "the first supervisor", || ping(&f));
+    assert_eq!(pong, format!("pong {}", first.0.id()));
+    let mut unit = Supervisor(
+        f.command(&["supervise", "--boot"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The first still answers, and the unit's is still there, waiting.
+    assert_eq!(ping(&f), Some(pong));
+    assert!(
+        unit.0.try_wait().unwrap().is_none(),
+        "the unit's supervisor exited"
+    );
+    drop(first);
+    wait_for(10, "the unit's supervisor to take over", || {
+        (ping(&f)? == format!("pong {}", unit.0.id())).then_some(())
+    });
 }
