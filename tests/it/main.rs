@@ -20,6 +20,7 @@ mod logs;
 mod net;
 mod oci;
 mod oci_spec;
+mod proxy_protocol;
 mod pull;
 mod repair;
 mod run;

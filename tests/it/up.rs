@@ -401,7 +401,7 @@ fn a_health_check_that_never_passes_shows_the_log_and_leaves_the_old_app() {
 
 /// The family stack of `examples/family` (nginx in front of the sqlite app), with its
 /// images from the test registry and a port of this test's.
-fn family_stack(f: &Frun, reg: &str, version: &str, template: &str) -> (PathBuf, u16) {
+pub(crate) fn family_stack(f: &Frun, reg: &str, version: &str, template: &str) -> (PathBuf, u16) {
     let dir = f.dir.path().join("family");
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
