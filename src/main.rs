@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod containers;
+mod fault;
 mod forward;
 mod limits;
 mod logs;
@@ -18,6 +19,7 @@ mod runspec;
 mod stack;
 mod stats;
 mod supervise;
+mod sweep;
 mod tty;
 mod volumes;
 

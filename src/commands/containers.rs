@@ -150,6 +150,7 @@ pub fn start_detached(g: &Global, c: &Container) -> anyhow::Result<()> {
         });
     }
     let mut child = cmd.spawn().context("starting the container's holder")?;
+    crate::fault::reached(crate::fault::Step::RunHolderStarted);
     let mut stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -218,6 +219,9 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     set.thread_block()?;
     let containers = Containers::open(&g.root)?;
     let c = containers.find(id)?;
+    // This holder works on it while it lives: `gc` leaves it alone (see sweep.rs).
+    crate::sweep::hold(&c.dir)?;
+    crate::fault::reached(crate::fault::Step::ShimBegun);
     if c.record.tty {
         crate::tty::block_winch()?;
     }
@@ -240,6 +244,14 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     if !restarted {
         let _ = std::fs::remove_file(c.stop_requested_path());
     }
+    // The holder is on record before it starts anything: `rm -f` ends it (and so the
+    // start) instead of removing the container from under it.
+    if let Some(mut p) = previous.clone() {
+        let me = std::process::id() as i32;
+        (p.shim_pid, p.shim_start) = (Some(me), pid_start(me));
+        c.set_state(&p)?;
+    }
+    crate::fault::reached(crate::fault::Step::ShimRecorded);
     let store = open_store(g)?;
     let mut spec = c.spec()?;
     if c.record.tty && !c.record.detached {
@@ -312,6 +324,7 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     };
     // Published ports are bound before the start, so that a taken port fails it.
     let spawned = crate::forward::bind_all(&c.record.publish).and_then(|bound| {
+        crate::fault::reached(crate::fault::Step::ShimPortsBound);
         let opts = frun_runtime::SpawnOptions {
             console_socket: console_theirs,
             ..Default::default()
@@ -342,6 +355,7 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(exit));
         }
     };
+    crate::fault::reached(crate::fault::Step::ShimSpawned);
     let mut st = State::created();
     st.status = Status::Running;
     st.pid = Some(started.pid);
@@ -351,6 +365,7 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     st.started_at = Some(now());
     st.restart_count = restarts;
     c.set_state(&st)?;
+    crate::fault::reached(crate::fault::Step::ShimRunningRecorded);
     let began = Instant::now();
     if c.record.detached {
         // `frun run -d` waits for this line, then for both pipes to close.
@@ -358,6 +373,7 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         writeln!(out, "{SHIM_STARTED}")?;
         out.flush()?;
         drop(out);
+        crate::fault::reached(crate::fault::Step::ShimStartedSaid);
         // From here on the shim's own messages (the forwarder's "target refused", a
         // failed clean-up) go to `shim.log` in the container's directory.
         let null = std::fs::OpenOptions::new()
@@ -447,6 +463,7 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         _ => None,
     };
 
+    crate::fault::reached(crate::fault::Step::ShimServing);
     let exit = frun_runtime::wait(&started)?;
     // The published ports close with the container: a client is refused from now on,
     // instead of being accepted and dropped.
