@@ -165,6 +165,7 @@ pub fn up(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<Vec<Change>>
         digests.insert(*role, r.manifest_digest.to_string());
     }
     let hash = |role: &str, d: &Description| description_hash(d, &digests[role]);
+    crate::fault::reached(crate::fault::Step::UpImagesReady);
 
     // 2. What is there: stale records (their process and holder gone, as after a
     //    reboot) are removed so that their names are free again.
@@ -216,6 +217,7 @@ pub fn up(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<Vec<Change>>
                 &format!("Creating {}", d.name.as_deref().unwrap_or("")),
             );
             let c = model::create(g, &d, quiet)?;
+            crate::fault::reached(crate::fault::Step::UpAppCreated);
             let started = crate::commands::start_detached(g, &c)
                 .map_err(|e| anyhow::anyhow!("{e:#}"))
                 .and_then(|()| wait_ready(&c, stack.app.port));
@@ -225,6 +227,7 @@ pub fn up(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<Vec<Change>>
                 }
                 return Err(e);
             }
+            crate::fault::reached(crate::fault::Step::UpAppReady);
             (c, true)
         }
     };
@@ -306,6 +309,7 @@ pub fn up(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<Vec<Change>>
                         &format!("Creating {}", d.name.as_deref().unwrap_or("")),
                     );
                     let c = model::create(g, &d, quiet)?;
+                    crate::fault::reached(crate::fault::Step::UpProxyCreated);
                     let checked = crate::commands::start_detached(g, &c)
                         .map_err(|e| anyhow::anyhow!("{e:#}"))
                         .and_then(|()| proxy::check(g, &c));
@@ -346,7 +350,9 @@ pub fn up(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<Vec<Change>>
 
     // 6. The supervisor (health checks, adoption), once there is something to supervise;
     //    and the stack's record, which it reads to bring the stack back after a boot.
+    crate::fault::reached(crate::fault::Step::UpConverged);
     crate::supervise::ensure_running(g)?;
+    crate::fault::reached(crate::fault::Step::UpSupervised);
     let sdir = stack_dir(&g.root, &stack.name);
     std::fs::create_dir_all(&sdir).with_context(|| format!("creating {sdir:?}"))?;
     let file = std::fs::canonicalize(&stack.file).unwrap_or_else(|_| stack.file.clone());

@@ -11,6 +11,7 @@ mod ca_roots;
 mod common;
 mod credentials;
 mod demo;
+mod faults;
 mod holder;
 mod hostile_run;
 mod info;
