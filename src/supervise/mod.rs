@@ -153,7 +153,9 @@ pub fn run(g: &Global, boot: bool) -> anyhow::Result<ExitCode> {
     listener.set_nonblocking(true)?;
     tracing::info!(pid = std::process::id(), socket = %sock.display(), "supervisor started");
 
-    // 4. After a boot: what was running comes back.
+    // 4. A swap that a kill left half-done is finished or undone (see stack::swap);
+    //    after a boot, what was running comes back.
+    crate::stack::swap::recover_all(g);
     if boot {
         boot_restore(g);
     }
