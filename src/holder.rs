@@ -492,22 +492,24 @@ fn finish(c: &Container, st: &mut State, exit: ExitState) -> anyhow::Result<()> 
 
 /// Sends the stop signal, waits up to `timeout` seconds, then SIGKILL. Returns once the
 /// process is gone (or a zombie awaiting its parent).
-pub fn stop_pid(pid: i32, stop_signal: i32, timeout: u64) {
+/// True when the process had to be killed with SIGKILL.
+pub fn stop_pid(pid: i32, stop_signal: i32, timeout: u64) -> bool {
     let start = pid_start(pid);
     if start.is_none() {
-        return;
+        return false;
     }
     let sig = Signal::try_from(stop_signal).unwrap_or(Signal::SIGTERM);
     let _ = signal::kill(Pid::from_raw(pid), sig);
     let deadline = Instant::now() + Duration::from_secs(timeout);
     while Instant::now() < deadline {
         if pid_start(pid) != start {
-            return;
+            return false;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     // busybox httpd as pid 1, for one, ignores SIGTERM.
     let _ = signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+    true
 }
 
 pub fn wait_exited(c: &Container, timeout: Duration) -> anyhow::Result<State> {
@@ -534,11 +536,13 @@ pub fn wait_exited(c: &Container, timeout: Duration) -> anyhow::Result<State> {
 
 /// Stops a running container: its stop signal, the grace period, SIGKILL; then waits
 /// until its holder recorded the exit.
-pub fn stop_and_wait(c: &Container, pid: i32, stop_signal: i32, timeout: u64) {
-    stop_pid(pid, stop_signal, timeout);
+/// Stops a container's process; true when it had to be killed (the grace period passed).
+pub fn stop_and_wait(c: &Container, pid: i32, stop_signal: i32, timeout: u64) -> bool {
+    let killed = stop_pid(pid, stop_signal, timeout);
     if let Err(e) = wait_exited(c, Duration::from_secs(30)) {
         tracing::warn!(error = %format!("{e:#}"), "waiting for the container to exit");
     }
+    killed
 }
 
 /// [`end_holder`] of a container, from its state on disk.

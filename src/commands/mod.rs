@@ -44,6 +44,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(args) => stack::up(&g, args),
         Command::Down(args) => stack::down(&g, args),
         Command::Status(args) => stack::status(&g, args),
+        Command::Swap(args) => stack::swap(&g, args),
+        Command::Rollback(args) => stack::rollback(&g, args),
+        Command::History(args) => stack::history(&g, args),
         Command::Supervise { boot } => crate::supervise::run(&g, boot),
         Command::SystemdUnit => stack::systemd_unit(&g),
     }

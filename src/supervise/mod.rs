@@ -175,8 +175,10 @@ pub fn run(g: &Global, boot: bool) -> anyhow::Result<ExitCode> {
     crate::fault::reached(crate::fault::Step::SuperviseListening);
     tracing::info!(pid = std::process::id(), socket = %sock.display(), "supervisor started");
 
-    // 4. After a boot: what was running comes back. The stacks' `frun up`s run as
+    // 4. A swap that a kill left half-done is finished or undone (see stack::swap).
+    //    After a boot, what was running comes back: the stacks' `frun up`s run as
     //    children while the loop below answers them (each `up` pings this supervisor).
+    crate::stack::swap::recover_all(g);
     let mut boot_ups = if boot {
         boot_restore(g)
     } else {

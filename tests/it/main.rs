@@ -26,5 +26,6 @@ mod pull;
 mod repair;
 mod run;
 mod stats;
+mod swap;
 mod up;
 mod volumes;
