@@ -2,6 +2,7 @@
 
 mod containers;
 mod cp;
+mod events;
 pub mod images;
 mod stack;
 
@@ -39,6 +40,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Top(args) => stats::top(&g, args),
         Command::Inspect(args) => inspect::inspect(&g, args),
         Command::Cp(args) => cp::cp(&g, args),
+        Command::Events(args) => events::events(&g, args),
         Command::Shim { id, restarted } => containers::shim(&g, &id, restarted),
         Command::Up(args) => stack::up(&g, args),
         Command::Down(args) => stack::down(&g, args),

@@ -10,6 +10,7 @@ mod ca_roots;
 mod common;
 mod credentials;
 mod demo;
+mod events;
 mod holder;
 mod hostile_run;
 mod info;
