@@ -1,5 +1,6 @@
 //! One module per command group, each a thin layer over a library call.
 
+mod backup;
 mod containers;
 mod cp;
 pub mod images;
@@ -39,6 +40,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Top(args) => stats::top(&g, args),
         Command::Inspect(args) => inspect::inspect(&g, args),
         Command::Cp(args) => cp::cp(&g, args),
+        Command::Backup(args) => backup::backup(&g, args),
+        Command::Restore(args) => backup::restore(&g, args),
+        Command::Backups(args) => backup::backups(&g, args),
         Command::Shim { id, restarted } => containers::shim(&g, &id, restarted),
         Command::Up(args) => stack::up(&g, args),
         Command::Down(args) => stack::down(&g, args),

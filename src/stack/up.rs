@@ -154,6 +154,9 @@ pub fn up(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<Vec<Change>>
     let containers = Containers::open(&g.root)?;
     let mut changes = Vec::new();
 
+    // 0. A restore or backup that was killed: finished or undone, the app thawed (backup).
+    crate::backup::restore::recover(g, &stack.name)?;
+
     // 1. Images first, all of them: a missing one fails here, before anything changed.
     let mut digests = BTreeMap::new();
     let roles: Vec<(&str, &Description)> = std::iter::once(("app", &stack.app.desc))
