@@ -254,7 +254,7 @@ pub fn find(root: &Path, stack: &str, name: &str) -> anyhow::Result<Summary> {
 /// One backup or restore of a stack at a time: an exclusive lock on
 /// `ROOT/backups/<stack>/lock`, waited for.
 pub struct StackLock {
-    _lock: nix::fcntl::Flock<std::fs::File>,
+    _lock: std::fs::File,
 }
 
 impl StackLock {
@@ -262,14 +262,8 @@ impl StackLock {
         let dir = stack_dir(root, stack);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join("lock");
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", path.display()))?;
+        let lock = frun_images::fsutil::lock_exclusive(&path)
+            .with_context(|| format!("locking {}", path.display()))?;
         Ok(StackLock { _lock: lock })
     }
 }

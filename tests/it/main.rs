@@ -7,6 +7,7 @@
 
 mod addr_reuse;
 mod backup;
+mod boot;
 mod ca_roots;
 mod common;
 mod credentials;
@@ -20,6 +21,7 @@ mod logs;
 mod net;
 mod oci;
 mod oci_spec;
+mod proxy_protocol;
 mod pull;
 mod repair;
 mod run;
