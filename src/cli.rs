@@ -124,9 +124,10 @@ pub enum Command {
     /// What this host offers frun and what it lacks (kernel, cgroups, overlayfs,
     /// idmapped mounts, nft, swap, systemd), with what each missing piece disables.
     Info(FormatArgs),
-    /// Supervise one container (started by `run`; not for direct use).
-    #[command(name = "__shim", hide = true)]
-    Shim {
+    /// Hold one container: start it, keep its output, serve its ports, restart it
+    /// (started by `run` and `up`; not for direct use). `__shim` is its name before 0.2.
+    #[command(name = "__holder", alias = "__shim", hide = true)]
+    Holder {
         id: String,
         /// Started again by its restart policy.
         #[arg(long)]

@@ -7,6 +7,8 @@ mod cli;
 mod commands;
 mod containers;
 mod forward;
+mod holder;
+mod hosts;
 mod limits;
 mod logs;
 mod model;

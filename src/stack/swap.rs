@@ -112,36 +112,33 @@ fn lock_path(root: &Path, stack: &str) -> PathBuf {
     stack_dir(root, stack).join("lock")
 }
 
-fn open_lock_file(root: &Path, stack: &str) -> anyhow::Result<std::fs::File> {
-    let p = lock_path(root, stack);
-    std::fs::create_dir_all(p.parent().expect("a stack directory"))
-        .with_context(|| format!("creating the directory of {p:?}"))?;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&p)
-        .with_context(|| format!("opening {p:?}"))
-}
-
 /// The stack's change lock (`up`, `swap`, `rollback`), waited for; released when the
-/// returned value drops or the process dies.
-pub fn lock(root: &Path, stack: &str) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
-    let f = open_lock_file(root, stack)?;
-    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-        Ok(l) => Ok(l),
-        Err((f, _)) => {
-            eprintln!("Waiting for another frun up/swap of stack {stack} to finish");
-            nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-                .map_err(|(_, e)| anyhow::anyhow!("locking stack {stack}: {e}"))
-        }
-    }
+/// returned file drops or the process dies.
+pub fn lock(root: &Path, stack: &str) -> anyhow::Result<std::fs::File> {
+    take_lock(root, stack, true)?.context("a blocking lock")
 }
 
 /// The lock if nobody holds it (the supervisor does not wait for a running swap).
-pub fn try_lock(root: &Path, stack: &str) -> Option<nix::fcntl::Flock<std::fs::File>> {
-    let f = open_lock_file(root, stack).ok()?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).ok()
+pub fn try_lock(root: &Path, stack: &str) -> Option<std::fs::File> {
+    take_lock(root, stack, false).ok().flatten()
+}
+
+fn take_lock(root: &Path, stack: &str, wait: bool) -> anyhow::Result<Option<std::fs::File>> {
+    use frun_images::fsutil::lock_file;
+    use rustix::fs::FlockOperation;
+    let p = lock_path(root, stack);
+    std::fs::create_dir_all(p.parent().expect("a stack directory"))
+        .with_context(|| format!("creating the directory of {p:?}"))?;
+    match lock_file(&p, FlockOperation::NonBlockingLockExclusive) {
+        Ok(f) => return Ok(Some(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && wait => {}
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("locking {p:?}")),
+    }
+    eprintln!("Waiting for another frun up/swap of stack {stack} to finish");
+    let f =
+        lock_file(&p, FlockOperation::LockExclusive).with_context(|| format!("locking {p:?}"))?;
+    Ok(Some(f))
 }
 
 fn read_state(root: &Path, stack: &str) -> anyhow::Result<Option<State>> {

@@ -1,4 +1,4 @@
-//! The container's holder (`frun __shim`) and what `rm -f`, `ps` and the restart policy
+//! The container's holder (`frun __holder`) and what `rm -f`, `ps` and the restart policy
 //! do when it or its caller is killed: issue 15's items 1, 9, 10 and 11, each a test
 //! named after what it stops.
 
@@ -50,7 +50,7 @@ fn a_container_whose_holder_died_is_told_by_ps_and_killed_by_rm_f() {
     let st = state(&f, "orphan");
     let (pid, holder) = (
         st["pid"].as_i64().unwrap(),
-        st["shim_pid"].as_i64().unwrap(),
+        st["holder_pid"].as_i64().unwrap(),
     );
     assert_eq!(entry(&f, "orphan")["state"], "running");
     // The holder dies; the container's process lives on in its cgroup.
@@ -90,7 +90,7 @@ fn rm_f_ends_a_holder_busy_with_output_without_newlines() {
         "-c",
         "while :; do printf xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; done",
     ]);
-    let holder = state(&f, "spin")["shim_pid"].as_i64().unwrap();
+    let holder = state(&f, "spin")["holder_pid"].as_i64().unwrap();
     std::thread::sleep(Duration::from_millis(500));
     f.ok(&["rm", "-f", "spin"]);
     assert!(!alive(holder as i32), "the holder outlived rm -f");
