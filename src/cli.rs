@@ -133,6 +133,9 @@ pub enum Command {
         #[arg(long)]
         restarted: bool,
     },
+    /// The named steps where a test may stop frun (`FRUN_TEST_STOP_AT`); not for direct use.
+    #[command(name = "__steps", hide = true)]
+    Steps,
     /// Bring up the stack of a frun.toml (pull, create, start, publish); run again, it
     /// changes only what changed.
     Up(StackArgs),

@@ -92,6 +92,7 @@ pub fn start_detached(g: &Global, c: &Container) -> anyhow::Result<()> {
         });
     }
     let mut child = cmd.spawn().context("starting the container's holder")?;
+    crate::fault::reached(crate::fault::Step::RunHolderStarted);
     let mut stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -136,6 +137,9 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     set.thread_block()?;
     let containers = Containers::open(&g.root)?;
     let c = containers.find(id)?;
+    // This holder works on it while it lives: `gc` leaves it alone (see sweep.rs).
+    crate::sweep::hold(&c.dir)?;
+    crate::fault::reached(crate::fault::Step::HolderBegun);
     if c.record.tty {
         crate::tty::block_winch()?;
     }
@@ -158,6 +162,14 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     if !restarted {
         let _ = std::fs::remove_file(c.stop_requested_path());
     }
+    // The holder is on record before it starts anything: `rm -f` ends it (and so the
+    // start) instead of removing the container from under it.
+    if let Some(mut p) = previous.clone() {
+        let me = std::process::id() as i32;
+        (p.holder_pid, p.holder_start) = (Some(me), pid_start(me));
+        c.set_state(&p)?;
+    }
+    crate::fault::reached(crate::fault::Step::HolderRecorded);
     let store = open_store(g)?;
     let mut spec = c.spec()?;
     if c.record.tty && !c.record.detached {
@@ -230,6 +242,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     };
     // Published ports are bound before the start, so that a taken port fails it.
     let spawned = crate::forward::bind_all(&c.record.publish).and_then(|bound| {
+        crate::fault::reached(crate::fault::Step::HolderPortsBound);
         let opts = frun_runtime::SpawnOptions {
             console_socket: console_theirs,
             ..Default::default()
@@ -260,6 +273,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(exit));
         }
     };
+    crate::fault::reached(crate::fault::Step::HolderSpawned);
     let mut st = State::created();
     st.status = Status::Running;
     st.pid = Some(started.pid);
@@ -269,6 +283,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     st.started_at = Some(now());
     st.restart_count = restarts;
     c.set_state(&st)?;
+    crate::fault::reached(crate::fault::Step::HolderRunningRecorded);
     let began = Instant::now();
     if c.record.detached {
         // `frun run -d` waits for this line, then for both pipes to close.
@@ -276,6 +291,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         writeln!(out, "{HOLDER_STARTED}")?;
         out.flush()?;
         drop(out);
+        crate::fault::reached(crate::fault::Step::HolderStartedSaid);
         // From here on the holder's own messages (the forwarder's "target refused", a
         // failed clean-up) go to `holder.log` in the container's directory.
         let null = std::fs::OpenOptions::new()
@@ -383,6 +399,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         None => None,
     };
 
+    crate::fault::reached(crate::fault::Step::HolderServing);
     let exit = frun_runtime::wait(&started)?;
     // The published ports close with the container: a client is refused from now on,
     // instead of being accepted and dropped.

@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod containers;
+mod fault;
 mod forward;
 mod holder;
 mod hosts;
@@ -20,6 +21,7 @@ mod runspec;
 mod stack;
 mod stats;
 mod supervise;
+mod sweep;
 mod tty;
 mod volumes;
 

@@ -40,6 +40,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => inspect::inspect(&g, args),
         Command::Cp(args) => cp::cp(&g, args),
         Command::Holder { id, restarted } => crate::holder::run(&g, &id, restarted),
+        Command::Steps => crate::fault::list(),
         Command::Up(args) => stack::up(&g, args),
         Command::Down(args) => stack::down(&g, args),
         Command::Status(args) => stack::status(&g, args),

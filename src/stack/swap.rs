@@ -163,9 +163,8 @@ fn enter(root: &Path, stack: &str, st: &mut State, phase: Phase) -> anyhow::Resu
     frun_images::fsutil::write_atomic(&p, &serde_json::to_vec_pretty(st)?)
         .with_context(|| format!("writing {p:?}"))?;
     tracing::info!(stack, phase = %phase, was = %was, "swap");
-    if std::env::var("FRUN_TEST_STOP_AT").is_ok_and(|v| v == phase.to_string()) {
-        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
-    }
+    // The one test hook of frun (`crate::fault`), named by the phase.
+    frun_runtime::fault::reached(&phase.to_string());
     Ok(())
 }
 

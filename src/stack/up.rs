@@ -211,6 +211,7 @@ pub fn start_app(
     quiet: bool,
 ) -> anyhow::Result<Container> {
     let c = model::create(g, d, quiet)?;
+    crate::fault::reached(crate::fault::Step::UpAppCreated);
     let started = crate::commands::start_detached(g, &c)
         .map_err(|e| anyhow::anyhow!("{e:#}"))
         .and_then(|()| wait_ready(&c, stack.app.port))
@@ -219,7 +220,10 @@ pub fn start_app(
             None => Ok(()),
         });
     match started {
-        Ok(()) => Ok(c),
+        Ok(()) => {
+            crate::fault::reached(crate::fault::Step::UpAppReady);
+            Ok(c)
+        }
         Err(e) => {
             discard(g, containers, &c, "the failed app container");
             Err(e)
@@ -365,6 +369,7 @@ pub fn up(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<Vec<Change>>
         ),
         None => None,
     };
+    crate::fault::reached(crate::fault::Step::UpImagesReady);
 
     // 2. What is there: stale records (their process and holder gone, as after a
     //    reboot) are removed so that their names are free again.
@@ -473,6 +478,7 @@ pub fn up(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<Vec<Change>>
                         &format!("Creating {}", d.name.as_deref().unwrap_or("")),
                     );
                     let c = model::create(g, &d, quiet)?;
+                    crate::fault::reached(crate::fault::Step::UpProxyCreated);
                     let checked = crate::commands::start_detached(g, &c)
                         .map_err(|e| anyhow::anyhow!("{e:#}"))
                         .and_then(|()| proxy::check(g, &c));
@@ -529,7 +535,9 @@ pub fn up(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<Vec<Change>>
 
     // 6. The supervisor (health checks, adoption), once there is something to supervise;
     //    and the stack's record, which it reads to bring the stack back after a boot.
+    crate::fault::reached(crate::fault::Step::UpConverged);
     crate::supervise::ensure_running(g)?;
+    crate::fault::reached(crate::fault::Step::UpSupervised);
     write_stack_record(g, stack)?;
     Ok(changes)
 }

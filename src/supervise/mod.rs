@@ -93,12 +93,21 @@ pub fn ensure_running(g: &Global) -> anyhow::Result<()> {
             Ok(())
         });
     }
-    let child = cmd.spawn().context("starting frun supervise")?;
-    std::mem::forget(child);
+    let mut child = cmd.spawn().context("starting frun supervise")?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if request(&g.run_root, "ping").is_ok_and(|a| a.starts_with("pong")) {
+            // It lives on; init reaps it.
+            std::mem::forget(child);
             return Ok(());
+        }
+        // One that died (killed, or failing) is told at once, not after the whole wait.
+        // (One that found another holding the lock exits 0: that one answers soon.)
+        if let Ok(Some(status)) = child.try_wait().map(|s| s.filter(|s| !s.success())) {
+            bail!(
+                "frun supervise exited ({status}) before it answered (its log: {})",
+                log_path.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -148,6 +157,7 @@ pub fn run(g: &Global, boot: bool) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     };
+    crate::fault::reached(crate::fault::Step::SuperviseLocked);
     // 2. Out of the caller's cgroup, into frun's.
     if let Err(e) = join_own_cgroup(Path::new(&g.cgroup_parent)) {
         tracing::warn!(error = %format!("{e:#}"), "moving the supervisor into frun's cgroup");
@@ -162,10 +172,11 @@ pub fn run(g: &Global, boot: bool) -> anyhow::Result<ExitCode> {
         l.with_context(|| format!("binding {sock:?}"))?
     };
     listener.set_nonblocking(true)?;
+    crate::fault::reached(crate::fault::Step::SuperviseListening);
     tracing::info!(pid = std::process::id(), socket = %sock.display(), "supervisor started");
 
     // 4. A swap that a kill left half-done is finished or undone (see stack::swap).
-    //    After a boot: what was running comes back. The stacks' `frun up`s run as
+    //    After a boot, what was running comes back: the stacks' `frun up`s run as
     //    children while the loop below answers them (each `up` pings this supervisor).
     crate::stack::swap::recover_all(g);
     let mut boot_ups = if boot {
@@ -381,7 +392,9 @@ pub fn revive(g: &Global, containers: &Containers, c: &Container) -> anyhow::Res
         Some(n) => {
             let cfg = n.config(&g.root, &g.run_root)?;
             let _ = crate::net::detach(&cfg, &c.record.id);
+            crate::fault::reached(crate::fault::Step::SuperviseReviveDetached);
             let a = crate::net::attach(&cfg, &c.record.id, &c.record.name)?;
+            crate::fault::reached(crate::fault::Step::SuperviseReviveAttached);
             let mut record = c.record.clone();
             if let Some(n) = record.network.as_mut() {
                 n.ip = a.ip;
