@@ -169,6 +169,10 @@ pub enum Command {
     Top(TopArgs),
     /// The full record of containers, images or volumes, as JSON.
     Inspect(InspectArgs),
+    /// What happened to containers and stacks (start, die, oom, health, restart, swap,
+    /// backup, restore), as Docker's: from --since, then new ones as they come until
+    /// --until (without --until, until interrupted).
+    Events(EventsArgs),
     /// Copy files between a running container and the host:
     /// `frun cp CONTAINER:PATH HOSTPATH` or `frun cp HOSTPATH CONTAINER:PATH`.
     Cp(CpArgs),
@@ -183,6 +187,23 @@ pub struct StatsArgs {
     pub format: Format,
     /// Containers (default: every running one).
     pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// Show stored events from this time on: RFC 3339, a Unix time, or a duration ago
+    /// (10m, 1h30m). Without it, only new events.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Stop at this time (same forms; `0s` is now: print what is stored and exit).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// container=NAME|ID, event=KIND, type=container|stack, stack=, role=, image=
+    /// (values of one key are alternatives; different keys must all hold).
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
 }
 
 #[derive(Args, Debug)]

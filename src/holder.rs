@@ -285,6 +285,17 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     c.set_state(&st)?;
     crate::fault::reached(crate::fault::Step::HolderRunningRecorded);
     let began = Instant::now();
+    if restarted {
+        crate::events::emit(
+            &g.root,
+            crate::events::Event::of(crate::events::Kind::Restart, &c)
+                .attr("restartCount", restarts),
+        );
+    }
+    crate::events::emit(
+        &g.root,
+        crate::events::Event::of(crate::events::Kind::Start, &c).attr("pid", started.pid),
+    );
     if c.record.detached {
         // `frun run -d` waits for this line, then for both pipes to close.
         let mut out = std::io::stdout().lock();
@@ -448,6 +459,25 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         ..exit
     };
     finish(&c, &mut st, exit)?;
+    // Docker's order: the OOM kill, then the death.
+    if oom != crate::oom::OomVerdict::None {
+        let killed = match oom {
+            crate::oom::OomVerdict::OthersKilled(n) => n,
+            _ => exit.oom_kills.max(1),
+        };
+        crate::events::emit(
+            &g.root,
+            crate::events::Event::of(crate::events::Kind::Oom, &c)
+                .attr("killed", killed)
+                .attr("init", oom == crate::oom::OomVerdict::InitKilled),
+        );
+    }
+    crate::events::emit(
+        &g.root,
+        crate::events::Event::of(crate::events::Kind::Die, &c)
+            .attr("exitCode", exit.code)
+            .attr("oomKilled", exit.oom_killed),
+    );
     if let Some(msg) = oom.message(&c.record.name, c.record.memory_limit.as_deref()) {
         say(&msg);
     }

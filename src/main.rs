@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod containers;
+mod events;
 mod fault;
 mod forward;
 mod holder;

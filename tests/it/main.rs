@@ -11,6 +11,7 @@ mod ca_roots;
 mod common;
 mod credentials;
 mod demo;
+mod events;
 mod faults;
 mod holder;
 mod hostile_run;
