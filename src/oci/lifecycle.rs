@@ -614,15 +614,3 @@ pub fn features() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signals() {
-        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
-        assert_eq!(parse_signal("TERM").unwrap(), Signal::SIGTERM);
-        assert_eq!(parse_signal("sigusr1").unwrap(), Signal::SIGUSR1);
-        assert!(parse_signal("NOPE").is_err());
-    }
-}
