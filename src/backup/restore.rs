@@ -195,6 +195,7 @@ pub fn recover(g: &Global, stack: &str) -> anyhow::Result<()> {
 pub struct Options {
     pub safety_backup: bool,
     pub quiet: bool,
+    pub decrypt: super::crypt::Decrypt,
 }
 
 /// What a restore did.
@@ -254,25 +255,30 @@ pub fn restore(
     // Volumes that did not exist are made (empty) to stage beside; a refusal removes them.
     let created = std::cell::RefCell::new(Vec::<String>::new());
     let verified = (|| {
-        let (manifest, roots) = super::archive::extract(&archive, Some(&summary.sha256), |v| {
-            if !volumes.iter().any(|x| x == v) {
-                bail!(
+        let (manifest, roots) = super::archive::extract(
+            &archive,
+            Some(&summary.sha256),
+            &opts.decrypt,
+            |v| {
+                if !volumes.iter().any(|x| x == v) {
+                    bail!(
                     "the backup holds volume {v}, which stack {} does not have ([data] volumes: {})",
                     stack.name,
                     volumes.join(", ")
                 );
-            }
-            let vdir = crate::volumes::volumes_dir(&g.root).join(v);
-            if !vdir.join("_data").exists() {
-                crate::volumes::create(&g.root, v, &[], None)?;
-                created.borrow_mut().push(v.to_string());
-            }
-            let s = staging_dir(&g.root, v);
-            if s.exists() {
-                std::fs::remove_dir_all(&s)?;
-            }
-            Ok(s)
-        })?;
+                }
+                let vdir = crate::volumes::volumes_dir(&g.root).join(v);
+                if !vdir.join("_data").exists() {
+                    crate::volumes::create(&g.root, v, &[], None)?;
+                    created.borrow_mut().push(v.to_string());
+                }
+                let s = staging_dir(&g.root, v);
+                if s.exists() {
+                    std::fs::remove_dir_all(&s)?;
+                }
+                Ok(s)
+            },
+        )?;
         if manifest.stack != stack.name {
             bail!(
                 "the backup is of stack {}, not {}",
@@ -315,10 +321,7 @@ pub fn restore(
         match super::create::create_locked(
             g,
             stack,
-            &super::create::Options {
-                reason: "pre-restore".into(),
-                freeze_max: super::create::DEFAULT_FREEZE_MAX,
-            },
+            &super::create::Options::from_stack(stack, "pre-restore"),
         ) {
             Ok(s) => Some(s.name),
             Err(e) => {

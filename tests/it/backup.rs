@@ -20,6 +20,11 @@ struct Stack {
 
 impl Stack {
     fn new(f: &Frun, reg: &str) -> Stack {
+        Stack::with(f, reg, "")
+    }
+
+    /// With more of the file (e.g. a `[backup]` section) at its end.
+    fn with(f: &Frun, reg: &str, extra: &str) -> Stack {
         let dir = f.dir.path().join("stack");
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
@@ -40,7 +45,7 @@ interval = "200ms"
 
 [data]
 volumes = ["bkdb:/var/db", "bkfiles:/var/files"]
-"#
+{extra}"#
             ),
         )
         .unwrap();
@@ -400,6 +405,147 @@ fn a_restore_killed_at_any_point_leaves_old_or_new_data_and_up_repairs_it() {
             s.visit() > got.0 as u64,
             "{point}: the app serves on the data"
         );
+    }
+    f.ok(&["down", "-f", &file]);
+}
+
+/// Encrypted to a public key (from `[backup]`) and with a passphrase (flag); retention
+/// after success; every wrong or missing key refused with the live data untouched; no
+/// secret ever printed.
+#[test]
+fn encrypted_backups_open_only_with_their_key_and_retention_keeps_the_newest() {
+    use age::secrecy::ExposeSecret;
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    let id = age::x25519::Identity::generate();
+    let secret = id.to_string().expose_secret().to_string();
+    let keys = f.dir.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let key = keys.join("backup.key");
+    std::fs::write(&key, format!("{secret}\n")).unwrap();
+    let wrong = keys.join("wrong.key");
+    std::fs::write(
+        &wrong,
+        format!(
+            "{}\n",
+            age::x25519::Identity::generate()
+                .to_string()
+                .expose_secret()
+        ),
+    )
+    .unwrap();
+    let pass = keys.join("pass");
+    std::fs::write(&pass, "correct horse battery staple\n").unwrap();
+    let bad_pass = keys.join("bad-pass");
+    std::fs::write(&bad_pass, "incorrect horse\n").unwrap();
+    let s = Stack::with(
+        &f,
+        &reg,
+        &format!(
+            "\n[backup]\nkeep = 2\nrecipients = [\"{}\"]\n",
+            id.to_public()
+        ),
+    );
+    up(&f, &s);
+    let file = s.file();
+    let live = volume(&f, "bkdb").join("production.sqlite3");
+    let printed = std::cell::RefCell::new(String::new());
+    let run_ok = |args: &[&str]| {
+        let out = f.run(args);
+        printed.borrow_mut().push_str(&text(&out.stdout));
+        printed.borrow_mut().push_str(&text(&out.stderr));
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        text(&out.stdout)
+    };
+
+    // 1. Three backups (1, 2, 3 visits): retention keeps the newest two, each sealed.
+    let mut names = Vec::new();
+    for i in 1..=3 {
+        assert_eq!(s.visit(), i);
+        let b: Value =
+            serde_json::from_str(&run_ok(&["backup", "-f", &file, "--format", "json"])).unwrap();
+        assert_eq!(b["encrypted"], true, "{b}");
+        names.push(b["name"].as_str().unwrap().to_string());
+        if i == 3 {
+            assert_eq!(b["removed"], serde_json::json!([names[0]]), "{b}");
+        }
+    }
+    let dir = f.root().join("backups/bk");
+    assert!(!dir.join(format!("{}.tar.zst.age", names[0])).exists());
+    let sealed = dir.join(format!("{}.tar.zst.age", names[2]));
+    assert!(std::fs::read(&sealed)
+        .unwrap()
+        .starts_with(b"age-encryption.org/v1\n"));
+    let list: Vec<Value> =
+        serde_json::from_str(&run_ok(&["backups", "-f", &file, "--format", "json"])).unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+
+    // 2. Refused without the key, with another key: live data (3 visits) untouched.
+    assert_eq!(s.visit(), 4);
+    for (extra, why) in [
+        (vec![], "--identity"),
+        (vec!["--identity", wrong.to_str().unwrap()], "another key"),
+    ] {
+        let mut args = vec!["restore", "-f", &file, &names[1], "--no-safety-backup"];
+        args.extend(extra);
+        let out = f.run(&args);
+        printed.borrow_mut().push_str(&text(&out.stderr));
+        assert!(!out.status.success());
+        let err = text(&out.stderr);
+        assert!(err.contains(why) && err.contains("refused"), "{err}");
+        assert_eq!(query(&live, "SELECT count(*) FROM visits"), 4);
+    }
+    // With it: the backup's 2 visits are back.
+    run_ok(&[
+        "restore",
+        "-f",
+        &file,
+        &names[1],
+        "--identity",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(query(&live, "SELECT count(*) FROM visits"), 2);
+
+    // 3. A passphrase (flag) instead: the wrong one refused, the right one opens.
+    let b: Value = serde_json::from_str(&run_ok(&[
+        "backup",
+        "-f",
+        &file,
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    let name = b["name"].as_str().unwrap().to_string();
+    assert_eq!(s.visit(), 3);
+    let out = f.run(&[
+        "restore",
+        "-f",
+        &file,
+        &name,
+        "--no-safety-backup",
+        "--passphrase-file",
+        bad_pass.to_str().unwrap(),
+    ]);
+    printed.borrow_mut().push_str(&text(&out.stderr));
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("wrong passphrase"), "{out:?}");
+    assert_eq!(query(&live, "SELECT count(*) FROM visits"), 3);
+    run_ok(&[
+        "restore",
+        "-f",
+        &file,
+        &name,
+        "--no-safety-backup",
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+    ]);
+    assert_eq!(query(&live, "SELECT count(*) FROM visits"), 2);
+
+    // 4. Nothing printed a secret.
+    for secret in [secret.as_str(), "correct horse", "incorrect horse"] {
+        assert!(!printed.borrow().contains(secret), "a secret was printed");
     }
     f.ok(&["down", "-f", &file]);
 }
