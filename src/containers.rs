@@ -334,7 +334,8 @@ impl Containers {
         Ok(Containers { dir })
     }
 
-    fn lock(&self) -> anyhow::Result<std::fs::File> {
+    /// Held while a container is created (and while `gc` looks for half-made ones).
+    pub fn lock(&self) -> anyhow::Result<std::fs::File> {
         let path = self.dir.join(".lock");
         frun_images::fsutil::lock_exclusive(&path).with_context(|| format!("locking {path:?}"))
     }
@@ -366,12 +367,19 @@ impl Containers {
             std::fs::create_dir_all(dir.join(sub))
                 .with_context(|| format!("creating {:?}", dir.join(sub)))?;
         }
+        // This process works on it until it exits: `gc` leaves it alone (see sweep.rs).
+        crate::sweep::hold(&dir)?;
+        crate::fault::reached(crate::fault::Step::CreateDirMade);
+        // The state, then the record: the record makes the container exist, so there
+        // is never one without a state; a directory without a record is `gc`'s.
         let c = Container { dir, record };
+        c.set_state(&State::created())?;
+        crate::fault::reached(crate::fault::Step::CreateStateWritten);
         write_atomic(
             &c.dir.join("frun.json"),
             &serde_json::to_vec_pretty(&c.record)?,
         )?;
-        c.set_state(&State::created())?;
+        crate::fault::reached(crate::fault::Step::CreateRecorded);
         Ok(c)
     }
 

@@ -92,6 +92,7 @@ pub fn start_detached(g: &Global, c: &Container) -> anyhow::Result<()> {
         });
     }
     let mut child = cmd.spawn().context("starting the container's holder")?;
+    crate::fault::reached(crate::fault::Step::RunHolderStarted);
     let mut stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -136,6 +137,9 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     set.thread_block()?;
     let containers = Containers::open(&g.root)?;
     let c = containers.find(id)?;
+    // This holder works on it while it lives: `gc` leaves it alone (see sweep.rs).
+    crate::sweep::hold(&c.dir)?;
+    crate::fault::reached(crate::fault::Step::HolderBegun);
     if c.record.tty {
         crate::tty::block_winch()?;
     }
@@ -158,6 +162,14 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     if !restarted {
         let _ = std::fs::remove_file(c.stop_requested_path());
     }
+    // The holder is on record before it starts anything: `rm -f` ends it (and so the
+    // start) instead of removing the container from under it.
+    if let Some(mut p) = previous.clone() {
+        let me = std::process::id() as i32;
+        (p.holder_pid, p.holder_start) = (Some(me), pid_start(me));
+        c.set_state(&p)?;
+    }
+    crate::fault::reached(crate::fault::Step::HolderRecorded);
     let store = open_store(g)?;
     let mut spec = c.spec()?;
     if c.record.tty && !c.record.detached {
@@ -230,6 +242,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     };
     // Published ports are bound before the start, so that a taken port fails it.
     let spawned = crate::forward::bind_all(&c.record.publish).and_then(|bound| {
+        crate::fault::reached(crate::fault::Step::HolderPortsBound);
         let opts = frun_runtime::SpawnOptions {
             console_socket: console_theirs,
             ..Default::default()
@@ -260,6 +273,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(exit));
         }
     };
+    crate::fault::reached(crate::fault::Step::HolderSpawned);
     let mut st = State::created();
     st.status = Status::Running;
     st.pid = Some(started.pid);
@@ -269,13 +283,26 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     st.started_at = Some(now());
     st.restart_count = restarts;
     c.set_state(&st)?;
+    crate::fault::reached(crate::fault::Step::HolderRunningRecorded);
     let began = Instant::now();
+    if restarted {
+        crate::events::emit(
+            &g.root,
+            crate::events::Event::of(crate::events::Kind::Restart, &c)
+                .attr("restartCount", restarts),
+        );
+    }
+    crate::events::emit(
+        &g.root,
+        crate::events::Event::of(crate::events::Kind::Start, &c).attr("pid", started.pid),
+    );
     if c.record.detached {
         // `frun run -d` waits for this line, then for both pipes to close.
         let mut out = std::io::stdout().lock();
         writeln!(out, "{HOLDER_STARTED}")?;
         out.flush()?;
         drop(out);
+        crate::fault::reached(crate::fault::Step::HolderStartedSaid);
         // From here on the holder's own messages (the forwarder's "target refused", a
         // failed clean-up) go to `holder.log` in the container's directory.
         let null = std::fs::OpenOptions::new()
@@ -365,11 +392,33 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         _ => None,
     };
 
+    // A stack's app also answers on its generation's unix socket, which the stack's
+    // proxy reaches through a symlink (see stack::upstream): a swap renames the symlink.
+    let upstream = match &net_cfg {
+        Some(cfg) => {
+            let netns = crate::forward::Netns::open(&cfg.netns_path(&c.record.id))
+                .ok()
+                .map(std::sync::Arc::new);
+            match crate::stack::upstream::serve(&g.root, &c, netns, say.clone()) {
+                Ok(u) => u,
+                Err(e) => {
+                    say(&format!("frun: the proxy cannot reach this app: {e:#}"));
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+
+    crate::fault::reached(crate::fault::Step::HolderServing);
     let exit = frun_runtime::wait(&started)?;
     // The published ports close with the container: a client is refused from now on,
     // instead of being accepted and dropped.
     if let Some(f) = forwarder {
         f.stop();
+    }
+    if let Some(u) = upstream {
+        u.stop();
     }
     for l in loggers {
         if l.join().is_err() {
@@ -410,6 +459,25 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         ..exit
     };
     finish(&c, &mut st, exit)?;
+    // Docker's order: the OOM kill, then the death.
+    if oom != crate::oom::OomVerdict::None {
+        let killed = match oom {
+            crate::oom::OomVerdict::OthersKilled(n) => n,
+            _ => exit.oom_kills.max(1),
+        };
+        crate::events::emit(
+            &g.root,
+            crate::events::Event::of(crate::events::Kind::Oom, &c)
+                .attr("killed", killed)
+                .attr("init", oom == crate::oom::OomVerdict::InitKilled),
+        );
+    }
+    crate::events::emit(
+        &g.root,
+        crate::events::Event::of(crate::events::Kind::Die, &c)
+            .attr("exitCode", exit.code)
+            .attr("oomKilled", exit.oom_killed),
+    );
     if let Some(msg) = oom.message(&c.record.name, c.record.memory_limit.as_deref()) {
         say(&msg);
     }
@@ -475,22 +543,24 @@ fn finish(c: &Container, st: &mut State, exit: ExitState) -> anyhow::Result<()> 
 
 /// Sends the stop signal, waits up to `timeout` seconds, then SIGKILL. Returns once the
 /// process is gone (or a zombie awaiting its parent).
-pub fn stop_pid(pid: i32, stop_signal: i32, timeout: u64) {
+/// True when the process had to be killed with SIGKILL.
+pub fn stop_pid(pid: i32, stop_signal: i32, timeout: u64) -> bool {
     let start = pid_start(pid);
     if start.is_none() {
-        return;
+        return false;
     }
     let sig = Signal::try_from(stop_signal).unwrap_or(Signal::SIGTERM);
     let _ = signal::kill(Pid::from_raw(pid), sig);
     let deadline = Instant::now() + Duration::from_secs(timeout);
     while Instant::now() < deadline {
         if pid_start(pid) != start {
-            return;
+            return false;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     // busybox httpd as pid 1, for one, ignores SIGTERM.
     let _ = signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+    true
 }
 
 pub fn wait_exited(c: &Container, timeout: Duration) -> anyhow::Result<State> {
@@ -517,11 +587,13 @@ pub fn wait_exited(c: &Container, timeout: Duration) -> anyhow::Result<State> {
 
 /// Stops a running container: its stop signal, the grace period, SIGKILL; then waits
 /// until its holder recorded the exit.
-pub fn stop_and_wait(c: &Container, pid: i32, stop_signal: i32, timeout: u64) {
-    stop_pid(pid, stop_signal, timeout);
+/// Stops a container's process; true when it had to be killed (the grace period passed).
+pub fn stop_and_wait(c: &Container, pid: i32, stop_signal: i32, timeout: u64) -> bool {
+    let killed = stop_pid(pid, stop_signal, timeout);
     if let Err(e) = wait_exited(c, Duration::from_secs(30)) {
         tracing::warn!(error = %format!("{e:#}"), "waiting for the container to exit");
     }
+    killed
 }
 
 /// [`end_holder`] of a container, from its state on disk.

@@ -7,6 +7,8 @@ mod backup;
 mod cli;
 mod commands;
 mod containers;
+mod events;
+mod fault;
 mod forward;
 mod holder;
 mod hosts;
@@ -21,6 +23,7 @@ mod runspec;
 mod stack;
 mod stats;
 mod supervise;
+mod sweep;
 mod tty;
 mod volumes;
 

@@ -454,6 +454,7 @@ pub fn create(g: &Global, d: &Description, quiet: bool) -> anyhow::Result<Contai
                 record: c.record.clone(),
             }
         };
+        crate::fault::reached(crate::fault::Step::CreateNetworkRecorded);
         let network = match d.network {
             NetworkMode::Bridge => Network::Join(net_cfg.netns_path(&c.record.id)),
             NetworkMode::Host => Network::Host,
@@ -510,6 +511,7 @@ pub fn create(g: &Global, d: &Description, quiet: bool) -> anyhow::Result<Contai
         ];
         let spec = runspec::build(&config, &opts, &lower, &files)?;
         frun_images::fsutil::write_atomic(&c.config_path(), &serde_json::to_vec_pretty(&spec)?)?;
+        crate::fault::reached(crate::fault::Step::CreateSpecWritten);
         Ok::<Container, anyhow::Error>(c)
     })();
     match result {

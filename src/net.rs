@@ -395,9 +395,11 @@ pub fn attach(cfg: &NetConfig, id: &str, name: &str) -> anyhow::Result<Attachmen
     let _lock = bridge_lock(cfg)?;
     let ipam = Ipam::new(cfg);
     let ip = ipam.allocate(id, name)?;
+    crate::fault::reached(crate::fault::Step::NetLeased);
     let netns = cfg.netns_path(id);
     let r = (|| {
         create_netns(&netns)?;
+        crate::fault::reached(crate::fault::Step::NetNetnsMade);
         // 1. Forwarding and NAT, then (one netlink session on the host side) the bridge
         //    with the gateway address, and the veth pair: host end on the bridge, the
         //    other end into the namespace.
@@ -468,6 +470,7 @@ pub fn attach(cfg: &NetConfig, id: &str, name: &str) -> anyhow::Result<Attachmen
                 Ok(())
             })
         })?;
+        crate::fault::reached(crate::fault::Step::NetVethMade);
 
         // 2. Inside: eth0 with its MAC (from the address) and address, the default route,
         //    lo up.
@@ -520,6 +523,7 @@ pub fn attach(cfg: &NetConfig, id: &str, name: &str) -> anyhow::Result<Attachmen
         })?;
         Ok::<(), anyhow::Error>(())
     })();
+    crate::fault::reached(crate::fault::Step::NetAttached);
     match r {
         Ok(()) => Ok(Attachment { ip }),
         Err(e) => {

@@ -182,6 +182,7 @@ pub fn spawn_with(
             return Err(e);
         }
     };
+    crate::fault::reached(crate::fault::SpawnStep::CgroupMade.name());
 
     let (sync_r, sync_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
@@ -343,6 +344,7 @@ pub fn spawn_with(
             .map_err(|e| RuntimeError::sys("clone", e));
     restore(&rejoin);
     let child = child?;
+    crate::fault::reached(crate::fault::SpawnStep::Cloned.name());
     drop(stack);
     drop(stdio);
     drop(opts);

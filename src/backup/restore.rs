@@ -106,12 +106,11 @@ fn exchange(root: &Path, volume: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A test hook: `FRUN_TEST_KILL_AT=<point>` makes this process SIGKILL itself there, as
+/// A test hook: `FRUN_TEST_STOP_AT=restore.<point>` makes this process SIGKILL itself there, as
 /// a `kill -9` at that instant would.
 fn test_kill_point(point: &str) {
-    if std::env::var("FRUN_TEST_KILL_AT").is_ok_and(|p| p == point) {
-        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
-    }
+    // The one test hook of frun (`crate::fault`): `FRUN_TEST_STOP_AT=restore.<point>`.
+    frun_runtime::fault::reached(&format!("restore.{point}"));
 }
 
 /// Finishes or undoes a restore of `stack` that did not end (see the module's table).

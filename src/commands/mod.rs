@@ -2,6 +2,7 @@
 
 mod backup;
 mod cp;
+mod events;
 pub mod images;
 mod run;
 mod stack;
@@ -40,13 +41,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Top(args) => stats::top(&g, args),
         Command::Inspect(args) => inspect::inspect(&g, args),
         Command::Cp(args) => cp::cp(&g, args),
+        Command::Events(args) => events::events(&g, args),
         Command::Backup(args) => backup::backup(&g, args),
         Command::Restore(args) => backup::restore(&g, args),
         Command::Backups(args) => backup::backups(&g, args),
         Command::Holder { id, restarted } => crate::holder::run(&g, &id, restarted),
+        Command::Steps => crate::fault::list(),
         Command::Up(args) => stack::up(&g, args),
         Command::Down(args) => stack::down(&g, args),
         Command::Status(args) => stack::status(&g, args),
+        Command::Swap(args) => stack::swap(&g, args),
+        Command::Rollback(args) => stack::rollback(&g, args),
+        Command::History(args) => stack::history(&g, args),
         Command::Supervise { boot } => crate::supervise::run(&g, boot),
         Command::SystemdUnit => stack::systemd_unit(&g),
     }

@@ -376,7 +376,7 @@ fn a_restore_killed_at_any_point_leaves_old_or_new_data_and_up_repairs_it() {
         let old = state();
         let out = f
             .command(&["restore", "-f", &file, &name, "--no-safety-backup"])
-            .env("FRUN_TEST_KILL_AT", point)
+            .env("FRUN_TEST_STOP_AT", format!("restore.{point}"))
             .output()
             .unwrap();
         use std::os::unix::process::ExitStatusExt;
