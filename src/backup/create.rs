@@ -146,16 +146,37 @@ impl Drop for Scratch {
 /// Retention (`[backup] keep`, `max_age`) is applied once it succeeded; the names it
 /// removed come back with the summary.
 pub fn create(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Result<(Summary, Vec<String>)> {
-    let _lock = super::StackLock::take(&g.root, &stack.name)?;
-    super::restore::recover_data(g, &stack.name)?;
-    let summary = create_locked(g, stack, opts)?;
-    let removed = super::apply_retention(
+    let t0 = Instant::now();
+    let r = (|| {
+        let _lock = super::StackLock::take(&g.root, &stack.name)?;
+        super::restore::recover_data(g, &stack.name)?;
+        let summary = create_locked(g, stack, opts)?;
+        let removed = super::apply_retention(
+            &g.root,
+            &stack.name,
+            stack.backup.keep,
+            stack.backup.max_age,
+        )?;
+        Ok((summary, removed))
+    })();
+    let ev = crate::events::Event::new(crate::events::Kind::Backup)
+        .stack(&stack.name)
+        .attr("reason", &opts.reason)
+        .attr(
+            "duration_seconds",
+            format!("{:.3}", t0.elapsed().as_secs_f64()),
+        );
+    crate::events::emit(
         &g.root,
-        &stack.name,
-        stack.backup.keep,
-        stack.backup.max_age,
-    )?;
-    Ok((summary, removed))
+        match &r {
+            Ok((s, _)) => ev
+                .attr("outcome", "ok")
+                .attr("name", &s.name)
+                .attr("size", s.size),
+            Err(e) => ev.attr("outcome", "failed").attr("error", format!("{e:#}")),
+        },
+    );
+    r
 }
 
 /// [`create`], for a caller that holds the stack's lock (a restore's safety backup).

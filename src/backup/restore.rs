@@ -217,8 +217,34 @@ fn abandon(g: &Global, stack: &str, volumes: &[String]) {
     let _ = std::fs::remove_file(journal_path(&g.root, stack));
 }
 
-/// `frun restore`: the numbered steps.
+/// `frun restore`, with its event (outcome, backup, duration).
 pub fn restore(
+    g: &Global,
+    stack: &Stack,
+    summary: &Summary,
+    opts: &Options,
+) -> anyhow::Result<Restored> {
+    let t0 = std::time::Instant::now();
+    let r = restore_steps(g, stack, summary, opts);
+    let ev = crate::events::Event::new(crate::events::Kind::Restore)
+        .stack(&stack.name)
+        .attr("name", &summary.name)
+        .attr(
+            "duration_seconds",
+            format!("{:.3}", t0.elapsed().as_secs_f64()),
+        );
+    crate::events::emit(
+        &g.root,
+        match &r {
+            Ok(_) => ev.attr("outcome", "ok"),
+            Err(e) => ev.attr("outcome", "failed").attr("error", format!("{e:#}")),
+        },
+    );
+    r
+}
+
+/// `frun restore`: the numbered steps.
+fn restore_steps(
     g: &Global,
     stack: &Stack,
     summary: &Summary,
@@ -229,6 +255,9 @@ pub fn restore(
             eprintln!("{s}");
         }
     };
+    // No swap or up of the stack meanwhile (swap's lock first: a swap takes the backup
+    // lock inside its own, for its backup before the swap), and no other backup.
+    let swap_lock = crate::stack::swap::lock(&g.root, &stack.name)?;
     let lock = super::StackLock::take(&g.root, &stack.name)?;
     super::freeze::thaw_leftover(&g.root, &stack.name);
     recover_data(g, &stack.name)?;
@@ -364,6 +393,7 @@ pub fn restore(
     clean(g, &stack.name, &journal)?;
     let _ = std::fs::remove_file(journal_path(&g.root, &stack.name));
     drop(lock);
+    drop(swap_lock);
     test_kill_point("cleaned");
 
     // 5. The app started on the new data, and waited for (health, else its port).

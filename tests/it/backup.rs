@@ -73,20 +73,39 @@ fn volume(f: &Frun, name: &str) -> PathBuf {
 }
 
 /// A read of a live database from the host (sqlite's locks hold across the mount
-/// namespaces: same inode).
+/// namespaces: same inode), retried while sqlite says busy or locked (a read-only
+/// connection can be told SQLITE_BUSY without its busy handler, e.g. while the writer's
+/// connection recovers the WAL index); any other error, or busy for 30 s, fails the
+/// test with sqlite's message.
+fn read_db<T>(db: &Path, sql: &str, row: impl Fn(&rusqlite::Row) -> rusqlite::Result<T>) -> T {
+    let try_once = || -> rusqlite::Result<T> {
+        let c = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        c.busy_timeout(Duration::from_secs(10))?;
+        c.query_row(sql, [], &row)
+    };
+    let start = std::time::Instant::now();
+    loop {
+        match try_once() {
+            Ok(v) => return v,
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && start.elapsed() < Duration::from_secs(30) =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{}: {sql}: {e}", db.display()),
+        }
+    }
+}
+
 fn query(db: &Path, sql: &str) -> i64 {
-    let c = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    c.busy_timeout(Duration::from_secs(10)).unwrap();
-    c.query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
-        .unwrap()
-        .unwrap_or(0)
+    read_db(db, sql, |r| r.get::<_, Option<i64>>(0)).unwrap_or(0)
 }
 
 fn integrity(db: &Path) -> String {
-    let c = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    c.busy_timeout(Duration::from_secs(10)).unwrap();
-    c.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
-        .unwrap()
+    read_db(db, "PRAGMA integrity_check", |r| r.get::<_, String>(0))
 }
 
 /// Starts `sqlite3` in the app inserting rows 1, 2, 3... into `db` (a table `t`), each
