@@ -362,6 +362,27 @@ pub fn image_for_run(g: &Global, image: &ImageRef, quiet: bool) -> anyhow::Resul
     crate::commands::images::pull_record(g, image, None, quiet)
 }
 
+/// Refuses a description that needs what this host lacks (cgroups, the controller of
+/// each limit it sets, overlayfs), in the words of `frun info` (`frun_runtime::needs`),
+/// before anything is made. (`nft` is refused where it is run, idmapped layers where the
+/// kernel answers: their probes cost more than a start.)
+fn host_has(d: &Description) -> anyhow::Result<()> {
+    use frun_runtime::needs::Need;
+    let cg = frun_runtime::probe::cgroups().map_err(|e| Need::Cgroups.missing(e.to_string()))?;
+    for (asked, need, controller) in [
+        (d.memory.is_some(), Need::MemoryController, "memory"),
+        (d.pids_limit.is_some(), Need::PidsController, "pids"),
+        (d.cpus.is_some(), Need::CpuController, "cpu"),
+    ] {
+        if asked {
+            cg.controller(controller)
+                .map_err(|detail| need.missing(detail))?;
+        }
+    }
+    frun_runtime::probe::overlay().map_err(|detail| Need::Overlay.missing(detail))?;
+    Ok(())
+}
+
 /// Creates the container a description asks for: image (pulled if missing), record,
 /// network, files and spec. On failure nothing of it is left.
 pub fn create(g: &Global, d: &Description, quiet: bool) -> anyhow::Result<Container> {
@@ -396,6 +417,7 @@ pub fn create(g: &Global, d: &Description, quiet: bool) -> anyhow::Result<Contai
         }
         (None, None) => Signal::SIGTERM as i32,
     };
+    host_has(d)?;
     let net_cfg = crate::net::NetConfig::new(&g.root, &g.run_root, &g.bridge, &g.subnet)?;
     let containers = Containers::open(&g.root)?;
 

@@ -17,6 +17,7 @@ mod exec;
 pub mod fdpass;
 mod freezer;
 pub mod hooks;
+pub mod needs;
 pub mod probe;
 pub mod rootfs;
 pub mod seccomp;

@@ -21,6 +21,7 @@ mod net;
 mod oci;
 mod oci_spec;
 mod pull;
+mod refusals;
 mod repair;
 mod run;
 mod stats;
