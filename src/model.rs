@@ -350,6 +350,17 @@ impl Description {
 
 /// The image to run: from the store, or pulled now.
 pub fn image_for_run(g: &Global, image: &ImageRef, quiet: bool) -> anyhow::Result<ImageRecord> {
+    image_for_role(g, image, None, quiet)
+}
+
+/// [`image_for_run`] for a stack role: a pull uses the role's `registry_auth`, read
+/// only then.
+pub fn image_for_role(
+    g: &Global,
+    image: &ImageRef,
+    auth: Option<&crate::stack::auth::RegistryAuth>,
+    quiet: bool,
+) -> anyhow::Result<ImageRecord> {
     let store = open_store(g)?;
     if let Ok(r) = store.find_image(&image.to_string()) {
         if r.layers.iter().all(|l| store.has_layer(&l.diff_id)) {
@@ -359,7 +370,16 @@ pub fn image_for_run(g: &Global, image: &ImageRef, quiet: bool) -> anyhow::Resul
     if !quiet {
         eprintln!("Unable to find image '{image}' locally; pulling");
     }
-    crate::commands::images::pull_record(g, image, None, quiet)
+    match auth {
+        Some(a) => {
+            let auth = a.resolve(image, &crate::commands::registry_config(g))?;
+            crate::commands::images::pull_record_with_auth(g, image, Some(auth), quiet)
+                .with_context(|| {
+                    format!("{}: pulling {image} with registry_auth {}", a.at, a.source)
+                })
+        }
+        None => crate::commands::images::pull_record(g, image, None, quiet),
+    }
 }
 
 /// Refuses a description that needs what this host lacks (cgroups, the controller of

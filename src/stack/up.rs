@@ -160,7 +160,7 @@ pub fn up(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<Vec<Change>>
         .chain(stack.proxy.as_ref().map(|p| ("proxy", &p.desc)))
         .collect();
     for (role, d) in &roles {
-        let r = model::image_for_run(g, &d.image.parse()?, quiet)
+        let r = model::image_for_role(g, &d.image.parse()?, stack.registry_auth(role), quiet)
             .with_context(|| format!("the {role} image {}", d.image))?;
         digests.insert(*role, r.manifest_digest.to_string());
     }

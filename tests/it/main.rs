@@ -24,6 +24,7 @@ mod pull;
 mod refusals;
 mod repair;
 mod run;
+mod stack_auth;
 mod stats;
 mod up;
 mod volumes;
