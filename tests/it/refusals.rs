@@ -73,7 +73,7 @@ fn without_pids_controller(f: &Frun, args: &[&str]) -> Output {
                if grep -qw "$c" /sys/fs/cgroup/cgroup.subtree_control; then echo "+$c" >"$P/cgroup.subtree_control"; fi
            done
            echo $$ >"$P/ns/cgroup.procs"
-           exec unshare --cgroup --mount --propagation private sh -c 'mount -t cgroup2 cgroup2 /sys/fs/cgroup && exec "$@"' sh "$@""#
+           exec unshare --cgroup --mount --propagation private sh -c 'umount -l /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup && exec "$@"' sh "$@""#
     } else {
         r#"shift
            exec unshare --mount --propagation private sh -c 'umount /sys/fs/cgroup/pids && exec "$@"' sh "$@""#
