@@ -351,6 +351,17 @@ impl Description {
 
 /// The image to run: from the store, or pulled now.
 pub fn image_for_run(g: &Global, image: &ImageRef, quiet: bool) -> anyhow::Result<ImageRecord> {
+    image_for_role(g, image, None, quiet)
+}
+
+/// [`image_for_run`] for a stack role: a pull uses the role's `registry_auth`, read
+/// only then.
+pub fn image_for_role(
+    g: &Global,
+    image: &ImageRef,
+    auth: Option<&crate::stack::auth::RegistryAuth>,
+    quiet: bool,
+) -> anyhow::Result<ImageRecord> {
     let store = open_store(g)?;
     if let Ok(r) = store.find_image(&image.to_string()) {
         if r.layers.iter().all(|l| store.has_layer(&l.diff_id)) {
@@ -360,7 +371,48 @@ pub fn image_for_run(g: &Global, image: &ImageRef, quiet: bool) -> anyhow::Resul
     if !quiet {
         eprintln!("Unable to find image '{image}' locally; pulling");
     }
-    crate::commands::images::pull_record(g, image, None, quiet)
+    pull_for_role(g, image, auth, quiet)
+}
+
+/// Pulls `image` for a stack role (or `run`, with no `auth`): with the role's
+/// `registry_auth` when it has one, else the credentials `frun login` stored.
+pub fn pull_for_role(
+    g: &Global,
+    image: &ImageRef,
+    auth: Option<&crate::stack::auth::RegistryAuth>,
+    quiet: bool,
+) -> anyhow::Result<ImageRecord> {
+    match auth {
+        Some(a) => {
+            let auth = a.resolve(image, &crate::commands::registry_config(g))?;
+            crate::commands::images::pull_record_with_auth(g, image, Some(auth), quiet)
+                .with_context(|| {
+                    format!("{}: pulling {image} with registry_auth {}", a.at, a.source)
+                })
+        }
+        None => crate::commands::images::pull_record(g, image, None, quiet),
+    }
+}
+
+/// Refuses a description that needs what this host lacks (cgroups, the controller of
+/// each limit it sets, overlayfs), in the words of `frun info` (`frun_runtime::needs`),
+/// before anything is made. (`nft` is refused where it is run, idmapped layers where the
+/// kernel answers: their probes cost more than a start.)
+fn host_has(d: &Description) -> anyhow::Result<()> {
+    use frun_runtime::needs::Need;
+    let cg = frun_runtime::probe::cgroups().map_err(|e| Need::Cgroups.missing(e.to_string()))?;
+    for (asked, need, controller) in [
+        (d.memory.is_some(), Need::MemoryController, "memory"),
+        (d.pids_limit.is_some(), Need::PidsController, "pids"),
+        (d.cpus.is_some(), Need::CpuController, "cpu"),
+    ] {
+        if asked {
+            cg.controller(controller)
+                .map_err(|detail| need.missing(detail))?;
+        }
+    }
+    frun_runtime::probe::overlay().map_err(|detail| Need::Overlay.missing(detail))?;
+    Ok(())
 }
 
 /// Creates the container a description asks for: image (pulled if missing), record,
@@ -397,6 +449,7 @@ pub fn create(g: &Global, d: &Description, quiet: bool) -> anyhow::Result<Contai
         }
         (None, None) => Signal::SIGTERM as i32,
     };
+    host_has(d)?;
     let net_cfg = crate::net::NetConfig::new(&g.root, &g.run_root, &g.bridge, &g.subnet)?;
     let containers = Containers::open(&g.root)?;
 

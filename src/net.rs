@@ -357,14 +357,25 @@ fn nft_script(cfg: &NetConfig) -> String {
     )
 }
 
+/// What `frun info` and a refusal say when `nft` cannot be found.
+pub const NFT_NOT_ON_PATH: &str = "nft is not on PATH";
+
 fn nft(script: &str) -> anyhow::Result<()> {
     use std::io::Write;
-    let mut child = std::process::Command::new("nft")
+    let mut child = match std::process::Command::new("nft")
         .args(["-f", "-"])
         .stdin(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .context("running nft (install the nftables package)")?;
+    {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(frun_runtime::needs::Need::Nft
+                .missing(NFT_NOT_ON_PATH)
+                .into())
+        }
+        Err(e) => return Err(e).context("running nft"),
+    };
     child
         .stdin
         .take()

@@ -17,6 +17,6 @@ pub use digest::Digest;
 pub use platform::Platform;
 pub use pull::{pull, LayerOutcome, NoProgress, Progress, PullError, PullOptions};
 pub use reference::ImageRef;
-pub use registry::RegistryConfig;
+pub use registry::{Auth, RegistryConfig};
 pub use store::{ImageRecord, OverlayMount, Store};
 pub use text::{error_chain, escape_controls};

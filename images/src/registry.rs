@@ -43,6 +43,31 @@ pub struct RegistryConfig {
     pub docker_hub_mirror: Option<String>,
     /// Directory of Docker's `config.json` (`$DOCKER_CONFIG`, default `~/.docker`).
     pub docker_config_dir: Option<PathBuf>,
+    /// Credentials given for these pulls instead of `config.json`'s (a stack role's
+    /// `registry_auth`).
+    pub auth: Option<Auth>,
+}
+
+/// Credentials given explicitly: a Docker `config.json` of another path (as podman's
+/// `--authfile`; `frun login` writes one with `DOCKER_CONFIG=DIR`), or a user and
+/// password (as podman's `--creds`). Its `Debug` never shows the password.
+#[derive(Clone)]
+pub enum Auth {
+    File(PathBuf),
+    Creds { user: String, password: String },
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::File(p) => f.debug_tuple("File").field(p).finish(),
+            Auth::Creds { user, .. } => f
+                .debug_struct("Creds")
+                .field("user", user)
+                .field("password", &"<hidden>")
+                .finish(),
+        }
+    }
 }
 
 impl RegistryConfig {
@@ -68,10 +93,18 @@ impl RegistryConfig {
             .map(|d| d.join("config.json"))
     }
 
-    /// The credentials for `r`, if `config.json` has any.
+    /// The credentials for `r`: the explicit ones ([`RegistryConfig::auth`]) when
+    /// given, else `config.json`'s, if it has any.
     pub fn credentials_for(&self, r: &ImageRef) -> Result<Option<(String, String)>, RegistryError> {
-        let Some(path) = self.config_path() else {
-            return Ok(None);
+        let path = match &self.auth {
+            Some(Auth::Creds { user, password }) => {
+                return Ok(Some((user.clone(), password.clone())))
+            }
+            Some(Auth::File(p)) => p.clone(),
+            None => match self.config_path() {
+                Some(p) => p,
+                None => return Ok(None),
+            },
         };
         let auths = read_auths(&path)?;
         let endpoint = self.endpoint(r);
@@ -345,6 +378,37 @@ mod tests {
         assert!(cfg.credentials_for(&own).unwrap().is_some());
         let none: ImageRef = "127.0.0.1:5000/x".parse().unwrap();
         assert_eq!(cfg.credentials_for(&none).unwrap(), None);
+    }
+
+    #[test]
+    fn explicit_credentials_come_first_and_never_show_in_debug() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("registry.json");
+        store_auth(&file, "127.0.0.1:5002", "frun", "s3cret-file").unwrap();
+        let own: ImageRef = "127.0.0.1:5002/x".parse().unwrap();
+        let other: ImageRef = "127.0.0.1:5000/x".parse().unwrap();
+        let cfg = RegistryConfig {
+            auth: Some(Auth::File(file)),
+            ..Default::default()
+        };
+        assert_eq!(
+            cfg.credentials_for(&own).unwrap(),
+            Some(("frun".into(), "s3cret-file".into()))
+        );
+        assert_eq!(cfg.credentials_for(&other).unwrap(), None);
+        let cfg = RegistryConfig {
+            auth: Some(Auth::Creds {
+                user: "frun".into(),
+                password: "s3cret-env".into(),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            cfg.credentials_for(&own).unwrap(),
+            Some(("frun".into(), "s3cret-env".into()))
+        );
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 
     #[test]

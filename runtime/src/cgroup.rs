@@ -362,10 +362,10 @@ fn without_unlimitable_swap(
             static WARNED: std::sync::atomic::AtomicBool =
                 std::sync::atomic::AtomicBool::new(false);
             if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                tracing::warn!(
-                    "swap is on but this kernel does not account it per cgroup ({file} is missing; \
-                     boot with swapaccount=1 or cgroup v2): containers may swap beyond their memory limit"
-                );
+                let missing = crate::needs::Need::SwapAccounting.missing(format!(
+                    "swap is on but {file} is missing: the kernel does not account swap per cgroup"
+                ));
+                tracing::warn!("{missing}");
             }
         }
     }

@@ -186,8 +186,9 @@ pub enum SetupError {
     Chown { path: PathBuf, cause: Cause },
     #[error("cloning the mount of {path:?}: {cause}")]
     CloneMount { path: PathBuf, cause: Cause },
-    #[error("idmapping {path:?} for the user namespace: {cause} (the filesystem must support idmapped mounts)")]
-    Idmap { path: PathBuf, cause: Cause },
+    /// The filesystem (or kernel) refused an idmapped mount: `frun info`'s words for it.
+    #[error("{0}")]
+    Idmap(crate::needs::Missing),
     #[error("overlay option {key}={value}: {cause}")]
     OverlayOption {
         key: String,
@@ -199,9 +200,10 @@ pub enum SetupError {
         destination: PathBuf,
         reason: String,
     },
-    /// The kernel refused overlayfs over the idmapped layers (`--uidmap`).
-    #[error("mounting the overlay root filesystem over idmapped layers: {cause} (kernel {kernel}: --uidmap needs overlayfs with idmapped layers, Linux 5.19 or later)")]
-    IdmappedOverlay { kernel: String, cause: Cause },
+    /// The kernel refused overlayfs over the idmapped layers (`--uidmap`): `frun info`'s
+    /// words for it.
+    #[error("{0}")]
+    IdmappedOverlay(crate::needs::Missing),
     #[error("passing mounts to the container: {cause}")]
     SendMounts { cause: Cause },
     #[error("receiving mounts from the parent: {reason}")]

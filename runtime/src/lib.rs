@@ -18,6 +18,7 @@ pub mod fault;
 pub mod fdpass;
 mod freezer;
 pub mod hooks;
+pub mod needs;
 pub mod probe;
 pub mod rootfs;
 pub mod seccomp;

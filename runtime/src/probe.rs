@@ -114,6 +114,17 @@ pub fn cgroups() -> Result<Cgroups, ProbeError> {
     })
 }
 
+impl Cgroups {
+    /// Whether controller `c` is there for frun's limits, in the words of `frun info`.
+    pub fn controller(&self, c: &str) -> Result<String, String> {
+        if self.controllers.iter().any(|x| x == c) {
+            Ok(format!("{c} controller on {}", self.layout))
+        } else {
+            Err(format!("no {c} controller on {}", self.layout))
+        }
+    }
+}
+
 /// Whether the kernel has overlayfs (asking for it loads the module, as a mount would).
 pub fn overlay() -> Result<(), String> {
     rmount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
@@ -179,7 +190,7 @@ pub fn idmap(dir: &Path) -> Idmap {
         // detached mounts unmounts them).
         let idmapped_mounts = crate::userns::idmapped_clone(&lower, &userns, false)
             .map(drop)
-            .map_err(|e| e.to_string());
+            .map_err(detail);
         let overlay_over_idmapped = match &idmapped_mounts {
             Ok(()) => crate::userns::idmapped_overlay(
                 std::slice::from_ref(&lower),
@@ -189,7 +200,7 @@ pub fn idmap(dir: &Path) -> Idmap {
                 (PROBE_HOST_ID, PROBE_HOST_ID),
             )
             .map(drop)
-            .map_err(|e| e.to_string()),
+            .map_err(detail),
             Err(_) => skipped("idmapped mounts"),
         };
         Idmap {
@@ -200,6 +211,15 @@ pub fn idmap(dir: &Path) -> Idmap {
     })();
     let _ = std::fs::remove_dir_all(&tmp);
     result
+}
+
+/// What a probe found: the finding alone for a refusal (frun info prints the need's
+/// texts beside it), the error for anything else.
+fn detail(e: crate::SetupError) -> String {
+    match e {
+        crate::SetupError::Idmap(m) | crate::SetupError::IdmappedOverlay(m) => m.detail,
+        e => e.to_string(),
+    }
 }
 
 const PROBE_HOST_ID: u32 = 100_000;

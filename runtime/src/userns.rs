@@ -155,10 +155,12 @@ pub(crate) fn idmapped_clone(
         )
     };
     if r != 0 {
-        return Err(SetupError::Idmap {
-            path: path.into(),
-            cause: Cause::last_os_error(),
-        });
+        let cause = Cause::last_os_error();
+        return Err(SetupError::Idmap(
+            crate::needs::Need::IdmappedMounts.missing(format!(
+                "idmapping {path:?} for the user namespace: {cause}"
+            )),
+        ));
     }
     Ok(tree)
 }
@@ -260,12 +262,13 @@ fn overlay_in_private_namespace(
     set("lowerdir", &lower)?;
     set("upperdir", &upper.display().to_string())?;
     set("workdir", &work.display().to_string())?;
-    rmount::fsconfig_create(&fs).map_err(|e| SetupError::IdmappedOverlay {
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
-        cause: e.into(),
+    rmount::fsconfig_create(&fs).map_err(|e| {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        SetupError::IdmappedOverlay(crate::needs::Need::OverlayOverIdmapped.missing(format!(
+            "mounting the overlay root filesystem over idmapped layers: {}, kernel {}",
+            Cause::from(e),
+            kernel.trim()
+        )))
     })?;
     rmount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
         .map_err(|e| SetupError::mount(what, e))

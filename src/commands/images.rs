@@ -16,7 +16,7 @@ pub fn open_store(g: &Global) -> anyhow::Result<Store> {
 pub fn pull(g: &Global, args: PullArgs) -> anyhow::Result<ExitCode> {
     let image: ImageRef = args.image.parse()?;
     let max = crate::limits::parse_size("--max-layer-size", &args.max_layer_size)?;
-    let record = pull_with(g, &image, args.platform.as_deref(), args.quiet, max)?;
+    let record = pull_with(g, &image, args.platform.as_deref(), args.quiet, max, None)?;
     if !args.quiet {
         println!(
             "{} {} {} {}",
@@ -40,7 +40,21 @@ pub fn pull_record(
         Ok(v) => crate::limits::parse_size("FRUN_MAX_LAYER_SIZE", &v)?,
         Err(_) => PullOptions::default().max_layer_size,
     };
-    pull_with(g, image, platform, quiet, max)
+    pull_with(g, image, platform, quiet, max, None)
+}
+
+/// [`pull_record`] with credentials given explicitly (a stack role's `registry_auth`).
+pub fn pull_record_with_auth(
+    g: &Global,
+    image: &ImageRef,
+    auth: Option<frun_images::Auth>,
+    quiet: bool,
+) -> anyhow::Result<frun_images::ImageRecord> {
+    let max = match std::env::var("FRUN_MAX_LAYER_SIZE") {
+        Ok(v) => crate::limits::parse_size("FRUN_MAX_LAYER_SIZE", &v)?,
+        Err(_) => PullOptions::default().max_layer_size,
+    };
+    pull_with(g, image, None, quiet, max, auth)
 }
 
 fn pull_with(
@@ -49,14 +63,17 @@ fn pull_with(
     platform: Option<&str>,
     quiet: bool,
     max_layer_size: u64,
+    auth: Option<frun_images::Auth>,
 ) -> anyhow::Result<frun_images::ImageRecord> {
+    let mut registry = super::registry_config(g);
+    registry.auth = auth;
     let opts = PullOptions {
         platform: match platform {
             Some(p) => p.parse::<Platform>()?,
             None => Platform::host(),
         },
         platform_explicit: platform.is_some(),
-        registry: super::registry_config(g),
+        registry,
         max_layer_size,
         retry_window: match std::env::var("FRUN_RETRY_WINDOW") {
             Ok(v) => std::time::Duration::from_secs(

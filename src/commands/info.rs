@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::cli::{Format, Global};
+use frun_runtime::needs::Need;
 use frun_runtime::probe;
 
 #[derive(Serialize)]
@@ -67,12 +68,9 @@ struct Feature {
 }
 
 impl Feature {
-    fn new(
-        name: &'static str,
-        found: Result<String, String>,
-        disables: &'static str,
-        how: &'static str,
-    ) -> Feature {
+    /// A line for `need`, with the texts every refusal of it quotes too.
+    fn new(need: Need, found: Result<String, String>) -> Feature {
+        let (name, disables, how) = (need.name(), need.disables(), need.how());
         match found {
             Ok(detail) => Feature {
                 name,
@@ -130,15 +128,8 @@ fn gather(g: &Global) -> Info {
 
     // 2. Cgroups: the layout and controllers as the cgroup code sees them.
     let cgroups = probe::cgroups();
-    let has = |c: &str| {
-        cgroups
-            .as_ref()
-            .map(|cg| cg.controllers.iter().any(|x| x == c))
-            .unwrap_or(false)
-    };
     let controller = |c: &str| match &cgroups {
-        Ok(cg) if has(c) => Ok(format!("{c} controller on {}", cg.layout)),
-        Ok(cg) => Err(format!("no {c} controller on {}", cg.layout)),
+        Ok(cg) => cg.controller(c),
         Err(e) => Err(e.to_string()),
     };
     let swap_total = meminfo_bytes("SwapTotal");
@@ -151,88 +142,57 @@ fn gather(g: &Global) -> Info {
 
     let features = vec![
         Feature::new(
-            "cgroups",
+            Need::Cgroups,
             cgroups
                 .as_ref()
                 .map(|c| format!("{} layout", c.layout))
                 .map_err(|e| e.to_string()),
-            "every container (frun puts each in a cgroup of its own)",
-            "mount cgroupfs at /sys/fs/cgroup (systemd does; else: mount -t cgroup2 none /sys/fs/cgroup)",
         ),
+        Feature::new(Need::MemoryController, controller("memory")),
+        Feature::new(Need::PidsController, controller("pids")),
+        Feature::new(Need::CpuController, controller("cpu")),
         Feature::new(
-            "cgroup memory controller",
-            controller("memory"),
-            "--memory and the OOM report",
-            "a kernel with the memory controller (boot without cgroup_disable=memory; some boards need cgroup_enable=memory)",
-        ),
-        Feature::new(
-            "cgroup pids controller",
-            controller("pids"),
-            "--pids-limit",
-            "a kernel built with CONFIG_CGROUP_PIDS",
-        ),
-        Feature::new(
-            "cgroup cpu controller",
-            controller("cpu"),
-            "--cpus",
-            "a kernel built with CONFIG_CGROUP_SCHED and CONFIG_CFS_BANDWIDTH",
-        ),
-        Feature::new(
-            "swap accounting",
+            Need::SwapAccounting,
             match swap_accounting {
                 Some(true) => Ok("the memory controller accounts swap".into()),
                 Some(false) => Err("the memory controller does not account swap".into()),
                 None => Err("no cgroup with the memory controller on shows it".into()),
             },
-            "swap limits: with swap on, a container limited by --memory may swap without bound",
-            "boot without swapaccount=0 or cgroup.memory=noswap (kernels before 5.8 on v1: add swapaccount=1)",
         ),
         Feature::new(
-            "overlayfs",
+            Need::Overlay,
             probe::overlay().map(|()| "the kernel has overlayfs".into()),
-            "every container (its root filesystem is an overlay of the image's layers)",
-            "a kernel with CONFIG_OVERLAY_FS (modprobe overlay)",
         ),
         Feature::new(
-            "user namespaces",
+            Need::UserNamespaces,
             idmap
                 .user_namespaces
                 .map(|()| "a new user namespace with mapped ids".into()),
-            "--uidmap/--gidmap",
-            "a kernel with CONFIG_USER_NS, and sysctl user.max_user_namespaces above 0",
         ),
         Feature::new(
-            "idmapped mounts",
+            Need::IdmappedMounts,
             idmap
                 .idmapped_mounts
                 .map(|()| format!("open_tree + mount_setattr(MOUNT_ATTR_IDMAP) on {probe_dir:?}")),
-            "--uidmap/--gidmap and -v SRC:DST:idmap",
-            "Linux 5.12 or later and a store filesystem that supports idmapped mounts (ext4, xfs, btrfs; tmpfs from 6.3)",
         ),
         Feature::new(
-            "overlayfs over idmapped layers",
+            Need::OverlayOverIdmapped,
             idmap
                 .overlay_over_idmapped
                 .map(|()| "an overlay over an idmapped layer, made as --uidmap makes it".into()),
-            "--uidmap/--gidmap (the image's layers are idmapped under the container's overlay)",
-            "Linux 5.19 or later (overlayfs over idmapped layers), with overlayfs and idmapped mounts above",
         ),
         Feature::new(
-            "nft",
+            Need::Nft,
             nft.map(|p| p.display().to_string())
-                .ok_or_else(|| "nft is not on PATH".to_string()),
-            "--network bridge (the default): frun's NAT for containers to reach the outside",
-            "apt-get install nftables (scripts/packages/run.txt)",
+                .ok_or_else(|| crate::net::NFT_NOT_ON_PATH.to_string()),
         ),
         Feature::new(
-            "systemd",
+            Need::Systemd,
             if systemd {
                 Ok("systemd is PID 1".into())
             } else {
                 Err(format!("PID 1 is {init:?}"))
             },
-            "nothing a container needs; stacks are not started at boot by a systemd unit",
-            "a host booted with systemd (every common VPS image is)",
         ),
     ];
 

@@ -89,5 +89,6 @@ pub fn registry_config(g: &Global) -> frun_images::RegistryConfig {
             .collect(),
         docker_hub_mirror: g.registry_mirror.clone().filter(|m| !m.is_empty()),
         docker_config_dir,
+        auth: None,
     }
 }

@@ -7,6 +7,7 @@
 //! started or changed. What comes out is one container [`Description`] per role, the
 //! same model `frun run`'s flags make.
 
+pub mod auth;
 pub mod history;
 pub mod proxy;
 pub mod swap;
@@ -81,6 +82,7 @@ struct RawProxy {
     template: Option<Spanned<String>>,
     memory: Option<Spanned<String>>,
     restart: Option<Spanned<String>>,
+    registry_auth: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -106,6 +108,7 @@ struct RawApp {
     ports: Vec<Spanned<String>>,
     #[serde(default)]
     proxy_protocol: bool,
+    registry_auth: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -143,6 +146,8 @@ pub struct ProxyRole {
     pub desc: Description,
     /// The user's template for `conf.d/default.conf`, if any.
     pub template: Option<String>,
+    /// Where the credentials for its image are (`registry_auth`), if given.
+    pub registry_auth: Option<auth::RegistryAuth>,
 }
 
 #[derive(Debug)]
@@ -150,6 +155,8 @@ pub struct AppRole {
     pub desc: Description,
     /// The port the app listens on in its container.
     pub port: Option<u16>,
+    /// Where the credentials for its image are (`registry_auth`), if given.
+    pub registry_auth: Option<auth::RegistryAuth>,
 }
 
 /// `2s`, `500ms`, `1m`, `1h`.
@@ -270,6 +277,23 @@ impl Ctx<'_> {
             .collect()
     }
 
+    /// `registry_auth = "file:PATH" | "env:NAME"` (see [`auth`]).
+    fn registry_auth(
+        &self,
+        v: &Option<Spanned<String>>,
+        base: &Path,
+    ) -> Result<Option<auth::RegistryAuth>, StackError> {
+        let Some(v) = v else { return Ok(None) };
+        let (line, col) = line_col(self.text, v.span().start);
+        let at = format!("{}:{line}:{col}", self.file.display());
+        self.check(
+            v.span(),
+            "registry_auth",
+            auth::RegistryAuth::parse(v.get_ref(), base, at),
+        )
+        .map(Some)
+    }
+
     fn restart(&self, v: &Option<Spanned<String>>) -> Result<RestartPolicy, StackError> {
         match v {
             Some(s) => self.check(s.span(), "restart", s.get_ref().parse()),
@@ -280,6 +304,15 @@ impl Ctx<'_> {
 }
 
 impl Stack {
+    /// The `registry_auth` of `role` (`app` or `proxy`), if given.
+    pub fn registry_auth(&self, role: &str) -> Option<&auth::RegistryAuth> {
+        match role {
+            "app" => self.app.registry_auth.as_ref(),
+            "proxy" => self.proxy.as_ref()?.registry_auth.as_ref(),
+            _ => None,
+        }
+    }
+
     /// Reads and validates `file`; `root` is the state root (the proxy's config
     /// directory lives there).
     pub fn load(file: &Path, root: &Path) -> anyhow::Result<Stack> {
@@ -591,7 +624,11 @@ impl Stack {
                     app.labels
                         .insert(upstream::LABEL_UPSTREAM_PORT.into(), port.to_string());
                 }
-                Some(ProxyRole { desc, template })
+                Some(ProxyRole {
+                    desc,
+                    template,
+                    registry_auth: cx.registry_auth(&p.registry_auth, base)?,
+                })
             }
         };
         // 5. Backups: schedule, retention, encryption.
@@ -607,6 +644,7 @@ impl Stack {
             app: AppRole {
                 desc: app,
                 port: a.port,
+                registry_auth: cx.registry_auth(&a.registry_auth, base)?,
             },
         })
     }

@@ -409,7 +409,7 @@ pub fn swap(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Result<Report>
         let parsed: frun_images::ImageRef = reference
             .parse()
             .with_context(|| format!("the image {reference}"))?;
-        let r = crate::commands::images::pull_record(g, &parsed, None, true)
+        let r = crate::model::pull_for_role(g, &parsed, stack.registry_auth("app"), true)
             .with_context(|| format!("pulling {parsed}"))?;
         up::pin_image(g, &r)?
     };

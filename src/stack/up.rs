@@ -342,7 +342,7 @@ fn app_image(
 ) -> anyhow::Result<Resolved> {
     let file_image = &stack.app.desc.image;
     if let Some(e) = history::current(entries).filter(|e| &e.file_image == file_image) {
-        model::image_for_run(g, &e.pinned.parse()?, quiet)
+        model::image_for_role(g, &e.pinned.parse()?, stack.registry_auth("app"), quiet)
             .with_context(|| format!("the app image {} (deployed {})", e.pinned, e.time))?;
         return Ok(Resolved {
             reference: e.reference.clone(),
@@ -350,7 +350,7 @@ fn app_image(
             digest: e.digest.clone(),
         });
     }
-    let r = model::image_for_run(g, &file_image.parse()?, quiet)
+    let r = model::image_for_role(g, &file_image.parse()?, stack.registry_auth("app"), quiet)
         .with_context(|| format!("the app image {file_image}"))?;
     pin_image(g, &r)
 }
@@ -372,10 +372,15 @@ pub fn up(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<Vec<Change>>
     let image = app_image(g, stack, &entries, quiet)?;
     let proxy_digest = match &stack.proxy {
         Some(p) => Some(
-            model::image_for_run(g, &p.desc.image.parse()?, quiet)
-                .with_context(|| format!("the proxy image {}", p.desc.image))?
-                .manifest_digest
-                .to_string(),
+            model::image_for_role(
+                g,
+                &p.desc.image.parse()?,
+                stack.registry_auth("proxy"),
+                quiet,
+            )
+            .with_context(|| format!("the proxy image {}", p.desc.image))?
+            .manifest_digest
+            .to_string(),
         ),
         None => None,
     };
