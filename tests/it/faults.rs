@@ -469,6 +469,54 @@ fn gc_sweeps_a_half_made_container_and_dead_writers_temp_files_and_counts_their_
     f.assert_clean();
 }
 
+/// The holder of an `--rm` container was killed (issue 15, item 11: `--rm` was not
+/// honoured): `ps` tells, `gc` leaves it while it runs, and removes it once it exited,
+/// as its holder would have.
+#[test]
+fn an_rm_container_whose_holder_died_is_removed_by_gc_once_it_exits() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new().checked();
+    let image = format!("{reg}/test/busybox");
+    let id = f.ok(&[
+        "run",
+        "-d",
+        "--rm",
+        "--network",
+        "none",
+        "--name",
+        "gone",
+        &image,
+        "sleep",
+        "600",
+    ]);
+    let st = state_of(&f, &id.trim()[..12]);
+    let (pid, holder) = (
+        st["pid"].as_i64().unwrap() as i32,
+        st["shim_pid"].as_i64().unwrap() as i32,
+    );
+    kill9(holder);
+    wait_for(10, "the holder to die", || (!alive(holder)).then_some(()));
+    let ps: Vec<Value> = serde_json::from_str(&f.ok(&["ps", "--format", "json"])).unwrap();
+    assert_eq!(ps[0]["state"], "running (holder lost)", "{ps:?}");
+    let gc: Value = serde_json::from_str(&f.ok(&["gc", "--format", "json"])).unwrap();
+    assert_eq!(
+        gc["containers"],
+        Value::Array(vec![]),
+        "a running one stays: {gc}"
+    );
+    kill9(pid);
+    wait_for(10, "the container to die", || (!alive(pid)).then_some(()));
+    let out = f.ok(&["gc"]);
+    assert!(
+        out.contains(&format!(
+            "removed container {} (gone): --rm, exited after its holder died",
+            &id.trim()[..12]
+        )),
+        "{out}"
+    );
+    assert!(f.ok(&["ps", "-a", "-q"]).is_empty());
+}
+
 /// frun's human sizes (1000-based, one decimal).
 fn human(n: u64) -> String {
     if n < 1000 {

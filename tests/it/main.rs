@@ -9,6 +9,7 @@ mod addr_reuse;
 mod ca_roots;
 mod common;
 mod credentials;
+mod credentials_log;
 mod demo;
 mod faults;
 mod holder;
