@@ -1,6 +1,6 @@
 //! The named steps of a start where a test may kill frun (`FRUN_TEST_STOP_AT=<step>`,
 //! see `frun_runtime::fault`): the CLI that creates a container (`frun run -d`, `frun
-//! up`), the container's holder (`frun __shim`), `frun up`'s own steps and the
+//! up`), the container's holder (`frun __holder`), `frun up`'s own steps and the
 //! supervisor's. `tests/it/faults.rs` kills each in turn, at each step `frun __steps`
 //! lists, and checks that `rm -f` and `gc` then leave nothing behind; a step added to
 //! this enum is covered by that test without changing it.
@@ -50,19 +50,19 @@ steps! {
     /// The creator started the container's holder and has not heard from it yet.
     RunHolderStarted = "run.holder-started",
     /// The holder read the record.
-    ShimBegun = "shim.begun",
+    HolderBegun = "holder.begun",
     /// The holder's pid is in the container's state (still `created`).
-    ShimRecorded = "shim.recorded",
+    HolderRecorded = "holder.recorded",
     /// The holder's published ports are bound, before the container is spawned.
-    ShimPortsBound = "shim.ports-bound",
+    HolderPortsBound = "holder.ports-bound",
     /// The container's process runs; its state does not say so yet.
-    ShimSpawned = "shim.spawned",
+    HolderSpawned = "holder.spawned",
     /// The state says `running`, with the container's and the holder's pids.
-    ShimRunningRecorded = "shim.running-recorded",
+    HolderRunningRecorded = "holder.running-recorded",
     /// The holder told its creator that the container runs.
-    ShimStartedSaid = "shim.started-said",
+    HolderStartedSaid = "holder.started-said",
     /// The holder copies the logs and forwards the ports.
-    ShimServing = "shim.serving",
+    HolderServing = "holder.serving",
     /// `up`: every image of the stack is in the store.
     UpImagesReady = "up.images-ready",
     /// `up`: the new app container is created, not started.

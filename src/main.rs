@@ -8,6 +8,8 @@ mod commands;
 mod containers;
 mod fault;
 mod forward;
+mod holder;
+mod hosts;
 mod limits;
 mod logs;
 mod model;

@@ -340,14 +340,7 @@ impl Store {
 
     fn lock_file(&self, name: &str, op: FlockOperation) -> Result<Lock, StoreError> {
         let path = self.root.join("locks").join(name);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_err("open lock", &path))?;
-        rustix::fs::flock(&file, op).map_err(|e| io_err("lock", &path)(e.into()))?;
+        let file = crate::fsutil::lock_file(&path, op).map_err(io_err("lock", &path))?;
         Ok(Lock { _file: file })
     }
 

@@ -44,21 +44,6 @@ fn steps(f: &Frun) -> Vec<String> {
     f.ok(&["__steps"]).lines().map(String::from).collect()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn kill9(pid: i32) {
-    let _ = rustix::process::kill_process(
-        rustix::process::Pid::from_raw(pid).unwrap(),
-        rustix::process::Signal::KILL,
-    );
-}
-
 /// The pid of the supervisor of this test's run root, if one answers.
 fn supervisor(f: &Frun) -> Option<i32> {
     let sock = f.dir.path().join("run/supervise.sock");
@@ -161,11 +146,11 @@ fn inject(f: &Frun, reg: &str, scenario: Scenario, step: &str, n: usize) -> bool
             ]);
             let id = f.ok(&["ps", "-q", "--filter", &format!("name={name}")]);
             let st = state_of(f, id.trim());
-            kill9(st["shim_pid"].as_i64().unwrap() as i32);
+            kill9(st["holder_pid"].as_i64().unwrap() as i32);
             kill9(st["pid"].as_i64().unwrap() as i32);
             wait_for(10, "the container to die", || {
                 (!alive(st["pid"].as_i64().unwrap() as i32)
-                    && !alive(st["shim_pid"].as_i64().unwrap() as i32))
+                    && !alive(st["holder_pid"].as_i64().unwrap() as i32))
                 .then_some(())
             });
             let mut sup = with_fault(&["supervise", "--boot"]).spawn().unwrap();
@@ -231,7 +216,7 @@ fn sweep_and_check(f: &Frun, what: &str) {
         );
         let st: Value = serde_json::from_str(&read(&d.join("state.json"))).unwrap();
         if st["status"] == "created" {
-            let holder = st["shim_pid"].as_i64().unwrap_or(0) as i32;
+            let holder = st["holder_pid"].as_i64().unwrap_or(0) as i32;
             assert!(
                 (holder > 0 && alive(holder)) || held(&d),
                 "{what}: gc left a created container without a holder: {d:?} {st} ({gc})"

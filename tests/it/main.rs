@@ -6,6 +6,7 @@
 //! reason; under CI (`CI=true`) it fails instead.
 
 mod addr_reuse;
+mod boot;
 mod ca_roots;
 mod common;
 mod credentials;
@@ -21,9 +22,11 @@ mod logs;
 mod net;
 mod oci;
 mod oci_spec;
+mod proxy_protocol;
 mod pull;
 mod repair;
 mod run;
 mod stats;
+mod swap;
 mod up;
 mod volumes;
