@@ -477,7 +477,7 @@ fn an_rm_container_whose_holder_died_is_removed_by_gc_once_it_exits() {
     let st = state_of(&f, &id.trim()[..12]);
     let (pid, holder) = (
         st["pid"].as_i64().unwrap() as i32,
-        st["shim_pid"].as_i64().unwrap() as i32,
+        st["holder_pid"].as_i64().unwrap() as i32,
     );
     kill9(holder);
     wait_for(10, "the holder to die", || (!alive(holder)).then_some(()));
