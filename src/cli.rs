@@ -169,9 +169,58 @@ pub enum Command {
     Top(TopArgs),
     /// The full record of containers, images or volumes, as JSON.
     Inspect(InspectArgs),
+    /// What happened to containers and stacks (start, die, oom, health, restart, swap,
+    /// backup, restore), as Docker's: from --since, then new ones as they come until
+    /// --until (without --until, until interrupted).
+    Events(EventsArgs),
     /// Copy files between a running container and the host:
     /// `frun cp CONTAINER:PATH HOSTPATH` or `frun cp HOSTPATH CONTAINER:PATH`.
     Cp(CpArgs),
+    /// Back up the stack's named volumes while the app runs (sqlite online backup,
+    /// other files with the app briefly frozen) into one verified archive.
+    Backup(BackupArgs),
+    /// Restore a backup: verify it, keep a safety backup, stop the app, swap the volumes
+    /// in, start the app.
+    Restore(RestoreArgs),
+    /// List the stack's backups: size, age, destination, verification.
+    Backups(BackupsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// The stack file.
+    #[arg(short, long, default_value = "frun.toml")]
+    pub file: PathBuf,
+    /// The longest the app may stay frozen while the files that are not sqlite
+    /// databases are copied (e.g. 500ms, 5s); past it the backup fails and the app is
+    /// thawed. Default: [backup] freeze_max, else 5s.
+    #[arg(long)]
+    pub freeze_max: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// The stack file.
+    #[arg(short, long, default_value = "frun.toml")]
+    pub file: PathBuf,
+    /// Do not keep a backup of the current data first.
+    #[arg(long)]
+    pub no_safety_backup: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// A backup's name (as `frun backups` lists it), or `latest`.
+    pub name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct BackupsArgs {
+    /// The stack file.
+    #[arg(short, long, default_value = "frun.toml")]
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
 }
 
 #[derive(Args, Debug)]
@@ -183,6 +232,23 @@ pub struct StatsArgs {
     pub format: Format,
     /// Containers (default: every running one).
     pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// Show stored events from this time on: RFC 3339, a Unix time, or a duration ago
+    /// (10m, 1h30m). Without it, only new events.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Stop at this time (same forms; `0s` is now: print what is stored and exit).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// container=NAME|ID, event=KIND, type=container|stack, stack=, role=, image=
+    /// (values of one key are alternatives; different keys must all hold).
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
 }
 
 #[derive(Args, Debug)]

@@ -285,6 +285,17 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     c.set_state(&st)?;
     crate::fault::reached(crate::fault::Step::HolderRunningRecorded);
     let began = Instant::now();
+    if restarted {
+        crate::events::emit(
+            &g.root,
+            crate::events::Event::of(crate::events::Kind::Restart, &c)
+                .attr("restartCount", restarts),
+        );
+    }
+    crate::events::emit(
+        &g.root,
+        crate::events::Event::of(crate::events::Kind::Start, &c).attr("pid", started.pid),
+    );
     if c.record.detached {
         // `frun run -d` waits for this line, then for both pipes to close.
         let mut out = std::io::stdout().lock();
@@ -381,12 +392,33 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         _ => None,
     };
 
+    // A stack's app also answers on its generation's unix socket, which the stack's
+    // proxy reaches through a symlink (see stack::upstream): a swap renames the symlink.
+    let upstream = match &net_cfg {
+        Some(cfg) => {
+            let netns = crate::forward::Netns::open(&cfg.netns_path(&c.record.id))
+                .ok()
+                .map(std::sync::Arc::new);
+            match crate::stack::upstream::serve(&g.root, &c, netns, say.clone()) {
+                Ok(u) => u,
+                Err(e) => {
+                    say(&format!("frun: the proxy cannot reach this app: {e:#}"));
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+
     crate::fault::reached(crate::fault::Step::HolderServing);
     let exit = frun_runtime::wait(&started)?;
     // The published ports close with the container: a client is refused from now on,
     // instead of being accepted and dropped.
     if let Some(f) = forwarder {
         f.stop();
+    }
+    if let Some(u) = upstream {
+        u.stop();
     }
     for l in loggers {
         if l.join().is_err() {
@@ -427,6 +459,25 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         ..exit
     };
     finish(&c, &mut st, exit)?;
+    // Docker's order: the OOM kill, then the death.
+    if oom != crate::oom::OomVerdict::None {
+        let killed = match oom {
+            crate::oom::OomVerdict::OthersKilled(n) => n,
+            _ => exit.oom_kills.max(1),
+        };
+        crate::events::emit(
+            &g.root,
+            crate::events::Event::of(crate::events::Kind::Oom, &c)
+                .attr("killed", killed)
+                .attr("init", oom == crate::oom::OomVerdict::InitKilled),
+        );
+    }
+    crate::events::emit(
+        &g.root,
+        crate::events::Event::of(crate::events::Kind::Die, &c)
+            .attr("exitCode", exit.code)
+            .attr("oomKilled", exit.oom_killed),
+    );
     if let Some(msg) = oom.message(&c.record.name, c.record.memory_limit.as_deref()) {
         say(&msg);
     }

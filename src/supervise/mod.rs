@@ -194,7 +194,7 @@ pub fn run(g: &Global, boot: bool) -> anyhow::Result<ExitCode> {
             scan(&containers, &mut watched);
             last_scan = Instant::now();
         }
-        probe_due(&containers, &mut watched);
+        probe_due(&g.root, &containers, &mut watched);
         reap(&mut boot_ups);
         serve(&listener, &watched);
         std::thread::sleep(Duration::from_millis(50));
@@ -264,7 +264,7 @@ pub fn read_health(c: &Container) -> Option<Health> {
     serde_json::from_slice(&std::fs::read(health_path(c)).ok()?).ok()
 }
 
-fn probe_due(containers: &Containers, watched: &mut HashMap<String, Watched>) {
+fn probe_due(root: &Path, containers: &Containers, watched: &mut HashMap<String, Watched>) {
     let now = Instant::now();
     for (id, w) in watched.iter_mut() {
         if w.next > now {
@@ -279,6 +279,13 @@ fn probe_due(containers: &Containers, watched: &mut HashMap<String, Watched>) {
         let was = w.health.record(check, result, w.since.elapsed());
         if let Some(was) = was {
             tracing::info!(container = %c.record.name, state = %w.health.status, was = %was, error = ?w.health.last_error, "health");
+            let mut ev = crate::events::Event::of(crate::events::Kind::HealthStatus, &c)
+                .attr("status", w.health.status)
+                .attr("was", was);
+            if let Some(e) = &w.health.last_error {
+                ev = ev.attr("error", e);
+            }
+            crate::events::emit(root, ev);
         }
         if let Ok(data) = serde_json::to_vec_pretty(&w.health) {
             let _ = frun_images::fsutil::write_replace(&health_path(&c), &data);

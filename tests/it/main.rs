@@ -6,12 +6,14 @@
 //! reason; under CI (`CI=true`) it fails instead.
 
 mod addr_reuse;
+mod backup;
 mod boot;
 mod ca_roots;
 mod common;
 mod credentials;
 mod credentials_log;
 mod demo;
+mod events;
 mod faults;
 mod holder;
 mod hostile_run;
