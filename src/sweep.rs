@@ -17,8 +17,9 @@
 //! data or a container's upper directory: those are the user's files).
 
 use anyhow::Context;
+use frun_images::fsutil::lock_file;
+use rustix::fs::FlockOperation;
 use std::fs::File;
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -34,13 +35,7 @@ static HELD: Mutex<Vec<File>> = Mutex::new(Vec::new());
 /// Marks the container in `dir` as worked on by this process, until it exits.
 pub fn hold(dir: &Path) -> anyhow::Result<()> {
     let path = dir.join(HOLD);
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {path:?}"))?;
-    rustix::fs::flock(f.as_fd(), rustix::fs::FlockOperation::LockShared)
+    let f = lock_file(&path, FlockOperation::LockShared)
         .with_context(|| format!("locking {path:?}"))?;
     HELD.lock().unwrap_or_else(|e| e.into_inner()).push(f);
     Ok(())
@@ -48,19 +43,7 @@ pub fn hold(dir: &Path) -> anyhow::Result<()> {
 
 /// The lock on `dir`'s hold file if no process holds it (released on drop).
 fn abandoned(dir: &Path) -> Option<File> {
-    let path = dir.join(HOLD);
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .ok()?;
-    rustix::fs::flock(
-        f.as_fd(),
-        rustix::fs::FlockOperation::NonBlockingLockExclusive,
-    )
-    .ok()?;
-    Some(f)
+    lock_file(&dir.join(HOLD), FlockOperation::NonBlockingLockExclusive).ok()
 }
 
 /// One container directory `gc` removed.
@@ -221,8 +204,7 @@ mod tests {
     fn a_held_container_is_not_abandoned_until_its_holder_lets_go() {
         let dir = tempfile::tempdir().unwrap();
         // Another process's shared lock, as a creator's: a separate open file.
-        let theirs = std::fs::File::create(dir.path().join(HOLD)).unwrap();
-        rustix::fs::flock(theirs.as_fd(), rustix::fs::FlockOperation::LockShared).unwrap();
+        let theirs = lock_file(&dir.path().join(HOLD), FlockOperation::LockShared).unwrap();
         assert!(abandoned(dir.path()).is_none());
         drop(theirs);
         assert!(abandoned(dir.path()).is_some());
