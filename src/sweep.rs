@@ -5,19 +5,21 @@
 //! state (`created`), then its record (`frun.json`), which makes it exist for every
 //! command. A kill before the record leaves a directory no command lists; a kill of the
 //! creator or the holder before the container ran leaves a record in `created` that
-//! nobody will ever start. Both are swept here, but only when no process works on them:
+//! nobody will ever start; a kill of the holder of an `--rm` container leaves it there
+//! once it exits. All three are swept here, but only when no process works on them:
 //! the creator and the holder keep a shared `flock` on the container's `hold` file for
 //! as long as they live (the kernel lets go of it when they die, however they die), and
-//! this takes it exclusively. A container that ran is never swept: its record is what
-//! `ps`, `logs` and `rm` show the user.
+//! this takes it exclusively. A container that ran is swept only if it asked for that
+//! (`--rm`): otherwise its record is what `ps`, `logs` and `rm` show the user.
 //!
 //! Temp files are `.NAME.tmp-PID` (see `frun_images::fsutil`): swept when PID is not a
 //! live process, in the directories where frun writes its own state (never in volumes'
 //! data or a container's upper directory: those are the user's files).
 
 use anyhow::Context;
+use frun_images::fsutil::lock_file;
+use rustix::fs::FlockOperation;
 use std::fs::File;
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -33,13 +35,7 @@ static HELD: Mutex<Vec<File>> = Mutex::new(Vec::new());
 /// Marks the container in `dir` as worked on by this process, until it exits.
 pub fn hold(dir: &Path) -> anyhow::Result<()> {
     let path = dir.join(HOLD);
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {path:?}"))?;
-    rustix::fs::flock(f.as_fd(), rustix::fs::FlockOperation::LockShared)
+    let f = lock_file(&path, FlockOperation::LockShared)
         .with_context(|| format!("locking {path:?}"))?;
     HELD.lock().unwrap_or_else(|e| e.into_inner()).push(f);
     Ok(())
@@ -47,19 +43,7 @@ pub fn hold(dir: &Path) -> anyhow::Result<()> {
 
 /// The lock on `dir`'s hold file if no process holds it (released on drop).
 fn abandoned(dir: &Path) -> Option<File> {
-    let path = dir.join(HOLD);
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .ok()?;
-    rustix::fs::flock(
-        f.as_fd(),
-        rustix::fs::FlockOperation::NonBlockingLockExclusive,
-    )
-    .ok()?;
-    Some(f)
+    lock_file(&dir.join(HOLD), FlockOperation::NonBlockingLockExclusive).ok()
 }
 
 /// One container directory `gc` removed.
@@ -68,7 +52,7 @@ pub struct SweptContainer {
     pub id: String,
     /// Its name, when its record was there to say it.
     pub name: Option<String>,
-    /// `no record` or `created, never started`.
+    /// `no record`, `created, never started` or `--rm, exited after its holder died`.
     pub why: &'static str,
     pub bytes: u64,
 }
@@ -116,13 +100,16 @@ pub fn sweep(g: &Global) -> anyhow::Result<Swept> {
             let Ok(c) = Containers::load_dir(&path) else {
                 continue; // a record that does not parse is the user's to look at
             };
-            let never_started = match c.state() {
-                Ok(st) => st.status == Status::Created && !Container::holder_alive(&st),
-                Err(_) => false,
+            // Never started, or `--rm` and ended while nobody held it: its holder would
+            // have removed it, had it lived.
+            let why = match c.state() {
+                Ok(st) if Container::holder_alive(&st) => continue,
+                Ok(st) if st.status == Status::Created => "created, never started",
+                Ok(st) if st.status == Status::Exited && c.record.auto_remove => {
+                    "--rm, exited after its holder died"
+                }
+                _ => continue,
             };
-            if !never_started {
-                continue;
-            }
             let logs = c.log_dir();
             let before = frun_images::store::dir_size(&path) + frun_images::store::dir_size(&logs);
             crate::commands::remove_container(g, &containers, &c)?;
@@ -131,7 +118,7 @@ pub fn sweep(g: &Global) -> anyhow::Result<Swept> {
             out.containers.push(SweptContainer {
                 id,
                 name: Some(c.record.name.clone()),
-                why: "created, never started",
+                why,
                 bytes,
             });
         }
@@ -217,8 +204,7 @@ mod tests {
     fn a_held_container_is_not_abandoned_until_its_holder_lets_go() {
         let dir = tempfile::tempdir().unwrap();
         // Another process's shared lock, as a creator's: a separate open file.
-        let theirs = std::fs::File::create(dir.path().join(HOLD)).unwrap();
-        rustix::fs::flock(theirs.as_fd(), rustix::fs::FlockOperation::LockShared).unwrap();
+        let theirs = lock_file(&dir.path().join(HOLD), FlockOperation::LockShared).unwrap();
         assert!(abandoned(dir.path()).is_none());
         drop(theirs);
         assert!(abandoned(dir.path()).is_some());

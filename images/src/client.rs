@@ -252,7 +252,11 @@ impl RegistryClient {
                     Some((user, password)) => {
                         tracing::info!(
                             registry = %self.endpoint,
-                            to = %realm_url.host_str().unwrap_or_default(),
+                            to = %format!(
+                                "{}:{}",
+                                realm_url.host_str().unwrap_or_default(),
+                                realm_url.port_or_known_default().unwrap_or_default()
+                            ),
                             realm = %escape_controls(&realm),
                             "sending credentials to the registry's token service"
                         );

@@ -234,6 +234,33 @@ impl Store {
         Ok(data)
     }
 
+    /// Hashes the stored blob `d` again, streaming: a blob that is reused (its layer
+    /// unpacked already) is checked on every pull, so that a changed or rotten local copy
+    /// is found, blamed on the local file and replaced, not kept forever. Costs one read
+    /// of the blob at ~1.9 GB/s (sha256 with SHA-NI), measured in `/work/coord/faults.md`.
+    pub fn verify_blob(&self, d: &Digest) -> Result<(), StoreError> {
+        let path = self.blob_path(d);
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::MissingBlob(d.clone()))
+            }
+            Err(e) => return Err(io_err("open", &path)(e)),
+        };
+        let (actual, _) =
+            crate::digest::HashingReader::new(io::BufReader::with_capacity(1 << 20, f), u64::MAX)
+                .finish()
+                .map_err(io_err("read", &path))?;
+        if &actual != d {
+            return Err(StoreError::Corrupt {
+                digest: d.clone(),
+                path,
+                actual,
+            });
+        }
+        Ok(())
+    }
+
     /// Verifies `data` against `d` and stores it atomically.
     pub fn write_blob(&self, d: &Digest, data: &[u8]) -> Result<(), StoreError> {
         let actual = Digest::of(data);
@@ -655,6 +682,20 @@ mod tests {
         let err = store.read_blob(&d).unwrap_err();
         assert!(err.to_string().contains(&d.to_string()), "{err}");
         assert!(err.to_string().contains("pull the image again"), "{err}");
+        // The streaming check says the same, naming the file.
+        let err = store.verify_blob(&d).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&store.blob_path(&d).display().to_string()),
+            "{err}"
+        );
+        fs::write(store.blob_path(&d), b"hello").unwrap();
+        store.verify_blob(&d).unwrap();
+        fs::remove_file(store.blob_path(&d)).unwrap();
+        assert!(matches!(
+            store.verify_blob(&d),
+            Err(StoreError::MissingBlob(_))
+        ));
     }
 
     fn record(reference: &str, layer: &[u8]) -> ImageRecord {

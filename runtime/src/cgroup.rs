@@ -666,19 +666,29 @@ impl Cgroup {
                 let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::SIGKILL);
             }
             // Killed processes leave their cgroup as they exit, which takes a moment:
-            // retry as libcgroups does (10, 10, 20, 60 ms).
+            // a container's init takes its pid namespace down first, and on a busy host
+            // that took more than the 100 ms libcgroups allows (a `rm -f` failed with
+            // EBUSY in tests/it/faults.rs). Retried with a growing wait, for up to 5 s,
+            // killing whatever is still (or newly) there each time.
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
             let mut delay = Duration::from_millis(10);
-            let mut attempt = 1;
             loop {
                 match rmdir_tree(&h.dir) {
                     Ok(()) => break,
-                    Err(e) if attempt >= 5 => {
+                    Err(e) if std::time::Instant::now() >= deadline => {
                         return Err(err(&h.dir, format!("removing: {e}")));
                     }
                     Err(_) => {
                         std::thread::sleep(delay);
-                        delay *= attempt;
-                        attempt += 1;
+                        delay = (delay * 2).min(Duration::from_millis(200));
+                        let mut pids = Vec::new();
+                        procs_below(&h.dir, &mut pids);
+                        for pid in pids {
+                            let _ = nix::sys::signal::kill(
+                                Pid::from_raw(pid),
+                                nix::sys::signal::SIGKILL,
+                            );
+                        }
                     }
                 }
             }

@@ -1,7 +1,7 @@
 //! Fault injection (issue 15): frun is killed with SIGKILL at each named step of a start
 //! (`FRUN_TEST_STOP_AT`, the steps `frun __steps` lists: the creating CLI, the
-//! container's holder, the runtime's spawn, `frun up`, the supervisor), and then `gc`,
-//! `rm -f` of what `ps -a` lists and `gc` again must leave nothing: no container
+//! container's holder, the runtime's spawn, `frun up`, the supervisor), and then `rm -f`
+//! of what `ps -a` lists and `gc` (in either order) must leave nothing: no container
 //! directory, mount, cgroup, process, lease, network namespace file, veth, bridge or
 //! NAT table, and no temp file or partial download.
 //!
@@ -198,9 +198,10 @@ fn held(dir: &Path) -> bool {
     rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err()
 }
 
-/// `gc`, then `rm -f` of every container `ps -a` lists, then `gc`; then checks that
-/// nothing is left. `what` names the kill for the messages.
-fn sweep_and_check(f: &Frun, what: &str) {
+/// `gc`, then `rm -f` of every container `ps -a` lists, then `gc` (with `gc_first`;
+/// otherwise `rm -f` first: a user who removes what `ps -a` shows must get the same);
+/// then checks that nothing is left. `what` names the kill for the messages.
+fn sweep_and_check(f: &Frun, what: &str, gc_first: bool) {
     let ids: Vec<String> = f
         .container_dirs()
         .iter()
@@ -208,22 +209,27 @@ fn sweep_and_check(f: &Frun, what: &str) {
         .collect();
     // 1. gc alone sweeps what no process works on and no command lists: directories
     //    without a record, records left `created` by a dead creator or holder.
-    let gc: Value = serde_json::from_str(&f.ok(&["gc", "--format", "json"])).unwrap();
-    for d in f.container_dirs() {
-        assert!(
-            d.join("frun.json").exists(),
-            "{what}: gc left {d:?} without a record ({gc})"
-        );
-        let st: Value = serde_json::from_str(&read(&d.join("state.json"))).unwrap();
-        if st["status"] == "created" {
-            let holder = st["holder_pid"].as_i64().unwrap_or(0) as i32;
+    let gc = if gc_first {
+        let gc: Value = serde_json::from_str(&f.ok(&["gc", "--format", "json"])).unwrap();
+        for d in f.container_dirs() {
             assert!(
-                (holder > 0 && alive(holder)) || held(&d),
-                "{what}: gc left a created container without a holder: {d:?} {st} ({gc})"
+                d.join("frun.json").exists(),
+                "{what}: gc left {d:?} without a record ({gc})"
             );
+            let st: Value = serde_json::from_str(&read(&d.join("state.json"))).unwrap();
+            if st["status"] == "created" {
+                let holder = st["holder_pid"].as_i64().unwrap_or(0) as i32;
+                assert!(
+                    (holder > 0 && alive(holder)) || held(&d),
+                    "{what}: gc left a created container without a holder: {d:?} {st} ({gc})"
+                );
+            }
         }
-    }
-    // 2. rm -f of the rest, then gc again.
+        gc
+    } else {
+        Value::Null
+    };
+    // 2. rm -f of what ps -a lists, then gc.
     let ps: Vec<Value> = serde_json::from_str(&f.ok(&["ps", "-a", "--format", "json"])).unwrap();
     for c in &ps {
         f.ok(&["rm", "-f", c["id"].as_str().unwrap()]);
@@ -340,7 +346,9 @@ fn every_step_of(wanted: Scenario) {
             continue;
         }
         let reached = inject(&f, &reg, wanted, step, n);
-        sweep_and_check(&f, &format!("{wanted:?} killed at {step}"));
+        // `run -d`: rm -f first, as a user would; the others: gc first.
+        let gc_first = wanted != Scenario::Run;
+        sweep_and_check(&f, &format!("{wanted:?} killed at {step}"), gc_first);
         tried += 1;
         if !reached {
             unreached.push(step.clone());
@@ -452,6 +460,54 @@ fn gc_sweeps_a_half_made_container_and_dead_writers_temp_files_and_counts_their_
     assert_eq!(ps.len(), 1, "{ps:?}");
     f.ok(&["rm", "-f", "kept"]);
     f.assert_clean();
+}
+
+/// The holder of an `--rm` container was killed (issue 15, item 11: `--rm` was not
+/// honoured): `ps` tells, `gc` leaves it while it runs, and removes it once it exited,
+/// as its holder would have.
+#[test]
+fn an_rm_container_whose_holder_died_is_removed_by_gc_once_it_exits() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new().checked();
+    let image = format!("{reg}/test/busybox");
+    let id = f.ok(&[
+        "run",
+        "-d",
+        "--rm",
+        "--network",
+        "none",
+        "--name",
+        "gone",
+        &image,
+        "sleep",
+        "600",
+    ]);
+    let st = state_of(&f, &id.trim()[..12]);
+    let (pid, holder) = (
+        st["pid"].as_i64().unwrap() as i32,
+        st["holder_pid"].as_i64().unwrap() as i32,
+    );
+    kill9(holder);
+    wait_for(10, "the holder to die", || (!alive(holder)).then_some(()));
+    let ps: Vec<Value> = serde_json::from_str(&f.ok(&["ps", "--format", "json"])).unwrap();
+    assert_eq!(ps[0]["state"], "running (holder lost)", "{ps:?}");
+    let gc: Value = serde_json::from_str(&f.ok(&["gc", "--format", "json"])).unwrap();
+    assert_eq!(
+        gc["containers"],
+        Value::Array(vec![]),
+        "a running one stays: {gc}"
+    );
+    kill9(pid);
+    wait_for(10, "the container to die", || (!alive(pid)).then_some(()));
+    let out = f.ok(&["gc"]);
+    assert!(
+        out.contains(&format!(
+            "removed container {} (gone): --rm, exited after its holder died",
+            &id.trim()[..12]
+        )),
+        "{out}"
+    );
+    assert!(f.ok(&["ps", "-a", "-q"]).is_empty());
 }
 
 /// frun's human sizes (1000-based, one decimal).

@@ -11,6 +11,7 @@ mod boot;
 mod ca_roots;
 mod common;
 mod credentials;
+mod credentials_log;
 mod demo;
 mod events;
 mod faults;

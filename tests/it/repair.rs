@@ -64,6 +64,59 @@ fn a_corrupt_layer_blob_is_fetched_again_not_blamed_on_the_registry() {
     assert!(verifies(&path, &digest));
 }
 
+/// A layer blob that is reused (its layer unpacked already) was only size-checked: a
+/// rotten copy of the right size stayed forever. Now each pull hashes it, says which
+/// local file was bad, and fetches it again.
+#[test]
+fn a_rotten_reused_layer_blob_is_named_and_fetched_again_by_pull() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    let reference = format!("{reg}/test/busybox:latest");
+    f.ok(&["pull", "-q", &reference]);
+    let digest = f.record(&reference)["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = blob(&f, &digest);
+    let layer = f.layer_dirs(&reference)[0].clone();
+    let mut data = std::fs::read(&path).unwrap();
+    let n = data.len();
+    data[n / 3] ^= 0x01;
+    std::fs::write(&path, &data).unwrap();
+    let out = f.run(&["pull", "-q", &reference]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        verifies(&path, &digest),
+        "the blob was fetched again: {err}"
+    );
+    assert!(
+        err.contains(&path.display().to_string()) && err.contains("local copy"),
+        "the message names the local file: {err}"
+    );
+    assert!(
+        !err.contains("registry sent"),
+        "the registry is not blamed: {err}"
+    );
+    assert!(
+        layer.join("bin/busybox").is_file(),
+        "the unpacked layer stays"
+    );
+    // Of the wrong size: the same, saying the sizes.
+    std::fs::write(&path, b"short").unwrap();
+    let out = f.run(&["pull", "-q", &reference]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(verifies(&path, &digest));
+    assert!(
+        err.contains(&path.display().to_string()) && err.contains("it is 5 bytes"),
+        "{err}"
+    );
+    // An intact blob is reused quietly.
+    let out = f.run(&["pull", "-q", &reference]);
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+}
+
 #[test]
 fn gc_says_what_partial_downloads_freed() {
     let Some(reg) = registry() else { return };

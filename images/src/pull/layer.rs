@@ -56,16 +56,35 @@ impl Ctx {
 
     async fn layer_once(self: &Arc<Self>, layer: &LayerRecord) -> Result<(), PullError> {
         let store = &self.store;
-        // A reused blob must at least have the right size (hashing every blob on every
-        // pull would read all of them); its content is verified whenever it is read.
-        if store.has_blob(&layer.digest) && store.blob_len(&layer.digest) != Some(layer.size) {
-            tracing::warn!(blob = %layer.digest, "the local copy has the wrong size; fetching it again");
-            store.remove_blob(&layer.digest)?;
+        // A reused blob is verified: first its size, then (when its layer is unpacked
+        // already, so nothing else reads it in this pull) its hash. A bad one is the
+        // local copy's fault: removed, named, and fetched again by `layer`.
+        if let Some(len) = store
+            .blob_len(&layer.digest)
+            .filter(|len| *len != layer.size)
+        {
+            return Err(
+                self.local_corrupt(layer, format!("it is {len} bytes, not {}", layer.size))?
+            );
         }
         if store.has_layer(&layer.diff_id) && store.has_blob(&layer.digest) {
-            self.progress
-                .layer_done(&layer.digest, LayerOutcome::Exists);
-            return Ok(());
+            let (s, d) = (store.clone(), layer.digest.clone());
+            let verified = tokio::task::spawn_blocking(move || s.verify_blob(&d))
+                .await
+                .expect("verify task");
+            match verified {
+                Ok(()) => {
+                    self.progress
+                        .layer_done(&layer.digest, LayerOutcome::Exists);
+                    return Ok(());
+                }
+                Err(StoreError::Corrupt { actual, .. }) => {
+                    return Err(self.local_corrupt(layer, format!("it hashes to {actual}"))?)
+                }
+                // Gone meanwhile (a gc): fetched below like any missing blob.
+                Err(StoreError::MissingBlob(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         let compression = compression(layer)?;
         // Another pull of the same layer finishes first; this one then finds it done.
