@@ -420,6 +420,51 @@ pub fn read_all(root: &Path) -> Vec<Event> {
     out
 }
 
+/// A reader that goes on where it stopped: the supervisor's metrics count events with
+/// it on each scrape, reading only what was appended since (and, after a rotation, the
+/// rest of the rotated file first).
+#[derive(Debug, Default)]
+pub struct Tail {
+    /// The inode of the current file when last read, and how far.
+    at: Option<(u64, u64)>,
+}
+
+impl Tail {
+    /// Calls `f` for each event not read before (every stored one the first time).
+    pub fn read(&mut self, root: &Path, f: &mut dyn FnMut(Event)) {
+        let dir = dir(root);
+        let old = dir.join(format!("{FILE}.1"));
+        let Ok(mut cur) = std::fs::File::open(dir.join(FILE)) else {
+            return;
+        };
+        let Ok(ino) = cur.metadata().map(|m| m.ino()) else {
+            return;
+        };
+        let from = match self.at {
+            Some((i, offset)) if i == ino => offset,
+            // 1. Rotated since: the rest of the file we were reading, if it is the
+            //    rotated one (two rotations in between lose the one in the middle).
+            Some((i, offset)) => {
+                if let Ok(mut f1) = std::fs::File::open(&old) {
+                    if f1.metadata().is_ok_and(|m| m.ino() == i) {
+                        read_from(&mut f1, offset, f);
+                    }
+                }
+                0
+            }
+            // 2. The first time: the rotated file whole.
+            None => {
+                if let Ok(mut f1) = std::fs::File::open(&old) {
+                    read_from(&mut f1, 0, f);
+                }
+                0
+            }
+        };
+        let offset = read_from(&mut cur, from, f);
+        self.at = Some((ino, offset));
+    }
+}
+
 /// What `frun events` asks for.
 pub struct Query {
     pub since: Option<DateTime<Utc>>,

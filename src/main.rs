@@ -10,6 +10,7 @@ mod events;
 mod forward;
 mod limits;
 mod logs;
+mod metrics;
 mod model;
 mod net;
 mod oci;

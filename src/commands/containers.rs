@@ -458,11 +458,22 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         _ => None,
     };
 
+    // What the ports carry, for the supervisor's metrics (see crate::metrics).
+    let ports_report = forwarder.as_ref().map(|f| {
+        crate::metrics::report_ports(
+            crate::metrics::ports_path(&g.run_root, &c.record.id),
+            f.counters(),
+        )
+    });
+
     let exit = frun_runtime::wait(&started)?;
     // The published ports close with the container: a client is refused from now on,
     // instead of being accepted and dropped.
     if let Some(f) = forwarder {
         f.stop();
+    }
+    if let Some(r) = ports_report {
+        r.stop();
     }
     for l in loggers {
         if l.join().is_err() {
@@ -502,8 +513,9 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         oom_killed: oom == crate::oom::OomVerdict::InitKilled,
         ..exit
     };
-    finish(&c, &mut st, exit)?;
-    // Docker's order: the OOM kill, then the death.
+    // The events first, then the state: whoever sees the container exited (`stop`,
+    // `down`) finds its death in the event log. Docker's order: the OOM kill, then the
+    // death.
     if oom != crate::oom::OomVerdict::None {
         let killed = match oom {
             crate::oom::OomVerdict::OthersKilled(n) => n,
@@ -522,6 +534,7 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
             .attr("exitCode", exit.code)
             .attr("oomKilled", exit.oom_killed),
     );
+    finish(&c, &mut st, exit)?;
     if let Some(msg) = oom.message(&c.record.name, c.record.memory_limit.as_deref()) {
         say(&msg);
     }

@@ -45,7 +45,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(args) => stack::up(&g, args),
         Command::Down(args) => stack::down(&g, args),
         Command::Status(args) => stack::status(&g, args),
-        Command::Supervise { boot } => crate::supervise::run(&g, boot),
+        Command::Supervise { boot, metrics } => crate::supervise::run(&g, boot, metrics),
         Command::SystemdUnit => stack::systemd_unit(&g),
     }
 }
