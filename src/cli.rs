@@ -124,14 +124,18 @@ pub enum Command {
     /// What this host offers frun and what it lacks (kernel, cgroups, overlayfs,
     /// idmapped mounts, nft, swap, systemd), with what each missing piece disables.
     Info(FormatArgs),
-    /// Supervise one container (started by `run`; not for direct use).
-    #[command(name = "__shim", hide = true)]
-    Shim {
+    /// Hold one container: start it, keep its output, serve its ports, restart it
+    /// (started by `run` and `up`; not for direct use). `__shim` is its name before 0.2.
+    #[command(name = "__holder", alias = "__shim", hide = true)]
+    Holder {
         id: String,
         /// Started again by its restart policy.
         #[arg(long)]
         restarted: bool,
     },
+    /// The named steps where a test may stop frun (`FRUN_TEST_STOP_AT`); not for direct use.
+    #[command(name = "__steps", hide = true)]
+    Steps,
     /// Bring up the stack of a frun.toml (pull, create, start, publish); run again, it
     /// changes only what changed.
     Up(StackArgs),
@@ -139,6 +143,14 @@ pub enum Command {
     Down(DownArgs),
     /// The stack's containers: role, image digest, health, uptime, restarts, address, ports.
     Status(StatusArgs),
+    /// Replace the stack's app by IMAGE (default: its reference pulled again) with no
+    /// failed request: start beside the old one, wait until healthy, repoint the proxy,
+    /// drain, stop the old one. A failure leaves the old app serving.
+    Swap(SwapArgs),
+    /// Swap back to the previous deployment's image, from the store (no registry).
+    Rollback(RollbackArgs),
+    /// The stack's deployments: time, image, digest, outcome, step times.
+    History(StatusArgs),
     /// The long-running supervisor of this state root (health checks, adoption); started
     /// by `frun up` when it does not run.
     Supervise {
@@ -382,6 +394,33 @@ pub struct StackArgs {
     /// The stack file.
     #[arg(short, long, default_value = "frun.toml")]
     pub file: PathBuf,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct SwapArgs {
+    /// The new image (default: the deployed reference, pulled again).
+    pub image: Option<String>,
+    #[arg(short, long, default_value = "frun.toml")]
+    pub file: PathBuf,
+    /// Swap even when the image's digest is the running one.
+    #[arg(long)]
+    pub force: bool,
+    /// How long the old app may take to finish its requests (500ms, 30s, 1m).
+    #[arg(long, default_value = "30s")]
+    pub drain_timeout: String,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct RollbackArgs {
+    #[arg(short, long, default_value = "frun.toml")]
+    pub file: PathBuf,
+    /// How long the old app may take to finish its requests (500ms, 30s, 1m).
+    #[arg(long, default_value = "30s")]
+    pub drain_timeout: String,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }

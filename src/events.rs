@@ -234,11 +234,11 @@ impl Event {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}: {cause}")]
     Io {
         op: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("--filter {filter:?}: {why}")]
     Filter { filter: String, why: String },
@@ -246,7 +246,7 @@ pub enum EventError {
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> EventError {
     let path = path.to_path_buf();
-    move |source| EventError::Io { op, path, source }
+    move |cause| EventError::Io { op, path, cause }
 }
 
 /// `ROOT/events`.
@@ -297,24 +297,20 @@ fn append(dir: &Path, mut ev: Event, max: u64) -> Result<(), EventError> {
 }
 
 /// The rotation lock (`dir/.lock`), tried for up to 100 ms.
-fn lock(dir: &Path) -> Option<nix::fcntl::Flock<std::fs::File>> {
+fn lock(dir: &Path) -> Option<std::fs::File> {
     let path = dir.join(".lock");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .ok()?;
     let deadline = Instant::now() + Duration::from_millis(100);
     loop {
-        match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        match frun_images::fsutil::lock_file(
+            &path,
+            rustix::fs::FlockOperation::NonBlockingLockExclusive,
+        ) {
             Ok(l) => return Some(l),
-            Err((back, _)) if Instant::now() < deadline => {
-                f = back;
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(2));
             }
-            Err(_) => {
-                tracing::debug!(path = %path.display(), "the event log's lock is busy: appending without rotating");
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "the event log's lock: appending without rotating");
                 return None;
             }
         }

@@ -7,7 +7,10 @@ mod cli;
 mod commands;
 mod containers;
 mod events;
+mod fault;
 mod forward;
+mod holder;
+mod hosts;
 mod limits;
 mod logs;
 mod metrics;
@@ -20,6 +23,7 @@ mod runspec;
 mod stack;
 mod stats;
 mod supervise;
+mod sweep;
 mod tty;
 mod volumes;
 

@@ -7,7 +7,9 @@
 //! started or changed. What comes out is one container [`Description`] per role, the
 //! same model `frun run`'s flags make.
 
+pub mod history;
 pub mod proxy;
+pub mod swap;
 pub mod up;
 
 use crate::model::{

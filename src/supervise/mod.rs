@@ -7,7 +7,7 @@
 //! that `frun up` recorded and the `--restart` containers that died with the machine.
 //!
 //! What it does not do, by design: hold a container's stdio or be its parent. Each
-//! container has a small holder (`frun __shim`, as conmon is for podman) that keeps
+//! container has a small holder (`frun __holder`, as conmon is for podman) that keeps
 //! its log, its published ports and its exit code, and applies its restart policy.
 //! A `kill -9` of the supervisor therefore loses nothing: every container keeps
 //! serving and logging, exits are recorded, and the next supervisor adopts the
@@ -93,12 +93,21 @@ pub fn ensure_running(g: &Global) -> anyhow::Result<()> {
             Ok(())
         });
     }
-    let child = cmd.spawn().context("starting frun supervise")?;
-    std::mem::forget(child);
+    let mut child = cmd.spawn().context("starting frun supervise")?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if request(&g.run_root, "ping").is_ok_and(|a| a.starts_with("pong")) {
+            // It lives on; init reaps it.
+            std::mem::forget(child);
             return Ok(());
+        }
+        // One that died (killed, or failing) is told at once, not after the whole wait.
+        // (One that found another holding the lock exits 0: that one answers soon.)
+        if let Ok(Some(status)) = child.try_wait().map(|s| s.filter(|s| !s.success())) {
+            bail!(
+                "frun supervise exited ({status}) before it answered (its log: {})",
+                log_path.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -130,17 +139,29 @@ pub fn run(
         .truncate(false)
         .write(true)
         .open(lock_path(&g.run_root))?;
-    let _lock =
-        match nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-            Ok(l) => l,
-            Err(_) => {
-                eprintln!(
-                    "frun: a supervisor of {} runs already",
-                    g.run_root.display()
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-        };
+    //    The unit's supervisor (`--boot`) waits for one that `frun up` started before
+    //    the unit was installed to end, rather than exiting (which `Restart=always`
+    //    would turn into a restart every second); any other ends at once.
+    let _lock = match nix::fcntl::Flock::lock(
+        lock_file,
+        nix::fcntl::FlockArg::LockExclusiveNonblock,
+    ) {
+        Ok(l) => l,
+        Err((file, _)) if boot => {
+            tracing::info!(run_root = %g.run_root.display(), "another supervisor runs: waiting for it to end");
+            nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+                .map_err(|(_, e)| e)
+                .with_context(|| format!("locking {:?}", lock_path(&g.run_root)))?
+        }
+        Err(_) => {
+            eprintln!(
+                "frun: a supervisor of {} runs already",
+                g.run_root.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    crate::fault::reached(crate::fault::Step::SuperviseLocked);
     // 2. Out of the caller's cgroup, into frun's.
     if let Err(e) = join_own_cgroup(Path::new(&g.cgroup_parent)) {
         tracing::warn!(error = %format!("{e:#}"), "moving the supervisor into frun's cgroup");
@@ -155,6 +176,7 @@ pub fn run(
         l.with_context(|| format!("binding {sock:?}"))?
     };
     listener.set_nonblocking(true)?;
+    crate::fault::reached(crate::fault::Step::SuperviseListening);
     tracing::info!(pid = std::process::id(), socket = %sock.display(), "supervisor started");
     // 3b. Metrics: the address asked for on the command line (its failure is this
     //     command's), and those of the recorded stacks (a failure is told in the log).
@@ -168,10 +190,15 @@ pub fn run(
         }
     }
 
-    // 4. After a boot: what was running comes back.
-    if boot {
-        boot_restore(g);
-    }
+    // 4. A swap that a kill left half-done is finished or undone (see stack::swap).
+    //    After a boot, what was running comes back: the stacks' `frun up`s run as
+    //    children while the loop below answers them (each `up` pings this supervisor).
+    crate::stack::swap::recover_all(g);
+    let mut boot_ups = if boot {
+        boot_restore(g)
+    } else {
+        HashMap::new()
+    };
 
     // 5. The loop: answer the CLI, probe what is due, reap holders.
     let containers = Containers::open(&g.root)?;
@@ -183,7 +210,7 @@ pub fn run(
             last_scan = Instant::now();
         }
         probe_due(&g.root, &containers, &mut watched);
-        reap();
+        reap(&mut boot_ups);
         serve(&listener, &watched, &mut metrics);
         metrics.serve(&g.root, &g.run_root, &containers, &|id: &str| {
             watched.get(id).map(|w| w.health.status)
@@ -284,12 +311,23 @@ fn probe_due(root: &Path, containers: &Containers, watched: &mut HashMap<String,
     }
 }
 
-/// Reaps the holders this process started (they are its children until they exit).
-fn reap() {
+/// Reaps the children this process started: the holders (its children until they
+/// exit), and the boot's `frun up`s, whose outcome is logged once.
+fn reap(boot_ups: &mut HashMap<i32, String>) {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     while let Ok(s) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-        if s == WaitStatus::StillAlive {
-            break;
+        let (pid, code) = match s {
+            WaitStatus::StillAlive => break,
+            WaitStatus::Exited(pid, code) => (pid, code),
+            WaitStatus::Signaled(pid, sig, _) => (pid, 128 + sig as i32),
+            _ => continue,
+        };
+        if let Some(stack) = boot_ups.remove(&pid.as_raw()) {
+            if code == 0 {
+                tracing::info!(stack, "stack back up after the boot");
+            } else {
+                tracing::warn!(stack, code, "frun up of the stack failed at boot");
+            }
         }
     }
 }
@@ -331,9 +369,11 @@ fn serve(
 }
 
 /// At boot: containers recorded as running died with the machine. Stacks come back
-/// through `frun up` of their recorded file; other containers with a restart policy
-/// are recreated by their holder.
-fn boot_restore(g: &Global) {
+/// through `frun up` of their recorded file (started here, not waited for: the pids
+/// returned, by stack, for [`reap`]); other containers with a restart policy are
+/// recreated by their holder.
+fn boot_restore(g: &Global) -> HashMap<i32, String> {
+    let mut ups = HashMap::new();
     let stacks = g.root.join("stacks");
     for e in std::fs::read_dir(&stacks).into_iter().flatten().flatten() {
         let Ok(rec) = std::fs::read(e.path().join("stack.json")) else {
@@ -345,17 +385,22 @@ fn boot_restore(g: &Global) {
         let Some(file) = v["file"].as_str() else {
             continue;
         };
-        tracing::info!(stack = %e.file_name().to_string_lossy(), file, "bringing the stack back");
-        let Ok(mut cmd) = g.frun_command() else {
-            return;
-        };
-        let r = cmd.args(["up", "-f", file]).status();
-        if !r.is_ok_and(|s| s.success()) {
-            tracing::warn!(file, "frun up of the stack failed at boot");
+        let stack = e.file_name().to_string_lossy().into_owned();
+        tracing::info!(stack, file, "bringing the stack back");
+        match g
+            .frun_command()
+            .and_then(|mut cmd| Ok(cmd.args(["up", "-f", file]).spawn()?))
+        {
+            Ok(child) => {
+                ups.insert(child.id() as i32, stack);
+            }
+            Err(e) => {
+                tracing::warn!(stack, error = %format!("{e:#}"), "frun up of the stack failed at boot")
+            }
         }
     }
     let Ok(containers) = Containers::open(&g.root) else {
-        return;
+        return ups;
     };
     for c in containers.list().unwrap_or_default() {
         if c.record.labels.contains_key(crate::model::LABEL_STACK) {
@@ -374,6 +419,7 @@ fn boot_restore(g: &Global) {
             tracing::warn!(container = %c.record.name, error = %format!("{e:#}"), "restarting after boot");
         }
     }
+    ups
 }
 
 /// Starts a container whose holder died with the machine: its network made anew (the
@@ -383,7 +429,9 @@ pub fn revive(g: &Global, containers: &Containers, c: &Container) -> anyhow::Res
         Some(n) => {
             let cfg = n.config(&g.root, &g.run_root)?;
             let _ = crate::net::detach(&cfg, &c.record.id);
+            crate::fault::reached(crate::fault::Step::SuperviseReviveDetached);
             let a = crate::net::attach(&cfg, &c.record.id, &c.record.name)?;
+            crate::fault::reached(crate::fault::Step::SuperviseReviveAttached);
             let mut record = c.record.clone();
             if let Some(n) = record.network.as_mut() {
                 n.ip = a.ip;
@@ -421,7 +469,9 @@ pub fn systemd_unit(g: &Global) -> String {
          Wants=network-online.target\n\
          \n\
          [Service]\n\
-         ExecStart={exe} --root {root} --run-root {run} --cgroup-parent {cg} supervise --boot\n\
+         # --verbose: the supervisor's log (stacks brought back, health changes) goes to\n\
+         # the journal, as `frun up`'s supervisor writes it to RUN_ROOT/supervise.log.\n\
+         ExecStart={exe} --root {root} --run-root {run} --cgroup-parent {cg} --bridge {br} --subnet {net} --verbose supervise --boot\n\
          # The containers' holders live in frun's own cgroup ({cg}/supervisor), not in\n\
          # this unit's: stopping the unit leaves the containers running.\n\
          KillMode=process\n\
@@ -433,5 +483,7 @@ pub fn systemd_unit(g: &Global) -> String {
         root = g.root.display(),
         run = g.run_root.display(),
         cg = g.cgroup_parent,
+        br = g.bridge,
+        net = g.subnet,
     )
 }

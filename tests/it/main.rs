@@ -6,11 +6,13 @@
 //! reason; under CI (`CI=true`) it fails instead.
 
 mod addr_reuse;
+mod boot;
 mod ca_roots;
 mod common;
 mod credentials;
 mod demo;
 mod events;
+mod faults;
 mod holder;
 mod hostile_run;
 mod info;
@@ -21,9 +23,11 @@ mod metrics;
 mod net;
 mod oci;
 mod oci_spec;
+mod proxy_protocol;
 mod pull;
 mod repair;
 mod run;
 mod stats;
+mod swap;
 mod up;
 mod volumes;

@@ -11,20 +11,6 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::Stdio;
 
-/// A free port below the kernel's ephemeral range (32768 and up by default): one from
-/// port 0 can be handed to a client socket (a pull, a probe) before the test binds it.
-fn free_port() -> u16 {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let seed = std::process::id() * 7919;
-    loop {
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let port = 20000 + ((seed + n * 131) % 12000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 /// One HTTP exchange: what was sent and what came back (to the close).
 fn exchange(addr: &str, request: &str) -> Result<(usize, Vec<u8>), String> {
     let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
