@@ -157,6 +157,10 @@ pub enum Command {
         /// At boot: bring back the recorded stacks and the --restart containers.
         #[arg(long)]
         boot: bool,
+        /// Serve Prometheus metrics on this address (IP:PORT), as a stack's
+        /// `[metrics] listen` asks.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Print a systemd unit that runs `frun supervise` and brings the stacks back at boot.
     SystemdUnit,

@@ -234,11 +234,11 @@ impl Event {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}: {cause}")]
     Io {
         op: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("--filter {filter:?}: {why}")]
     Filter { filter: String, why: String },
@@ -246,7 +246,7 @@ pub enum EventError {
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> EventError {
     let path = path.to_path_buf();
-    move |source| EventError::Io { op, path, source }
+    move |cause| EventError::Io { op, path, cause }
 }
 
 /// `ROOT/events`.
@@ -297,24 +297,20 @@ fn append(dir: &Path, mut ev: Event, max: u64) -> Result<(), EventError> {
 }
 
 /// The rotation lock (`dir/.lock`), tried for up to 100 ms.
-fn lock(dir: &Path) -> Option<nix::fcntl::Flock<std::fs::File>> {
+fn lock(dir: &Path) -> Option<std::fs::File> {
     let path = dir.join(".lock");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .ok()?;
     let deadline = Instant::now() + Duration::from_millis(100);
     loop {
-        match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        match frun_images::fsutil::lock_file(
+            &path,
+            rustix::fs::FlockOperation::NonBlockingLockExclusive,
+        ) {
             Ok(l) => return Some(l),
-            Err((back, _)) if Instant::now() < deadline => {
-                f = back;
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(2));
             }
-            Err(_) => {
-                tracing::debug!(path = %path.display(), "the event log's lock is busy: appending without rotating");
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "the event log's lock: appending without rotating");
                 return None;
             }
         }
@@ -418,6 +414,51 @@ pub fn read_all(root: &Path) -> Vec<Event> {
     }
     out.sort_by(|a, b| a.time.cmp(&b.time));
     out
+}
+
+/// A reader that goes on where it stopped: the supervisor's metrics count events with
+/// it on each scrape, reading only what was appended since (and, after a rotation, the
+/// rest of the rotated file first).
+#[derive(Debug, Default)]
+pub struct Tail {
+    /// The inode of the current file when last read, and how far.
+    at: Option<(u64, u64)>,
+}
+
+impl Tail {
+    /// Calls `f` for each event not read before (every stored one the first time).
+    pub fn read(&mut self, root: &Path, f: &mut dyn FnMut(Event)) {
+        let dir = dir(root);
+        let old = dir.join(format!("{FILE}.1"));
+        let Ok(mut cur) = std::fs::File::open(dir.join(FILE)) else {
+            return;
+        };
+        let Ok(ino) = cur.metadata().map(|m| m.ino()) else {
+            return;
+        };
+        let from = match self.at {
+            Some((i, offset)) if i == ino => offset,
+            // 1. Rotated since: the rest of the file we were reading, if it is the
+            //    rotated one (two rotations in between lose the one in the middle).
+            Some((i, offset)) => {
+                if let Ok(mut f1) = std::fs::File::open(&old) {
+                    if f1.metadata().is_ok_and(|m| m.ino() == i) {
+                        read_from(&mut f1, offset, f);
+                    }
+                }
+                0
+            }
+            // 2. The first time: the rotated file whole.
+            None => {
+                if let Ok(mut f1) = std::fs::File::open(&old) {
+                    read_from(&mut f1, 0, f);
+                }
+                0
+            }
+        };
+        let offset = read_from(&mut cur, from, f);
+        self.at = Some((ino, offset));
+    }
 }
 
 /// What `frun events` asks for.

@@ -409,6 +409,13 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    // What the ports carry, for the supervisor's metrics (see crate::metrics).
+    let ports_report = forwarder.as_ref().map(|f| {
+        crate::metrics::report_ports(
+            crate::metrics::ports_path(&g.run_root, &c.record.id),
+            f.counters(),
+        )
+    });
 
     crate::fault::reached(crate::fault::Step::HolderServing);
     let exit = frun_runtime::wait(&started)?;
@@ -416,6 +423,9 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     // instead of being accepted and dropped.
     if let Some(f) = forwarder {
         f.stop();
+    }
+    if let Some(r) = ports_report {
+        r.stop();
     }
     if let Some(u) = upstream {
         u.stop();
@@ -458,8 +468,9 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         oom_killed: oom == crate::oom::OomVerdict::InitKilled,
         ..exit
     };
-    finish(&c, &mut st, exit)?;
-    // Docker's order: the OOM kill, then the death.
+    // The events first, then the state: whoever sees the container exited (`stop`,
+    // `down`) finds its death in the event log. Docker's order: the OOM kill, then the
+    // death.
     if oom != crate::oom::OomVerdict::None {
         let killed = match oom {
             crate::oom::OomVerdict::OthersKilled(n) => n,
@@ -478,6 +489,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
             .attr("exitCode", exit.code)
             .attr("oomKilled", exit.oom_killed),
     );
+    finish(&c, &mut st, exit)?;
     if let Some(msg) = oom.message(&c.record.name, c.record.memory_limit.as_deref()) {
         say(&msg);
     }

@@ -14,6 +14,7 @@ mod holder;
 mod hosts;
 mod limits;
 mod logs;
+mod metrics;
 mod model;
 mod net;
 mod oci;

@@ -53,7 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Swap(args) => stack::swap(&g, args),
         Command::Rollback(args) => stack::rollback(&g, args),
         Command::History(args) => stack::history(&g, args),
-        Command::Supervise { boot } => crate::supervise::run(&g, boot),
+        Command::Supervise { boot, metrics } => crate::supervise::run(&g, boot, metrics),
         Command::SystemdUnit => stack::systemd_unit(&g),
     }
 }

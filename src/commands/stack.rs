@@ -11,6 +11,9 @@ use crate::stack::{history as stack_history, swap as stack_swap, up as stack_up,
 pub fn up(g: &Global, args: StackArgs) -> anyhow::Result<ExitCode> {
     let stack = Stack::load(&args.file, &g.root)?;
     let changes = stack_up::up(g, &stack, args.format == Format::Json)?;
+    if let Some(addr) = stack.metrics {
+        crate::metrics::ensure_served(g, addr)?;
+    }
     match args.format {
         Format::Json => {
             println!("{}", serde_json::to_string_pretty(&changes)?);

@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, UdpSocket};
 
 use super::bind::Bound;
 use super::complaints::{Complaints, Say};
+use super::counters::PortCounters;
 use super::netns::Netns;
 use super::target::Target;
 use super::tcp::{serve_tcp, TcpOptions, TcpPort};
@@ -19,6 +20,8 @@ use super::udp::{serve_udp, UdpPort};
 /// (its ports closed) by [`Forwarder::stop`] or on drop.
 pub struct Forwarder {
     targets: Vec<Target>,
+    /// Each published port (as the user gave it) and what it carried.
+    counters: Vec<(String, Arc<PortCounters>)>,
     complaints: Vec<Arc<Complaints>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -30,6 +33,11 @@ impl Forwarder {
     #[cfg_attr(not(test), allow(dead_code))]
     pub fn targets(&self) -> &[Target] {
         &self.targets
+    }
+
+    /// Each published port (as the user gave it) and its live counters.
+    pub fn counters(&self) -> Vec<(String, Arc<PortCounters>)> {
+        self.counters.clone()
     }
 
     /// Closes the published ports, so that a client is refused from now on, and ends
@@ -72,6 +80,7 @@ pub fn start(
         .build()?;
     let mut targets = Vec::new();
     let mut complaints = Vec::new();
+    let mut counters = Vec::new();
     for b in bound {
         let p = match &b {
             Bound::Tcp(_, p) | Bound::Udp(_, p) => p,
@@ -86,6 +95,8 @@ pub fn start(
         complaints.push(c.clone());
         let _g = rt.enter();
         let what = p.to_string();
+        let carried = Arc::new(PortCounters::default());
+        counters.push((what.clone(), carried.clone()));
         match b {
             Bound::Tcp(l, p) => {
                 l.set_nonblocking(true)?;
@@ -95,6 +106,7 @@ pub fn start(
                         proxy_protocol: p.proxy_protocol,
                     },
                     complaints: c,
+                    counters: carried,
                 });
                 let l = TcpListener::from_std(l)?;
                 rt.spawn(async move {
@@ -109,6 +121,7 @@ pub fn start(
                     target,
                     idle: Duration::from_secs(60),
                     complaints: c,
+                    counters: carried,
                 });
                 let s = UdpSocket::from_std(s)?;
                 rt.spawn(async move {
@@ -135,6 +148,7 @@ pub fn start(
         })?;
     Ok(Forwarder {
         targets,
+        counters,
         complaints,
         stop: Some(tx),
         thread: Some(thread),

@@ -42,6 +42,7 @@
 
 mod bind;
 mod complaints;
+mod counters;
 mod forwarder;
 mod netns;
 mod target;
@@ -57,6 +58,7 @@ mod unix;
 pub use self::{
     bind::{bind_all, Bound},
     complaints::{Complaints, Say},
+    counters::{PortCounters, Snapshot},
     forwarder::{start, Forwarder},
     netns::Netns,
     target::Target,

@@ -8,13 +8,14 @@ use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::complaints::{connect_failure_text, Complaints};
+use super::counters::PortCounters;
 use super::netns::enter;
 use super::target::{Dest, Target};
 
@@ -30,6 +31,7 @@ pub struct TcpPort {
     pub target: Target,
     pub opts: TcpOptions,
     pub complaints: Arc<Complaints>,
+    pub counters: Arc<PortCounters>,
 }
 
 /// Accepts on `listener` forever, relaying each connection to the current target.
@@ -49,6 +51,7 @@ pub async fn serve_tcp(listener: TcpListener, port: Arc<TcpPort>) -> io::Result<
         };
         let port = port.clone();
         tokio::spawn(async move {
+            let _open = port.counters.accept();
             if let Err(e) = relay_tcp(client, peer, local, &port).await {
                 tracing::debug!(client = %peer, error = %e, "connection ended with an error");
             }
@@ -93,6 +96,7 @@ async fn relay_tcp(
         Err(e) => Err(e),
     })?;
 
+    let client_first = (first.len() - header) as u64;
     let upstream = match connect(&to, first.len() > header) {
         Ok(s) => s,
         Err(e) => return Err(connect_failed(&client, local, &to, e, port)),
@@ -120,8 +124,24 @@ async fn relay_tcp(
     // Both directions at once; each ends with a FIN passed on (half-close). The first
     // error (a reset) ends both.
     let done = AtomicBool::new(false);
-    let up = one_way(&client, &upstream, first, client_eof, &done);
-    let down = one_way(&upstream, &client, Vec::new(), false, &done);
+    // The client's first bytes, read before the connect, count as carried now.
+    PortCounters::add(&port.counters.bytes_in, client_first);
+    let up = one_way(
+        &client,
+        &upstream,
+        first,
+        client_eof,
+        &done,
+        &port.counters.bytes_in,
+    );
+    let down = one_way(
+        &upstream,
+        &client,
+        Vec::new(),
+        false,
+        &done,
+        &port.counters.bytes_out,
+    );
     tokio::try_join!(up, down).map(|_| ())
 }
 
@@ -136,6 +156,7 @@ fn connect_failed(
 ) -> io::Error {
     // A zero linger: the close resets the connection.
     let _ = sockopt::set_socket_linger(client, Some(Duration::ZERO));
+    PortCounters::add(&port.counters.failed, 1);
     port.complaints.complain(connect_failure_text(
         &format!("port {local}"),
         to.addr,
@@ -254,6 +275,7 @@ async fn one_way(
     mut held: Vec<u8>,
     mut eof: bool,
     done: &AtomicBool,
+    carried: &AtomicU64,
 ) -> io::Result<()> {
     let (ffd, tfd) = (from.as_fd(), to.as_fd());
     let mut closing = eof;
@@ -281,6 +303,7 @@ async fn one_way(
                 eof = true;
                 return Ok(false);
             }
+            PortCounters::add(carried, n as u64);
             let sent = match send(tfd, &buf[..n], closing) {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
@@ -296,7 +319,7 @@ async fn one_way(
                     .await?;
                 held.drain(..n);
             }
-            return splice_rest(from, to, done).await;
+            return splice_rest(from, to, done, carried).await;
         }
     }
 }
@@ -336,7 +359,12 @@ fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io::Result<us
 /// The rest of a bulk flow: `from` to `to` through a pipe until `from` reaches EOF,
 /// then the FIN. The pipe is always drained before it is filled again, so a would-block
 /// always comes from the socket, whose readiness tokio then awaits.
-async fn splice_rest(from: &TcpStream, to: &TcpStream, done: &AtomicBool) -> io::Result<()> {
+async fn splice_rest(
+    from: &TcpStream,
+    to: &TcpStream,
+    done: &AtomicBool,
+    carried: &AtomicU64,
+) -> io::Result<()> {
     let pipe = Pipe::new()?;
     loop {
         let n = from
@@ -347,6 +375,7 @@ async fn splice_rest(from: &TcpStream, to: &TcpStream, done: &AtomicBool) -> io:
         if n == 0 {
             return finish(to, done);
         }
+        PortCounters::add(carried, n as u64);
         let mut held = n;
         while held > 0 {
             held -= to
@@ -403,6 +432,64 @@ mod tests {
         }
         w.shutdown().await.unwrap();
         assert!(lines.next_line().await.unwrap().is_none());
+    }
+
+    /// Connections accepted and open, refused ones failed, bytes each way: a small
+    /// exchange (buffered) and a bulk one (spliced) both counted whole.
+    #[tokio::test]
+    async fn counters_count_connections_and_bytes_each_way() {
+        let backend = echo_server(b"A:").await;
+        let counters = Arc::new(PortCounters::default());
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let front = l.local_addr().unwrap();
+        let target = Target::new(backend);
+        let port = TcpPort {
+            target: target.clone(),
+            opts: TcpOptions::default(),
+            complaints: crate::forward::testutil::Heard::default().complaints(),
+            counters: counters.clone(),
+        };
+        tokio::spawn(serve_tcp(l, Arc::new(port)));
+        let bulk = vec![7u8; 3 << 20];
+        round_trip(front, b"hello").await;
+        round_trip(front, &bulk).await;
+        // Nothing listens here: a failed connection.
+        let dead = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        target.set(dead);
+        let _ = round_trip_lossy(front).await;
+        // The relay tasks end right after the client saw EOF: wait for the counts.
+        let mut s = counters.snapshot("p");
+        for _ in 0..500 {
+            if s.open == 0 && s.failed == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            s = counters.snapshot("p");
+        }
+        let sent = 5 + bulk.len() as u64;
+        assert_eq!(
+            s,
+            crate::forward::Snapshot {
+                port: "p".into(),
+                open: 0,
+                accepted: 3,
+                failed: 1,
+                bytes_in: sent,
+                bytes_out: sent + 4,
+            }
+        );
+    }
+
+    /// A client of a connection that may be reset.
+    async fn round_trip_lossy(front: SocketAddr) -> std::io::Result<Vec<u8>> {
+        let mut c = TcpStream::connect(front).await?;
+        c.write_all(b"x").await?;
+        let mut out = Vec::new();
+        c.read_to_end(&mut out).await?;
+        Ok(out)
     }
 
     #[tokio::test]
@@ -479,6 +566,7 @@ mod tests {
             target: Target::new(dead),
             opts: TcpOptions::default(),
             complaints: heard.complaints(),
+            counters: Default::default(),
         };
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let front = l.local_addr().unwrap();

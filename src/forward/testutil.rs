@@ -53,6 +53,7 @@ pub(super) async fn start_heard(target: &Target, opts: TcpOptions, heard: &Heard
         target: target.clone(),
         opts,
         complaints: heard.complaints(),
+        counters: Default::default(),
     };
     tokio::spawn(serve_tcp(l, Arc::new(port)));
     addr

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 
 use super::complaints::{connect_failure_text, Complaints};
+use super::counters::PortCounters;
 use super::netns::enter;
 use super::target::{Dest, Target};
 
@@ -17,6 +18,8 @@ pub struct UdpPort {
     /// A flow is forgotten after this long without a reply.
     pub idle: Duration,
     pub complaints: Arc<Complaints>,
+    /// A flow (a client address) counts as a connection.
+    pub counters: Arc<PortCounters>,
 }
 
 type Flows = Arc<Mutex<std::collections::HashMap<SocketAddr, Arc<UdpSocket>>>>;
@@ -29,6 +32,7 @@ pub async fn serve_udp(socket: UdpSocket, port: Arc<UdpPort>) -> io::Result<()> 
     let mut buf = vec![0u8; 65536];
     loop {
         let (n, client) = socket.recv_from(&mut buf).await?;
+        PortCounters::add(&port.counters.bytes_in, n as u64);
         let known = flows
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -41,6 +45,7 @@ pub async fn serve_udp(socket: UdpSocket, port: Arc<UdpPort>) -> io::Result<()> 
                 let u = match udp_upstream(&to) {
                     Ok(u) => Arc::new(u),
                     Err(e) => {
+                        PortCounters::add(&port.counters.failed, 1);
                         port.complaints.complain(connect_failure_text(
                             &format!("port {local}/udp"),
                             to.addr,
@@ -58,10 +63,12 @@ pub async fn serve_udp(socket: UdpSocket, port: Arc<UdpPort>) -> io::Result<()> 
                 let (u2, s2, flows2, port2) =
                     (u.clone(), socket.clone(), flows.clone(), port.clone());
                 tokio::spawn(async move {
+                    let _open = port2.counters.accept();
                     let mut buf = vec![0u8; 65536];
                     loop {
                         match tokio::time::timeout(port2.idle, u2.recv(&mut buf)).await {
                             Ok(Ok(n)) => {
+                                PortCounters::add(&port2.counters.bytes_out, n as u64);
                                 let _ = s2.send_to(&buf[..n], client).await;
                             }
                             // ICMP port unreachable: nothing listens there.
@@ -125,6 +132,7 @@ mod tests {
         let faddr = front.local_addr().unwrap();
         let port = UdpPort {
             target: Target::new(baddr),
+            counters: Default::default(),
             idle: Duration::from_secs(5),
             complaints: Heard::default().complaints(),
         };

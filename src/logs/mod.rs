@@ -45,11 +45,11 @@ pub enum LogError {
         value: String,
         why: String,
     },
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}: {cause}")]
     Io {
         op: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("invalid time {0:?}: use RFC 3339 (2026-12-01T10:00:00Z), a Unix time, or a duration such as 10m, 2h or 1h30m")]
     Time(String),
@@ -57,7 +57,7 @@ pub enum LogError {
 
 pub(crate) fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LogError {
     let path = path.to_path_buf();
-    move |source| LogError::Io { op, path, source }
+    move |cause| LogError::Io { op, path, cause }
 }
 
 /// Rotation and placement of one container's log (`--log-opt`, or a stack role's keys).

@@ -69,6 +69,14 @@ struct RawStack {
     app: Option<Spanned<RawApp>>,
     data: Option<RawData>,
     backup: Option<crate::backup::config::RawBackup>,
+    metrics: Option<Spanned<RawMetrics>>,
+}
+
+/// `[metrics]`: where the supervisor serves Prometheus metrics (off without it).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -139,6 +147,8 @@ pub struct Stack {
     pub app: AppRole,
     /// The `[backup]` section (its defaults when there is none).
     pub backup: crate::backup::config::BackupConfig,
+    /// `[metrics] listen`: the address of the supervisor's Prometheus endpoint.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug)]
@@ -636,11 +646,29 @@ impl Stack {
             Some(b) => crate::backup::config::validate(b, base, &|span, m| cx.err(span, m))?,
             None => Default::default(),
         };
+        // 6. Metrics, if asked for: an IP and a port (no host name to resolve).
+        let metrics = match &raw.metrics {
+            None => None,
+            Some(m) => {
+                let l = &m.get_ref().listen;
+                Some(cx.check(
+                    l.span(),
+                    "metrics.listen",
+                    l.get_ref().parse::<std::net::SocketAddr>().map_err(|_| {
+                        format!(
+                            "{:?}: expected IP:PORT, such as 127.0.0.1:9464",
+                            l.get_ref()
+                        )
+                    }),
+                )?)
+            }
+        };
         Ok(Stack {
             name,
             file: file.to_path_buf(),
             backup,
             proxy,
+            metrics,
             app: AppRole {
                 desc: app,
                 port: a.port,
@@ -767,6 +795,24 @@ volumes = ["db:/var/db"]
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("frun.toml:8:9: image:"), "{e}");
+    }
+
+    #[test]
+    fn metrics_are_off_unless_asked_and_a_bad_address_is_told_where() {
+        assert_eq!(parse(GOOD).unwrap().metrics, None);
+        let s = parse(&format!("{GOOD}\n[metrics]\nlisten = \"127.0.0.1:9464\"\n")).unwrap();
+        assert_eq!(s.metrics, Some("127.0.0.1:9464".parse().unwrap()));
+        let e = parse(&format!("{GOOD}\n[metrics]\nlisten = \"localhost\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("frun.toml:23:10: metrics.listen: \"localhost\": expected IP:PORT"),
+            "{e}"
+        );
+        let e = parse(&format!("{GOOD}\n[metrics]\nport = 1\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("frun.toml:23:1: unknown field `port`"), "{e}");
     }
 
     #[test]

@@ -127,7 +127,11 @@ struct Watched {
 }
 
 /// `frun supervise [--boot]`.
-pub fn run(g: &Global, boot: bool) -> anyhow::Result<ExitCode> {
+pub fn run(
+    g: &Global,
+    boot: bool,
+    metrics_addr: Option<std::net::SocketAddr>,
+) -> anyhow::Result<ExitCode> {
     // 1. One supervisor per run root: the lock says who it is.
     std::fs::create_dir_all(&g.run_root).with_context(|| format!("creating {:?}", g.run_root))?;
     let lock_file = std::fs::OpenOptions::new()
@@ -174,6 +178,17 @@ pub fn run(g: &Global, boot: bool) -> anyhow::Result<ExitCode> {
     listener.set_nonblocking(true)?;
     crate::fault::reached(crate::fault::Step::SuperviseListening);
     tracing::info!(pid = std::process::id(), socket = %sock.display(), "supervisor started");
+    // 3b. Metrics: the address asked for on the command line (its failure is this
+    //     command's), and those of the recorded stacks (a failure is told in the log).
+    let mut metrics = crate::metrics::Server::default();
+    if let Some(addr) = metrics_addr {
+        metrics.listen(addr)?;
+    }
+    for addr in crate::metrics::recorded(&g.root) {
+        if let Err(e) = metrics.listen(addr) {
+            tracing::warn!(error = %format!("{e:#}"), "metrics of a recorded stack");
+        }
+    }
 
     // 4. A swap that a kill left half-done is finished or undone (see stack::swap).
     //    After a boot, what was running comes back: the stacks' `frun up`s run as
@@ -196,7 +211,10 @@ pub fn run(g: &Global, boot: bool) -> anyhow::Result<ExitCode> {
         }
         probe_due(&g.root, &containers, &mut watched);
         reap(&mut boot_ups);
-        serve(&listener, &watched);
+        serve(&listener, &watched, &mut metrics);
+        metrics.serve(&g.root, &g.run_root, &containers, &|id: &str| {
+            watched.get(id).map(|w| w.health.status)
+        });
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -314,8 +332,13 @@ fn reap(boot_ups: &mut HashMap<i32, String>) {
     }
 }
 
-/// Answers every waiting client: `ping`, `health` (JSON: name to health).
-fn serve(listener: &UnixListener, watched: &HashMap<String, Watched>) {
+/// Answers every waiting client: `ping`, `health` (JSON: name to health), `metrics
+/// ADDR` (serve metrics there too: `ok`, or `error: ...`).
+fn serve(
+    listener: &UnixListener,
+    watched: &HashMap<String, Watched>,
+    metrics: &mut crate::metrics::Server,
+) {
     while let Ok((s, _)) = listener.accept() {
         let _ = s.set_nonblocking(false);
         let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
@@ -331,7 +354,14 @@ fn serve(listener: &UnixListener, watched: &HashMap<String, Watched>) {
                     watched.iter().map(|(id, w)| (id, &w.health)).collect();
                 serde_json::to_string(&m).unwrap_or_default()
             }
-            other => format!("error: unknown request {other:?}"),
+            other => match other.strip_prefix("metrics ").map(str::parse) {
+                Some(Ok(addr)) => match metrics.listen(addr) {
+                    Ok(()) => "ok".to_string(),
+                    Err(e) => format!("error: {e:#}"),
+                },
+                Some(Err(_)) => format!("error: not an IP:PORT: {other:?}"),
+                None => format!("error: unknown request {other:?}"),
+            },
         };
         let mut w = &s;
         let _ = writeln!(w, "{answer}");

@@ -21,6 +21,7 @@ mod info;
 mod limits;
 mod log_colours;
 mod logs;
+mod metrics;
 mod net;
 mod oci;
 mod oci_spec;
