@@ -360,7 +360,9 @@ pub fn up(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<Vec<Change>>
     let containers = Containers::open(&g.root)?;
     let mut changes = Vec::new();
 
-    // 0. One change of a stack at a time; a swap that a kill left half-done is finished
+    // 0. A restore or backup that was killed: finished or undone, the app thawed (backup).
+    crate::backup::restore::recover(g, &stack.name)?;
+    //    One change of a stack at a time; a swap that a kill left half-done is finished
     //    or undone first, so that what follows starts from one app generation.
     let _lock = swap::lock(&g.root, &stack.name)?;
     swap::recover(g, stack, quiet)?;
