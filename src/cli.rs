@@ -124,14 +124,18 @@ pub enum Command {
     /// What this host offers frun and what it lacks (kernel, cgroups, overlayfs,
     /// idmapped mounts, nft, swap, systemd), with what each missing piece disables.
     Info(FormatArgs),
-    /// Supervise one container (started by `run`; not for direct use).
-    #[command(name = "__shim", hide = true)]
-    Shim {
+    /// Hold one container: start it, keep its output, serve its ports, restart it
+    /// (started by `run` and `up`; not for direct use). `__shim` is its name before 0.2.
+    #[command(name = "__holder", alias = "__shim", hide = true)]
+    Holder {
         id: String,
         /// Started again by its restart policy.
         #[arg(long)]
         restarted: bool,
     },
+    /// The named steps where a test may stop frun (`FRUN_TEST_STOP_AT`); not for direct use.
+    #[command(name = "__steps", hide = true)]
+    Steps,
     /// Bring up the stack of a frun.toml (pull, create, start, publish); run again, it
     /// changes only what changed.
     Up(StackArgs),
@@ -139,6 +143,14 @@ pub enum Command {
     Down(DownArgs),
     /// The stack's containers: role, image digest, health, uptime, restarts, address, ports.
     Status(StatusArgs),
+    /// Replace the stack's app by IMAGE (default: its reference pulled again) with no
+    /// failed request: start beside the old one, wait until healthy, repoint the proxy,
+    /// drain, stop the old one. A failure leaves the old app serving.
+    Swap(SwapArgs),
+    /// Swap back to the previous deployment's image, from the store (no registry).
+    Rollback(RollbackArgs),
+    /// The stack's deployments: time, image, digest, outcome, step times.
+    History(StatusArgs),
     /// The long-running supervisor of this state root (health checks, adoption); started
     /// by `frun up` when it does not run.
     Supervise {
@@ -157,9 +169,58 @@ pub enum Command {
     Top(TopArgs),
     /// The full record of containers, images or volumes, as JSON.
     Inspect(InspectArgs),
+    /// What happened to containers and stacks (start, die, oom, health, restart, swap,
+    /// backup, restore), as Docker's: from --since, then new ones as they come until
+    /// --until (without --until, until interrupted).
+    Events(EventsArgs),
     /// Copy files between a running container and the host:
     /// `frun cp CONTAINER:PATH HOSTPATH` or `frun cp HOSTPATH CONTAINER:PATH`.
     Cp(CpArgs),
+    /// Back up the stack's named volumes while the app runs (sqlite online backup,
+    /// other files with the app briefly frozen) into one verified archive.
+    Backup(BackupArgs),
+    /// Restore a backup: verify it, keep a safety backup, stop the app, swap the volumes
+    /// in, start the app.
+    Restore(RestoreArgs),
+    /// List the stack's backups: size, age, destination, verification.
+    Backups(BackupsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// The stack file.
+    #[arg(short, long, default_value = "frun.toml")]
+    pub file: PathBuf,
+    /// The longest the app may stay frozen while the files that are not sqlite
+    /// databases are copied (e.g. 500ms, 5s); past it the backup fails and the app is
+    /// thawed. Default: [backup] freeze_max, else 5s.
+    #[arg(long)]
+    pub freeze_max: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// The stack file.
+    #[arg(short, long, default_value = "frun.toml")]
+    pub file: PathBuf,
+    /// Do not keep a backup of the current data first.
+    #[arg(long)]
+    pub no_safety_backup: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// A backup's name (as `frun backups` lists it), or `latest`.
+    pub name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct BackupsArgs {
+    /// The stack file.
+    #[arg(short, long, default_value = "frun.toml")]
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
 }
 
 #[derive(Args, Debug)]
@@ -171,6 +232,23 @@ pub struct StatsArgs {
     pub format: Format,
     /// Containers (default: every running one).
     pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// Show stored events from this time on: RFC 3339, a Unix time, or a duration ago
+    /// (10m, 1h30m). Without it, only new events.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Stop at this time (same forms; `0s` is now: print what is stored and exit).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// container=NAME|ID, event=KIND, type=container|stack, stack=, role=, image=
+    /// (values of one key are alternatives; different keys must all hold).
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
 }
 
 #[derive(Args, Debug)]
@@ -357,6 +435,33 @@ pub struct StackArgs {
     /// The stack file.
     #[arg(short, long, default_value = "frun.toml")]
     pub file: PathBuf,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct SwapArgs {
+    /// The new image (default: the deployed reference, pulled again).
+    pub image: Option<String>,
+    #[arg(short, long, default_value = "frun.toml")]
+    pub file: PathBuf,
+    /// Swap even when the image's digest is the running one.
+    #[arg(long)]
+    pub force: bool,
+    /// How long the old app may take to finish its requests (500ms, 30s, 1m).
+    #[arg(long, default_value = "30s")]
+    pub drain_timeout: String,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct RollbackArgs {
+    #[arg(short, long, default_value = "frun.toml")]
+    pub file: PathBuf,
+    /// How long the old app may take to finish its requests (500ms, 30s, 1m).
+    #[arg(long, default_value = "30s")]
+    pub drain_timeout: String,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }

@@ -44,7 +44,7 @@ pub struct Record {
     pub network: Option<NetRecord>,
     /// Published ports (`-p`).
     #[serde(default)]
-    pub publish: Vec<crate::forward::Publish>,
+    pub publish: Vec<crate::model::Publish>,
     /// `-t`: a terminal (pty) as the container's stdio.
     #[serde(default)]
     pub tty: bool,
@@ -109,11 +109,12 @@ pub struct State {
     /// The pid's start time (field 22 of /proc/PID/stat), to tell it from a reused pid.
     #[serde(default)]
     pub pid_start: Option<u64>,
-    #[serde(default)]
-    pub shim_pid: Option<i32>,
+    /// The holder's pid (`shim_pid` in state files of frun before 0.2).
+    #[serde(default, alias = "shim_pid")]
+    pub holder_pid: Option<i32>,
     /// The holder's start time, to tell it from a reused pid.
-    #[serde(default)]
-    pub shim_start: Option<u64>,
+    #[serde(default, alias = "shim_start")]
+    pub holder_start: Option<u64>,
     /// How many times the restart policy started it again.
     #[serde(default)]
     pub restart_count: u32,
@@ -136,8 +137,8 @@ impl State {
             status: Status::Created,
             pid: None,
             pid_start: None,
-            shim_pid: None,
-            shim_start: None,
+            holder_pid: None,
+            holder_start: None,
             restart_count: 0,
             started_at: None,
             finished_at: None,
@@ -164,17 +165,10 @@ pub fn parse_signal(s: &str) -> anyhow::Result<Signal> {
 }
 
 /// Text from outside (a container's name or output, an image's config) made safe for
-/// a terminal: control characters are shown escaped, never sent.
+/// a terminal: control characters are shown escaped, never sent (one rule for all of
+/// frun: `frun_images::escape_controls`).
 pub fn sanitize(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+    frun_images::escape_controls(s).into_owned()
 }
 
 pub fn now() -> String {
@@ -212,10 +206,10 @@ impl Container {
         self.dir.join("stop-requested")
     }
 
-    /// Whether the container's holder (`frun __shim`) is alive: a running container
+    /// Whether the container's holder (`frun __holder`) is alive: a running container
     /// without one has nobody keeping its logs or recording its exit.
     pub fn holder_alive(state: &State) -> bool {
-        match (state.shim_pid, state.shim_start) {
+        match (state.holder_pid, state.holder_start) {
             (Some(pid), Some(start)) => pid_start(pid) == Some(start),
             (Some(pid), None) => pid_start(pid).is_some(),
             _ => false,
@@ -340,16 +334,10 @@ impl Containers {
         Ok(Containers { dir })
     }
 
-    fn lock(&self) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    /// Held while a container is created (and while `gc` looks for half-made ones).
+    pub fn lock(&self) -> anyhow::Result<std::fs::File> {
         let path = self.dir.join(".lock");
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("opening {path:?}"))?;
-        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| anyhow::anyhow!("locking {path:?}: {e}"))
+        frun_images::fsutil::lock_exclusive(&path).with_context(|| format!("locking {path:?}"))
     }
 
     /// Creates a container directory with a fresh id and a unique name; `make` fills the
@@ -379,12 +367,19 @@ impl Containers {
             std::fs::create_dir_all(dir.join(sub))
                 .with_context(|| format!("creating {:?}", dir.join(sub)))?;
         }
+        // This process works on it until it exits: `gc` leaves it alone (see sweep.rs).
+        crate::sweep::hold(&dir)?;
+        crate::fault::reached(crate::fault::Step::CreateDirMade);
+        // The state, then the record: the record makes the container exist, so there
+        // is never one without a state; a directory without a record is `gc`'s.
         let c = Container { dir, record };
+        c.set_state(&State::created())?;
+        crate::fault::reached(crate::fault::Step::CreateStateWritten);
         write_atomic(
             &c.dir.join("frun.json"),
             &serde_json::to_vec_pretty(&c.record)?,
         )?;
-        c.set_state(&State::created())?;
+        crate::fault::reached(crate::fault::Step::CreateRecorded);
         Ok(c)
     }
 

@@ -3,10 +3,15 @@
 //! `main` parses, runs, and turns an error into one message and an exit code; the work
 //! is in the `images` and `runtime` crates, composed by the command modules.
 
+mod backup;
 mod cli;
 mod commands;
 mod containers;
+mod events;
+mod fault;
 mod forward;
+mod holder;
+mod hosts;
 mod limits;
 mod logs;
 mod model;
@@ -18,6 +23,7 @@ mod runspec;
 mod stack;
 mod stats;
 mod supervise;
+mod sweep;
 mod tty;
 mod volumes;
 

@@ -1,7 +1,7 @@
 //! The one container model: a validated [`Description`] of a container, built from
 //! `frun run`'s flags or from a role of a stack (`frun.toml`) before anything touches
 //! the disk, then [`create`]d (image, record, network, spec) and [`start_detached`]ed
-//! under its holder (`frun __shim`).
+//! under its holder (`frun __holder`).
 //!
 //! Why one model: `run` and `up` must mean the same thing by a published port, a volume,
 //! a memory limit or a restart policy, and `up` must not parse `run`'s flags a second
@@ -30,7 +30,8 @@ pub const LABEL_HASH: &str = "frun.hash";
 pub const LABEL_GENERATION: &str = "frun.generation";
 
 /// One `-p [IP:]HOST:CONTAINER[/tcp|udp]`; the forwarder binds and serves it.
-pub use crate::forward::Publish;
+mod publish;
+pub use publish::Publish;
 
 /// What a container's network is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -495,6 +496,7 @@ pub fn create(g: &Global, d: &Description, quiet: bool) -> anyhow::Result<Contai
                 record: c.record.clone(),
             }
         };
+        crate::fault::reached(crate::fault::Step::CreateNetworkRecorded);
         let network = match d.network {
             NetworkMode::Bridge => Network::Join(net_cfg.netns_path(&c.record.id)),
             NetworkMode::Host => Network::Host,
@@ -551,6 +553,7 @@ pub fn create(g: &Global, d: &Description, quiet: bool) -> anyhow::Result<Contai
         ];
         let spec = runspec::build(&config, &opts, &lower, &files)?;
         frun_images::fsutil::write_atomic(&c.config_path(), &serde_json::to_vec_pretty(&spec)?)?;
+        crate::fault::reached(crate::fault::Step::CreateSpecWritten);
         Ok::<Container, anyhow::Error>(c)
     })();
     match result {

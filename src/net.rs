@@ -115,14 +115,8 @@ impl<'a> Ipam<'a> {
         let dir = &self.cfg.state_dir;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {dir:?}"))?;
         let lock_path = dir.join("lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .with_context(|| format!("opening {lock_path:?}"))?;
-        let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| anyhow::anyhow!("locking the leases ({lock_path:?}): {e}"))?;
+        let _lock = frun_images::fsutil::lock_exclusive(&lock_path)
+            .with_context(|| format!("locking the leases ({lock_path:?})"))?;
         let path = self.cfg.state_dir.join("leases.json");
         let mut leases: Leases = match std::fs::read(&path) {
             Ok(d) => match serde_json::from_slice(&d) {
@@ -399,18 +393,12 @@ fn nft(script: &str) -> anyhow::Result<()> {
 
 /// Serializes attach and detach on one root: the last detach removes the bridge, which
 /// must not happen between another attach's lease and its veth.
-fn bridge_lock(cfg: &NetConfig) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+fn bridge_lock(cfg: &NetConfig) -> anyhow::Result<std::fs::File> {
     let dir = &cfg.state_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {dir:?}"))?;
     let path = dir.join("bridge.lock");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {path:?}"))?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| anyhow::anyhow!("locking the bridge ({path:?}): {e}"))
+    frun_images::fsutil::lock_exclusive(&path)
+        .with_context(|| format!("locking the bridge ({path:?})"))
 }
 
 /// Gives container `id` a namespace, an address and a veth into the bridge.
@@ -418,9 +406,11 @@ pub fn attach(cfg: &NetConfig, id: &str, name: &str) -> anyhow::Result<Attachmen
     let _lock = bridge_lock(cfg)?;
     let ipam = Ipam::new(cfg);
     let ip = ipam.allocate(id, name)?;
+    crate::fault::reached(crate::fault::Step::NetLeased);
     let netns = cfg.netns_path(id);
     let r = (|| {
         create_netns(&netns)?;
+        crate::fault::reached(crate::fault::Step::NetNetnsMade);
         // 1. Forwarding and NAT, then (one netlink session on the host side) the bridge
         //    with the gateway address, and the veth pair: host end on the bridge, the
         //    other end into the namespace.
@@ -491,6 +481,7 @@ pub fn attach(cfg: &NetConfig, id: &str, name: &str) -> anyhow::Result<Attachmen
                 Ok(())
             })
         })?;
+        crate::fault::reached(crate::fault::Step::NetVethMade);
 
         // 2. Inside: eth0 with its MAC (from the address) and address, the default route,
         //    lo up.
@@ -543,6 +534,7 @@ pub fn attach(cfg: &NetConfig, id: &str, name: &str) -> anyhow::Result<Attachmen
         })?;
         Ok::<(), anyhow::Error>(())
     })();
+    crate::fault::reached(crate::fault::Step::NetAttached);
     match r {
         Ok(()) => Ok(Attachment { ip }),
         Err(e) => {

@@ -28,17 +28,17 @@ pub enum VolumeError {
     InUse { name: String, container: String },
     #[error("volume {0} already exists")]
     Exists(String),
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}: {cause}")]
     Io {
         op: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError {
     let path = path.to_path_buf();
-    move |source| VolumeError::Io { op, path, source }
+    move |cause| VolumeError::Io { op, path, cause }
 }
 
 /// What `volume.json` records.

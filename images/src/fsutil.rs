@@ -1,4 +1,5 @@
-//! Atomic file writes: temp file, (fsync,) rename, (fsync of the directory).
+//! Atomic file writes: temp file, (fsync,) rename, (fsync of the directory); and lock
+//! files (`flock`), the one way frun's processes take turns on a piece of state.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -46,6 +47,24 @@ fn write_via_temp(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// `path` (created if missing, mode 0600) opened and `flock`ed with `op`; the lock is
+/// released when the file is dropped, and by the kernel if its holder dies.
+pub fn lock_file(path: &Path, op: rustix::fs::FlockOperation) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)?;
+    rustix::fs::flock(&file, op)?;
+    Ok(file)
+}
+
+/// [`lock_file`], exclusive and blocking.
+pub fn lock_exclusive(path: &Path) -> io::Result<File> {
+    lock_file(path, rustix::fs::FlockOperation::LockExclusive)
 }
 
 /// Makes a rename or a new entry in `dir` durable.

@@ -313,14 +313,7 @@ impl Store {
 
     fn lock_file(&self, name: &str, op: FlockOperation) -> Result<Lock, StoreError> {
         let path = self.root.join("locks").join(name);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_err("open lock", &path))?;
-        rustix::fs::flock(&file, op).map_err(|e| io_err("lock", &path)(e.into()))?;
+        let file = crate::fsutil::lock_file(&path, op).map_err(io_err("lock", &path))?;
         Ok(Lock { _file: file })
     }
 
@@ -618,9 +611,12 @@ impl Store {
     }
 }
 
-/// Bytes of the regular files under `dir` (for reports; errors count as zero).
+/// Bytes of the regular files under `dir`, each file once however many hard links it
+/// has (layers have them), symlinks not followed (for reports; errors count as zero).
 pub fn dir_size(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     let mut total = 0;
+    let mut seen = HashSet::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(entries) = fs::read_dir(&d) else {
@@ -630,7 +626,7 @@ pub fn dir_size(dir: &Path) -> u64 {
             let Ok(m) = e.metadata() else { continue };
             if m.is_dir() {
                 stack.push(e.path());
-            } else if m.is_file() {
+            } else if m.is_file() && (m.nlink() < 2 || seen.insert((m.dev(), m.ino()))) {
                 total += m.len();
             }
         }
@@ -762,6 +758,17 @@ mod tests {
         );
         assert!(!dir.path().join(".images.json.tmp-4242").exists());
         assert!(!tmp.exists());
+    }
+
+    #[test]
+    fn dir_size_counts_a_hard_linked_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        fs::write(dir.path().join("a"), vec![1u8; 1000]).unwrap();
+        fs::hard_link(dir.path().join("a"), dir.path().join("sub/b")).unwrap();
+        fs::write(dir.path().join("c"), vec![1u8; 10]).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("l")).unwrap();
+        assert_eq!(dir_size(dir.path()), 1010);
     }
 
     #[test]

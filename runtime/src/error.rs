@@ -33,34 +33,34 @@ pub enum RuntimeError {
     #[error("cgroup {path:?}: {reason}")]
     Cgroup { path: PathBuf, reason: String },
     /// A namespace of the spec (`linux.namespaces[].path`) or of a running container.
-    #[error("opening namespace {path:?}: {source}")]
+    #[error("opening namespace {path:?}: {cause}")]
     OpenNamespace {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("joining namespace {what}: {source}")]
+    #[error("joining namespace {what}: {cause}")]
     JoinNamespace {
         /// The path joined, or the namespace's kind when the path is this process's own.
         what: String,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// `exec`: the container's namespaces are gone with its first process.
-    #[error("opening {path:?} (is the container running?): {source}")]
+    #[error("opening {path:?} (is the container running?): {cause}")]
     ContainerGone {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("writing {path:?}: {source}")]
+    #[error("writing {path:?}: {cause}")]
     WriteIdMap {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A system call of the calling process that concerns no path: pipe, clone, fork,
     /// prctl, waitpid.
-    #[error("{op}: {source}")]
+    #[error("{op}: {cause}")]
     Sys {
         op: &'static str,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A step of the container's set-up failed (see the module documentation).
     #[error(transparent)]
@@ -76,7 +76,7 @@ impl RuntimeError {
     pub(crate) fn sys(op: &'static str, e: impl Into<std::io::Error>) -> RuntimeError {
         RuntimeError::Sys {
             op,
-            source: e.into(),
+            cause: e.into(),
         }
     }
 
@@ -366,5 +366,20 @@ mod tests {
             SetupError::from_wire(b"panicked at child.rs"),
             SetupError::Unreadable("panicked at child.rs".into())
         );
+    }
+
+    #[test]
+    fn an_os_error_is_told_once_along_the_error_chain() {
+        // The io::Error is part of the message, not also its `source()`: a chain
+        // printer (anyhow's `{:#}`, frun's error_chain) must not say it twice.
+        let e = RuntimeError::sys("pipe", std::io::Error::from_raw_os_error(libc::EMFILE));
+        assert!(std::error::Error::source(&e).is_none());
+        let text = e.to_string();
+        assert_eq!(text.matches("Too many open files").count(), 1, "{text}");
+        let e = RuntimeError::OpenNamespace {
+            path: "/proc/1/ns/net".into(),
+            cause: std::io::Error::from_raw_os_error(libc::ENOENT),
+        };
+        assert!(std::error::Error::source(&e).is_none());
     }
 }

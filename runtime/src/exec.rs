@@ -72,7 +72,7 @@ pub fn exec_with(
         let path = format!("/proc/{pid}/ns/{name}");
         let f = std::fs::File::open(&path).map_err(|e| RuntimeError::ContainerGone {
             path: path.clone().into(),
-            source: e,
+            cause: e,
         })?;
         nss.push((f, flag));
     }
@@ -82,7 +82,7 @@ pub fn exec_with(
     let userns = format!("/proc/{pid}/ns/user");
     let theirs = std::fs::File::open(&userns).map_err(|e| RuntimeError::ContainerGone {
         path: userns.clone().into(),
-        source: e,
+        cause: e,
     })?;
     let same = |a: &std::fs::File, b: &std::fs::File| -> bool {
         use std::os::unix::fs::MetadataExt;
@@ -94,7 +94,7 @@ pub fn exec_with(
     let open_own = |path: &str| {
         std::fs::File::open(path).map_err(|e| RuntimeError::OpenNamespace {
             path: path.into(),
-            source: e,
+            cause: e,
         })
     };
     let ours = open_own("/proc/self/ns/user")?;
@@ -107,12 +107,12 @@ pub fn exec_with(
     let path = format!("/proc/{pid}/ns/pid");
     let pidns = std::fs::File::open(&path).map_err(|e| RuntimeError::ContainerGone {
         path: path.clone().into(),
-        source: e,
+        cause: e,
     })?;
     nix::sched::setns(&pidns, CloneFlags::CLONE_NEWPID).map_err(|e| {
         RuntimeError::JoinNamespace {
             what: path,
-            source: e.into(),
+            cause: e.into(),
         }
     })?;
     let (sync_r, sync_w) = pipe()?;

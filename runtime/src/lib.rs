@@ -14,6 +14,7 @@ mod child;
 mod console;
 mod error;
 mod exec;
+pub mod fault;
 pub mod fdpass;
 mod freezer;
 pub mod hooks;

@@ -182,6 +182,7 @@ pub fn spawn_with(
             return Err(e);
         }
     };
+    crate::fault::reached(crate::fault::SpawnStep::CgroupMade.name());
 
     let (sync_r, sync_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
@@ -210,12 +211,12 @@ pub fn spawn_with(
             Some(path) => {
                 let f = std::fs::File::open(path).map_err(|e| RuntimeError::OpenNamespace {
                     path: path.clone(),
-                    source: e,
+                    cause: e,
                 })?;
                 nix::sched::setns(&f, CloneFlags::CLONE_NEWPID).map_err(|e| {
                     RuntimeError::JoinNamespace {
                         what: format!("{path:?}"),
-                        source: e.into(),
+                        cause: e.into(),
                     }
                 })?;
             }
@@ -247,7 +248,7 @@ pub fn spawn_with(
             };
             let open = |path: PathBuf| {
                 std::fs::File::open(&path)
-                    .map_err(|source| RuntimeError::OpenNamespace { path, source })
+                    .map_err(|cause| RuntimeError::OpenNamespace { path, cause })
             };
             let own = open(format!("/proc/self/ns/{name}").into())?;
             let target = open(path.clone())?;
@@ -265,7 +266,7 @@ pub fn spawn_with(
             restore(&rejoin[..i]);
             return Err(RuntimeError::JoinNamespace {
                 what: format!("{path:?}"),
-                source: e.into(),
+                cause: e.into(),
             });
         }
     }
@@ -343,6 +344,7 @@ pub fn spawn_with(
             .map_err(|e| RuntimeError::sys("clone", e));
     restore(&rejoin);
     let child = child?;
+    crate::fault::reached(crate::fault::SpawnStep::Cloned.name());
     drop(stack);
     drop(stdio);
     drop(opts);
@@ -388,9 +390,9 @@ fn prepare_userns(
 ) -> Result<(), RuntimeError> {
     crate::userns::write_maps(child.as_raw(), uid_maps, gid_maps)?;
     let path = format!("/proc/{child}/ns/user");
-    let userns = std::fs::File::open(&path).map_err(|source| RuntimeError::OpenNamespace {
+    let userns = std::fs::File::open(&path).map_err(|cause| RuntimeError::OpenNamespace {
         path: path.into(),
-        source,
+        cause,
     })?;
     let fds = crate::userns::premade_mounts(rootfs, spec, sysfs, &userns, uid_maps, gid_maps)?;
     Ok(crate::userns::send_mounts(sock, &fds)?)

@@ -102,9 +102,9 @@ pub(crate) fn write_maps(
 ) -> Result<(), RuntimeError> {
     for (file, maps) in [("uid_map", uid), ("gid_map", gid)] {
         let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, map_text(maps)).map_err(|source| RuntimeError::WriteIdMap {
+        std::fs::write(&path, map_text(maps)).map_err(|cause| RuntimeError::WriteIdMap {
             path: path.into(),
-            source,
+            cause,
         })?;
     }
     Ok(())

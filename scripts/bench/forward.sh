@@ -364,7 +364,7 @@ tcpext() { # tcpext PID FIELD: a TcpExt counter of PID's network namespace (empt
     awk -v f="$2" '$1 == "TcpExt:" { if (!h) { for (i = 2; i <= NF; i++) if ($i == f) c = i; h = 1 } else if (c) print $c }' "/proc/$1/net/netstat"
 }
 
-# frun's forwarder process (the shim holding the listening socket): CPU, fds, RSS
+# frun's forwarder process (the holder holding the listening socket): CPU, fds, RSS
 fwd_pid() { ss -ltnpH "sport = :${HPORT[frun-fwd]}" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 fwd_state() { # fds, RSS in MB, threads

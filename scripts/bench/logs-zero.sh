@@ -26,22 +26,22 @@ for bin in "$@"; do
     prlimit --as=$((CAP_MB << 20)) "${f[@]}" run -d -q --name zero --memory 64m --cpus 0.5 \
         --network none "$FRUN_TEST_REGISTRY/test/checker" cat /dev/zero >/dev/null
     state=$(ls "$tmp"/root/containers/*/state.json)
-    shim=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["shim_pid"])' "$state")
+    holder=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["holder_pid"])' "$state")
     # 2. SECS seconds of output; the supervisor's peak (VmHWM, or the largest VmRSS seen
     #    every 0.1 s if it died of the cap before the end).
     peak=0
     for _ in $(seq $((SECS * 10))); do
-        r=$(awk '/^VmHWM:/ {print $2}' "/proc/$shim/status" 2>/dev/null || true)
+        r=$(awk '/^VmHWM:/ {print $2}' "/proc/$holder/status" 2>/dev/null || true)
         [ -n "$r" ] && [ "$r" -gt "$peak" ] && peak=$r
         sleep 0.1
     done
-    alive=yes; kill -0 "$shim" 2>/dev/null || alive=no
+    alive=yes; kill -0 "$holder" 2>/dev/null || alive=no
     bytes=$(du -sb "$tmp/root/logs" 2>/dev/null | cut -f1 || true)
     [ -n "$bytes" ] || bytes=$(du -sb "$tmp"/root/containers/*/container.log 2>/dev/null | cut -f1 || echo 0)
     printf '%-50s %12s %14s %10s\n' "$bin" "$peak" "$bytes" "$alive"
     # 3. Clean up: the container, its supervisor (started here), mounts, cgroups.
     timeout 30 "${f[@]}" rm -f zero >/dev/null 2>&1 || log "rm -f failed for $bin"
-    kill -9 "$shim" 2>/dev/null || true
+    kill -9 "$holder" 2>/dev/null || true
     umount_under "$tmp"
     for d in /sys/fs/cgroup/*/"$parent" /sys/fs/cgroup/"$parent"; do
         [ -d "$d" ] || continue

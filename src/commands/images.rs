@@ -192,9 +192,14 @@ pub fn rmi(g: &Global, images: &[String]) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `frun gc`: first what a kill left of containers and of frun's own writes (see
+/// `crate::sweep`), then the image store: what no image and no container uses, and
+/// what interrupted pulls left. It says what it removed and how many bytes that freed.
 pub fn gc(g: &Global, format: Format) -> anyhow::Result<ExitCode> {
+    // 1. Containers first: the layers of one swept here are then free to go.
+    let swept = crate::sweep::sweep(g)?;
     let store = open_store(g)?;
-    // Layers of existing containers stay, whatever happened to their images.
+    // 2. Layers of existing containers stay, whatever happened to their images.
     let containers = crate::containers::Containers::open(&g.root)?;
     let keep = containers
         .list()?
@@ -202,19 +207,45 @@ pub fn gc(g: &Global, format: Format) -> anyhow::Result<ExitCode> {
         .flat_map(|c| c.record.layers)
         .collect();
     let stats = store.gc(&keep)?;
+    let bytes = stats.bytes + swept.bytes;
     match format {
-        Format::Json => println!("{}", serde_json::to_string(&stats)?),
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({
+                "blobs": stats.blobs,
+                "layers": stats.layers,
+                "partial": stats.partial,
+                "corrupt": stats.corrupt,
+                "containers": swept.containers,
+                "temp_files": swept.temp_files,
+                "bytes": bytes,
+            })
+        ),
         Format::Table => {
-            println!(
-                "removed {} blobs, {} layers and {} leftovers of interrupted pulls, {} freed",
-                stats.blobs,
-                stats.layers,
-                stats.partial,
-                human_size(stats.bytes)
-            );
+            for c in &swept.containers {
+                println!(
+                    "removed container {} ({}): {}, {}",
+                    &c.id[..c.id.len().min(12)],
+                    c.name
+                        .as_deref()
+                        .map(crate::containers::sanitize)
+                        .unwrap_or_else(|| "no name".into()),
+                    c.why,
+                    human_size(c.bytes)
+                );
+            }
             for d in &stats.corrupt {
                 println!("removed corrupt blob {d}: pull its image again");
             }
+            println!(
+                "removed {} blobs, {} layers, {} leftovers of interrupted pulls, {} abandoned containers and {} temp files: {} freed",
+                stats.blobs,
+                stats.layers,
+                stats.partial,
+                swept.containers.len(),
+                swept.temp_files,
+                human_size(bytes)
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -61,7 +61,7 @@ pub fn container_json(c: &Container) -> serde_json::Value {
 }
 
 /// A published port as Docker's `ps` shows it: `127.0.0.1:8080->80/tcp`.
-pub fn port(p: &crate::forward::Publish) -> String {
+pub fn port(p: &crate::model::Publish) -> String {
     let ip = match p.host_ip {
         std::net::IpAddr::V6(v6) => format!("[{v6}]"),
         v4 => v4.to_string(),

@@ -41,7 +41,7 @@ pub fn logs(g: &Global, args: LogsArgs) -> anyhow::Result<ExitCode> {
     let running = |id: &str| {
         containers.find(id).and_then(|c| c.state()).is_ok_and(|s| {
             s.status == Status::Running
-                || (s.finished_at.is_none() && s.shim_pid.is_some_and(|p| pid_start(p).is_some()))
+                || (s.finished_at.is_none() && s.holder_pid.is_some_and(|p| pid_start(p).is_some()))
         })
     };
 

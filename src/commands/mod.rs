@@ -1,14 +1,16 @@
 //! One module per command group, each a thin layer over a library call.
 
-mod containers;
+mod backup;
 mod cp;
+mod events;
 pub mod images;
+mod run;
 mod stack;
+mod stop;
 
-pub use containers::{
-    end_holder_of, host_resolv_conf, hosts_file, refresh_hosts, remove_container, start_detached,
-    stop_and_wait,
-};
+pub use crate::holder::{end_holder_of, start_detached, stop_and_wait};
+pub use crate::hosts::{host_resolv_conf, hosts_file, refresh_hosts};
+pub use stop::remove_container;
 mod info;
 mod inspect;
 mod logs;
@@ -27,11 +29,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rmi { images } => images::rmi(&g, &images),
         Command::Gc(args) => images::gc(&g, args.format),
         Command::Login(args) => images::login(&g, args),
-        Command::Run(args) => containers::run(&g, *args),
+        Command::Run(args) => run::run(&g, *args),
         Command::Ps(args) => ps::ps(&g, args),
-        Command::Stop(args) => containers::stop(&g, args),
-        Command::Rm(args) => containers::rm(&g, args),
-        Command::Exec(args) => containers::exec(&g, args),
+        Command::Stop(args) => stop::stop(&g, args),
+        Command::Rm(args) => stop::rm(&g, args),
+        Command::Exec(args) => run::exec(&g, args),
         Command::Logs(args) => logs::logs(&g, args),
         Command::Info(args) => info::info(&g, args.format),
         Command::Volume(cmd) => volume::volume(&g, cmd),
@@ -39,10 +41,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Top(args) => stats::top(&g, args),
         Command::Inspect(args) => inspect::inspect(&g, args),
         Command::Cp(args) => cp::cp(&g, args),
-        Command::Shim { id, restarted } => containers::shim(&g, &id, restarted),
+        Command::Events(args) => events::events(&g, args),
+        Command::Backup(args) => backup::backup(&g, args),
+        Command::Restore(args) => backup::restore(&g, args),
+        Command::Backups(args) => backup::backups(&g, args),
+        Command::Holder { id, restarted } => crate::holder::run(&g, &id, restarted),
+        Command::Steps => crate::fault::list(),
         Command::Up(args) => stack::up(&g, args),
         Command::Down(args) => stack::down(&g, args),
         Command::Status(args) => stack::status(&g, args),
+        Command::Swap(args) => stack::swap(&g, args),
+        Command::Rollback(args) => stack::rollback(&g, args),
+        Command::History(args) => stack::history(&g, args),
         Command::Supervise { boot } => crate::supervise::run(&g, boot),
         Command::SystemdUnit => stack::systemd_unit(&g),
     }

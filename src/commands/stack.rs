@@ -4,9 +4,9 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use crate::cli::{DownArgs, Format, Global, StackArgs, StatusArgs};
+use crate::cli::{DownArgs, Format, Global, RollbackArgs, StackArgs, StatusArgs, SwapArgs};
 use crate::containers::{Container, Containers, Status};
-use crate::stack::{up as stack_up, Stack};
+use crate::stack::{history as stack_history, swap as stack_swap, up as stack_up, Stack};
 
 pub fn up(g: &Global, args: StackArgs) -> anyhow::Result<ExitCode> {
     let stack = Stack::load(&args.file, &g.root)?;
@@ -130,6 +130,107 @@ pub fn status(g: &Global, args: StatusArgs) -> anyhow::Result<ExitCode> {
                     s(&r["address"]),
                     ports.join(", ")
                 )?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn swap(g: &Global, args: SwapArgs) -> anyhow::Result<ExitCode> {
+    let stack = Stack::load(&args.file, &g.root)?;
+    let opts = stack_swap::Options {
+        image: args.image,
+        force: args.force,
+        drain_timeout: drain(&args.drain_timeout)?,
+        rollback: false,
+        quiet: false,
+    };
+    report(stack_swap::swap(g, &stack, &opts)?, args.format)
+}
+
+pub fn rollback(g: &Global, args: RollbackArgs) -> anyhow::Result<ExitCode> {
+    let stack = Stack::load(&args.file, &g.root)?;
+    let opts = stack_swap::Options {
+        image: None,
+        force: false,
+        drain_timeout: drain(&args.drain_timeout)?,
+        rollback: true,
+        quiet: false,
+    };
+    report(stack_swap::swap(g, &stack, &opts)?, args.format)
+}
+
+fn drain(s: &str) -> anyhow::Result<std::time::Duration> {
+    crate::stack::parse_duration(s).map_err(|e| anyhow::anyhow!("--drain-timeout: {e}"))
+}
+
+/// A swap's result: JSON for scripts, a line for people; non-zero when it failed.
+fn report(r: stack_swap::Report, format: Format) -> anyhow::Result<ExitCode> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+        Format::Table => match r.outcome.as_str() {
+            "deployed" => println!(
+                "{} {} -> {} ({}) in {} ms",
+                r.how,
+                short(r.previous_digest.as_deref().unwrap_or("-")),
+                short(&r.digest),
+                r.container.as_deref().unwrap_or("-"),
+                r.total_ms
+            ),
+            "unchanged" => println!("unchanged: {} runs {}", r.stack, short(&r.digest)),
+            _ => {}
+        },
+    }
+    if let Some(e) = &r.error {
+        eprintln!(
+            "frun: error: {} failed; the old app serves on and nothing new is left: {e}",
+            r.how
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn short(d: &str) -> String {
+    let hex = d.strip_prefix("sha256:").unwrap_or(d);
+    hex.get(..12).unwrap_or(hex).to_string()
+}
+
+pub fn history(g: &Global, args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let stack = Stack::load(&args.file, &g.root)?;
+    let entries = stack_history::load(&g.root, &stack.name)?;
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, &entries)?;
+            writeln!(out)?;
+        }
+        Format::Table => {
+            writeln!(
+                out,
+                "{:<20}  {:<8}  {:<9}  {:<12}  {:<16}  {:<40}  STEPS (ms)",
+                "TIME", "HOW", "OUTCOME", "DIGEST", "CONTAINER", "IMAGE"
+            )?;
+            for e in entries.iter().rev() {
+                let steps: Vec<String> = e
+                    .steps
+                    .iter()
+                    .map(|s| format!("{} {}", s.step, s.ms))
+                    .collect();
+                writeln!(
+                    out,
+                    "{:<20}  {:<8}  {:<9}  {:<12}  {:<16}  {:<40}  {}",
+                    e.time.get(..19).unwrap_or(&e.time),
+                    e.how,
+                    e.outcome.to_string(),
+                    short(&e.digest),
+                    e.container.as_deref().unwrap_or("-"),
+                    crate::containers::sanitize(&e.reference),
+                    steps.join(", ")
+                )?;
+                if let Some(m) = &e.message {
+                    writeln!(out, "    {}", crate::containers::sanitize(m))?;
+                }
             }
         }
     }

@@ -93,7 +93,7 @@ fn print(out: &mut impl Write, rows: &[Row], format: Format) -> anyhow::Result<(
                     out,
                     "{:<12}  {:<20}  {:>6.2}%  {:>21}  {:>5.2}%  {:>19}  {:>19}  {:>5}",
                     &r.id[..12],
-                    printable(&r.name),
+                    crate::containers::sanitize(&r.name),
                     r.cpu_percent,
                     format!(
                         "{} / {}",
@@ -207,22 +207,8 @@ pub fn top(g: &Global, args: TopArgs) -> anyhow::Result<ExitCode> {
             pid,
             field(1),
             format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60),
-            printable(&cmd)
+            crate::containers::sanitize(&cmd)
         )?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Control characters from a process's command line shown escaped, never sent to the
-/// terminal.
-fn printable(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
 }

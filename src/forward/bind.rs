@@ -5,7 +5,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use super::publish::Publish;
+use crate::model::Publish;
 
 /// A bound host socket, ready to forward.
 pub enum Bound {

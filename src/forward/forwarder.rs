@@ -147,8 +147,8 @@ const COMPLAIN_EVERY: Duration = Duration::from_secs(10);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forward::publish::Publish;
     use crate::forward::testutil::Heard;
+    use crate::model::Publish;
     use std::path::Path;
 
     /// Root only: a target inside another network namespace (this test's, made on a

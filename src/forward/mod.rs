@@ -37,30 +37,30 @@
 //!
 //! One concern per file: [`netns`] (moving the thread between network namespaces),
 //! [`target`] (the switchable target), [`complaints`] (rate-limited messages to the
-//! user), [`tcp`] (relay and splice), [`udp`], [`publish`] (`-p` specs), [`bind`]
+//! user), [`tcp`] (relay and splice), [`udp`], [`bind`]
 //! (binding before the start, naming a port's owner), [`forwarder`] (the thread).
 
 mod bind;
 mod complaints;
 mod forwarder;
 mod netns;
-mod publish;
 mod target;
 mod tcp;
 #[cfg(test)]
 mod testutil;
 mod udp;
+mod unix;
 
-// The paths the rest of frun uses (`crate::forward::Publish`, `Target`, ...) stay as
-// they were before the split; some are used only by tests until `frun swap` lands.
+// The paths the rest of frun uses (`crate::forward::Target`, ...); some are used only
+// by tests until `frun swap` retargets a port. `-p` specs are `crate::model::Publish`.
 #[allow(unused_imports)]
 pub use self::{
     bind::{bind_all, Bound},
     complaints::{Complaints, Say},
     forwarder::{start, Forwarder},
     netns::Netns,
-    publish::Publish,
     target::Target,
     tcp::{proxy_v1_header, serve_tcp, TcpOptions, TcpPort},
     udp::{serve_udp, UdpPort},
+    unix::{start_unix, UnixForwarder},
 };

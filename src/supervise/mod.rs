@@ -7,7 +7,7 @@
 //! that `frun up` recorded and the `--restart` containers that died with the machine.
 //!
 //! What it does not do, by design: hold a container's stdio or be its parent. Each
-//! container has a small holder (`frun __shim`, as conmon is for podman) that keeps
+//! container has a small holder (`frun __holder`, as conmon is for podman) that keeps
 //! its log, its published ports and its exit code, and applies its restart policy.
 //! A `kill -9` of the supervisor therefore loses nothing: every container keeps
 //! serving and logging, exits are recorded, and the next supervisor adopts the
@@ -93,12 +93,21 @@ pub fn ensure_running(g: &Global) -> anyhow::Result<()> {
             Ok(())
         });
     }
-    let child = cmd.spawn().context("starting frun supervise")?;
-    std::mem::forget(child);
+    let mut child = cmd.spawn().context("starting frun supervise")?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if request(&g.run_root, "ping").is_ok_and(|a| a.starts_with("pong")) {
+            // It lives on; init reaps it.
+            std::mem::forget(child);
             return Ok(());
+        }
+        // One that died (killed, or failing) is told at once, not after the whole wait.
+        // (One that found another holding the lock exits 0: that one answers soon.)
+        if let Ok(Some(status)) = child.try_wait().map(|s| s.filter(|s| !s.success())) {
+            bail!(
+                "frun supervise exited ({status}) before it answered (its log: {})",
+                log_path.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -148,6 +157,7 @@ pub fn run(g: &Global, boot: bool) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     };
+    crate::fault::reached(crate::fault::Step::SuperviseLocked);
     // 2. Out of the caller's cgroup, into frun's.
     if let Err(e) = join_own_cgroup(Path::new(&g.cgroup_parent)) {
         tracing::warn!(error = %format!("{e:#}"), "moving the supervisor into frun's cgroup");
@@ -162,10 +172,13 @@ pub fn run(g: &Global, boot: bool) -> anyhow::Result<ExitCode> {
         l.with_context(|| format!("binding {sock:?}"))?
     };
     listener.set_nonblocking(true)?;
+    crate::fault::reached(crate::fault::Step::SuperviseListening);
     tracing::info!(pid = std::process::id(), socket = %sock.display(), "supervisor started");
 
-    // 4. After a boot: what was running comes back. The stacks' `frun up`s run as
+    // 4. A swap that a kill left half-done is finished or undone (see stack::swap).
+    //    After a boot, what was running comes back: the stacks' `frun up`s run as
     //    children while the loop below answers them (each `up` pings this supervisor).
+    crate::stack::swap::recover_all(g);
     let mut boot_ups = if boot {
         boot_restore(g)
     } else {
@@ -181,7 +194,7 @@ pub fn run(g: &Global, boot: bool) -> anyhow::Result<ExitCode> {
             scan(&containers, &mut watched);
             last_scan = Instant::now();
         }
-        probe_due(&containers, &mut watched);
+        probe_due(&g.root, &containers, &mut watched);
         reap(&mut boot_ups);
         serve(&listener, &watched);
         std::thread::sleep(Duration::from_millis(50));
@@ -251,7 +264,7 @@ pub fn read_health(c: &Container) -> Option<Health> {
     serde_json::from_slice(&std::fs::read(health_path(c)).ok()?).ok()
 }
 
-fn probe_due(containers: &Containers, watched: &mut HashMap<String, Watched>) {
+fn probe_due(root: &Path, containers: &Containers, watched: &mut HashMap<String, Watched>) {
     let now = Instant::now();
     for (id, w) in watched.iter_mut() {
         if w.next > now {
@@ -266,6 +279,13 @@ fn probe_due(containers: &Containers, watched: &mut HashMap<String, Watched>) {
         let was = w.health.record(check, result, w.since.elapsed());
         if let Some(was) = was {
             tracing::info!(container = %c.record.name, state = %w.health.status, was = %was, error = ?w.health.last_error, "health");
+            let mut ev = crate::events::Event::of(crate::events::Kind::HealthStatus, &c)
+                .attr("status", w.health.status)
+                .attr("was", was);
+            if let Some(e) = &w.health.last_error {
+                ev = ev.attr("error", e);
+            }
+            crate::events::emit(root, ev);
         }
         if let Ok(data) = serde_json::to_vec_pretty(&w.health) {
             let _ = frun_images::fsutil::write_replace(&health_path(&c), &data);
@@ -379,7 +399,9 @@ pub fn revive(g: &Global, containers: &Containers, c: &Container) -> anyhow::Res
         Some(n) => {
             let cfg = n.config(&g.root, &g.run_root)?;
             let _ = crate::net::detach(&cfg, &c.record.id);
+            crate::fault::reached(crate::fault::Step::SuperviseReviveDetached);
             let a = crate::net::attach(&cfg, &c.record.id, &c.record.name)?;
+            crate::fault::reached(crate::fault::Step::SuperviseReviveAttached);
             let mut record = c.record.clone();
             if let Some(n) = record.network.as_mut() {
                 n.ip = a.ip;

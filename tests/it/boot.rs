@@ -8,22 +8,9 @@
 use crate::common::*;
 use serde_json::Value;
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-fn http_get(addr: &str, path: &str) -> Result<String, String> {
-    let mut s = TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-    if !out.starts_with("HTTP/1.") || !out[9..].starts_with('2') {
-        return Err(format!("not a 2xx answer: {out}"));
-    }
-    Ok(out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
-}
 
 /// The supervisor this test starts; killed (by its pid) and reaped however the test ends.
 struct Supervisor(Child);

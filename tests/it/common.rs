@@ -59,6 +59,37 @@ pub fn wait_for<T>(secs: u64, what: &str, mut probe: impl FnMut() -> Option<T>) 
     eventually_for(secs, what, || probe().ok_or_else(|| "not yet".to_string()))
 }
 
+/// `GET path` over HTTP/1.0 to `addr`: the body of a 2xx answer, else the answer (or the
+/// connection's error) as the error.
+pub fn http_get(addr: &str, path: &str) -> Result<String, String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    if !out.starts_with("HTTP/1.") || !out[9..].starts_with('2') {
+        return Err(format!("not a 2xx answer: {out}"));
+    }
+    Ok(out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (the kernel's pick).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// SIGKILL to `pid` (one this test started, or a process of its containers); a pid
+/// already gone is not an error.
+pub fn kill9(pid: i32) {
+    if let Some(p) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+    }
+}
+
 /// The mount table of this (the host's) mount namespace, one line per mount.
 pub fn mountinfo() -> BTreeSet<String> {
     std::fs::read_to_string("/proc/self/mountinfo")

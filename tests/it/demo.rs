@@ -32,14 +32,6 @@ fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     Ok((code, body.to_string()))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The demo's settings for this test; `down` on drop, so a failed test leaves nothing.
 struct Demo {
     f: Frun,

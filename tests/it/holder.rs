@@ -1,4 +1,4 @@
-//! The container's holder (`frun __shim`) and what `rm -f`, `ps` and the restart policy
+//! The container's holder (`frun __holder`) and what `rm -f`, `ps` and the restart policy
 //! do when it or its caller is killed: issue 15's items 1, 9, 10 and 11, each a test
 //! named after what it stops.
 
@@ -24,13 +24,6 @@ fn state(f: &Frun, name: &str) -> Value {
     serde_json::from_slice(&s).unwrap()
 }
 
-fn kill9(pid: i64) {
-    let _ = rustix::process::kill_process(
-        rustix::process::Pid::from_raw(pid as i32).unwrap(),
-        rustix::process::Signal::KILL,
-    );
-}
-
 #[test]
 fn a_container_whose_holder_died_is_told_by_ps_and_killed_by_rm_f() {
     let Some(reg) = registry() else { return };
@@ -50,11 +43,11 @@ fn a_container_whose_holder_died_is_told_by_ps_and_killed_by_rm_f() {
     let st = state(&f, "orphan");
     let (pid, holder) = (
         st["pid"].as_i64().unwrap(),
-        st["shim_pid"].as_i64().unwrap(),
+        st["holder_pid"].as_i64().unwrap(),
     );
     assert_eq!(entry(&f, "orphan")["state"], "running");
     // The holder dies; the container's process lives on in its cgroup.
-    kill9(holder);
+    kill9(holder as i32);
     wait_for(10, "the holder to die", || {
         (!alive(holder as i32)).then_some(())
     });
@@ -90,7 +83,7 @@ fn rm_f_ends_a_holder_busy_with_output_without_newlines() {
         "-c",
         "while :; do printf xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; done",
     ]);
-    let holder = state(&f, "spin")["shim_pid"].as_i64().unwrap();
+    let holder = state(&f, "spin")["holder_pid"].as_i64().unwrap();
     std::thread::sleep(Duration::from_millis(500));
     f.ok(&["rm", "-f", "spin"]);
     assert!(!alive(holder as i32), "the holder outlived rm -f");
@@ -190,7 +183,7 @@ fn restart_policy_on_failure_counts_and_stop_ends_always() {
         "600",
     ]);
     let pid = state(&f, "keep")["pid"].as_i64().unwrap();
-    kill9(pid);
+    kill9(pid as i32);
     let e = wait_for(20, "the restart", || {
         let e = entry(&f, "keep");
         (e["restarts"] == 1 && e["status"] == "running").then_some(e)

@@ -38,7 +38,7 @@ pub fn wait_status(f: &Frun, name: &str, status: &str) -> Value {
     })
 }
 
-/// The state file of a container (the shim's pid is there).
+/// The state file of a container (the holder's pid is there).
 fn state(f: &Frun, id: &str) -> Value {
     let data = std::fs::read(f.root().join("containers").join(id).join("state.json")).unwrap();
     serde_json::from_slice(&data).unwrap()
@@ -90,7 +90,7 @@ fn output_without_newlines_keeps_the_supervisor_small_and_the_log_bounded() {
     ]);
     let id = id.trim().to_string();
     wait_status(&f, "zero", "running");
-    let shim = state(&f, &id)["shim_pid"].as_i64().expect("shim pid");
+    let holder = state(&f, &id)["holder_pid"].as_i64().expect("holder pid");
     let dir = log_dir(&f, "zero", &id);
     // Many rotations' worth of NUL bytes: 64 MB of output (each 16 KiB entry is ~96 KiB
     // of JSON); the log's files are rewritten through, the supervisor reads in 16 KiB.
@@ -106,7 +106,7 @@ fn output_without_newlines_keeps_the_supervisor_small_and_the_log_bounded() {
         }
         (rotations >= 30).then_some(())
     });
-    let hwm = status_kb(shim, "VmHWM");
+    let hwm = status_kb(holder, "VmHWM");
     eprintln!("supervisor peak RSS after 30 rotations of `cat /dev/zero`: {hwm} kB");
     assert!(hwm < 32 * 1024, "the supervisor grew to {hwm} kB");
     // Two files of at most 1 MiB, plus one entry over the bound at most.

@@ -6,11 +6,14 @@
 //! reason; under CI (`CI=true`) it fails instead.
 
 mod addr_reuse;
+mod backup;
 mod boot;
 mod ca_roots;
 mod common;
 mod credentials;
 mod demo;
+mod events;
+mod faults;
 mod holder;
 mod hostile_run;
 mod info;
@@ -20,11 +23,13 @@ mod logs;
 mod net;
 mod oci;
 mod oci_spec;
+mod proxy_protocol;
 mod pull;
 mod refusals;
 mod repair;
 mod run;
 mod stack_auth;
 mod stats;
+mod swap;
 mod up;
 mod volumes;

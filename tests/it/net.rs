@@ -37,14 +37,6 @@ fn nft_tables() -> String {
     stdout_of("nft", &["list", "tables"])
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn published_port_reaches_the_container_and_everything_goes_at_rm() {
     let Some(reg) = registry() else { return };

@@ -6,40 +6,8 @@
 use crate::common::*;
 use serde_json::Value;
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
-fn http_get(addr: &str, path: &str) -> Result<String, String> {
-    let mut s = TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-    if !out.starts_with("HTTP/1.") || !out[9..].starts_with('2') {
-        return Err(format!("not a 2xx answer: {out}"));
-    }
-    Ok(out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
-}
-
-fn eventually<T>(secs: u64, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let start = Instant::now();
-    loop {
-        match f() {
-            Ok(v) => return v,
-            Err(e) if start.elapsed() > Duration::from_secs(secs) => panic!("gave up: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use std::time::Duration;
 
 /// A stack directory: the app's web root with a CGI script that appends a line to
 /// `/var/db/visits` (the data volume) and answers the count.
@@ -104,7 +72,7 @@ volumes = ["famdb:/var/db", "{www}:/www:ro"]
     }
 
     fn visit(&self) -> u32 {
-        eventually(20, || http_get(&self.addr(), "/cgi-bin/visit"))
+        eventually_for(20, "the stack", || http_get(&self.addr(), "/cgi-bin/visit"))
             .trim()
             .parse()
             .unwrap()
@@ -155,14 +123,6 @@ fn supervisor_pid(f: &Frun) -> i32 {
     let mut a = String::new();
     s.read_to_string(&mut a).unwrap();
     a.trim().strip_prefix("pong ").unwrap().parse().unwrap()
-}
-
-fn kill9(pid: i32) {
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(pid).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
 }
 
 #[test]
@@ -230,7 +190,7 @@ fn killed_app_restarts_and_killed_supervisor_loses_nothing() {
     // kill -9 of the app: its restart policy (always, a stack's default) starts it again.
     let pid = container_pid(&f, "fam-app.1");
     kill9(pid);
-    let restarted = eventually(20, || {
+    let restarted = eventually_for(20, "the stack", || {
         let a = app(&f, &s);
         if a["restarts"].as_u64() >= Some(1) && a["status"] == "running" {
             Ok(a)
@@ -246,7 +206,7 @@ fn killed_app_restarts_and_killed_supervisor_loses_nothing() {
     let answered = |f: &Frun| logs(f, "fam-app.1").matches("visit number").count();
     let before = answered(&f);
     kill9(sup);
-    eventually(5, || {
+    eventually_for(5, "the stack", || {
         if alive(sup) {
             Err("alive".to_string())
         } else {
@@ -254,7 +214,7 @@ fn killed_app_restarts_and_killed_supervisor_loses_nothing() {
         }
     });
     assert_eq!(s.visit(), 3);
-    eventually(10, || {
+    eventually_for(10, "the stack", || {
         let n = answered(&f);
         if n > before {
             Ok(())
@@ -279,7 +239,7 @@ fn killed_app_restarts_and_killed_supervisor_loses_nothing() {
     up(&f, &s);
     assert_ne!(supervisor_pid(&f), sup);
     assert_eq!(container_pid(&f, "fam-app.1"), pid);
-    eventually(20, || {
+    eventually_for(20, "the stack", || {
         let a = app(&f, &s);
         if a["health"] == "healthy" {
             Ok(())
@@ -307,7 +267,7 @@ fn after_a_simulated_reboot_up_brings_the_stack_back_under_the_same_names() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    eventually(10, || {
+    eventually_for(10, "the stack", || {
         if f.cgroup_pids().is_empty() {
             Ok(())
         } else {
@@ -401,7 +361,7 @@ fn a_health_check_that_never_passes_shows_the_log_and_leaves_the_old_app() {
 
 /// The family stack of `examples/family` (nginx in front of the sqlite app), with its
 /// images from the test registry and a port of this test's.
-fn family_stack(f: &Frun, reg: &str, version: &str, template: &str) -> (PathBuf, u16) {
+pub(crate) fn family_stack(f: &Frun, reg: &str, version: &str, template: &str) -> (PathBuf, u16) {
     let dir = f.dir.path().join("family");
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
@@ -442,10 +402,13 @@ fn the_family_stack_serves_through_nginx_writes_its_database_and_swaps_the_app_o
         out.contains("family-proxy") && out.contains("family-app.1"),
         "{out}"
     );
-    let page = eventually(20, || http_get(&addr, "/"));
+    let page = eventually_for(20, "the stack", || http_get(&addr, "/"));
     assert!(page.contains("v1"), "{page}");
     // Through nginx into sqlite, as uid 1000, in the volume made from the image's /var/db.
-    assert_eq!(eventually(20, || http_get(&addr, "/visit")).trim(), "1");
+    assert_eq!(
+        eventually_for(20, "the stack", || http_get(&addr, "/visit")).trim(),
+        "1"
+    );
     assert_eq!(http_get(&addr, "/visit").unwrap().trim(), "2");
     let st: Vec<Value> =
         serde_json::from_str(&f.ok(&["status", "-f", &file, "--format", "json"])).unwrap();
@@ -454,16 +417,17 @@ fn the_family_stack_serves_through_nginx_writes_its_database_and_swaps_the_app_o
     assert!(roles.contains(&"proxy") && roles.contains(&"app"), "{st:?}");
     let proxy_pid = container_pid(&f, "family-proxy");
 
-    // A new app version: only the app is replaced; the proxy reloads, keeps its pid.
+    // A new app version: only the app is replaced; the proxy is repointed (its link to
+    // the app's socket moved, no reload), keeps its pid.
     let text = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, text.replace("family/app:v1", "family/app:v2")).unwrap();
     let out = f.ok(&["up", "-f", &file]);
     assert!(
-        out.contains("family-app.2") && out.contains("reloaded"),
+        out.contains("family-app.2") && out.contains("repointed"),
         "{out}"
     );
     assert_eq!(container_pid(&f, "family-proxy"), proxy_pid);
-    let page = eventually(20, || http_get(&addr, "/"));
+    let page = eventually_for(20, "the stack", || http_get(&addr, "/"));
     assert!(page.contains("v2"), "{page}");
     assert_eq!(
         http_get(&addr, "/visit").unwrap().trim(),
@@ -489,7 +453,7 @@ fn the_family_stack_serves_through_nginx_writes_its_database_and_swaps_the_app_o
         err.contains("unknown directive") && err.contains("no_such_directive"),
         "{err}"
     );
-    let page = eventually(20, || http_get(&addr, "/"));
+    let page = eventually_for(20, "the stack", || http_get(&addr, "/"));
     assert!(page.contains("v2"), "{page}");
     let st: Vec<Value> =
         serde_json::from_str(&f.ok(&["status", "-f", &file, "--format", "json"])).unwrap();

@@ -333,7 +333,7 @@ fn container_processes_start_with_default_signal_handling() {
     let img = image(&reg, "busybox");
     f.ok(&["pull", "-q", &img]);
     // An ignored signal and the signal mask survive execve: frun's own (Rust ignores
-    // SIGPIPE; the shim blocks the signals that stop the container) are not the
+    // SIGPIPE; the holder blocks the signals that stop the container) are not the
     // container's. busybox changes neither.
     f.ok(&["run", "-d", "--name", "sigs", &img, "sleep", "300"]);
     let pid = wait_running(&f, "sigs");

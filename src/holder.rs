@@ -1,12 +1,12 @@
-//! `run`, `ps`, `stop`, `rm`, `exec`, `logs`, and the hidden `__shim` that supervises
-//! one container.
+//! The holder: one small process per container (`frun __holder ID`, as conmon is for
+//! podman) that starts it, keeps its stdio and logs, serves its published ports,
+//! applies its restart policy, records how it ended, and removes what `--rm` asks to.
 //!
-//! `frun run` prepares the container (image, spec, directory) and re-executes frun as
-//! `frun __shim ID`: a fresh, single-threaded process, safe to fork the container from
-//! (the CLI may have started threads to pull). The shim starts the container, keeps its
-//! logs when detached, forwards Ctrl-C and SIGTERM as a proper stop, records how it
-//! ended, and removes what `--rm` asks to. In the foreground the CLI waits for the shim
-//! and exits with the container's code.
+//! It is frun started again (`Global::frun_command`): a fresh, single-threaded process,
+//! safe to fork the container from (the CLI may have started threads to pull). A
+//! detached holder lives in a session and a cgroup of frun's own, so it outlives the
+//! command, the login session or the systemd unit that started it. In the foreground,
+//! `frun run` waits for it and exits with the container's code.
 
 use anyhow::{bail, Context};
 use frun_runtime::{ExitState, RootfsSource, SpawnConfig, Stdio};
@@ -18,80 +18,22 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use super::exit_code;
-use super::images::open_store;
-use crate::cli::{ExecArgs, Global, RmArgs, RunArgs, StopArgs};
+use crate::cli::Global;
+use crate::commands::exit_code;
+use crate::commands::images::open_store;
 use crate::containers::{now, pid_start, Container, Containers, State, Status};
-use crate::limits;
-use crate::model::Description;
-use crate::runspec;
+use crate::hosts::refresh_hosts;
 
 /// Exit codes of `run` for failures before the command runs, as Docker's.
-const EXIT_FRUN_ERROR: u8 = 125;
+pub const EXIT_FRUN_ERROR: u8 = 125;
 const EXIT_CANNOT_INVOKE: u8 = 126;
 const EXIT_NOT_FOUND: u8 = 127;
 
-/// What the shim of a detached container prints once the container runs.
-const SHIM_STARTED: &str = "started";
+/// What the holder of a detached container prints once the container runs.
+const HOLDER_STARTED: &str = "started";
 
-fn code(c: i32) -> ExitCode {
+pub fn code(c: i32) -> ExitCode {
     ExitCode::from(c.clamp(0, 255) as u8)
-}
-
-/// `frun run`: a failure before the container's command runs (a bad flag, an unknown
-/// user, an image for another platform, a name in use) exits 125, as Docker's does, so
-/// that a caller can tell it from the command's own exit code.
-pub fn run(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
-    match run_container(g, args) {
-        Ok(code) => Ok(code),
-        Err(e) => {
-            if let Some(f) = e.downcast_ref::<StartFailed>() {
-                eprint!("{}", f.message);
-                return Ok(code(f.code));
-            }
-            eprintln!("frun: error: {e:#}");
-            Ok(ExitCode::from(EXIT_FRUN_ERROR))
-        }
-    }
-}
-
-fn run_container(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
-    // 1. Flags to a validated description, before anything exists.
-    let d = Description::from_run(&args)?;
-    // 2. The container: image, record, network, spec.
-    let c = crate::model::create(g, &d, args.quiet)?;
-    // 3. Its holder starts and supervises it: in this very process for a foreground
-    //    run, which saves starting frun a second time, unless something made it
-    //    multi-threaded (a pull does) and so unfit to fork a container; in a new
-    //    process otherwise (a detached run must outlive this command).
-    if !args.detach && frun_runtime::single_threaded() {
-        return Ok(shim(g, &c.record.id, false).unwrap_or_else(|e| {
-            // As `frun __shim` would end.
-            eprintln!("frun: error: {e:#}");
-            ExitCode::FAILURE
-        }));
-    }
-    if args.detach {
-        start_detached(g, &c)?;
-        println!("{}", c.record.id);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut child = shim_command(g, &c.record.id)?
-        .spawn()
-        .context("starting the container's holder")?;
-    // Ctrl-C reaches the shim too (same process group); it stops the container, and
-    // this process waits for the exit code instead of dying first.
-    // SAFETY: replacing the disposition of SIGINT/SIGTERM with SIG_IGN has no handler.
-    unsafe {
-        let _ = signal::signal(Signal::SIGINT, signal::SigHandler::SigIgn);
-    }
-    let status = child.wait()?;
-    use std::os::unix::process::ExitStatusExt;
-    Ok(match (status.code(), status.signal()) {
-        (Some(c), _) => exit_code(c),
-        (None, Some(s)) => exit_code(128 + s),
-        _ => ExitCode::FAILURE,
-    })
 }
 
 /// A container's holder could not start it: what it said, and the exit code `run`
@@ -110,15 +52,15 @@ impl std::fmt::Display for StartFailed {
 
 impl std::error::Error for StartFailed {}
 
-/// `frun __shim ID` as a command, born with the stop signals blocked.
-fn shim_command(g: &Global, id: &str) -> anyhow::Result<Command> {
+/// `frun __holder ID` as a command, born with the stop signals blocked.
+pub fn holder_command(g: &Global, id: &str) -> anyhow::Result<Command> {
     let mut cmd = g.frun_command()?;
     for _ in 0..g.verbose {
         cmd.arg("--verbose");
     }
-    cmd.arg("__shim").arg(id);
+    cmd.arg("__holder").arg(id);
     use std::os::unix::process::CommandExt;
-    // SAFETY: sigprocmask is async-signal-safe and changes only the child's mask. The shim
+    // SAFETY: sigprocmask is async-signal-safe and changes only the child's mask. The holder
     // is born with Ctrl-C, SIGTERM and SIGHUP blocked (std clears the mask before this
     // runs): one that comes while it starts waits for the container instead of killing it.
     unsafe {
@@ -130,11 +72,11 @@ fn shim_command(g: &Global, id: &str) -> anyhow::Result<Command> {
     Ok(cmd)
 }
 
-/// Starts a created container under a holder of its own (`frun __shim`, in a session of
+/// Starts a created container under a holder of its own (`frun __holder`, in a session of
 /// its own: it outlives this command), and returns once the container runs.
 pub fn start_detached(g: &Global, c: &Container) -> anyhow::Result<()> {
-    let mut cmd = shim_command(g, &c.record.id)?;
-    // The shim says "started" on its stdout once the container runs, then lets go of
+    let mut cmd = holder_command(g, &c.record.id)?;
+    // The holder says "started" on its stdout once the container runs, then lets go of
     // both pipes; if it cannot start the container it says why on stderr and exits.
     // The state file cannot tell: with --rm a container that exits at once is gone
     // before anyone could read it.
@@ -142,7 +84,7 @@ pub fn start_detached(g: &Global, c: &Container) -> anyhow::Result<()> {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     use std::os::unix::process::CommandExt;
-    // SAFETY: setsid is async-signal-safe; the shim outlives this command.
+    // SAFETY: setsid is async-signal-safe; the holder outlives this command.
     unsafe {
         cmd.pre_exec(|| {
             nix::unistd::setsid().map_err(std::io::Error::from)?;
@@ -150,6 +92,7 @@ pub fn start_detached(g: &Global, c: &Container) -> anyhow::Result<()> {
         });
     }
     let mut child = cmd.spawn().context("starting the container's holder")?;
+    crate::fault::reached(crate::fault::Step::RunHolderStarted);
     let mut stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -160,7 +103,7 @@ pub fn start_detached(g: &Global, c: &Container) -> anyhow::Result<()> {
     let said = rx
         .recv_timeout(Duration::from_secs(60))
         .map_err(|_| anyhow::anyhow!("container {} did not start within 60 s", c.record.name))?;
-    if said.lines().any(|l| l == SHIM_STARTED) {
+    if said.lines().any(|l| l == HOLDER_STARTED) {
         // Reap it later: the holder lives on; a zombie of a short-lived CLI is reaped by
         // init when the CLI exits, and a long-lived caller (the supervisor) reaps it.
         std::mem::forget(child);
@@ -184,32 +127,8 @@ pub fn start_detached(g: &Global, c: &Container) -> anyhow::Result<()> {
     Err(StartFailed { code, message: why }.into())
 }
 
-/// The host's resolvers; a local stub (127.0.0.53 of systemd-resolved) is useless in a
-/// network namespace of its own, so its upstream list is used instead.
-pub fn host_resolv_conf() -> String {
-    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let main = read("/etc/resolv.conf");
-    let is_stub = |text: &str| {
-        text.lines()
-            .filter_map(|l| l.strip_prefix("nameserver"))
-            .any(|ns| ns.trim().starts_with("127."))
-    };
-    if is_stub(&main) {
-        let upstream = read("/run/systemd/resolve/resolv.conf");
-        if !upstream.is_empty() && !is_stub(&upstream) {
-            return upstream;
-        }
-        return main
-            .lines()
-            .filter(|l| !l.trim_start().starts_with("nameserver") || !is_stub(l))
-            .map(|l| format!("{l}\n"))
-            .collect();
-    }
-    main
-}
-
-/// `frun __shim ID`: start the container and supervise it until it exits.
-pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
+/// `frun __holder ID`: start the container and supervise it until it exits.
+pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     // Ctrl-C, SIGTERM and SIGHUP stop the container; until it runs they wait, blocked.
     // Blocked first, in the only thread: every thread started later inherits the mask,
     // so none of them can take such a signal and die of it, leaving the container
@@ -218,6 +137,9 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     set.thread_block()?;
     let containers = Containers::open(&g.root)?;
     let c = containers.find(id)?;
+    // This holder works on it while it lives: `gc` leaves it alone (see sweep.rs).
+    crate::sweep::hold(&c.dir)?;
+    crate::fault::reached(crate::fault::Step::HolderBegun);
     if c.record.tty {
         crate::tty::block_winch()?;
     }
@@ -240,6 +162,14 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     if !restarted {
         let _ = std::fs::remove_file(c.stop_requested_path());
     }
+    // The holder is on record before it starts anything: `rm -f` ends it (and so the
+    // start) instead of removing the container from under it.
+    if let Some(mut p) = previous.clone() {
+        let me = std::process::id() as i32;
+        (p.holder_pid, p.holder_start) = (Some(me), pid_start(me));
+        c.set_state(&p)?;
+    }
+    crate::fault::reached(crate::fault::Step::HolderRecorded);
     let store = open_store(g)?;
     let mut spec = c.spec()?;
     if c.record.tty && !c.record.detached {
@@ -312,6 +242,7 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     };
     // Published ports are bound before the start, so that a taken port fails it.
     let spawned = crate::forward::bind_all(&c.record.publish).and_then(|bound| {
+        crate::fault::reached(crate::fault::Step::HolderPortsBound);
         let opts = frun_runtime::SpawnOptions {
             console_socket: console_theirs,
             ..Default::default()
@@ -342,29 +273,43 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(exit));
         }
     };
+    crate::fault::reached(crate::fault::Step::HolderSpawned);
     let mut st = State::created();
     st.status = Status::Running;
     st.pid = Some(started.pid);
     st.pid_start = pid_start(started.pid);
-    st.shim_pid = Some(std::process::id() as i32);
-    st.shim_start = pid_start(std::process::id() as i32);
+    st.holder_pid = Some(std::process::id() as i32);
+    st.holder_start = pid_start(std::process::id() as i32);
     st.started_at = Some(now());
     st.restart_count = restarts;
     c.set_state(&st)?;
+    crate::fault::reached(crate::fault::Step::HolderRunningRecorded);
     let began = Instant::now();
+    if restarted {
+        crate::events::emit(
+            &g.root,
+            crate::events::Event::of(crate::events::Kind::Restart, &c)
+                .attr("restartCount", restarts),
+        );
+    }
+    crate::events::emit(
+        &g.root,
+        crate::events::Event::of(crate::events::Kind::Start, &c).attr("pid", started.pid),
+    );
     if c.record.detached {
         // `frun run -d` waits for this line, then for both pipes to close.
         let mut out = std::io::stdout().lock();
-        writeln!(out, "{SHIM_STARTED}")?;
+        writeln!(out, "{HOLDER_STARTED}")?;
         out.flush()?;
         drop(out);
-        // From here on the shim's own messages (the forwarder's "target refused", a
-        // failed clean-up) go to `shim.log` in the container's directory.
+        crate::fault::reached(crate::fault::Step::HolderStartedSaid);
+        // From here on the holder's own messages (the forwarder's "target refused", a
+        // failed clean-up) go to `holder.log` in the container's directory.
         let null = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open("/dev/null")?;
-        let own_log_path = c.dir.join("shim.log");
+        let own_log_path = c.dir.join("holder.log");
         let own_log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -416,7 +361,7 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         }
         None => std::sync::Arc::new(|text: &str| eprintln!("{text}")),
     };
-    // Ctrl-C, SIGTERM, SIGHUP to the shim (blocked since it started) become a stop of
+    // Ctrl-C, SIGTERM, SIGHUP to the holder (blocked since it started) become a stop of
     // the container.
     let pid = started.pid;
     let (stop_signal, timeout) = (c.record.stop_signal, c.record.stop_timeout);
@@ -447,11 +392,33 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         _ => None,
     };
 
+    // A stack's app also answers on its generation's unix socket, which the stack's
+    // proxy reaches through a symlink (see stack::upstream): a swap renames the symlink.
+    let upstream = match &net_cfg {
+        Some(cfg) => {
+            let netns = crate::forward::Netns::open(&cfg.netns_path(&c.record.id))
+                .ok()
+                .map(std::sync::Arc::new);
+            match crate::stack::upstream::serve(&g.root, &c, netns, say.clone()) {
+                Ok(u) => u,
+                Err(e) => {
+                    say(&format!("frun: the proxy cannot reach this app: {e:#}"));
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+
+    crate::fault::reached(crate::fault::Step::HolderServing);
     let exit = frun_runtime::wait(&started)?;
     // The published ports close with the container: a client is refused from now on,
     // instead of being accepted and dropped.
     if let Some(f) = forwarder {
         f.stop();
+    }
+    if let Some(u) = upstream {
+        u.stop();
     }
     for l in loggers {
         if l.join().is_err() {
@@ -492,6 +459,25 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         ..exit
     };
     finish(&c, &mut st, exit)?;
+    // Docker's order: the OOM kill, then the death.
+    if oom != crate::oom::OomVerdict::None {
+        let killed = match oom {
+            crate::oom::OomVerdict::OthersKilled(n) => n,
+            _ => exit.oom_kills.max(1),
+        };
+        crate::events::emit(
+            &g.root,
+            crate::events::Event::of(crate::events::Kind::Oom, &c)
+                .attr("killed", killed)
+                .attr("init", oom == crate::oom::OomVerdict::InitKilled),
+        );
+    }
+    crate::events::emit(
+        &g.root,
+        crate::events::Event::of(crate::events::Kind::Die, &c)
+            .attr("exitCode", exit.code)
+            .attr("oomKilled", exit.oom_killed),
+    );
     if let Some(msg) = oom.message(&c.record.name, c.record.memory_limit.as_deref()) {
         say(&msg);
     }
@@ -522,7 +508,7 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         use std::os::unix::process::CommandExt;
         let err = g
             .frun_command()?
-            .arg("__shim")
+            .arg("__holder")
             .arg("--restarted")
             .arg(&c.record.id)
             .exec();
@@ -534,7 +520,7 @@ pub fn shim(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     Ok(exit_code(exit.code))
 }
 
-/// The signals to the shim that stop its container.
+/// The signals to the holder that stop its container.
 fn stop_signals() -> signal::SigSet {
     let mut set = signal::SigSet::empty();
     for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
@@ -557,32 +543,34 @@ fn finish(c: &Container, st: &mut State, exit: ExitState) -> anyhow::Result<()> 
 
 /// Sends the stop signal, waits up to `timeout` seconds, then SIGKILL. Returns once the
 /// process is gone (or a zombie awaiting its parent).
-fn stop_pid(pid: i32, stop_signal: i32, timeout: u64) {
+/// True when the process had to be killed with SIGKILL.
+pub fn stop_pid(pid: i32, stop_signal: i32, timeout: u64) -> bool {
     let start = pid_start(pid);
     if start.is_none() {
-        return;
+        return false;
     }
     let sig = Signal::try_from(stop_signal).unwrap_or(Signal::SIGTERM);
     let _ = signal::kill(Pid::from_raw(pid), sig);
     let deadline = Instant::now() + Duration::from_secs(timeout);
     while Instant::now() < deadline {
         if pid_start(pid) != start {
-            return;
+            return false;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     // busybox httpd as pid 1, for one, ignores SIGTERM.
     let _ = signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+    true
 }
 
-fn wait_exited(c: &Container, timeout: Duration) -> anyhow::Result<State> {
+pub fn wait_exited(c: &Container, timeout: Duration) -> anyhow::Result<State> {
     let start = Instant::now();
     loop {
         let st = c.state()?;
         if st.status != Status::Running {
-            // The shim records the exit right after reaping; give it that moment.
-            let shim_alive = st.shim_pid.is_some_and(|p| pid_start(p).is_some());
-            if !shim_alive || c.state()?.finished_at.is_some() {
+            // The holder records the exit right after reaping; give it that moment.
+            let holder_alive = st.holder_pid.is_some_and(|p| pid_start(p).is_some());
+            if !holder_alive || c.state()?.finished_at.is_some() {
                 return Ok(st);
             }
         }
@@ -597,88 +585,15 @@ fn wait_exited(c: &Container, timeout: Duration) -> anyhow::Result<State> {
     }
 }
 
-/// Runs `f` on each named container, like Docker: every error is reported, the others
-/// still go on, and the exit code says whether any failed.
-fn each_container(
-    g: &Global,
-    keys: &[String],
-    f: impl Fn(&Containers, Container) -> anyhow::Result<()>,
-) -> anyhow::Result<ExitCode> {
-    let containers = Containers::open(&g.root)?;
-    let mut failed = false;
-    for key in keys {
-        match containers.find(key).and_then(|c| f(&containers, c)) {
-            Ok(()) => println!("{key}"),
-            Err(e) => {
-                eprintln!("frun: error: {e:#}");
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-pub fn stop(g: &Global, args: StopArgs) -> anyhow::Result<ExitCode> {
-    let time = args
-        .time
-        .as_deref()
-        .map(|t| limits::parse_stop_timeout("-t", t))
-        .transpose()?;
-    each_container(g, &args.containers, |_, c| {
-        // Said before the signal, so that the holder does not restart it.
-        std::fs::write(c.stop_requested_path(), b"")
-            .with_context(|| format!("writing {:?}", c.stop_requested_path()))?;
-        let st = c.state()?;
-        if st.status == Status::Running {
-            let pid = st.pid.context("running container without a pid")?;
-            let timeout = time.unwrap_or(c.record.stop_timeout);
-            stop_pid(pid, c.record.stop_signal, timeout);
-            wait_exited(&c, Duration::from_secs(30))?;
-        }
-        Ok(())
-    })
-}
-
-/// Removes a container that is not running, and whatever a crash left of it: the
-/// processes still in its cgroup (killed first), its network (lease, netns file, veth:
-/// all found by the id the record names), its cgroup, its directory.
-pub fn remove_container(g: &Global, containers: &Containers, c: &Container) -> anyhow::Result<()> {
-    // 1. Nothing may run on in the cgroup once the record is gone: kill and remove it.
-    match frun_runtime::cgroup::Cgroup::open(&c.record.cgroup) {
-        Ok(cg) => {
-            if let Err(e) = cg.remove() {
-                bail!("removing the cgroup of container {}: {e}", c.record.name);
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "opening the container's cgroup"),
-    }
-    // 2. Normally the holder disconnected it; after a crash, this does.
-    if let Some(n) = &c.record.network {
-        match n.config(&g.root, &g.run_root) {
-            Ok(cfg) => {
-                if let Err(e) = crate::net::detach(&cfg, &c.record.id) {
-                    tracing::warn!(error = %format!("{e:#}"), "disconnecting container {} from the bridge", c.record.name);
-                }
-            }
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "the container's network"),
-        }
-    }
-    // 3. Its rootfs mount lives in the container's mount namespace only; the directory
-    //    goes last.
-    containers.remove(c)
-}
-
 /// Stops a running container: its stop signal, the grace period, SIGKILL; then waits
 /// until its holder recorded the exit.
-pub fn stop_and_wait(c: &Container, pid: i32, stop_signal: i32, timeout: u64) {
-    stop_pid(pid, stop_signal, timeout);
+/// Stops a container's process; true when it had to be killed (the grace period passed).
+pub fn stop_and_wait(c: &Container, pid: i32, stop_signal: i32, timeout: u64) -> bool {
+    let killed = stop_pid(pid, stop_signal, timeout);
     if let Err(e) = wait_exited(c, Duration::from_secs(30)) {
         tracing::warn!(error = %format!("{e:#}"), "waiting for the container to exit");
     }
+    killed
 }
 
 /// [`end_holder`] of a container, from its state on disk.
@@ -690,8 +605,8 @@ pub fn end_holder_of(c: &Container) {
 
 /// Ends a container's holder if it still lives (one spinning on output or stuck): `rm -f`
 /// must leave nothing running.
-fn end_holder(st: &State) {
-    if let (Some(pid), Some(start)) = (st.shim_pid, st.shim_start) {
+pub fn end_holder(st: &State) {
+    if let (Some(pid), Some(start)) = (st.holder_pid, st.holder_start) {
         if pid_start(pid) == Some(start) {
             let _ = signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
             for _ in 0..500 {
@@ -702,129 +617,6 @@ fn end_holder(st: &State) {
             }
         }
     }
-}
-
-pub fn rm(g: &Global, args: RmArgs) -> anyhow::Result<ExitCode> {
-    each_container(g, &args.containers, |containers, c| {
-        let st = c.state()?;
-        if st.status == Status::Running && !args.force {
-            bail!(
-                "container {} is running: stop it first, or use rm -f",
-                c.record.name
-            );
-        }
-        if args.force {
-            // No restart after this, whatever the policy; then the container's
-            // processes and its holder end, whatever state they are in.
-            let _ = std::fs::write(c.stop_requested_path(), b"");
-            if let Some(pid) = st.pid.filter(|_| st.status == Status::Running) {
-                stop_pid(pid, Signal::SIGKILL as i32, 0);
-                let _ = wait_exited(&c, Duration::from_secs(5));
-            }
-            end_holder(&c.state().unwrap_or(st));
-        }
-        // The shim of an --rm container may be removing it right now.
-        if c.dir.exists() {
-            remove_container(g, containers, &c)?;
-        }
-        Ok(())
-    })
-}
-
-pub fn exec(g: &Global, args: ExecArgs) -> anyhow::Result<ExitCode> {
-    let containers = Containers::open(&g.root)?;
-    let c = containers.find(&args.container)?;
-    let st = c.state()?;
-    if st.status != Status::Running {
-        bail!("container {} is not running", c.record.name);
-    }
-    let pid = st.pid.context("running container without a pid")?;
-    let spec = c.spec()?;
-    let mut process = spec
-        .process()
-        .clone()
-        .context("the container's spec has no process")?;
-    if args.command.is_empty() {
-        bail!("no command given");
-    }
-    process.set_args(Some(args.command.clone()));
-    process.set_env(Some(runspec::merge_env(
-        process.env().clone().unwrap_or_default(),
-        &args.env,
-    )?));
-    if let Some(w) = &args.workdir {
-        process.set_cwd(PathBuf::from(w));
-    }
-    if let Some(u) = &args.user {
-        // Names are looked up in the running container's own files, as Docker does
-        // (resolved inside its root: a symlinked /etc/passwd cannot point out of it).
-        let root = [PathBuf::from(format!("/proc/{pid}/root"))];
-        let (uid, gid, extra) = runspec::resolve_user(
-            u,
-            runspec::read_image_file(&root, "etc/passwd").as_deref(),
-            runspec::read_image_file(&root, "etc/group").as_deref(),
-        )
-        .with_context(|| format!("--user {u:?}"))?;
-        let user = oci_spec::runtime::UserBuilder::default()
-            .uid(uid)
-            .gid(gid)
-            .additional_gids(extra)
-            .build()?;
-        process.set_user(user);
-    }
-    process.set_terminal(Some(args.tty));
-    process.set_console_size(None);
-    if args.tty {
-        process.set_console_size(crate::tty::console_size());
-        crate::tty::block_winch()?;
-        let mut env = process.env().clone().unwrap_or_default();
-        if !env.iter().any(|e| e.starts_with("TERM=")) {
-            env.push("TERM=xterm".into());
-        }
-        process.set_env(Some(env));
-    }
-    let (console, console_theirs) = match args.tty {
-        true => {
-            let (ours, theirs) = crate::tty::console_pair()?;
-            (Some(ours), Some(theirs))
-        }
-        false => (None, None),
-    };
-    let stdio = match (args.tty, args.interactive) {
-        (false, false) => Stdio {
-            stdin: Some(std::fs::File::open("/dev/null")?.into()),
-            ..Default::default()
-        },
-        _ => Stdio::default(),
-    };
-    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
-    let started = frun_runtime::exec_with(
-        pid,
-        &c.record.cgroup,
-        &process,
-        seccomp.as_ref(),
-        stdio,
-        frun_runtime::ExecOptions {
-            preserve_fds: 0,
-            console_socket: console_theirs,
-        },
-    )?;
-    // SAFETY: ignoring SIGINT installs no handler; the exec'd process has its own session.
-    unsafe {
-        let _ = signal::signal(Signal::SIGINT, signal::SigHandler::SigIgn);
-    }
-    let relay = match &console {
-        Some(sock) => Some(crate::tty::relay(
-            crate::tty::recv_master(sock)?,
-            args.interactive,
-        )?),
-        None => None,
-    };
-    let exit = frun_runtime::wait(&started)?;
-    if let Some(r) = relay {
-        r.finish();
-    }
-    Ok(exit_code(exit.code))
 }
 
 /// The exit code of a start that failed, as Docker's: 127 when the command does not
@@ -846,39 +638,6 @@ fn start_failure_code(e: &anyhow::Error) -> u8 {
 fn cleanup<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) {
     if let Err(e) = r {
         tracing::warn!("clean-up: {what}: {e:#}");
-    }
-}
-
-/// A container's `/etc/hosts`: itself, and every container on its bridge by name.
-pub fn hosts_file(c: &Container, net: &crate::net::NetConfig) -> String {
-    let hostname = &c.record.id[..12];
-    let mut s = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string();
-    match &c.record.network {
-        Some(n) => {
-            s.push_str(&format!("{}\t{hostname}\n", n.ip));
-            s.push_str(&crate::net::hosts_entries(net).unwrap_or_default());
-        }
-        None => s.push_str(&format!("127.0.1.1\t{hostname} {}\n", c.record.name)),
-    }
-    s
-}
-
-/// Rewrites, in place (a bind-mounted file must keep its inode), the hosts file of every
-/// container on the bridge, so that they find a container that just came or went.
-pub fn refresh_hosts(containers: &Containers, net: &crate::net::NetConfig) {
-    let Ok(all) = containers.list() else { return };
-    for c in all.iter().filter(|c| c.record.network.is_some()) {
-        let path = c.dir.join("hosts");
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .write(true)
-            .truncate(true)
-            .open(&path)
-        {
-            cleanup(
-                &format!("refreshing {path:?}"),
-                f.write_all(hosts_file(c, net).as_bytes()),
-            );
-        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! `-p [IP:]HOST:CONTAINER[/tcp|udp]`: a published port as the user writes it and as
-//! the container's record keeps it. (It belongs to the container model; it stays here
-//! until that model has a module of its own.)
+//! the container's record keeps it; part of the container model, which `run`'s flags
+//! and a stack's roles both fill.
 
 /// One `-p [IP:]HOST:CONTAINER[/tcp|udp]`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -1,0 +1,226 @@
+//! What `frun gc` sweeps beside the image store: what a kill left of containers, and the
+//! temp files of frun's atomic writes.
+//!
+//! A container is made in a fixed order (see `Containers::create`): its directory, its
+//! state (`created`), then its record (`frun.json`), which makes it exist for every
+//! command. A kill before the record leaves a directory no command lists; a kill of the
+//! creator or the holder before the container ran leaves a record in `created` that
+//! nobody will ever start. Both are swept here, but only when no process works on them:
+//! the creator and the holder keep a shared `flock` on the container's `hold` file for
+//! as long as they live (the kernel lets go of it when they die, however they die), and
+//! this takes it exclusively. A container that ran is never swept: its record is what
+//! `ps`, `logs` and `rm` show the user.
+//!
+//! Temp files are `.NAME.tmp-PID` (see `frun_images::fsutil`): swept when PID is not a
+//! live process, in the directories where frun writes its own state (never in volumes'
+//! data or a container's upper directory: those are the user's files).
+
+use anyhow::Context;
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::cli::Global;
+use crate::containers::{Container, Containers, Status};
+
+/// The file in a container's directory that its creator and holder keep locked.
+const HOLD: &str = "hold";
+
+/// Locks held by this process until it exits (a creator holds each container it made).
+static HELD: Mutex<Vec<File>> = Mutex::new(Vec::new());
+
+/// Marks the container in `dir` as worked on by this process, until it exits.
+pub fn hold(dir: &Path) -> anyhow::Result<()> {
+    let path = dir.join(HOLD);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {path:?}"))?;
+    rustix::fs::flock(f.as_fd(), rustix::fs::FlockOperation::LockShared)
+        .with_context(|| format!("locking {path:?}"))?;
+    HELD.lock().unwrap_or_else(|e| e.into_inner()).push(f);
+    Ok(())
+}
+
+/// The lock on `dir`'s hold file if no process holds it (released on drop).
+fn abandoned(dir: &Path) -> Option<File> {
+    let path = dir.join(HOLD);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .ok()?;
+    rustix::fs::flock(
+        f.as_fd(),
+        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+    )
+    .ok()?;
+    Some(f)
+}
+
+/// One container directory `gc` removed.
+#[derive(Debug, serde::Serialize)]
+pub struct SweptContainer {
+    pub id: String,
+    /// Its name, when its record was there to say it.
+    pub name: Option<String>,
+    /// `no record` or `created, never started`.
+    pub why: &'static str,
+    pub bytes: u64,
+}
+
+/// What [`sweep`] removed.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Swept {
+    pub containers: Vec<SweptContainer>,
+    pub temp_files: u64,
+    /// Bytes of everything removed (containers' directories and logs, temp files).
+    pub bytes: u64,
+}
+
+/// Sweeps abandoned containers and dead writers' temp files.
+pub fn sweep(g: &Global) -> anyhow::Result<Swept> {
+    let containers = Containers::open(&g.root)?;
+    let mut out = Swept::default();
+    // 1. Containers, under the lock that creation takes: no directory is half made
+    //    while this looks.
+    {
+        let _lock = containers.lock()?;
+        let dir = g.root.join("containers");
+        for e in std::fs::read_dir(&dir).with_context(|| format!("listing {dir:?}"))? {
+            let e = e?;
+            if !e.file_type()?.is_dir() {
+                continue;
+            }
+            let path = e.path();
+            let Some(_held) = abandoned(&path) else {
+                continue;
+            };
+            let id = e.file_name().to_string_lossy().into_owned();
+            if !path.join("frun.json").exists() {
+                let bytes = frun_images::store::dir_size(&path);
+                std::fs::remove_dir_all(&path).with_context(|| format!("removing {path:?}"))?;
+                out.bytes += bytes;
+                out.containers.push(SweptContainer {
+                    id,
+                    name: None,
+                    why: "no record",
+                    bytes,
+                });
+                continue;
+            }
+            let Ok(c) = Containers::load_dir(&path) else {
+                continue; // a record that does not parse is the user's to look at
+            };
+            let never_started = match c.state() {
+                Ok(st) => st.status == Status::Created && !Container::holder_alive(&st),
+                Err(_) => false,
+            };
+            if !never_started {
+                continue;
+            }
+            let logs = c.log_dir();
+            let before = frun_images::store::dir_size(&path) + frun_images::store::dir_size(&logs);
+            crate::commands::remove_container(g, &containers, &c)?;
+            let bytes = before.saturating_sub(frun_images::store::dir_size(&logs));
+            out.bytes += bytes;
+            out.containers.push(SweptContainer {
+                id,
+                name: Some(c.record.name.clone()),
+                why: "created, never started",
+                bytes,
+            });
+        }
+    }
+    // 2. Temp files of writers that died, where frun keeps its own state.
+    for dir in state_dirs(&g.root) {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = temp_writer(&name) else {
+                continue;
+            };
+            if crate::containers::pid_start(pid).is_some() {
+                continue;
+            }
+            let Ok(meta) = e.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            let path = e.path();
+            std::fs::remove_file(&path).with_context(|| format!("removing {path:?}"))?;
+            out.temp_files += 1;
+            out.bytes += meta.len();
+        }
+    }
+    Ok(out)
+}
+
+/// The pid in a temp file's name `.NAME.tmp-PID`.
+fn temp_writer(name: &str) -> Option<i32> {
+    let rest = name.strip_prefix('.')?;
+    let (_, pid) = rest.rsplit_once(".tmp-")?;
+    pid.parse().ok().filter(|p: &i32| *p > 0)
+}
+
+/// The directories of frun's own state files (not the image store's: it sweeps its own).
+fn state_dirs(root: &Path) -> Vec<PathBuf> {
+    let subdirs = |d: PathBuf| -> Vec<PathBuf> {
+        std::fs::read_dir(&d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect()
+    };
+    let mut out = vec![
+        root.join("containers"),
+        root.join("network"),
+        root.join("volumes"),
+    ];
+    out.extend(subdirs(root.join("containers")));
+    // A volume's record is beside its `_data`, never inside it.
+    out.extend(subdirs(root.join("volumes")));
+    for s in subdirs(root.join("stacks")) {
+        out.push(s.join("proxy/conf.d"));
+        out.push(s);
+    }
+    for group in subdirs(root.join("logs")) {
+        out.extend(subdirs(group.clone()));
+        out.push(group);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_files_name_their_writer() {
+        assert_eq!(temp_writer(".state.json.tmp-4242"), Some(4242));
+        assert_eq!(temp_writer(".a.tmp-b.tmp-7"), Some(7));
+        assert_eq!(temp_writer("state.json.tmp-4242"), None);
+        assert_eq!(temp_writer(".state.json"), None);
+        assert_eq!(temp_writer(".x.tmp-"), None);
+        assert_eq!(temp_writer(".x.tmp-0"), None);
+    }
+
+    #[test]
+    fn a_held_container_is_not_abandoned_until_its_holder_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        // Another process's shared lock, as a creator's: a separate open file.
+        let theirs = std::fs::File::create(dir.path().join(HOLD)).unwrap();
+        rustix::fs::flock(theirs.as_fd(), rustix::fs::FlockOperation::LockShared).unwrap();
+        assert!(abandoned(dir.path()).is_none());
+        drop(theirs);
+        assert!(abandoned(dir.path()).is_some());
+    }
+}
