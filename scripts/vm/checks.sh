@@ -397,8 +397,6 @@ c_boot_unit() {
 
 c_reboot_serving() {
     # No user action since the boot: the unit's supervisor brought the stack back.
-    { systemd-analyze critical-chain frun-vm-checks.service frun.service; systemd-analyze blame | head -15; } \
-        >"$SHARE/out/boot-analysis.txt" 2>&1 || true
     wait_for 150 sh -c "curl -sf $FAMILY_URL/ | grep -q 'family app v1'" \
         || die "nothing on $FAMILY_URL $(cut -d' ' -f1 /proc/uptime) s after the boot; frun.service $(systemctl is-active frun.service): $(unit_journal)"
     cut -d' ' -f1 /proc/uptime >"$SHARE/out/serving-after-boot"
