@@ -8,20 +8,26 @@
 #   2. the test registry's content: this script runs inside scripts/with-test-registries.sh
 #      (it re-executes itself there when FRUN_TEST_REGISTRY_STORAGE is not set) and hands
 #      the guest the part of registry (a)'s storage the checks pull (test/busybox,
-#      test/checker), which the guest serves with docker-registry on its own loopback;
+#      test/checker, and the family stack's library/nginx, family/app), which the guest
+#      serves with docker-registry on its own loopback;
 #   3. boots the image with qemu, TCG (KVM here is nested and hangs stock kernels), no NIC,
 #      the disk in snapshot mode plus a swap disk, and a 9p share holding frun, the
 #      checks (scripts/vm/checks.sh) and the registry; the guest's frun-vm-checks.service
-#      runs them and powers off; results come back in the share (and on the serial log);
+#      runs them and powers off; results come back in the share (and on the serial log).
+#      One check reboots the guest (checks.sh's boot_unit/reboot_serving): without
+#      -no-reboot qemu restarts it in the same process, the snapshot disk keeps what the
+#      first boot wrote, and the checks resume after the boot;
 #   4. boots it again with systemd.unified_cgroup_hierarchy=0 (the hybrid layout).
 # Each boot has a deadline: no checks started within FRUN_VM_BOOT_TIMEOUT (360 s), or not
-# done within FRUN_VM_TIMEOUT (900 s), kills qemu (by its pid) and fails with the serial
+# done within FRUN_VM_TIMEOUT (1200 s: a boot includes the reboot), kills qemu (by its pid) and fails with the serial
 # log's tail.
 #
 # usage: scripts/vm-test.sh
 # env:   FRUN_VM_BIN      frun binary to test (default target/debug/frun)
 #        FRUN_VM_MODES    boots to make (default "v2 hybrid")
 #        FRUN_VM_XFAIL    overrides the expected-to-fail list of scripts/vm/checks.sh
+#        FRUN_VM_CHECKS   run only these checks, e.g. "boot_unit reboot_serving" (the
+#                         others say `skip`; for work on one check, not for CI)
 #        FRUN_VM_KEEP=1   keep the work directory (share, serial logs)
 #        FRUN_VM_CACHE    where images are cached (default /var/cache/frun-vm)
 #        FRUN_VM_MIRROR   Debian mirror for debootstrap (default: the one apt uses here)
@@ -91,10 +97,14 @@ mkdir -p "$share"
 # Without its debug info (a debug build is ~180 MB, ~30 MB stripped: 9p under TCG is slow).
 strip -o "$share/frun" "$bin"
 cp scripts/vm/checks.sh "$share/checks.sh"
+mkdir -p "$share/family"
+cp examples/family/frun.toml examples/family/proxy.conf.tmpl "$share/family/"
 # One tar file: the guest reads one file over 9p rather than walking a tree there.
-registry_subset "$FRUN_TEST_REGISTRY_STORAGE" "$work/registry" test/busybox test/checker
+registry_subset "$FRUN_TEST_REGISTRY_STORAGE" "$work/registry" test/busybox test/checker \
+    library/nginx family/app
 tar -C "$work/registry" -cf "$share/registry.tar" .
-[ -z "${FRUN_VM_XFAIL+x}" ] || printf 'FRUN_VM_XFAIL=%q\n' "$FRUN_VM_XFAIL" >"$share/env"
+[ -z "${FRUN_VM_XFAIL+x}" ] || printf 'FRUN_VM_XFAIL=%q\n' "$FRUN_VM_XFAIL" >>"$share/env"
+[ -z "${FRUN_VM_CHECKS:-}" ] || printf 'FRUN_VM_CHECKS=%q\n' "$FRUN_VM_CHECKS" >>"$share/env"
 truncate -s 512M "$work/swap.img"
 mkswap -q "$work/swap.img"
 
@@ -105,10 +115,10 @@ boot() {
     [ "$mode" = hybrid ] && append+=" systemd.unified_cgroup_hierarchy=0"
     rm -rf "$share/out"
     t0=$(date +%s)
-    # -no-reboot: a guest that panics or reboots ends qemu (the reboot check to come will
-    # need the guest to come back instead).
+    # No -no-reboot: the reboot check needs the guest back in the same qemu (a panic
+    # reboots it too: checks.sh then fails at once, seeing it did not ask for it).
     qemu-system-x86_64 -name "frun-vm-$mode" -accel tcg,thread=multi -cpu max -smp 2 -m 1024 \
-        -display none -monitor none -serial "file:$work/serial-$mode.log" -no-reboot -nic none \
+        -display none -monitor none -serial "file:$work/serial-$mode.log" -nic none \
         -kernel "$FRUN_VM_IMAGE/vmlinuz" -initrd "$FRUN_VM_IMAGE/initrd.img" -append "$append" \
         -drive "file=$FRUN_VM_IMAGE/disk.img,format=raw,if=virtio,snapshot=on" \
         -drive "file=$work/swap.img,format=raw,if=virtio,snapshot=on" \
@@ -122,9 +132,15 @@ boot() {
         if [ $state = booting ] && [ -d "$share/out" ]; then
             state=checking
             log "$mode: guest up, checks started after ${now} s"
+        elif [ $state = checking ] && [ -f "$share/out/reboot.state" ]; then
+            state=rebooting
+            log "$mode: guest rebooting after ${now} s"
+        elif [ $state = rebooting ] && [ ! -f "$share/out/reboot.state" ]; then
+            state=resumed
+            log "$mode: guest back, checks resumed after ${now} s"
         fi
         if { [ $state = booting ] && [ $now -ge "${FRUN_VM_BOOT_TIMEOUT:-360}" ]; } ||
-            [ $now -ge "${FRUN_VM_TIMEOUT:-900}" ]; then
+            [ $now -ge "${FRUN_VM_TIMEOUT:-1200}" ]; then
             kill -KILL "$qpid" 2>/dev/null || true
             wait "$qpid" 2>/dev/null || true
             qpid=
@@ -143,6 +159,8 @@ boot() {
         return 1
     fi
     sed "s/^/[$mode] /" "$share/out/checks.log"
+    [ ! -f "$share/out/serving-after-boot" ] || log "$mode: after the reboot, the stack served again $(cat "$share/out/serving-after-boot") s after the guest's kernel started"
+    [ ! -f "$share/out/times" ] || log "$mode: seconds per check: $(sed 's/ s$//' "$share/out/times" | tr '\n' ',' | sed 's/,$//; s/,/, /g')"
     [ ! -f "$share/out/info.txt" ] || sed "s/^/[$mode] frun info: /" "$share/out/info.txt"
     log "$mode: boot + checks + power-off in ${now} s ($(cat "$share/out/status"))"
     [ "$(cat "$share/out/status")" = "exit 0" ]

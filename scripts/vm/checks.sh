@@ -4,6 +4,12 @@
 # own loopback and the bridges frun makes). Run by the guest's frun-vm-checks.service from
 # the 9p share at $SHARE, as root, with frun's default roots, as on a fresh droplet.
 #
+# One check, reboot_serving, reboots the guest: boot_unit (the last check before it) records
+# the run so far in the share (out/run.log, out/reboot.state) and asks systemd for a
+# reboot; qemu restarts the guest in the same process (the snapshot disk keeps what the first
+# boot wrote), frun-vm-checks.service runs this script again, and it resumes there: prints
+# the first boot's lines (so out/checks.log holds the whole run), then the checks left.
+#
 # Prints one line per check: `ok NAME`, `FAIL NAME: why`, `xfail NAME: why (expected: ...)`
 # for a check listed in XFAIL that failed, `XPASS NAME: ...` for one listed that passed
 # (counted as a failure: take it off the list), then `N passed, N failed, N expected
@@ -22,14 +28,24 @@ declare -A XFAIL_WHY=()
 # shellcheck disable=SC1091
 [ -f "$SHARE/env" ] && . "$SHARE/env"
 XFAIL=${FRUN_VM_XFAIL-$XFAIL}
+# FRUN_VM_CHECKS (from the share's env too): run only these checks (names as printed),
+# e.g. "boot_unit reboot_serving" while working on one; the others print `skip NAME`.
+ONLY=${FRUN_VM_CHECKS:-}
 
 passed=0 failed=0 xfailed=0
 work=$(mktemp -d /tmp/checks.XXXXXX)
+# Every line of the report also goes to the share's run.log, written before the next
+# command runs (a reboot may come next), from which the second boot reprints the first's.
+RUNLOG=$SHARE/out/run.log
+say() { printf '%s\n' "$*" >>"$RUNLOG"; printf '%s\n' "$*"; }
 
 # check NAME FUNCTION: runs FUNCTION (set -e, at most 180 s) and reports it; its last
 # line of output is the reason when it fails.
 check() {
     local name=$1 fn=$2 rc listed=0 ticks=0 why started=$SECONDS
+    if [ -n "$ONLY" ]; then
+        case " $ONLY " in *" $name "*) ;; *) say "skip $name (not in FRUN_VM_CHECKS)"; return 0 ;; esac
+    fi
     case " $XFAIL " in *" $name "*) listed=1 ;; esac
     (set -e; "$fn") >"$work/$name.out" 2>&1 </dev/null &
     local pid=$!
@@ -39,14 +55,14 @@ check() {
     echo "$name $((SECONDS - started)) s" >>"$SHARE/out/times"
     why=$(grep -v -e '^$' -e '^note: run with `RUST_BACKTRACE' "$work/$name.out" | tail -1)
     if [ $rc = 0 ] && [ $listed = 0 ]; then
-        echo "ok $name"; passed=$((passed + 1))
+        say "ok $name"; passed=$((passed + 1))
     elif [ $rc = 0 ]; then
-        echo "XPASS $name: passes now; take it off XFAIL in scripts/vm/checks.sh"; failed=$((failed + 1))
+        say "XPASS $name: passes now; take it off XFAIL in scripts/vm/checks.sh"; failed=$((failed + 1))
     elif [ $listed = 1 ]; then
-        echo "xfail $name: $why (expected: ${XFAIL_WHY[$name]:-listed in XFAIL})"; xfailed=$((xfailed + 1))
+        say "xfail $name: $why (expected: ${XFAIL_WHY[$name]:-listed in XFAIL})"; xfailed=$((xfailed + 1))
     else
-        echo "FAIL $name: $why"; failed=$((failed + 1))
-        tail -15 "$work/$name.out" | sed 's/^/    | /'
+        say "FAIL $name: $why"; failed=$((failed + 1))
+        say "$(tail -15 "$work/$name.out" | sed 's/^/    | /')"
     fi
 }
 
@@ -67,15 +83,31 @@ wait_for() { # SECONDS CMD...: until CMD succeeds
     while ! "$@" >/dev/null 2>&1; do n=$((n - 1)); [ $n -gt 0 ] || return 1; sleep 0.1; done
 }
 
-echo "guest: kernel $(uname -r), cgroup layout $layout, systemd $(systemctl --version | head -1 | cut -d' ' -f2), swap $(awk '/SwapTotal/ {print $2 " kB"}' /proc/meminfo)"
+# After the reboot boot_unit asked for: the first boot's output, its counts, and on to
+# reboot_serving (the functions below are defined first: this runs at the end).
+resumed=0
+if [ -f "$SHARE/out/reboot.state" ]; then
+    cat "$RUNLOG"
+    # shellcheck disable=SC1091
+    . "$SHARE/out/reboot.state"
+    rm -f "$SHARE/out/reboot.state"
+    resumed=1
+elif [ -f "$SHARE/out/started" ]; then
+    echo "FAIL the guest rebooted unexpectedly (a panic?) during the checks; serial log: see vm-test.sh's output"
+    exit 1
+fi
+touch "$SHARE/out/started"
+say "guest: kernel $(uname -r), cgroup layout $layout, systemd $(systemctl --version | head -1 | cut -d' ' -f2), swap $(awk '/SwapTotal/ {print $2 " kB"}' /proc/meminfo)"
+[ $resumed = 0 ] || say "guest: rebooted (boot $(cut -c1-8 /proc/sys/kernel/random/boot_id), up $(cut -d' ' -f1 /proc/uptime) s)"
 t0=$SECONDS
+if [ $resumed = 0 ]; then
 install -m 755 "$SHARE/frun" /usr/local/bin/frun
-echo "setup: frun installed ($((SECONDS - t0)) s)"
+say "setup: frun installed ($((SECONDS - t0)) s)"
 
 # The registry on the guest's loopback, serving a copy of the host's test registry (a).
 mkdir -p /var/lib/frun-vm-registry
 tar -C /var/lib/frun-vm-registry -xf "$SHARE/registry.tar"
-echo "setup: registry storage copied ($((SECONDS - t0)) s)"
+say "setup: registry storage copied ($((SECONDS - t0)) s)"
 cat >"$work/registry.yml" <<EOF
 version: 0.1
 log: {level: warn}
@@ -84,9 +116,10 @@ http: {addr: $REG}
 EOF
 docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
 if wait_for 60 curl -sf "http://$REG/v2/"; then
-    echo "setup: registry up on $REG ($((SECONDS - t0)) s)"
+    say "setup: registry up on $REG ($((SECONDS - t0)) s)"
 else
-    echo "setup: the registry did not answer; its log: $(tail -3 "$work/registry.log")"
+    say "setup: the registry did not answer; its log: $(tail -3 "$work/registry.log")"
+fi
 fi
 
 # --- the checks -------------------------------------------------------------------------
@@ -220,6 +253,52 @@ c_uidmap() {
         | jq -r '.features[] | select(.name == "overlayfs over idmapped layers") | .ok')" true
 }
 
+# refused_as_info_says ERR FEATURE: a refusal's stderr quotes what `frun info --format
+# json` says of FEATURE (its JSON), missing: name, what was found, disables, how.
+refused_as_info_says() {
+    local name detail disables how
+    name=$(jq -r .name <<<"$2") detail=$(jq -r .detail <<<"$2")
+    disables=$(jq -r .disables <<<"$2") how=$(jq -r .how <<<"$2")
+    expect "frun info: $name ok" "$(jq -r .ok <<<"$2")" false
+    for part in "this host lacks $name ($detail)" "$disables" "$how"; do
+        grep -qF -- "$part" <<<"$1" || die "the refusal lacks '$part': $1"
+    done
+}
+
+c_refusals() {
+    # What the host lacks is refused in frun info's words (tests/it/refusals.rs does
+    # the same on the test host). 1. nft off the PATH, a bridged run.
+    local empty=$work/empty-path feat err
+    mkdir -p "$empty"
+    feat=$(PATH=$empty /usr/local/bin/frun info --format json | jq -c '.features[] | select(.name == "nft")')
+    if err=$(PATH=$empty /usr/local/bin/frun run --rm "$REG/test/busybox" true 2>&1); then die "ran without nft"; fi
+    refused_as_info_says "$err" "$feat"
+    # 2. The pids controller out of frun's mount namespace: on v2 a cgroup namespace
+    #    rooted where pids is not delegated, cgroup2 mounted afresh; on hybrid the pids
+    #    hierarchy unmounted.
+    cat >"$work/nopids" <<'NOPIDS'
+#!/bin/sh
+P=/sys/fs/cgroup/frun-vm-nopids
+if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then
+    mkdir -p "$P/ns"
+    for c in memory cpu; do
+        if grep -qw "$c" /sys/fs/cgroup/cgroup.subtree_control; then echo "+$c" >"$P/cgroup.subtree_control"; fi
+    done
+    echo $$ >"$P/ns/cgroup.procs"
+    exec unshare --cgroup --mount --propagation private sh -c 'umount -l /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup && exec "$@"' sh "$@"
+fi
+exec unshare --mount --propagation private sh -c 'umount /sys/fs/cgroup/pids && exec "$@"' sh "$@"
+NOPIDS
+    chmod +x "$work/nopids"
+    feat=$("$work/nopids" frun info --format json | jq -c '.features[] | select(.name == "cgroup pids controller")')
+    if err=$("$work/nopids" frun run --rm --network none --pids-limit 10 "$REG/test/busybox" true 2>&1); then
+        die "ran with --pids-limit and no pids controller"
+    fi
+    rmdir /sys/fs/cgroup/frun-vm-nopids/ns /sys/fs/cgroup/frun-vm-nopids 2>/dev/null || true
+    refused_as_info_says "$err" "$feat"
+    expect "containers left" "$(frun ps -a --format json | jq length)" 0
+}
+
 c_unit_outlives_unit() {
     # A container started from a systemd unit that ends at once must keep running. (Not
     # `systemd-run --wait`: that needs D-Bus, which the guest does not have; without it
@@ -281,6 +360,57 @@ restarted() { # OLD_PID: the app answers again, from another process
     [ -n "$p" ] && [ "$p" != "$1" ] && [ "$p" != 0 ] && curl -sf http://127.0.0.1:8082/ >/dev/null
 }
 
+# The family stack (examples/family) under the unit `frun systemd-unit` prints, then a
+# reboot: boot_unit sets it up, reboot_serving (after the reboot) finds it serving again.
+FAMILY=/srv/family
+FAMILY_URL=http://127.0.0.1:8080
+# lock_holder: the pid holding the supervisor's lock (/proc/locks names it by inode).
+lock_holder() {
+    local ino; ino=$(stat -c %i /run/frun/supervise.lock) || return 1
+    awk -v i=":$ino\$" '$2 == "FLOCK" && $4 == "WRITE" && $6 ~ i {print $5; exit}' /proc/locks
+}
+# The supervisor's lines of this boot: by identifier, not by unit (-u): once it has moved
+# itself into frun's own cgroup, journald no longer counts its lines as the unit's.
+frun_journal() { journalctl -q -b -t frun --no-pager 2>/dev/null; }
+unit_journal() { frun_journal | tail -"${1:-5}" | tr '\n' ' '; }
+
+c_boot_unit() {
+    # 1. The unit, installed as its header says (a supervisor that `frun up` started in
+    #    the `up` check runs already: the unit's waits for it, and is active meanwhile).
+    frun systemd-unit >/etc/systemd/system/frun.service
+    grep -q '^ExecStart=/usr/local/bin/frun .*supervise --boot$' /etc/systemd/system/frun.service \
+        || die "unexpected unit: $(grep ExecStart /etc/systemd/system/frun.service)"
+    systemctl daemon-reload
+    systemctl enable --now frun.service
+    wait_for 30 systemctl is-active --quiet frun.service || die "frun.service is $(systemctl is-active frun.service): $(unit_journal)"
+    # 2. The family stack, its images from the guest's registry, in a directory of the
+    #    disk (the stack's record points at its file; the disk outlives the reboot).
+    mkdir -p "$FAMILY"
+    sed -e "s|\"nginx:stable\"|\"$REG/library/nginx:stable\"|" -e "s|\"family/app:v1\"|\"$REG/family/app:v1\"|" \
+        "$SHARE/family/frun.toml" >"$FAMILY/frun.toml"
+    cp "$SHARE/family/proxy.conf.tmpl" "$FAMILY/"
+    grep -q "\"$REG/family/app:v1\"" "$FAMILY/frun.toml" || die "the image references were not replaced"
+    (cd "$FAMILY" && frun up) || die "frun up of the family stack failed"
+    wait_for 60 sh -c "curl -sf $FAMILY_URL/ | grep -q 'family app v1'" || die "the family stack does not serve on $FAMILY_URL"
+    expect "first visit" "$(curl -sf $FAMILY_URL/visit)" 1
+}
+
+c_reboot_serving() {
+    # No user action since the boot: the unit's supervisor brought the stack back.
+    wait_for 150 sh -c "curl -sf $FAMILY_URL/ | grep -q 'family app v1'" \
+        || die "nothing on $FAMILY_URL $(cut -d' ' -f1 /proc/uptime) s after the boot; frun.service $(systemctl is-active frun.service): $(unit_journal)"
+    cut -d' ' -f1 /proc/uptime >"$SHARE/out/serving-after-boot"
+    expect "visit after the reboot (the volume kept the first)" "$(curl -sf $FAMILY_URL/visit)" 2
+    local st; st=$(frun status -f "$FAMILY/frun.toml" --format json)
+    expect "frun status" "$(echo "$st" | jq -r '[.[] | "\(.name) \(.status)"] | sort | join(", ")')" \
+        "family-app.1 running, family-proxy running"
+    frun_journal >"$SHARE/out/journal-frun.txt"
+    grep -q 'stack back up after the boot' "$SHARE/out/journal-frun.txt" \
+        || die "the supervisor's journal does not say the stack is back: $(unit_journal)"
+    expect "the supervisor (the lock's holder)" "$(lock_holder)" "$(systemctl show -P MainPID frun.service)"
+    (cd "$FAMILY" && frun down --volumes) >/dev/null || die "frun down failed"
+}
+
 c_swap_load() {
     # `frun swap` on a systemd host: the family stack (nginx + app), four swaps v1 <-> v2
     # while curl keeps requesting /version over keep-alive connections (50 requests per
@@ -331,12 +461,18 @@ EOF
 }
 
 # ---------------------------------------------------------------------------------------
+if [ $resumed = 1 ]; then
+    check reboot_serving c_reboot_serving
+    say "$passed passed, $failed failed, $xfailed expected failures"
+    [ $failed = 0 ]
+    exit
+fi
 check info c_info
 check pull c_pull
 check limits c_limits
 check pids_limit c_pids_limit
 check oom_report c_oom_report
-swapon /dev/vdb 2>/dev/null || echo "(no swap disk /dev/vdb)"
+swapon /dev/vdb 2>/dev/null || say "(no swap disk /dev/vdb)"
 check swap_limit c_swap_limit
 check bridge_publish c_bridge_publish
 check names c_names
@@ -344,14 +480,32 @@ check exec c_exec
 check logs c_logs
 check stop_rm_cleanup c_stop_rm_cleanup
 check uidmap c_uidmap
+check refusals c_refusals
 check unit_outlives_unit c_unit_outlives_unit
 check up c_up
 check swap_under_load c_swap_load
-# --- To come, once they land (issue 8; DESIGN.md): ---------------------------------------
-#   check reboot_serving ...           a reboot of the guest, then the stack serving again
-#                                      (needs vm-test.sh to boot without -no-reboot and the
-#                                      checks to resume after the reboot: see its boot()).
+# (Checks go above this line: boot_unit and the reboot come last.)
 # ---------------------------------------------------------------------------------------
+before=$passed
+check boot_unit c_boot_unit
+if [ -n "$ONLY" ] && [[ " $ONLY " != *" boot_unit "* ]]; then
+    say "skip reboot_serving (boot_unit was skipped)"
+elif [ $passed != "$before" ]; then
+    # The reboot: the counts and the report so far are in the share; systemd stops this
+    # unit (and so this script) on the way down; the next boot resumes above.
+    say "reboot: rebooting the guest (reboot_serving follows after the boot)"
+    printf 'passed=%d failed=%d xfailed=%d\n' $passed $failed $xfailed >"$SHARE/out/reboot.state.tmp"
+    mv "$SHARE/out/reboot.state.tmp" "$SHARE/out/reboot.state"
+    sync
+    systemctl --check-inhibitors=no reboot
+    sleep 120
+    rm -f "$SHARE/out/reboot.state"
+    say "FAIL reboot_serving: the guest did not reboot within 120 s of systemctl reboot"
+    failed=$((failed + 1))
+else
+    say "FAIL reboot_serving: not tried (boot_unit failed)"
+    failed=$((failed + 1))
+fi
 
-echo "$passed passed, $failed failed, $xfailed expected failures"
+say "$passed passed, $failed failed, $xfailed expected failures"
 [ $failed = 0 ]

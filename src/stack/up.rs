@@ -372,15 +372,10 @@ pub fn up(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<Vec<Change>>
     let image = app_image(g, stack, &entries, quiet)?;
     let proxy_digest = match &stack.proxy {
         Some(p) => Some(
-            model::image_for_role(
-                g,
-                &p.desc.image.parse()?,
-                stack.registry_auth("proxy"),
-                quiet,
-            )
-            .with_context(|| format!("the proxy image {}", p.desc.image))?
-            .manifest_digest
-            .to_string(),
+            model::image_for_role(g, &p.desc.image.parse()?, p.registry_auth.as_ref(), quiet)
+                .with_context(|| format!("the proxy image {}", p.desc.image))?
+                .manifest_digest
+                .to_string(),
         ),
         None => None,
     };
