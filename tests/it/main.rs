@@ -26,6 +26,7 @@ mod oci_spec;
 mod proxy_protocol;
 mod pull;
 mod repair;
+mod role_logs;
 mod run;
 mod stats;
 mod swap;
