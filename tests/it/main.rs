@@ -9,6 +9,7 @@ mod addr_reuse;
 mod boot;
 mod ca_roots;
 mod common;
+mod cp_stopped;
 mod credentials;
 mod demo;
 mod events;
