@@ -104,10 +104,8 @@ fn stopped_root(g: &Global, c: &crate::containers::Container) -> anyhow::Result<
     }
     // EBUSY here: the container is starting meanwhile (its upper directory is in use).
     fsconfig_create(&fs).context("creating the overlay")?;
-    Ok(
-        fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
-            .context("mounting the overlay")?,
-    )
+    fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
+        .context("mounting the overlay")
 }
 
 /// Refuses a path inside a bind mount of the container's spec (a volume, a bind, the
