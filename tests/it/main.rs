@@ -30,6 +30,7 @@ mod repair;
 mod role_logs;
 mod run;
 mod stats;
+mod stats_stream;
 mod swap;
 mod up;
 mod volumes;
