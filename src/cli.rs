@@ -180,6 +180,51 @@ pub enum Command {
     /// Copy files between a running container and the host:
     /// `frun cp CONTAINER:PATH HOSTPATH` or `frun cp HOSTPATH CONTAINER:PATH`.
     Cp(CpArgs),
+    /// Back up the stack's named volumes while the app runs (sqlite online backup,
+    /// other files with the app briefly frozen) into one verified archive.
+    Backup(BackupArgs),
+    /// Restore a backup: verify it, keep a safety backup, stop the app, swap the volumes
+    /// in, start the app.
+    Restore(RestoreArgs),
+    /// List the stack's backups: size, age, destination, verification.
+    Backups(BackupsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// The stack file.
+    #[arg(short, long, default_value = "frun.toml")]
+    pub file: PathBuf,
+    /// The longest the app may stay frozen while the files that are not sqlite
+    /// databases are copied (e.g. 500ms, 5s); past it the backup fails and the app is
+    /// thawed. Default: [backup] freeze_max, else 5s.
+    #[arg(long)]
+    pub freeze_max: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// The stack file.
+    #[arg(short, long, default_value = "frun.toml")]
+    pub file: PathBuf,
+    /// Do not keep a backup of the current data first.
+    #[arg(long)]
+    pub no_safety_backup: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// A backup's name (as `frun backups` lists it), or `latest`.
+    pub name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct BackupsArgs {
+    /// The stack file.
+    #[arg(short, long, default_value = "frun.toml")]
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
 }
 
 #[derive(Args, Debug)]

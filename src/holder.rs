@@ -400,6 +400,24 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         )
     });
 
+    // A stack's app also answers on its generation's unix socket, which the stack's
+    // proxy reaches through a symlink (see stack::upstream): a swap renames the symlink.
+    let upstream = match &net_cfg {
+        Some(cfg) => {
+            let netns = crate::forward::Netns::open(&cfg.netns_path(&c.record.id))
+                .ok()
+                .map(std::sync::Arc::new);
+            match crate::stack::upstream::serve(&g.root, &c, netns, say.clone()) {
+                Ok(u) => u,
+                Err(e) => {
+                    say(&format!("frun: the proxy cannot reach this app: {e:#}"));
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+
     crate::fault::reached(crate::fault::Step::HolderServing);
     let exit = frun_runtime::wait(&started)?;
     // The published ports close with the container: a client is refused from now on,
@@ -409,6 +427,9 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     }
     if let Some(r) = ports_report {
         r.stop();
+    }
+    if let Some(u) = upstream {
+        u.stop();
     }
     for l in loggers {
         if l.join().is_err() {

@@ -3,6 +3,7 @@
 //! `main` parses, runs, and turns an error into one message and an exit code; the work
 //! is in the `images` and `runtime` crates, composed by the command modules.
 
+mod backup;
 mod cli;
 mod commands;
 mod containers;

@@ -1,5 +1,6 @@
 //! One module per command group, each a thin layer over a library call.
 
+mod backup;
 mod cp;
 mod events;
 pub mod images;
@@ -41,6 +42,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => inspect::inspect(&g, args),
         Command::Cp(args) => cp::cp(&g, args),
         Command::Events(args) => events::events(&g, args),
+        Command::Backup(args) => backup::backup(&g, args),
+        Command::Restore(args) => backup::restore(&g, args),
+        Command::Backups(args) => backup::backups(&g, args),
         Command::Holder { id, restarted } => crate::holder::run(&g, &id, restarted),
         Command::Steps => crate::fault::list(),
         Command::Up(args) => stack::up(&g, args),

@@ -50,6 +50,7 @@ mod tcp;
 #[cfg(test)]
 mod testutil;
 mod udp;
+mod unix;
 
 // The paths the rest of frun uses (`crate::forward::Target`, ...); some are used only
 // by tests until `frun swap` retargets a port. `-p` specs are `crate::model::Publish`.
@@ -63,4 +64,5 @@ pub use self::{
     target::Target,
     tcp::{proxy_v1_header, serve_tcp, TcpOptions, TcpPort},
     udp::{serve_udp, UdpPort},
+    unix::{start_unix, UnixForwarder},
 };

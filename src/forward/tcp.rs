@@ -188,7 +188,7 @@ pub fn proxy_v1_header(src: SocketAddr, dst: SocketAddr) -> String {
 
 /// A non-blocking TCP socket connecting to `to` from its namespace. With `defer_ack`
 /// (the first bytes are at hand) the handshake's last ACK waits for them.
-fn connect(to: &Dest, defer_ack: bool) -> io::Result<std::net::TcpStream> {
+pub(super) fn connect(to: &Dest, defer_ack: bool) -> io::Result<std::net::TcpStream> {
     enter(to.netns.as_ref())?;
     let domain = if to.addr.is_ipv4() {
         rnet::AddressFamily::INET

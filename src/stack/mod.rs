@@ -11,6 +11,7 @@ pub mod history;
 pub mod proxy;
 pub mod swap;
 pub mod up;
+pub mod upstream;
 
 use crate::model::{
     Description, HealthCheck, NetworkMode, Probe, Publish, RestartPolicy, VolumeSpec, LABEL_ROLE,
@@ -489,7 +490,7 @@ impl Stack {
             )?,
             None => None,
         };
-        let app = Description {
+        let mut app = Description {
             name: None,
             image: a.image.get_ref().clone(),
             command: a.command.clone().unwrap_or_default(),
@@ -568,12 +569,21 @@ impl Stack {
                     pids_limit: None,
                     network: NetworkMode::Bridge,
                     publish: cx.publish(&p.ports, p.proxy_protocol)?,
-                    volumes: vec![VolumeSpec {
-                        source: conf_dir(root, &name).to_string_lossy().into_owned(),
-                        dest: "/etc/nginx/conf.d".into(),
-                        read_only: true,
-                        idmap: false,
-                    }],
+                    volumes: vec![
+                        VolumeSpec {
+                            source: conf_dir(root, &name).to_string_lossy().into_owned(),
+                            dest: "/etc/nginx/conf.d".into(),
+                            read_only: true,
+                            idmap: false,
+                        },
+                        // The app's sockets (see upstream): swaps without a reload.
+                        VolumeSpec {
+                            source: upstream::dir(root, &name).to_string_lossy().into_owned(),
+                            dest: upstream::IN_PROXY.into(),
+                            read_only: true,
+                            idmap: false,
+                        },
+                    ],
                     userns: None,
                     tty: false,
                     interactive: false,
@@ -588,6 +598,11 @@ impl Stack {
                 };
                 desc.validate()
                     .map_err(|e| cx.err(span, format!("[proxy]: {e:#}")))?;
+                // Each app generation serves a socket for the proxy (see upstream).
+                if let Some(port) = a.port {
+                    app.labels
+                        .insert(upstream::LABEL_UPSTREAM_PORT.into(), port.to_string());
+                }
                 Some(ProxyRole { desc, template })
             }
         };

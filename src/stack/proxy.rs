@@ -17,6 +17,9 @@ use crate::containers::Container;
 pub struct Upstream {
     pub addr: Ipv4Addr,
     pub port: u16,
+    /// What `{{upstream}}` becomes instead of `addr:port` (the app's socket, see
+    /// `stack::upstream`).
+    pub via: Option<String>,
 }
 
 /// The default `server` block: Host, X-Forwarded-For and -Proto passed on; with the
@@ -29,7 +32,7 @@ pub fn default_template(listen: u16, proxy_protocol: bool) -> String {
         ("", "$proxy_add_x_forwarded_for")
     };
     format!(
-        "# Written by frun (frun up): rewritten on every change of the app.\n\
+        "# Written by frun (frun up): the app is reached through its socket (see frun's stack::upstream).\n\
          server {{\n\
          \x20   listen {listen}{listen_opts};\n\
          \x20   location / {{\n\
@@ -50,7 +53,12 @@ pub fn default_template(listen: u16, proxy_protocol: bool) -> String {
 
 pub fn render(template: &str, up: &Upstream) -> String {
     template
-        .replace("{{upstream}}", &format!("{}:{}", up.addr, up.port))
+        .replace(
+            "{{upstream}}",
+            &up.via
+                .clone()
+                .unwrap_or_else(|| format!("{}:{}", up.addr, up.port)),
+        )
         .replace("{{app_addr}}", &up.addr.to_string())
         .replace("{{app_port}}", &up.port.to_string())
 }
@@ -110,9 +118,10 @@ mod tests {
 
     #[test]
     fn the_default_config_points_at_the_app_and_passes_the_headers() {
-        let up = Upstream {
+        let mut up = Upstream {
             addr: "10.89.0.5".parse().unwrap(),
             port: 8080,
+            via: None,
         };
         let c = render(&default_template(80, false), &up);
         assert!(c.contains("listen 80;"), "{c}");
@@ -128,5 +137,11 @@ mod tests {
         assert!(c.contains("X-Forwarded-For $proxy_protocol_addr;"), "{c}");
         let c = render("{{app_addr}} {{app_port}}", &up);
         assert_eq!(c, "10.89.0.5 8080");
+        up.via = Some("unix:/run/frun-upstream/app.sock:".into());
+        let c = render(&default_template(80, false), &up);
+        assert!(
+            c.contains("proxy_pass http://unix:/run/frun-upstream/app.sock:;"),
+            "{c}"
+        );
     }
 }

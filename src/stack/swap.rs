@@ -3,10 +3,11 @@
 //!
 //! [`swap`] is one function of numbered steps: pull (and compare digests), check the
 //! memory for two apps, start the new generation beside the old, wait until it is
-//! healthy, point the proxy at it (render, `nginx -t`, graceful reload), drain (until
-//! nginx's workers of the old configuration, the only ones that can still talk to the
-//! old app, have finished and exited), stop the old app, record the deployment. Up to
-//! the switch, any failure removes what was new and leaves the old app serving.
+//! healthy, point the proxy at it (the symlink to the app's socket renamed, see
+//! `upstream`; a reload only for a template that names the app's address), drain
+//! (until the old app has no open connection), stop the old app, record the
+//! deployment. Up to the switch, any failure removes what was new and leaves the old
+//! app serving.
 //!
 //! Each step is a [`Phase`], written to `ROOT/stacks/<stack>/swap.json` before the step
 //! acts (temp + fsync + rename) and logged once per change. A `kill -9` of frun leaves
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use super::history::{self, Entry, Outcome, StepTime};
 use super::up::{self, Resolved, Running};
+use super::upstream;
 use super::{stack_dir, Stack};
 use crate::cli::Global;
 use crate::containers::{Container, Containers};
@@ -112,36 +114,33 @@ fn lock_path(root: &Path, stack: &str) -> PathBuf {
     stack_dir(root, stack).join("lock")
 }
 
-fn open_lock_file(root: &Path, stack: &str) -> anyhow::Result<std::fs::File> {
-    let p = lock_path(root, stack);
-    std::fs::create_dir_all(p.parent().expect("a stack directory"))
-        .with_context(|| format!("creating the directory of {p:?}"))?;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&p)
-        .with_context(|| format!("opening {p:?}"))
-}
-
 /// The stack's change lock (`up`, `swap`, `rollback`), waited for; released when the
-/// returned value drops or the process dies.
-pub fn lock(root: &Path, stack: &str) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
-    let f = open_lock_file(root, stack)?;
-    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-        Ok(l) => Ok(l),
-        Err((f, _)) => {
-            eprintln!("Waiting for another frun up/swap of stack {stack} to finish");
-            nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-                .map_err(|(_, e)| anyhow::anyhow!("locking stack {stack}: {e}"))
-        }
-    }
+/// returned file drops or the process dies.
+pub fn lock(root: &Path, stack: &str) -> anyhow::Result<std::fs::File> {
+    take_lock(root, stack, true)?.context("a blocking lock")
 }
 
 /// The lock if nobody holds it (the supervisor does not wait for a running swap).
-pub fn try_lock(root: &Path, stack: &str) -> Option<nix::fcntl::Flock<std::fs::File>> {
-    let f = open_lock_file(root, stack).ok()?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).ok()
+pub fn try_lock(root: &Path, stack: &str) -> Option<std::fs::File> {
+    take_lock(root, stack, false).ok().flatten()
+}
+
+fn take_lock(root: &Path, stack: &str, wait: bool) -> anyhow::Result<Option<std::fs::File>> {
+    use frun_images::fsutil::lock_file;
+    use rustix::fs::FlockOperation;
+    let p = lock_path(root, stack);
+    std::fs::create_dir_all(p.parent().expect("a stack directory"))
+        .with_context(|| format!("creating the directory of {p:?}"))?;
+    match lock_file(&p, FlockOperation::NonBlockingLockExclusive) {
+        Ok(f) => return Ok(Some(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && wait => {}
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("locking {p:?}")),
+    }
+    eprintln!("Waiting for another frun up/swap of stack {stack} to finish");
+    let f =
+        lock_file(&p, FlockOperation::LockExclusive).with_context(|| format!("locking {p:?}"))?;
+    Ok(Some(f))
 }
 
 fn read_state(root: &Path, stack: &str) -> anyhow::Result<Option<State>> {
@@ -301,6 +300,36 @@ fn proxy_workers(px: &Container) -> Vec<i32> {
         .into_iter()
         .filter(|p| Some(*p) != master)
         .collect()
+}
+
+/// Connections to `port` of container `c` that are being answered (established, or
+/// closed by the peer but not yet by the app), from its network namespace's table.
+fn open_connections(c: &Container, port: u16) -> usize {
+    let Some(pid) = c.state().ok().and_then(|s| s.pid) else {
+        return 0;
+    };
+    ["tcp", "tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(format!("/proc/{pid}/net/{f}")).ok())
+        .map(|t| count_connections(&t, port))
+        .sum()
+}
+
+/// In `/proc/net/tcp` text: entries whose local port is `port` in state ESTABLISHED
+/// (01), SYN_RECV (03) or CLOSE_WAIT (08).
+fn count_connections(table: &str, port: u16) -> usize {
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let local_port = f
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            local_port == Some(port) && matches!(f.get(3), Some(&"01" | &"03" | &"08"))
+        })
+        .count()
 }
 
 fn alive_pid(pid: i32) -> bool {
@@ -500,59 +529,107 @@ pub fn swap(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Result<Report>
 
     // 4. Healthy by the stack's own check (or its port accepting): until then the old
     //    app serves alone.
-    if let Err(e) = up::wait_ready(&new, stack.app.port) {
+    let ready = up::wait_ready(&new, stack.app.port).and_then(|()| match &stack.proxy {
+        Some(_) => upstream::wait_serving(&g.root, &stack.name, up::generation(&new)),
+        None => Ok(()),
+    });
+    if let Err(e) = ready {
         fail(&mut report, &progress, &st, Some(&new), e)?;
         return Ok(report);
     }
     enter(&g.root, &stack.name, &mut st, Phase::Ready)?;
     progress.done("health", "ready");
 
-    // 5. The proxy pointed at the new app: conf rendered, `nginx -t`, graceful reload.
-    //    nginx's workers of the old configuration are noted first: they are the only
-    //    processes that can still send a request to the old app.
+    // 5. The proxy pointed at the new app: the app's socket link renamed to the new
+    //    generation's (see upstream: no reload, the clients' connections stay), and
+    //    the conf rendered again; only a template that names the app's address changes
+    //    with it, and then takes `nginx -t` and a graceful reload. nginx's workers are
+    //    noted first: after a reload, the old ones may still talk to the old app.
     enter(&g.root, &stack.name, &mut st, Phase::Switching)?;
     let mut old_workers = Vec::new();
     if let Some(px) = &running.proxy {
         old_workers = proxy_workers(px);
-        let switched = up::point_proxy(g, stack, px, &new).and_then(|reloaded| {
-            if reloaded {
-                wait_new_workers(px, &old_workers)
-            } else {
-                Ok(())
+        // The conf first: when nginx rejects it, no request has gone to the new app.
+        let switched = up::point_proxy(g, stack, px, &new)
+            .and_then(|reloaded| {
+                if reloaded {
+                    wait_new_workers(px, &old_workers)?;
+                }
+                Ok(reloaded)
+            })
+            .and_then(|reloaded| {
+                upstream::point(&g.root, &stack.name, up::generation(&new))?;
+                Ok(reloaded)
+            });
+        match switched {
+            Ok(reloaded) => {
+                if !reloaded {
+                    old_workers.clear();
+                }
+                progress.done(
+                    "switch",
+                    &format!(
+                        "app.sock -> {}{}",
+                        upstream::socket(&g.root, &stack.name, up::generation(&new))
+                            .file_name()
+                            .map_or(String::new(), |n| n.to_string_lossy().into_owned()),
+                        if reloaded {
+                            format!(
+                                ", {} reloaded (its conf names the app's address)",
+                                px.record.name
+                            )
+                        } else {
+                            ", no proxy reload".into()
+                        }
+                    ),
+                );
             }
-        });
-        if let Err(e) = switched {
-            // Back to the old app before the new one goes (a reload may have happened).
-            if let Err(r) = up::point_proxy(g, stack, px, old) {
-                tracing::warn!(error = %format!("{r:#}"), "pointing the proxy back at the old app");
+            Err(e) => {
+                // Back to the old app before the new one goes.
+                let back = upstream::point(&g.root, &stack.name, up::generation(old))
+                    .and_then(|()| up::point_proxy(g, stack, px, old));
+                if let Err(r) = back {
+                    tracing::warn!(error = %format!("{r:#}"), "pointing the proxy back at the old app");
+                }
+                fail(&mut report, &progress, &st, Some(&new), e)?;
+                return Ok(report);
             }
-            fail(&mut report, &progress, &st, Some(&new), e)?;
-            return Ok(report);
         }
-        progress.done("switch", &format!("{} reloaded", px.record.name));
     } else {
         progress.done("switch", "no proxy role: nothing to point");
     }
 
-    // 6. Drain: the old workers finish their requests (to the old app) and exit, within
-    //    the drain timeout.
+    // 6. Drain: what the old app was asked before the switch is answered. A connection
+    //    the proxy made just before the rename is accepted within moments; then the
+    //    old app's open connections (and, after a reload, nginx's old workers) are
+    //    waited for, within the drain timeout.
     enter(&g.root, &stack.name, &mut st, Phase::Draining)?;
     let deadline = Instant::now() + opts.drain_timeout;
+    if running.proxy.is_some() {
+        std::thread::sleep(Duration::from_millis(200).min(opts.drain_timeout));
+    }
+    let port = stack.app.port;
     let mut left: Vec<i32> = old_workers.clone();
-    while !left.is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
+    let mut conns: usize;
+    loop {
         left.retain(|p| alive_pid(*p));
+        conns = port.map_or(0, |p| {
+            running.apps.iter().map(|c| open_connections(c, p)).sum()
+        });
+        if (left.is_empty() && conns == 0) || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
     progress.done(
         "drain",
-        &if left.is_empty() {
-            format!("{} old nginx workers done", old_workers.len())
+        &if left.is_empty() && conns == 0 {
+            "the old app has no open connection".to_string()
         } else {
             format!(
-                "{} of {} old nginx workers still busy after {:?}: stopping the old app anyway",
+                "after {:?}: {conns} connections still open on the old app, {} old nginx workers busy: stopping it anyway",
+                opts.drain_timeout,
                 left.len(),
-                old_workers.len(),
-                opts.drain_timeout
             )
         },
     );
@@ -614,6 +691,7 @@ fn wait_new_workers(px: &Container, old: &[i32]) -> anyhow::Result<()> {
     }
 }
 
+/// The swap's end: its history entry and its `swap` event (outcome, digests, duration).
 fn record(
     g: &Global,
     stack: &Stack,
@@ -622,6 +700,24 @@ fn record(
     message: Option<String>,
     steps: &[StepTime],
 ) -> anyhow::Result<()> {
+    let ms: u64 = steps.iter().map(|s| s.ms).sum();
+    let mut ev = crate::events::Event::new(crate::events::Kind::Swap)
+        .stack(&stack.name)
+        .role("app")
+        .attr("how", &st.how)
+        .attr("outcome", outcome)
+        .attr("image", &st.image.reference)
+        .attr("digest", &st.image.digest)
+        .attr(
+            "previous_digest",
+            st.previous_digest.as_deref().unwrap_or(""),
+        )
+        .attr("container", &st.new)
+        .attr("duration_ms", ms);
+    if let Some(m) = &message {
+        ev = ev.attr("message", m);
+    }
+    crate::events::emit(&g.root, ev);
     history::append(
         &g.root,
         &stack.name,
@@ -661,6 +757,7 @@ pub fn recover(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<()> {
         (true, Some(new)) => {
             // Forward: the proxy on the new app, every older generation gone.
             if let Some(px) = &running.proxy {
+                upstream::point(&g.root, &stack.name, up::generation(new))?;
                 up::point_proxy(g, stack, px, new)?;
             }
             for c in running.apps.iter().filter(|c| c.record.name != st.new) {
@@ -671,6 +768,7 @@ pub fn recover(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<()> {
         _ => {
             // Back: the proxy on the old app, the new one gone (if it got that far).
             if let (Some(px), Some(old)) = (&running.proxy, old) {
+                upstream::point(&g.root, &stack.name, up::generation(old))?;
                 up::point_proxy(g, stack, px, old)?;
             }
             if let Some(c) = containers
@@ -759,6 +857,19 @@ mod tests {
             let json = serde_json::to_string(&p).unwrap();
             assert_eq!(json, format!("\"{p}\""));
         }
+    }
+
+    #[test]
+    fn open_connections_are_counted_by_local_port_and_state() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+           0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 1\n\
+           1: 0500590A:1F90 0100590A:A1B2 01 00000000:00000000 00:00000000 00000000  1000        0 2\n\
+           2: 0500590A:1F90 0100590A:A1B3 06 00000000:00000000 00:00000000 00000000     0        0 0\n\
+           3: 0500590A:1F90 0100590A:A1B4 08 00000000:00000000 00:00000000 00000000  1000        0 3\n\
+           4: 0500590A:0050 0100590A:A1B5 01 00000000:00000000 00:00000000 00000000  1000        0 4\n";
+        assert_eq!(count_connections(table, 8080), 2);
+        assert_eq!(count_connections(table, 80), 1);
+        assert_eq!(count_connections("", 80), 0);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 use anyhow::{bail, Context};
 use std::time::{Duration, Instant};
 
-use super::{conf_dir, history, proxy, stack_dir, swap, Stack};
+use super::{conf_dir, history, proxy, stack_dir, swap, upstream, Stack};
 use crate::cli::Global;
 use crate::containers::{Container, Containers, Status};
 use crate::model::{
@@ -23,7 +23,8 @@ use crate::model::{
 pub struct Change {
     pub role: String,
     pub container: String,
-    /// `created`, `replaced`, `unchanged`, `reloaded`.
+    /// `created`, `unchanged`, `reloaded`, `repointed` (the proxy's link to the app's
+    /// socket moved to the new app: no reload).
     pub action: String,
 }
 
@@ -40,7 +41,7 @@ fn role_of(c: &Container) -> &str {
     c.record.labels.get(LABEL_ROLE).map_or("", String::as_str)
 }
 
-fn generation(c: &Container) -> u64 {
+pub fn generation(c: &Container) -> u64 {
     c.record
         .labels
         .get(LABEL_GENERATION)
@@ -139,6 +140,14 @@ pub fn retire(g: &Global, containers: &Containers, c: &Container) -> anyhow::Res
                 crate::commands::stop_and_wait(c, pid, c.record.stop_signal, c.record.stop_timeout);
         }
     }
+    // The holder records the exit, emits its `die` event and cleans up, then ends by
+    // itself: given a moment for that before it is ended by force.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while c.state().is_ok_and(|st| Container::holder_alive(&st))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     crate::commands::end_holder_of(c);
     crate::commands::remove_container(g, containers, c)?;
     Ok(killed)
@@ -213,7 +222,11 @@ pub fn start_app(
     crate::fault::reached(crate::fault::Step::UpAppCreated);
     let started = crate::commands::start_detached(g, &c)
         .map_err(|e| anyhow::anyhow!("{e:#}"))
-        .and_then(|()| wait_ready(&c, stack.app.port));
+        .and_then(|()| wait_ready(&c, stack.app.port))
+        .and_then(|()| match &stack.proxy {
+            Some(_) => upstream::wait_serving(&g.root, &stack.name, generation(&c)),
+            None => Ok(()),
+        });
     match started {
         Ok(()) => {
             crate::fault::reached(crate::fault::Step::UpAppReady);
@@ -240,6 +253,7 @@ pub fn proxy_conf(stack: &Stack, ip: std::net::Ipv4Addr) -> Option<String> {
         &proxy::Upstream {
             addr: ip,
             port: stack.app.port.unwrap_or(80),
+            via: Some(upstream::nginx_upstream()),
         },
     ))
 }
@@ -346,7 +360,9 @@ pub fn up(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<Vec<Change>>
     let containers = Containers::open(&g.root)?;
     let mut changes = Vec::new();
 
-    // 0. One change of a stack at a time; a swap that a kill left half-done is finished
+    // 0. A restore or backup that was killed: finished or undone, the app thawed (backup).
+    crate::backup::restore::recover(g, &stack.name)?;
+    //    One change of a stack at a time; a swap that a kill left half-done is finished
     //    or undone first, so that what follows starts from one app generation.
     let _lock = swap::lock(&g.root, &stack.name)?;
     swap::recover(g, stack, quiet)?;
@@ -420,29 +436,44 @@ pub fn up(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<Vec<Change>>
         action: if new_app { "created" } else { "unchanged" }.into(),
     });
 
-    // 4. The proxy: config rendered for the app's address, checked, then reloaded (or
-    //    a new proxy started on it).
+    // 4. The proxy: the app's socket link pointed at the app (see upstream), the
+    //    config rendered, checked, then reloaded if it changed (or a new proxy started
+    //    on it).
     if let Some(p) = &stack.proxy {
         let text = proxy_conf(stack, app_ip(&app)?).expect("a proxy role");
         let dir = conf_dir(&g.root, &stack.name);
         let proxy_hash = description_hash(&p.desc, proxy_digest.as_deref().unwrap_or(""));
         let undo_app = |e: anyhow::Error| -> anyhow::Error {
             if new_app {
+                if let Some(old) = old_apps.last() {
+                    if let Err(r) = upstream::point(&g.root, &stack.name, generation(old)) {
+                        tracing::warn!(error = %format!("{r:#}"), "pointing the proxy back at the old app");
+                    }
+                }
                 discard(g, &containers, &app, "the new app container");
             }
             e
         };
+        let moved = upstream::current(&g.root, &stack.name) != Some(generation(&app));
         match old_proxy.filter(|c| c.record.labels.get(LABEL_HASH) == Some(&proxy_hash)) {
             Some(px) => {
+                // The conf first: when nginx rejects it, no request went to the new app.
                 let reloaded = point_proxy(g, stack, px, &app).map_err(undo_app)?;
+                upstream::point(&g.root, &stack.name, generation(&app)).map_err(undo_app)?;
+                let action = match (reloaded, moved) {
+                    (true, _) => "reloaded",
+                    (false, true) => "repointed",
+                    (false, false) => "unchanged",
+                };
                 changes.push(Change {
                     role: "proxy".into(),
                     container: px.record.name.clone(),
-                    action: if reloaded { "reloaded" } else { "unchanged" }.into(),
+                    action: action.into(),
                 });
             }
             None => {
                 let previous = proxy::write_conf(&dir, &text)?;
+                upstream::point(&g.root, &stack.name, generation(&app)).map_err(undo_app)?;
                 if let Some(old) = old_proxy {
                     say(quiet, &format!("Replacing {}", old.record.name));
                     retire(g, &containers, old)?;

@@ -6,6 +6,7 @@
 //! reason; under CI (`CI=true`) it fails instead.
 
 mod addr_reuse;
+mod backup;
 mod boot;
 mod ca_roots;
 mod common;

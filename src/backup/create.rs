@@ -1,0 +1,322 @@
+//! `frun backup`: the numbered steps of one backup of a stack's volumes.
+//!
+//! The databases are copied first, with the app running (sqlite's online backup);
+//! then the app is frozen, the volumes walked again and every other file copied into a
+//! staging directory, and the app thawed; then the archive is written from the staging
+//! directory with nobody waiting. A database that appeared between the two walks is
+//! copied with its `-wal`/`-journal` while frozen: a frozen app's files are what a
+//! crash would leave, which sqlite recovers from.
+
+use anyhow::{bail, Context};
+use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::archive::{self, Staged};
+use super::freeze::{self, Frozen};
+use super::{stack_dir, AppInfo, FileEntry, Kind, Manifest, Summary, Timings, Verification};
+use crate::cli::Global;
+use crate::containers::{Container, Containers, Status};
+use crate::stack::Stack;
+
+/// How long the app may stay frozen by default.
+pub const DEFAULT_FREEZE_MAX: Duration = Duration::from_secs(5);
+
+pub struct Options {
+    /// `manual`, `scheduled`, `pre-restore`, `before-swap`.
+    pub reason: String,
+    pub freeze_max: Duration,
+}
+
+/// The stack's running app containers, newest generation last.
+pub fn running_apps(g: &Global, stack: &str) -> anyhow::Result<Vec<Container>> {
+    let containers = Containers::open(&g.root)?;
+    Ok(crate::stack::up::stack_containers(&containers, stack)?
+        .into_iter()
+        .filter(|c| {
+            c.record
+                .labels
+                .get(crate::model::LABEL_ROLE)
+                .map(String::as_str)
+                == Some("app")
+        })
+        .filter(|c| c.state().is_ok_and(|s| s.status == Status::Running))
+        .collect())
+}
+
+/// A fresh name: `<stack>-YYYYMMDD-HHMMSS`, with `-2`, `-3`... when taken.
+fn new_name(dir: &Path, stack: &str) -> String {
+    let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
+    let base = format!("{stack}-{stamp}");
+    let taken = |n: &str| {
+        dir.join(format!("{n}{}", super::ARCHIVE_EXT)).exists()
+            || dir.join(format!("{n}.json")).exists()
+    };
+    let mut name = base.clone();
+    let mut i = 2;
+    while taken(&name) {
+        name = format!("{base}-{i}");
+        i += 1;
+    }
+    name
+}
+
+/// Every entry below `root` (itself first as ""), depth first, names sorted; devices,
+/// fifos and sockets are left out (they are not data).
+fn walk(root: &Path) -> anyhow::Result<Vec<(String, std::fs::Metadata)>> {
+    fn go(dir: &Path, rel: &str, out: &mut Vec<(String, std::fs::Metadata)>) -> anyhow::Result<()> {
+        let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()?;
+        names.sort();
+        for n in names {
+            let name = n
+                .to_str()
+                .with_context(|| format!("{:?} in {}: not a UTF-8 name", n, dir.display()))?;
+            let path = dir.join(name);
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                // Gone since the listing (the app deleted it): not part of the backup.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| format!("{}", path.display())),
+            };
+            let r = if rel.is_empty() {
+                name.to_string()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let ft = meta.file_type();
+            if ft.is_dir() {
+                out.push((r.clone(), meta));
+                go(&path, &r, out)?;
+            } else if ft.is_file() || ft.is_symlink() {
+                out.push((r, meta));
+            } else {
+                tracing::warn!(path = %path.display(), "not backed up: not a file, directory or symlink");
+            }
+        }
+        Ok(())
+    }
+    let meta = std::fs::symlink_metadata(root).with_context(|| format!("{}", root.display()))?;
+    let mut out = vec![(String::new(), meta)];
+    go(root, "", &mut out)?;
+    Ok(out)
+}
+
+fn entry(rel: &str, kind: Kind, m: &std::fs::Metadata) -> FileEntry {
+    FileEntry {
+        path: rel.to_string(),
+        kind,
+        mode: m.mode() & 0o7777,
+        uid: m.uid(),
+        gid: m.gid(),
+        mtime: m.mtime(),
+        size: 0,
+        sha256: None,
+        target: None,
+        sqlite: false,
+    }
+}
+
+/// A staging directory that is removed however the backup ends.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One backup of `stack`'s named volumes, with the stack's lock taken.
+pub fn create(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Result<Summary> {
+    let _lock = super::StackLock::take(&g.root, &stack.name)?;
+    super::restore::recover_data(g, &stack.name)?;
+    create_locked(g, stack, opts)
+}
+
+/// [`create`], for a caller that holds the stack's lock (a restore's safety backup).
+pub fn create_locked(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Result<Summary> {
+    let t0 = Instant::now();
+    freeze::thaw_leftover(&g.root, &stack.name);
+
+    // 1. What to back up: the app's named volumes; what runs: the app's containers.
+    let volumes = super::stack_volumes(stack);
+    if volumes.is_empty() {
+        bail!(
+            "stack {} has no named volume to back up ([data] volumes = [\"NAME:/path\"])",
+            stack.name
+        );
+    }
+    for v in &volumes {
+        let d = crate::volumes::data_dir(&g.root, v);
+        if !d.is_dir() {
+            bail!(
+                "volume {v} of stack {} does not exist ({}): `frun up` makes it",
+                stack.name,
+                d.display()
+            );
+        }
+    }
+    let apps = running_apps(g, &stack.name)?;
+    let app = apps.last().map(|c| AppInfo {
+        container: c.record.name.clone(),
+        image: c.record.image.clone(),
+        image_digest: c.record.image_digest.clone(),
+    });
+    let cgroups: Vec<PathBuf> = apps.iter().map(|c| c.record.cgroup.clone()).collect();
+
+    // 2. A name and a staging directory beside the archives.
+    let dir = stack_dir(&g.root, &stack.name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = new_name(&dir, &stack.name);
+    let scratch = Scratch(dir.join(format!(".staging-{name}")));
+    let _ = std::fs::remove_dir_all(&scratch.0);
+    std::fs::create_dir(&scratch.0).with_context(|| format!("creating {}", scratch.0.display()))?;
+    let staged_path = |vol: &str, rel: &str| scratch.0.join(vol).join(rel);
+
+    // 3. The databases, while the app runs: online backup, integrity_check of the copy.
+    let t_sql = Instant::now();
+    let mut databases: Vec<BTreeSet<String>> = Vec::new();
+    for v in &volumes {
+        let data = crate::volumes::data_dir(&g.root, v);
+        let mut dbs = BTreeSet::new();
+        for (rel, m) in walk(&data)? {
+            if m.file_type().is_file() && super::sqlite::is_database(&data.join(&rel)) {
+                let dst = staged_path(v, &rel);
+                std::fs::create_dir_all(dst.parent().expect("below the scratch dir"))?;
+                super::sqlite::copy(&data.join(&rel), &dst)?;
+                dbs.insert(rel);
+            }
+        }
+        databases.push(dbs);
+    }
+    let sqlite_ms = t_sql.elapsed().as_millis() as u64;
+
+    // 4. Everything else, with the app frozen (bounded) when it runs.
+    let mut frozen_ms = 0;
+    let mut staged: Vec<(String, Vec<Staged>)> = Vec::new();
+    {
+        let frozen = if cgroups.is_empty() {
+            None
+        } else {
+            Some(Frozen::freeze(
+                &g.root,
+                &stack.name,
+                &cgroups,
+                opts.freeze_max,
+            )?)
+        };
+        for (v, dbs) in volumes.iter().zip(&databases) {
+            let data = crate::volumes::data_dir(&g.root, v);
+            let companion = |rel: &str| {
+                super::sqlite::COMPANIONS
+                    .iter()
+                    .any(|s| rel.strip_suffix(s).is_some_and(|db| dbs.contains(db)))
+            };
+            let mut entries = Vec::new();
+            if let Some(f) = &frozen {
+                f.check("walking the volumes")?;
+            }
+            for (rel, m) in walk(&data)? {
+                let ft = m.file_type();
+                if ft.is_dir() {
+                    std::fs::create_dir_all(staged_path(v, &rel))?;
+                    entries.push(Staged {
+                        entry: entry(&rel, Kind::Dir, &m),
+                        content: None,
+                    });
+                } else if ft.is_symlink() {
+                    let mut e = entry(&rel, Kind::Symlink, &m);
+                    let target = std::fs::read_link(data.join(&rel))?;
+                    e.target = Some(
+                        target
+                            .to_str()
+                            .with_context(|| format!("the link {rel} points at a non-UTF-8 path"))?
+                            .to_string(),
+                    );
+                    entries.push(Staged {
+                        entry: e,
+                        content: None,
+                    });
+                } else if dbs.contains(&rel) {
+                    let mut e = entry(&rel, Kind::File, &m);
+                    e.sqlite = true;
+                    entries.push(Staged {
+                        entry: e,
+                        content: Some(staged_path(v, &rel)),
+                    });
+                } else if companion(&rel) {
+                    continue;
+                } else {
+                    let dst = staged_path(v, &rel);
+                    freeze::copy_bounded(&data.join(&rel), &dst, frozen.as_ref())?;
+                    entries.push(Staged {
+                        entry: entry(&rel, Kind::File, &m),
+                        content: Some(dst),
+                    });
+                }
+            }
+            staged.push((v.clone(), entries));
+        }
+        if let Some(f) = &frozen {
+            frozen_ms = f.since.elapsed().as_millis() as u64;
+        }
+    }
+
+    // 5. The archive (temp, fsync, rename), then its summary.
+    let t_arc = Instant::now();
+    let mut manifest = Manifest {
+        format: super::FORMAT,
+        stack: stack.name.clone(),
+        name: name.clone(),
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        frun_version: env!("CARGO_PKG_VERSION").to_string(),
+        reason: opts.reason.clone(),
+        app: app.clone(),
+        volumes: staged
+            .iter()
+            .map(|(v, es)| super::VolumeManifest {
+                name: v.clone(),
+                files: es.iter().map(|s| s.entry.clone()).collect(),
+            })
+            .collect(),
+        timings: Timings {
+            sqlite_ms,
+            frozen_ms,
+            ..Default::default()
+        },
+    };
+    let file = format!("{name}{}", super::ARCHIVE_EXT);
+    let written = archive::write(&dir.join(&file), &mut manifest, &staged)?;
+    drop(scratch);
+    let timings = Timings {
+        sqlite_ms,
+        frozen_ms,
+        archive_ms: t_arc.elapsed().as_millis() as u64,
+        total_ms: t0.elapsed().as_millis() as u64,
+    };
+    let files = manifest.volumes.iter().flat_map(|v| &v.files);
+    let summary = Summary {
+        name,
+        stack: stack.name.clone(),
+        created: manifest.created.clone(),
+        reason: opts.reason.clone(),
+        file,
+        size: written.size,
+        sha256: written.sha256,
+        files: files.clone().filter(|f| f.kind == Kind::File).count(),
+        databases: files.clone().filter(|f| f.sqlite).count(),
+        data_bytes: files.map(|f| f.size).sum(),
+        app_image_digest: app.map(|a| a.image_digest),
+        verification: Verification::Written,
+        verified_at: Some(manifest.created.clone()),
+        error: None,
+        destinations: Vec::new(),
+        timings,
+    };
+    summary.save(&g.root)?;
+    tracing::info!(name = %summary.name, size = summary.size, ms = summary.timings.total_ms, "backup written");
+    Ok(summary)
+}

@@ -1,0 +1,405 @@
+//! `frun backup`, `frun restore`, `frun backups`, end to end: the family app image
+//! (busybox httpd + sqlite3, as uid 1000) in a stack with two named volumes, the real
+//! binary, the test run's network namespace. Writers inside the app insert rows as fast
+//! as sqlite3 lets them while backups are taken; what a restore brings back is read
+//! from the host with sqlite (integrity_check, and every row committed before the
+//! backup began).
+
+use crate::common::*;
+use rusqlite::{Connection, OpenFlags};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The family app with two volumes: `bkdb` (its sqlite databases, /var/db) and
+/// `bkfiles` (plain files, /var/files).
+struct Stack {
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Stack {
+    fn new(f: &Frun, reg: &str) -> Stack {
+        let dir = f.dir.path().join("stack");
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        std::fs::write(
+            dir.join("frun.toml"),
+            format!(
+                r#"name = "bk"
+
+[app]
+image = "{reg}/family/app:v1"
+port = 8080
+ports = ["127.0.0.1:{port}:8080"]
+stop_grace = "1s"
+
+[app.health]
+http = "/"
+interval = "200ms"
+
+[data]
+volumes = ["bkdb:/var/db", "bkfiles:/var/files"]
+"#
+            ),
+        )
+        .unwrap();
+        Stack { dir, port }
+    }
+
+    fn file(&self) -> String {
+        self.dir.join("frun.toml").display().to_string()
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn visit(&self) -> u64 {
+        eventually_for(20, "a visit", || http_get(&self.addr(), "/cgi-bin/visit"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+fn volume(f: &Frun, name: &str) -> PathBuf {
+    f.root().join("volumes").join(name).join("_data")
+}
+
+/// A read of a live database from the host (sqlite's locks hold across the mount
+/// namespaces: same inode).
+fn query(db: &Path, sql: &str) -> i64 {
+    let c = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    c.query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
+        .unwrap()
+        .unwrap_or(0)
+}
+
+fn integrity(db: &Path) -> String {
+    let c = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    c.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
+        .unwrap()
+}
+
+/// Starts `sqlite3` in the app inserting rows 1, 2, 3... into `db` (a table `t`), each
+/// its own transaction, as fast as it goes, until /tmp/stop exists in the container.
+fn start_writer(f: &Frun, db: &str, wal: bool) -> std::process::Child {
+    let mode = if wal { "PRAGMA journal_mode=WAL;" } else { "" };
+    f.ok(&[
+        "exec",
+        "bk-app.1",
+        "sqlite3",
+        db,
+        &format!(
+            "{mode} CREATE TABLE t(id INTEGER PRIMARY KEY, at TEXT DEFAULT CURRENT_TIMESTAMP);"
+        ),
+    ]);
+    let script = format!(
+        "{{ echo '.timeout 20000'; i=0; while [ ! -e /tmp/stop ]; do i=$((i+1)); echo \"INSERT INTO t(id) VALUES($i);\"; done; }} | sqlite3 -bail {db}"
+    );
+    f.command(&["exec", "bk-app.1", "sh", "-c", &script])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn up(f: &Frun, s: &Stack) {
+    f.ok(&["up", "-f", &s.file()]);
+}
+
+/// What every restored database must hold: rows 1..=n all there, nothing broken.
+fn assert_holds(db: &Path, n: i64) {
+    assert_eq!(integrity(db), "ok", "{}", db.display());
+    let have = query(db, &format!("SELECT count(*) FROM t WHERE id <= {n}"));
+    assert_eq!(
+        have,
+        n,
+        "{}: rows committed before the backup began",
+        db.display()
+    );
+}
+
+#[test]
+fn backups_while_writers_insert_restore_every_committed_row() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    let s = Stack::new(&f, &reg);
+    up(&f, &s);
+    assert_eq!(s.visit(), 1);
+    std::fs::write(volume(&f, "bkfiles").join("note.txt"), "first note\n").unwrap();
+
+    // 1. Two writers: one database in rollback-journal mode, one in WAL mode.
+    let db = volume(&f, "bkdb");
+    let mut writers = vec![
+        start_writer(&f, "/var/db/journal.sqlite3", false),
+        start_writer(&f, "/var/db/wal.sqlite3", true),
+    ];
+    let names = ["journal.sqlite3", "wal.sqlite3"];
+    wait_for(30, "rows from both writers", || {
+        names
+            .iter()
+            .all(|n| query(&db.join(n), "SELECT max(id) FROM t") > 200)
+            .then_some(())
+    });
+
+    // 2. Backups while they write; what was committed before each began, noted.
+    let file = s.file();
+    let mut taken = Vec::new();
+    for _ in 0..3 {
+        let before: Vec<i64> = names
+            .iter()
+            .map(|n| query(&db.join(n), "SELECT max(id) FROM t"))
+            .collect();
+        let b: Value =
+            serde_json::from_str(&f.ok(&["backup", "-f", &file, "--format", "json"])).unwrap();
+        assert_eq!(b["databases"], 3, "{b}");
+        assert_eq!(b["verification"], "written", "{b}");
+        taken.push((b["name"].as_str().unwrap().to_string(), before));
+    }
+    for w in &writers {
+        assert!(alive(w.id() as i32), "a writer died during the backups");
+    }
+    let grown: Vec<i64> = names
+        .iter()
+        .map(|n| query(&db.join(n), "SELECT max(id) FROM t"))
+        .collect();
+    assert!(
+        grown.iter().zip(&taken[0].1).all(|(a, b)| a > b),
+        "the writers kept writing during the backups: {grown:?} vs {:?}",
+        taken[0].1
+    );
+
+    // 3. The list has them, newest last.
+    let list: Vec<Value> =
+        serde_json::from_str(&f.ok(&["backups", "-f", &file, "--format", "json"])).unwrap();
+    let listed: Vec<&str> = list.iter().map(|b| b["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        listed,
+        taken.iter().map(|t| t.0.as_str()).collect::<Vec<_>>()
+    );
+    let table = f.ok(&["backups", "-f", &file]);
+    assert!(
+        table.contains("written") && table.contains("local"),
+        "{table}"
+    );
+
+    // 4. Each restored: integrity_check passes and every row committed before it began
+    //    is there; the app answers on the restored data; the other volume came back too.
+    std::fs::write(volume(&f, "bkfiles").join("note.txt"), "changed later\n").unwrap();
+    for (name, before) in &taken {
+        let out = f.ok(&["restore", "-f", &file, name, "--no-safety-backup"]);
+        assert!(out.contains("App running: bk-app."), "{out}");
+        for (n, rows) in names.iter().zip(before) {
+            assert_holds(&db.join(n), *rows);
+        }
+        assert_eq!(integrity(&db.join("production.sqlite3")), "ok");
+        assert_eq!(
+            read(&volume(&f, "bkfiles").join("note.txt")),
+            "first note\n"
+        );
+        assert!(s.visit() >= 2);
+    }
+    for w in &mut writers {
+        let _ = w.wait();
+    }
+
+    // 5. The owner of the volume root and of the files is the app's (uid 1000): it writes.
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&db).unwrap().uid(), 1000);
+    assert_eq!(
+        std::fs::metadata(db.join("production.sqlite3"))
+            .unwrap()
+            .uid(),
+        1000
+    );
+    f.ok(&["down", "-f", &file]);
+}
+
+#[test]
+fn a_backup_past_the_freeze_bound_fails_and_thaws_the_app() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    let s = Stack::new(&f, &reg);
+    up(&f, &s);
+    assert_eq!(s.visit(), 1);
+    // 64 MB of plain file: its copy takes longer than 1 ms whatever the disk.
+    let big: Vec<u8> = (0..64u32 << 20).map(|i| (i % 253) as u8).collect();
+    std::fs::write(volume(&f, "bkfiles").join("big.bin"), &big).unwrap();
+    let file = s.file();
+    let err = f.fails(&["backup", "-f", &file, "--freeze-max", "1ms"]);
+    assert!(err.contains("freeze bound"), "{err}");
+    assert!(err.contains("thawed"), "{err}");
+
+    // The app is thawed (its cgroup says so, and it answers), nothing was left behind.
+    let inspect: Value = serde_json::from_str(&f.ok(&["inspect", "bk-app.1"])).unwrap();
+    let cg = inspect[0]["record"]["cgroup"].as_str().unwrap().to_string();
+    let v1 = Path::new("/sys/fs/cgroup/freezer").join(cg.trim_start_matches('/'));
+    if v1.join("freezer.state").exists() {
+        assert_eq!(read(&v1.join("freezer.state")).trim(), "THAWED");
+    } else {
+        let v2 = Path::new("/sys/fs/cgroup").join(cg.trim_start_matches('/'));
+        assert!(read(&v2.join("cgroup.events")).contains("frozen 0"));
+    }
+    assert_eq!(s.visit(), 2);
+    let dir = f.root().join("backups/bk");
+    let left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "lock")
+        .collect();
+    assert!(left.is_empty(), "left in {}: {left:?}", dir.display());
+
+    // With room enough, the same backup succeeds and says how long the app was frozen.
+    let b: Value =
+        serde_json::from_str(&f.ok(&["backup", "-f", &file, "--format", "json"])).unwrap();
+    assert_eq!(b["files"].as_u64().unwrap(), 2, "{b}");
+    assert!(b["timings"]["frozen_ms"].is_u64(), "{b}");
+    f.ok(&["down", "-f", &file]);
+}
+
+#[test]
+fn a_damaged_archive_is_refused_and_the_live_data_stays() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    let s = Stack::new(&f, &reg);
+    up(&f, &s);
+    assert_eq!(s.visit(), 1);
+    let file = s.file();
+    let b: Value =
+        serde_json::from_str(&f.ok(&["backup", "-f", &file, "--format", "json"])).unwrap();
+    let name = b["name"].as_str().unwrap().to_string();
+    assert_eq!(s.visit(), 2);
+    let dir = f.root().join("backups/bk");
+    let archive = dir.join(format!("{name}.tar.zst"));
+    let good = std::fs::read(&archive).unwrap();
+    let live = volume(&f, "bkdb").join("production.sqlite3");
+    let app_pid = || -> Value {
+        let v: Value = serde_json::from_str(&f.ok(&["inspect", "bk-app.1"])).unwrap();
+        v[0]["state"]["pid"].clone()
+    };
+    let pid_before = app_pid();
+    assert!(pid_before.is_i64());
+
+    let mut corrupt = good.clone();
+    corrupt[good.len() / 2] ^= 0x01;
+    let cases: [(&str, Vec<u8>, bool); 4] = [
+        ("one byte changed", corrupt.clone(), true),
+        ("one byte changed, no summary", corrupt, false),
+        ("cut short", good[..good.len() * 2 / 3].to_vec(), true),
+        (
+            "cut short, no summary",
+            good[..good.len() - 7].to_vec(),
+            false,
+        ),
+    ];
+    let summary = dir.join(format!("{name}.json"));
+    let summary_text = std::fs::read(&summary).unwrap();
+    for (what, bytes, keep_summary) in cases {
+        std::fs::write(&archive, &bytes).unwrap();
+        if keep_summary {
+            std::fs::write(&summary, &summary_text).unwrap();
+        } else {
+            let _ = std::fs::remove_file(&summary);
+        }
+        let err = f.fails(&["restore", "-f", &file, &name]);
+        assert!(err.contains("refused"), "{what}: {err}");
+        assert!(err.contains("live data was not touched"), "{what}: {err}");
+        // Live data as it was, the app never stopped, nothing staged left.
+        assert_eq!(query(&live, "SELECT count(*) FROM visits"), 2, "{what}");
+        assert_eq!(app_pid(), pid_before, "{what}");
+        assert!(!f.root().join("volumes/bkdb/_restore").exists(), "{what}");
+        assert!(!dir.join("restore.json").exists(), "{what}");
+        // The list says so.
+        let list: Vec<Value> =
+            serde_json::from_str(&f.ok(&["backups", "-f", &file, "--format", "json"])).unwrap();
+        assert_eq!(list[0]["verification"], "failed", "{what}: {list:?}");
+    }
+    // The archive as written restores: the one visit it holds.
+    std::fs::write(&archive, &good).unwrap();
+    std::fs::write(&summary, &summary_text).unwrap();
+    f.ok(&["restore", "-f", &file, &name]);
+    assert_eq!(query(&live, "SELECT count(*) FROM visits"), 1);
+    let list: Vec<Value> =
+        serde_json::from_str(&f.ok(&["backups", "-f", &file, "--format", "json"])).unwrap();
+    assert_eq!(list[0]["verification"], "verified", "{list:?}");
+    assert_eq!(
+        list[1]["reason"], "pre-restore",
+        "the safety backup: {list:?}"
+    );
+    f.ok(&["down", "-f", &file]);
+}
+
+/// A restore killed at each point (a test hook SIGKILLs frun there) leaves all old or
+/// all new data across both volumes, and the next `frun up` finishes or undoes it.
+#[test]
+fn a_restore_killed_at_any_point_leaves_old_or_new_data_and_up_repairs_it() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    let s = Stack::new(&f, &reg);
+    up(&f, &s);
+    let file = s.file();
+    let notes = volume(&f, "bkfiles").join("note.txt");
+    let live = volume(&f, "bkdb").join("production.sqlite3");
+    // The backup holds 1 visit and note "new".
+    assert_eq!(s.visit(), 1);
+    std::fs::write(&notes, "new\n").unwrap();
+    let b: Value =
+        serde_json::from_str(&f.ok(&["backup", "-f", &file, "--format", "json"])).unwrap();
+    let name = b["name"].as_str().unwrap().to_string();
+
+    let state = || -> (i64, String) {
+        let v = volume(&f, "bkdb").join("production.sqlite3");
+        (
+            query(&v, "SELECT count(*) FROM visits"),
+            read(&volume(&f, "bkfiles").join("note.txt")),
+        )
+    };
+    for (point, restored) in [
+        ("staged", false),
+        ("stopped", false),
+        ("swapped-1", true),
+        ("cleaned", true),
+    ] {
+        // The live data differs from the backup: more visits, another note.
+        let now = s.visit();
+        assert!(now >= 2);
+        std::fs::write(volume(&f, "bkfiles").join("note.txt"), "old\n").unwrap();
+        let old = state();
+        let out = f
+            .command(&["restore", "-f", &file, &name, "--no-safety-backup"])
+            .env("FRUN_TEST_STOP_AT", format!("restore.{point}"))
+            .output()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(9), "{point}: {out:?}");
+        // The next up finishes or undoes it; the app serves again.
+        let up_out = f.run(&["up", "-f", &file]);
+        assert!(up_out.status.success(), "{point}: {up_out:?}");
+        let got = state();
+        if restored {
+            assert_eq!(got, (1, "new\n".to_string()), "{point}");
+        } else {
+            assert_eq!(got, old, "{point}");
+        }
+        assert_eq!(integrity(&live), "ok", "{point}");
+        for v in ["bkdb", "bkfiles"] {
+            assert!(
+                !f.root().join("volumes").join(v).join("_restore").exists(),
+                "{point}: {v}"
+            );
+        }
+        assert!(
+            !f.root().join("backups/bk/restore.json").exists(),
+            "{point}"
+        );
+        assert!(
+            s.visit() > got.0 as u64,
+            "{point}: the app serves on the data"
+        );
+    }
+    f.ok(&["down", "-f", &file]);
+}
