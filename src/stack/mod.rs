@@ -68,6 +68,7 @@ struct RawStack {
     app: Option<Spanned<RawApp>>,
     data: Option<RawData>,
     metrics: Option<Spanned<RawMetrics>>,
+    backup: Option<crate::backup::config::RawBackup>,
 }
 
 /// `[metrics]`: where the supervisor serves Prometheus metrics (off without it).
@@ -143,6 +144,8 @@ pub struct Stack {
     pub app: AppRole,
     /// `[metrics] listen`: the address of the supervisor's Prometheus endpoint.
     pub metrics: Option<std::net::SocketAddr>,
+    /// The `[backup]` section (its defaults when there is none).
+    pub backup: crate::backup::config::BackupConfig,
 }
 
 #[derive(Debug)]
@@ -606,7 +609,12 @@ impl Stack {
                 Some(ProxyRole { desc, template })
             }
         };
-        // 5. Metrics, if asked for: an IP and a port (no host name to resolve).
+        // 5. Backups: schedule, retention, encryption.
+        let backup = match &raw.backup {
+            Some(b) => crate::backup::config::validate(b, base, &|span, m| cx.err(span, m))?,
+            None => Default::default(),
+        };
+        // 6. Metrics, if asked for: an IP and a port (no host name to resolve).
         let metrics = match &raw.metrics {
             None => None,
             Some(m) => {
@@ -626,6 +634,7 @@ impl Stack {
         Ok(Stack {
             name,
             file: file.to_path_buf(),
+            backup,
             proxy,
             metrics,
             app: AppRole {
@@ -790,6 +799,43 @@ volumes = ["db:/var/db"]
             .replace("[app.health]\nhttp = \"/\"\ninterval = \"500ms\"\n", "");
         let e = parse(&text).unwrap_err().to_string();
         assert!(e.contains("needs `port`"), "{e}");
+    }
+
+    #[test]
+    fn the_backup_section_is_checked_where_it_is() {
+        let key = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+        let ok = format!(
+            "{GOOD}\n[backup]\nevery = \"24h\"\nkeep = 7\nmax_age = \"30d\"\nrecipients = [\"{key}\"]\n"
+        );
+        let b = parse(&ok).unwrap().backup;
+        assert_eq!(b.every, Some(Duration::from_secs(86400)));
+        assert_eq!(b.jitter, Duration::from_secs(3600));
+        assert_eq!(
+            (b.keep, b.max_age),
+            (Some(7), Some(Duration::from_secs(30 * 86400)))
+        );
+        assert_eq!(b.encrypt.recipients, vec![key.to_string()]);
+        let e = parse(&ok.replace("keep = 7", "keep = 0"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("frun.toml:24:8: keep: 0"), "{e}");
+        let e = parse(&ok.replace(key, "age1nope")).unwrap_err().to_string();
+        assert!(
+            e.starts_with("frun.toml:26:15: recipients: not an age public key"),
+            "{e}"
+        );
+        let e = parse(&ok.replace("\"24h\"", "\"often\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("frun.toml:23:9: every: invalid duration"),
+            "{e}"
+        );
+        let e = parse(&ok.replace("keep = 7", "kept = 7"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("frun.toml:24:1: unknown field `kept`"), "{e}");
+        assert!(parse(GOOD).unwrap().backup.every.is_none());
     }
 
     #[test]
