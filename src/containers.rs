@@ -247,6 +247,7 @@ impl Container {
             id: self.record.id.clone(),
             name: self.record.name.clone(),
             created: self.record.created.clone(),
+            keep: self.record.log.keep,
         };
         Ok(crate::logs::LogWriter::open(
             &self.log_dir(),

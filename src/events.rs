@@ -13,8 +13,10 @@
 //! - `start`, `restart` (`restartCount`), `die` (`exitCode`, `oomKilled`), `oom`,
 //!   `health_status` (`status`: starting|healthy|unhealthy): a container's, with `image`
 //!   and `name`;
-//! - `swap`: `outcome` (ok|failed|rolled_back), `duration_seconds`, `from`, `to` (images);
-//! - `backup`, `restore`: `outcome` (ok|failed), `name` (the backup), `duration_seconds`.
+//! - `swap`: `outcome` (as `frun history`: deployed|failed|undone|finished),
+//!   `duration_ms` (or `duration_seconds`), `image`, `digest`, `previous_digest`;
+//! - `backup`, `restore`: `outcome` (ok for a success; anything else is a failure),
+//!   `name` (the backup), `duration_ms` (or `duration_seconds`).
 //!
 //! Why a file and not the supervisor's memory: holders, the supervisor and one-shot
 //! commands (`swap`, `backup`) all emit, and none of them may depend on another being

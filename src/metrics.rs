@@ -146,11 +146,14 @@ impl FromEvents {
             }
             Kind::Swap => {
                 *self.swaps.entry((stack.clone(), outcome())).or_default() += 1;
-                if let Some(d) = ev
-                    .attrs
-                    .get("duration_seconds")
-                    .and_then(|d| d.parse::<f64>().ok())
-                {
+                // `duration_seconds`, or `duration_ms` as `frun swap` writes it.
+                let secs = |k: &str, scale: f64| {
+                    ev.attrs
+                        .get(k)
+                        .and_then(|d| d.parse::<f64>().ok())
+                        .map(|d| d / scale)
+                };
+                if let Some(d) = secs("duration_seconds", 1.0).or(secs("duration_ms", 1000.0)) {
                     let e = self.swap_seconds.entry(stack).or_default();
                     e.0 += d;
                     e.1 += 1;
@@ -158,7 +161,7 @@ impl FromEvents {
             }
             Kind::Backup => {
                 let outcome = outcome();
-                if outcome == "ok" {
+                if ["ok", "done", "success", "succeeded"].contains(&outcome.as_str()) {
                     if let Some(t) = ev.at() {
                         let secs = t.timestamp() as f64 + t.timestamp_subsec_nanos() as f64 / 1e9;
                         let last = self.last_backup.entry(stack.clone()).or_default();
@@ -392,7 +395,7 @@ fn render(rows: &[Row], ev: &FromEvents) -> String {
     x.family(
         "frun_swaps_total",
         "counter",
-        "App swaps of a stack, by outcome (ok, failed, rolled_back).",
+        "App swaps of a stack, by outcome as frun history tells it (deployed, failed, undone, finished).",
         &by_outcome(&ev.swaps),
     );
     let mut swap_secs = Vec::new();
@@ -654,7 +657,10 @@ mod tests {
             e
         };
         ev.take(swap("ok", "2.5"));
-        ev.take(swap("failed", "1"));
+        let mut ms = swap("failed", "0");
+        ms.attrs.remove("duration_seconds");
+        ms.attrs.insert("duration_ms".into(), "1000".into());
+        ev.take(ms);
         let mut b = Event::new(Kind::Backup).stack("s").attr("outcome", "ok");
         b.time = "2026-12-01T10:00:00.5Z".into();
         ev.take(b);

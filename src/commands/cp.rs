@@ -5,7 +5,15 @@
 //! a symlink in the container, absolute or `../..`, stays inside it, as it would for a
 //! process there, and never reaches the host's files. Below the resolved path, entries
 //! are opened relative to their directory's fd with `O_NOFOLLOW`, and symlinks are
-//! copied as symlinks. The container must be running (its root is mounted only then).
+//! copied as symlinks.
+//!
+//! A running container's root is `/proc/PID/root`. A stopped one (created, or exited
+//! and not removed: Docker allows both) has no mounted root, so its overlay (its image's
+//! layers under its own upper directory) is mounted detached (`fsopen`/`fsmount`: in
+//! no mount namespace, nothing to unmount, gone when its fd closes) and the copy works
+//! on that, as podman's `cp` mounts a stopped container. Its volumes and bind mounts
+//! are not mounted then: a path inside one is refused, naming the host directory to
+//! copy from or to instead.
 
 use anyhow::{bail, Context};
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
@@ -36,21 +44,21 @@ pub fn cp(g: &Global, args: CpArgs) -> anyhow::Result<ExitCode> {
     };
     let c = containers.find(key)?;
     let st = c.state()?;
-    let pid = match (st.status, st.pid) {
-        (Status::Running, Some(pid)) => pid,
-        _ => bail!(
-            "container {} is not running: frun cp reaches its files only while it runs",
-            c.record.name
-        ),
+    // 1. The container's root, as its processes see it; or, stopped, its overlay.
+    let root = match (st.status, st.pid) {
+        (Status::Running, Some(pid)) => rustix::fs::open(
+            format!("/proc/{pid}/root"),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("opening the root of container {}", c.record.name))?,
+        _ => {
+            outside_mounts(&c, inside)?;
+            stopped_root(g, &c).with_context(|| {
+                format!("mounting the files of stopped container {}", c.record.name)
+            })?
+        }
     };
-    // 1. The container's root, as its processes see it.
-    let root_path = format!("/proc/{pid}/root");
-    let root = rustix::fs::open(
-        &root_path,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .with_context(|| format!("opening the root of container {}", c.record.name))?;
     if copy_out {
         copy_out_of(&root, inside, &host)
             .with_context(|| format!("copying {}:{inside} to {}", c.record.name, host.display()))?;
@@ -59,6 +67,71 @@ pub fn cp(g: &Global, args: CpArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("copying {} to {}:{inside}", host.display(), c.record.name))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A stopped container's overlay, mounted detached: its lower directories as the
+/// holder mounts them (recorded at creation; from its layers for an older record), its
+/// upper and work directories. Writes land in its upper directory, as the container's
+/// own would.
+fn stopped_root(g: &Global, c: &crate::containers::Container) -> anyhow::Result<OwnedFd> {
+    use rustix::mount::{
+        fsconfig_create, fsconfig_set_string, fsmount, fsopen, FsMountFlags, FsOpenFlags,
+        MountAttrFlags,
+    };
+    let lower: Vec<PathBuf> = if c.record.lower_dirs.is_empty() {
+        let store = super::images::open_store(g)?;
+        c.record
+            .layers
+            .iter()
+            .rev()
+            .map(|d| store.layer_path(d))
+            .collect()
+    } else {
+        c.record.lower_dirs.clone()
+    };
+    let lowerdir = lower
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).context("fsopen overlay")?;
+    for (k, v) in [
+        ("lowerdir", lowerdir),
+        ("upperdir", c.dir.join("upper").display().to_string()),
+        ("workdir", c.dir.join("work").display().to_string()),
+    ] {
+        fsconfig_set_string(&fs, k, &v).with_context(|| format!("overlay option {k}={v}"))?;
+    }
+    // EBUSY here: the container is starting meanwhile (its upper directory is in use).
+    fsconfig_create(&fs).context("creating the overlay")?;
+    fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
+        .context("mounting the overlay")
+}
+
+/// Refuses a path inside a bind mount of the container's spec (a volume, a bind, the
+/// `/etc/hosts` frun writes): those are not in a stopped container's overlay.
+fn outside_mounts(c: &crate::containers::Container, inside: &str) -> anyhow::Result<()> {
+    let spec = c.spec()?;
+    let path = Path::new("/").join(inside.trim_start_matches('/'));
+    for m in spec.mounts().iter().flatten() {
+        let bind = m.typ().as_deref() == Some("bind")
+            || m.options()
+                .iter()
+                .flatten()
+                .any(|o| o == "bind" || o == "rbind");
+        if bind && path.starts_with(m.destination()) {
+            let source = m
+                .source()
+                .as_ref()
+                .map_or_else(String::new, |s| s.display().to_string());
+            bail!(
+                "{inside} is in the mount {} of container {} (from {source}): its mounts are not there while it is stopped; copy from or to {source} directly, or start the container",
+                m.destination().display(),
+                c.record.name,
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `path` inside `root`, never leaving it.

@@ -207,7 +207,15 @@ pub fn gc(g: &Global, format: Format) -> anyhow::Result<ExitCode> {
         .flat_map(|c| c.record.layers)
         .collect();
     let stats = store.gc(&keep)?;
-    let bytes = stats.bytes + swept.bytes;
+    // 3. Logs of containers that are gone, beyond what their role keeps.
+    let ids: std::collections::HashSet<String> = containers
+        .list()?
+        .into_iter()
+        .map(|c| c.record.id)
+        .collect();
+    let logs = crate::logs::sweep(&g.root, |id| ids.contains(id))?;
+    let log_bytes: u64 = logs.iter().map(|(_, b)| b).sum();
+    let bytes = stats.bytes + swept.bytes + log_bytes;
     match format {
         Format::Json => println!(
             "{}",
@@ -218,6 +226,7 @@ pub fn gc(g: &Global, format: Format) -> anyhow::Result<ExitCode> {
                 "corrupt": stats.corrupt,
                 "containers": swept.containers,
                 "temp_files": swept.temp_files,
+                "log_dirs": logs.len(),
                 "bytes": bytes,
             })
         ),
@@ -238,12 +247,13 @@ pub fn gc(g: &Global, format: Format) -> anyhow::Result<ExitCode> {
                 println!("removed corrupt blob {d}: pull its image again");
             }
             println!(
-                "removed {} blobs, {} layers, {} leftovers of interrupted pulls, {} abandoned containers and {} temp files: {} freed",
+                "removed {} blobs, {} layers, {} leftovers of interrupted pulls, {} abandoned containers and {} temp files, {} old log directories: {} freed",
                 stats.blobs,
                 stats.layers,
                 stats.partial,
                 swept.containers.len(),
                 swept.temp_files,
+                logs.len(),
                 human_size(bytes)
             );
         }

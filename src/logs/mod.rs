@@ -184,6 +184,10 @@ pub struct Meta {
     pub name: String,
     /// RFC 3339; generations sort by it.
     pub created: String,
+    /// How many generations of its group are kept after their containers are gone
+    /// (its log config's `keep`), so that `frun gc` knows without the container.
+    #[serde(default)]
+    pub keep: u32,
 }
 
 /// The generation directories of a group, oldest first (by their container's creation).
@@ -238,6 +242,61 @@ pub fn retire(
     Ok(())
 }
 
+/// What `frun gc` removes under `ROOT/logs/`: generations whose container is gone
+/// (`live` says which ids exist) beyond the keep count their newest generation's meta
+/// gives (none kept with 0), oldest first; a generation without a meta (a crash before
+/// it was written) whose container is gone; empty group directories. Returns the
+/// directories removed and their bytes.
+pub fn sweep(root: &Path, live: impl Fn(&str) -> bool) -> Result<Vec<(PathBuf, u64)>, LogError> {
+    let mut removed = Vec::new();
+    let logs = root.join("logs");
+    let Ok(groups) = std::fs::read_dir(&logs) else {
+        return Ok(removed);
+    };
+    for g in groups.flatten() {
+        let gdir = g.path();
+        if !g.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        // 1. Directories without a meta, of containers that are gone.
+        for e in std::fs::read_dir(&gdir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let d = e.path();
+            if d.is_dir() && !d.join(META_FILE).exists() && !live(&name) {
+                removed.push(remove_counted(&d)?);
+            }
+        }
+        // 2. Generations beyond the group's keep count.
+        let gens = generations(root, &g.file_name().to_string_lossy());
+        let keep = gens.last().map_or(0, |(_, m)| m.keep) as usize;
+        let dead: Vec<&PathBuf> = gens
+            .iter()
+            .filter(|(_, m)| !live(&m.id))
+            .map(|(p, _)| p)
+            .collect();
+        for p in &dead[..dead.len().saturating_sub(keep)] {
+            removed.push(remove_counted(p)?);
+        }
+        let _ = std::fs::remove_dir(&gdir);
+    }
+    Ok(removed)
+}
+
+/// Removes a directory tree, returning it with the bytes its files took.
+fn remove_counted(dir: &Path) -> Result<(PathBuf, u64), LogError> {
+    let bytes: u64 = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("removing", dir)(e)),
+        _ => Ok((dir.to_path_buf(), bytes)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,8 +334,47 @@ mod tests {
             id: id.into(),
             name: format!("{group}.{id}"),
             created: created.into(),
+            keep: 0,
         };
         std::fs::write(d.join(META_FILE), serde_json::to_vec(&m).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn gc_sweeps_gone_generations_beyond_the_kept_count_and_orphans() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        // A role keeping 2: a, b, c gone, d live.
+        for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
+            make_gen(root, "s-app", id, &format!("2026-01-0{}T00:00:00Z", i + 1));
+            let p = dir(root, "s-app", id).join(META_FILE);
+            let mut m: Meta = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+            m.keep = 2;
+            std::fs::write(&p, serde_json::to_vec(&m).unwrap()).unwrap();
+        }
+        // A plain container's log left behind (keep 0), and a directory without meta.
+        make_gen(root, "web", "x", "2026-01-01T00:00:00Z");
+        std::fs::create_dir_all(dir(root, "web", "y")).unwrap();
+        std::fs::create_dir_all(dir(root, "live", "z")).unwrap();
+        let removed = sweep(root, |id| id == "d" || id == "z").unwrap();
+        let mut names: Vec<String> = removed
+            .iter()
+            .map(|(p, _)| {
+                p.strip_prefix(root.join("logs"))
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        names.sort();
+        assert_eq!(names, ["s-app/a", "web/x", "web/y"]);
+        let left: Vec<String> = generations(root, "s-app")
+            .into_iter()
+            .map(|(_, m)| m.id)
+            .collect();
+        assert_eq!(left, ["b", "c", "d"]);
+        assert!(!group_dir(root, "web").exists());
+        assert!(dir(root, "live", "z").exists());
+        assert!(sweep(root, |id| id == "d" || id == "z").unwrap().is_empty());
     }
 
     #[test]

@@ -670,6 +670,7 @@ mod tests {
             id: "abc".into(),
             name: "t".into(),
             created: "2026-01-01T00:00:00Z".into(),
+            keep: 0,
         }
     }
 

@@ -192,9 +192,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Generations of a role whose logs are kept after their containers go (a swap, `up`
+/// with a change, `down`): `frun logs app` reads on across them.
+const ROLE_LOG_GENERATIONS: u32 = 3;
+
 fn log_group(stack: &str, role: &str) -> crate::logs::LogConfig {
     crate::logs::LogConfig {
         group: Some(format!("{stack}-{role}")),
+        keep: ROLE_LOG_GENERATIONS,
         ..Default::default()
     }
 }

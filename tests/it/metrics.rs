@@ -242,10 +242,10 @@ listen = "127.0.0.1:{mport}"
     let mem = value(&fams, "frun_container_memory_bytes", &app).unwrap();
     assert!(mem > 0.0, "{mem}");
 
-    // 6. A swap as `frun swap` will tell it (one event line): counted by outcome, its
-    //    duration summed.
+    // 6. A swap as `frun swap` tells it (one event line of its shape): counted by
+    //    outcome, its duration summed.
     let events = f.root().join("events/events.jsonl");
-    let line = r#"{"time":"2026-12-01T10:00:00Z","kind":"swap","type":"stack","stack":"met","attrs":{"outcome":"ok","duration_seconds":"2.5"}}"#;
+    let line = r#"{"time":"2026-12-01T10:00:00Z","kind":"swap","type":"stack","stack":"met","role":"app","attrs":{"outcome":"deployed","duration_ms":"2500"}}"#;
     let mut ev = std::fs::OpenOptions::new()
         .append(true)
         .open(&events)
@@ -256,7 +256,7 @@ listen = "127.0.0.1:{mport}"
         value(
             &fams,
             "frun_swaps_total",
-            &[("stack", "met"), ("outcome", "ok")]
+            &[("stack", "met"), ("outcome", "deployed")]
         ),
         Some(1.0)
     );
