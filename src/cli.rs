@@ -196,6 +196,12 @@ pub struct BackupArgs {
     /// thawed. Default: [backup] freeze_max, else 5s.
     #[arg(long)]
     pub freeze_max: Option<String>,
+    /// Encrypt to this age public key (age1...; repeatable). Default: [backup] recipients.
+    #[arg(long = "recipient")]
+    pub recipients: Vec<String>,
+    /// Encrypt with the passphrase on the first line of FILE. Default: [backup] passphrase_file.
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
@@ -208,6 +214,14 @@ pub struct RestoreArgs {
     /// Do not keep a backup of the current data first.
     #[arg(long)]
     pub no_safety_backup: bool,
+    /// The age identity file (AGE-SECRET-KEY-1... lines) that opens a backup encrypted to
+    /// a public key. Default: [backup] identity_file.
+    #[arg(long)]
+    pub identity: Option<PathBuf>,
+    /// The passphrase file that opens a backup encrypted with a passphrase. Default:
+    /// [backup] passphrase_file.
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
     /// A backup's name (as `frun backups` lists it), or `latest`.

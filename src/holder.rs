@@ -635,7 +635,7 @@ fn start_failure_code(e: &anyhow::Error) -> u8 {
 
 /// A clean-up step after a failure, or one nothing waits on: its failure is logged
 /// (with what it was), never dropped silently; the caller reports the original error.
-fn cleanup<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) {
+pub fn cleanup<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) {
     if let Err(e) = r {
         tracing::warn!("clean-up: {what}: {e:#}");
     }

@@ -303,7 +303,7 @@ impl Store {
             .map_err(io_err("open", &path))?;
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
         if len > max_len {
-            f.set_len(0).ok();
+            f.set_len(0).map_err(io_err("truncate", &path))?;
             return Ok((f, 0));
         }
         Ok((f, len))

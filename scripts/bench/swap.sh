@@ -7,13 +7,15 @@
 #   by-hand   the careful replacement with `frun run`: start the new app under another name,
 #             rewrite nginx's conf.d, `nginx -s reload`, wait DRAIN, stop and remove the old
 #             one (what `frun swap` automates)
-#   frun-swap `frun up` the stack, then `frun swap` under the same load: measured only when
-#             this frun has `swap` (issue 12); until then the script says so and prints no
-#             numbers for it
+#   frun-swap `frun up` of the family stack (examples/family/frun.toml on the same port, its
+#             health interval 200ms), then `frun swap family/app:vN` under the same load;
+#             the step times are frun's own (`frun swap --format json`)
 # Per swap: the time from the first command to the old container removed, split into
 # pull, start, (health wait,) switch, drain, stop; failed requests (wrk's non-2xx + socket
 # errors); the p99 latency of the window with the swap against the p99 of a window of the
-# same length without one (measured just before, same stack).
+# same length without one (measured just before, same stack). At the end, per contender:
+# failed requests over all its swaps, the worst p99 ratio (during/base), and for frun-swap
+# its own time (total - health wait - drain).
 #
 # usage: scripts/bench/swap.sh          (as root)
 # env:   ROUNDS=3                  swaps per contender (alternating v1/v2)
@@ -252,13 +254,60 @@ one_swap() {
     wait_body "$cur"
 }
 
+# frun_swap_round: as one_swap, with the family stack under frun up and one `frun swap`
+frun_swap_round() {
+    local next base during ws wp t0 t6 j
+    next=$([ "$cur" = v1 ] && echo v2 || echo v1)
+    wrk_window "$T/wrk.base"
+    base=$(wrk_stats "$T/wrk.base")
+    ws=$(now_ms)
+    wrk_window "$T/wrk.swap" &
+    wp=$!
+    sleep 2
+    t0=$(now_ms)
+    frun swap "family/app:$next" -f "$T/family/frun.toml" --drain-timeout 10s --format json \
+        >"$T/swap.out" 2>"$T/swap.err" || { cat "$T/swap.err" >&2; die "frun swap failed"; }
+    t6=$(now_ms)
+    wait "$wp" || true
+    during=$(wrk_stats "$T/wrk.swap")
+    [ -z "${WRK_OUT:-}" ] || cp "$T/wrk.base" "$T/wrk.swap" "$T/swap.out" "$WRK_OUT/" 2>/dev/null || true
+    log "frun-swap $cur>$next: $(grep -E 'Socket errors|Non-2xx' "$T/wrk.swap" | tr -s ' \n' ' ')"
+    j=$T/swap.out
+    st() { jq -r --arg s "$1" '[.steps[] | select(.step == $s) | .ms] | add // 0' "$j"; }
+    local pull start health sw drain stop total own
+    pull=$(st pull); start=$(( $(st memory) + $(st start) )); health=$(st health); sw=$(st switch)
+    drain=$(st drain); stop=$(st stop); total=$((t6 - t0))
+    own=$((total - health - drain))
+    owns+=("$own")
+    rows+=("$(printf '%-9s %-7s %6s %6s %6s %6s %6s %6s %7s | %7s %6s %8s %10s %4s | %8s %6s' \
+        frun-swap "$cur>$next" "$pull" "$start" "$health" "$sw" "$drain" "$stop" "$total" \
+        $during "$(after "$T/wrk.swap" "$t6" | tr ' ' /)" "$(dead "$T/wrk.swap" "$ws")" \
+        $(echo "$base" | awk '{print $3, $2}'))")
+    cur=$next
+    wait_body "$cur"
+}
+
+# the family stack under frun up, on the port the by-hand stack used (which goes first)
+frun_up_family() {
+    local c
+    for c in $(frun ps -a --format json | jq -r '.[].id'); do frun rm -f "$c" >/dev/null; done
+    mkdir -p "$T/family"
+    cp "$REPO/examples/family/proxy.conf.tmpl" "$T/family/"
+    sed -e "s/127.0.0.1:8080:80/127.0.0.1:$PORT:80/" -e "s/family\/app:v1/family\/app:$cur/" \
+        -e 's/^interval = "2s"/interval = "200ms"/' "$REPO/examples/family/frun.toml" >"$T/family/frun.toml"
+    frun up -f "$T/family/frun.toml" >/dev/null
+    wait_body "$cur"
+}
+
+declare -a owns=()
 for c in $CONTENDERS; do
     case $c in
         naive | by-hand)
             for r in $(seq "$ROUNDS"); do log "$c: swap $r of $ROUNDS"; one_swap "$c"; done ;;
         frun-swap)
             if "$F" swap --help >/dev/null 2>&1; then
-                rows+=("frun-swap: this frun has \`swap\`, but this script does not measure it yet (issue 12: frun up the family stack, then time frun swap under the same load)")
+                frun_up_family
+                for r in $(seq "$ROUNDS"); do log "$c: swap $r of $ROUNDS"; frun_swap_round; done
             else
                 rows+=("frun-swap: not measured: this frun has no \`swap\` yet (issue 12)")
             fi ;;
@@ -275,3 +324,14 @@ echo "'failed' = wrk's non-2xx + socket errors (timeouts included); requests sti
 printf '%-9s %-7s %6s %6s %6s %6s %6s %6s %7s | %7s %6s %8s %10s %4s | %8s %6s\n' \
     contender swap pull start health switch drain stop total "req" failed p99ms "after" dead "base-p99" failed
 for r in "${rows[@]}"; do echo "$r"; done
+echo
+# per contender: failed requests over its swaps, worst p99 during / base
+for c in $CONTENDERS; do
+    printf '%s\n' "${rows[@]}" | awk -v c="$c" '$1 == c && $2 ~ />/ {
+        split($0, part, "|"); split(part[2], d, " "); split(part[3], b, " ");
+        failed += d[2]; if (b[1] > 0) { r = d[3] / b[1]; if (r > worst) worst = r } n++ }
+        END { if (n) printf "%-9s %d swaps: %d failed requests; worst p99 during/base %.2fx\n", c, n, failed, worst }'
+done
+if [ ${#owns[@]} -gt 0 ]; then
+    echo "frun-swap's own time (total - health wait - drain), ms: ${owns[*]} (target: < 300; the drain includes a fixed 200 ms wait for connections the proxy opened just before the switch)"
+fi

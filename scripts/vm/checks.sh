@@ -281,6 +281,55 @@ restarted() { # OLD_PID: the app answers again, from another process
     [ -n "$p" ] && [ "$p" != "$1" ] && [ "$p" != 0 ] && curl -sf http://127.0.0.1:8082/ >/dev/null
 }
 
+c_swap_load() {
+    # `frun swap` on a systemd host: the family stack (nginx + app), four swaps v1 <-> v2
+    # while curl keeps requesting /version over keep-alive connections (50 requests per
+    # connection): every answer is a 200, the last swap's body serves after, one app
+    # generation is left, the history has the five deployments.
+    mkdir -p "$work/family"
+    cat >"$work/family/frun.toml" <<EOF
+name = "vmfamily"
+[proxy]
+image = "$REG/library/nginx:stable"
+ports = ["127.0.0.1:8083:80"]
+[app]
+image = "$REG/family/app:v1"
+port = 8080
+stop_grace = "2s"
+[app.health]
+http = "/"
+interval = "200ms"
+[data]
+volumes = ["vmfamilydb:/var/db"]
+EOF
+    frun up -f "$work/family/frun.toml" || die "frun up of the family stack failed"
+    wait_for 60 curl -sf http://127.0.0.1:8083/version || die "nothing on 127.0.0.1:8083 after up"
+    local urls=() i v load n bad
+    for i in $(seq 50); do urls+=(-o /dev/null http://127.0.0.1:8083/version); done
+    : >"$work/codes"
+    (while [ ! -f "$work/swaps-done" ]; do
+        curl -s --max-time 10 -w '%{http_code}\n' "${urls[@]}" >>"$work/codes" 2>/dev/null
+    done) &
+    load=$!
+    sleep 1
+    for v in v2 v1 v2 v1; do
+        if ! frun swap "$REG/family/app:$v" -f "$work/family/frun.toml" --drain-timeout 10s; then
+            touch "$work/swaps-done"; wait $load
+            die "frun swap to $v failed"
+        fi
+    done
+    sleep 1
+    touch "$work/swaps-done"; wait $load
+    n=$(grep -c . "$work/codes")
+    bad=$(grep -vc '^200$' "$work/codes" || true)
+    [ "$n" -gt 100 ] || die "too little load: $n requests"
+    expect "failed requests of $n during four swaps" "$bad" 0
+    expect "body after the swaps" "$(curl -sf http://127.0.0.1:8083/version)" "v1"
+    expect "app generations" "$(frun status -f "$work/family/frun.toml" --format json | jq '[.[] | select(.role == "app")] | length')" 1
+    expect "history entries" "$(frun history -f "$work/family/frun.toml" --format json | jq length)" 5
+    frun down --volumes -f "$work/family/frun.toml" || die "frun down failed"
+}
+
 # ---------------------------------------------------------------------------------------
 check info c_info
 check pull c_pull
@@ -297,8 +346,8 @@ check stop_rm_cleanup c_stop_rm_cleanup
 check uidmap c_uidmap
 check unit_outlives_unit c_unit_outlives_unit
 check up c_up
+check swap_under_load c_swap_load
 # --- To come, once they land (issue 8; DESIGN.md): ---------------------------------------
-#   check swap_under_load c_swap_load  `frun swap` with requests in flight, none failing
 #   check reboot_serving ...           a reboot of the guest, then the stack serving again
 #                                      (needs vm-test.sh to boot without -no-reboot and the
 #                                      checks to resume after the reboot: see its boot()).

@@ -54,6 +54,51 @@ struct HashReader<R> {
     n: u64,
 }
 
+/// The archive file's own hash, read through a reader that another reader (age's) owns.
+struct SharedHashReader<R> {
+    inner: R,
+    state: std::rc::Rc<std::cell::RefCell<Sha256>>,
+}
+
+impl<R: Read> Read for SharedHashReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.state.borrow_mut().update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// The compressed stream's way to the file: as it is, or through age.
+enum Sealed<W: Write> {
+    Plain(W),
+    Age(age::stream::StreamWriter<W>),
+}
+
+impl<W: Write> Write for Sealed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sealed::Plain(w) => w.write(buf),
+            Sealed::Age(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sealed::Plain(w) => w.flush(),
+            Sealed::Age(w) => w.flush(),
+        }
+    }
+}
+
+impl<W: Write> Sealed<W> {
+    /// Ends age's last chunk; gives the file's writer back.
+    fn finish(self) -> std::io::Result<W> {
+        match self {
+            Sealed::Plain(w) => Ok(w),
+            Sealed::Age(w) => w.finish(),
+        }
+    }
+}
+
 impl<R: Read> Read for HashReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
@@ -90,11 +135,12 @@ fn header(e: &FileEntry, kind: tar::EntryType, size: u64) -> tar::Header {
 
 /// Writes `path` (atomically) from the staged volumes; fills in each file's size and
 /// sha256 in `manifest` (whose volumes must list the same entries, in order), and
-/// appends the manifest last.
+/// appends the manifest last. With an encryptor, the compressed stream is sealed by age.
 pub fn write(
     path: &Path,
     manifest: &mut Manifest,
     staged: &[(String, Vec<Staged>)],
+    encryptor: Option<age::Encryptor>,
 ) -> anyhow::Result<Written> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
@@ -113,7 +159,11 @@ pub fn write(
             hasher: Sha256::new(),
             n: 0,
         };
-        let mut zst = zstd::stream::write::Encoder::new(counted, 1)?;
+        let sealed = match encryptor {
+            Some(e) => Sealed::Age(e.wrap_output(counted)?),
+            None => Sealed::Plain(counted),
+        };
+        let mut zst = zstd::stream::write::Encoder::new(sealed, 1)?;
         zst.include_checksum(true)?;
         let mut tar = tar::Builder::new(zst);
         tar.mode(tar::HeaderMode::Complete);
@@ -170,7 +220,7 @@ pub fn write(
 
         // 3. Ends of the tar, the zstd frame; the file made durable, then renamed.
         let zst = tar.into_inner()?;
-        let mut counted = zst.finish()?;
+        let mut counted = zst.finish()?.finish()?;
         counted.flush()?;
         let file = counted
             .inner
@@ -227,15 +277,22 @@ struct Seen {
 pub fn extract(
     path: &Path,
     expect_sha256: Option<&str>,
+    keys: &super::crypt::Decrypt,
     mut target: impl FnMut(&str) -> anyhow::Result<PathBuf>,
 ) -> anyhow::Result<(Manifest, BTreeMap<String, PathBuf>)> {
+    let encrypted = super::crypt::is_encrypted(path)?;
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let hashed = HashReader {
-        inner: file,
-        hasher: Sha256::new(),
-        n: 0,
+    let file_hash = std::rc::Rc::new(std::cell::RefCell::new(Sha256::new()));
+    let hashed = SharedHashReader {
+        inner: std::io::BufReader::with_capacity(1 << 20, file),
+        state: file_hash.clone(),
     };
-    let mut zst = zstd::stream::read::Decoder::new(hashed)?;
+    let plain: Box<dyn Read> = if encrypted {
+        Box::new(keys.open(hashed)?)
+    } else {
+        Box::new(hashed)
+    };
+    let mut zst = zstd::stream::read::Decoder::new(plain)?;
     let mut roots: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut dirs: BTreeSet<(String, String)> = BTreeSet::new();
     let mut seen: BTreeMap<(String, String), Seen> = BTreeMap::new();
@@ -339,10 +396,11 @@ pub fn extract(
 
     // 2. The rest of the stream: the zstd frame's end and checksum; the file's hash.
     std::io::copy(&mut zst, &mut std::io::sink()).context("reading the archive's end")?;
-    let mut hashed = zst.finish().into_inner();
-    std::io::copy(&mut hashed, &mut std::io::sink())?;
+    let mut plain = zst.finish().into_inner();
+    std::io::copy(&mut plain, &mut std::io::sink()).context("reading the archive's end")?;
+    drop(plain);
     if let Some(want) = expect_sha256.filter(|s| !s.is_empty()) {
-        let got = hex::encode(hashed.hasher.finalize());
+        let got = hex::encode(file_hash.borrow().clone().finalize());
         if got != want {
             bail!("the archive's sha256 is {got}, its summary says {want}: it changed since it was written");
         }
@@ -525,7 +583,7 @@ mod tests {
             timings: Timings::default(),
         };
         let path = dir.join("a.tar.zst");
-        let w = write(&path, &mut manifest, &[("db".into(), entries)]).unwrap();
+        let w = write(&path, &mut manifest, &[("db".into(), entries)], None).unwrap();
         (path, w)
     }
 
@@ -537,7 +595,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (path, w) = make(dir.path());
         let out = dir.path().join("out");
-        let (m, roots) = extract(&path, Some(&w.sha256), |v| {
+        let (m, roots) = extract(&path, Some(&w.sha256), &Default::default(), |v| {
             std::fs::create_dir_all(&out)?;
             Ok(out.join(v))
         })
@@ -568,7 +626,7 @@ mod tests {
             n += 1;
             std::fs::write(&path, bytes).unwrap();
             let out = dir.path().join(format!("out{n}"));
-            extract(&path, sha, |v| {
+            extract(&path, sha, &Default::default(), |v| {
                 std::fs::create_dir_all(&out)?;
                 Ok(out.join(v))
             })

@@ -27,6 +27,18 @@ pub struct Options {
     /// `manual`, `scheduled`, `pre-restore`, `before-swap`.
     pub reason: String,
     pub freeze_max: Duration,
+    pub encrypt: super::crypt::Encrypt,
+}
+
+impl Options {
+    /// What the stack's `[backup]` section says, for `reason`.
+    pub fn from_stack(stack: &Stack, reason: &str) -> Options {
+        Options {
+            reason: reason.into(),
+            freeze_max: stack.backup.freeze_max,
+            encrypt: stack.backup.encrypt.clone(),
+        }
+    }
 }
 
 /// The stack's running app containers, newest generation last.
@@ -51,6 +63,7 @@ fn new_name(dir: &Path, stack: &str) -> String {
     let base = format!("{stack}-{stamp}");
     let taken = |n: &str| {
         dir.join(format!("{n}{}", super::ARCHIVE_EXT)).exists()
+            || dir.join(format!("{n}{}", super::SEALED_EXT)).exists()
             || dir.join(format!("{n}.json")).exists()
     };
     let mut name = base.clone();
@@ -130,16 +143,48 @@ impl Drop for Scratch {
 }
 
 /// One backup of `stack`'s named volumes, with the stack's lock taken.
-pub fn create(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Result<Summary> {
-    let _lock = super::StackLock::take(&g.root, &stack.name)?;
-    super::restore::recover_data(g, &stack.name)?;
-    create_locked(g, stack, opts)
+/// Retention (`[backup] keep`, `max_age`) is applied once it succeeded; the names it
+/// removed come back with the summary.
+pub fn create(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Result<(Summary, Vec<String>)> {
+    let t0 = Instant::now();
+    let r = (|| {
+        let _lock = super::StackLock::take(&g.root, &stack.name)?;
+        super::restore::recover_data(g, &stack.name)?;
+        let summary = create_locked(g, stack, opts)?;
+        let removed = super::apply_retention(
+            &g.root,
+            &stack.name,
+            stack.backup.keep,
+            stack.backup.max_age,
+        )?;
+        Ok((summary, removed))
+    })();
+    let ev = crate::events::Event::new(crate::events::Kind::Backup)
+        .stack(&stack.name)
+        .attr("reason", &opts.reason)
+        .attr(
+            "duration_seconds",
+            format!("{:.3}", t0.elapsed().as_secs_f64()),
+        );
+    crate::events::emit(
+        &g.root,
+        match &r {
+            Ok((s, _)) => ev
+                .attr("outcome", "ok")
+                .attr("name", &s.name)
+                .attr("size", s.size),
+            Err(e) => ev.attr("outcome", "failed").attr("error", format!("{e:#}")),
+        },
+    );
+    r
 }
 
 /// [`create`], for a caller that holds the stack's lock (a restore's safety backup).
 pub fn create_locked(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Result<Summary> {
     let t0 = Instant::now();
     freeze::thaw_leftover(&g.root, &stack.name);
+    // Keys checked before anything is copied.
+    let encryptor = opts.encrypt.encryptor()?;
 
     // 1. What to back up: the app's named volumes; what runs: the app's containers.
     let volumes = super::stack_volumes(stack);
@@ -288,8 +333,14 @@ pub fn create_locked(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Resul
             ..Default::default()
         },
     };
-    let file = format!("{name}{}", super::ARCHIVE_EXT);
-    let written = archive::write(&dir.join(&file), &mut manifest, &staged)?;
+    let encrypted = encryptor.is_some();
+    let ext = if encrypted {
+        super::SEALED_EXT
+    } else {
+        super::ARCHIVE_EXT
+    };
+    let file = format!("{name}{ext}");
+    let written = archive::write(&dir.join(&file), &mut manifest, &staged, encryptor)?;
     drop(scratch);
     let timings = Timings {
         sqlite_ms,
@@ -310,6 +361,7 @@ pub fn create_locked(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Resul
         databases: files.clone().filter(|f| f.sqlite).count(),
         data_bytes: files.map(|f| f.size).sum(),
         app_image_digest: app.map(|a| a.image_digest),
+        encrypted,
         verification: Verification::Written,
         verified_at: Some(manifest.created.clone()),
         error: None,

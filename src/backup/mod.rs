@@ -25,7 +25,9 @@
 //! backup within twice a plain copy's time).
 
 pub mod archive;
+pub mod config;
 pub mod create;
+pub mod crypt;
 pub mod freeze;
 pub mod restore;
 pub mod sqlite;
@@ -37,8 +39,18 @@ use std::path::{Path, PathBuf};
 /// The version of the archive layout this frun writes and reads.
 pub const FORMAT: u32 = 1;
 
-/// What archive files end with.
+/// What archive files end with: plain, and sealed with age.
 pub const ARCHIVE_EXT: &str = ".tar.zst";
+pub const SEALED_EXT: &str = ".tar.zst.age";
+
+/// The backup name of an archive file name.
+pub fn name_of(file: &str) -> Option<&str> {
+    if file.starts_with('.') {
+        return None;
+    }
+    file.strip_suffix(SEALED_EXT)
+        .or_else(|| file.strip_suffix(ARCHIVE_EXT))
+}
 
 /// `ROOT/backups/<stack>`: archives, their summaries, the lock and restore journal.
 pub fn stack_dir(root: &Path, stack: &str) -> PathBuf {
@@ -152,6 +164,8 @@ pub struct Summary {
     /// Bytes of the volumes' files (uncompressed).
     pub data_bytes: u64,
     pub app_image_digest: Option<String>,
+    #[serde(default)]
+    pub encrypted: bool,
     pub verification: Verification,
     pub verified_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -191,12 +205,9 @@ pub fn list(root: &Path, stack: &str) -> anyhow::Result<Vec<Summary>> {
     };
     for e in entries.flatten() {
         let file = e.file_name().to_string_lossy().into_owned();
-        let Some(name) = file.strip_suffix(ARCHIVE_EXT) else {
+        let Some(name) = name_of(&file) else {
             continue;
         };
-        if file.starts_with('.') {
-            continue;
-        }
         let summary = std::fs::read(Summary::path(root, stack, name))
             .ok()
             .and_then(|b| serde_json::from_slice::<Summary>(&b).ok());
@@ -220,6 +231,7 @@ pub fn list(root: &Path, stack: &str) -> anyhow::Result<Vec<Summary>> {
                     databases: 0,
                     data_bytes: 0,
                     app_image_digest: None,
+                    encrypted: file.ends_with(SEALED_EXT),
                     verification: Verification::Failed,
                     verified_at: None,
                     error: Some("no summary beside the archive: verify it with a restore".into()),
@@ -268,6 +280,56 @@ impl StackLock {
     }
 }
 
+/// Retention after a successful backup: a backup is removed when it is not among the
+/// newest `keep`, or older than `max_age`; the newest is never removed. Returns the
+/// names removed.
+pub fn apply_retention(
+    root: &Path,
+    stack: &str,
+    keep: Option<usize>,
+    max_age: Option<std::time::Duration>,
+) -> anyhow::Result<Vec<String>> {
+    if keep.is_none() && max_age.is_none() {
+        return Ok(Vec::new());
+    }
+    let all = list(root, stack)?;
+    let now = chrono::Utc::now();
+    let mut removed = Vec::new();
+    let n = all.len();
+    for (i, s) in all.iter().enumerate() {
+        let from_newest = n - 1 - i;
+        if from_newest == 0 {
+            continue;
+        }
+        let too_many = keep.is_some_and(|k| from_newest >= k);
+        let too_old = max_age.is_some_and(|m| {
+            chrono::DateTime::parse_from_rfc3339(&s.created)
+                .ok()
+                .and_then(|t| (now - t.with_timezone(&chrono::Utc)).to_std().ok())
+                .is_some_and(|age| age > m)
+        });
+        if too_many || too_old {
+            let archive = s.archive_path(root);
+            std::fs::remove_file(&archive)
+                .or_else(|e| {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .with_context(|| format!("removing {}", archive.display()))?;
+            let _ = std::fs::remove_file(Summary::path(root, stack, &s.name));
+            tracing::info!(name = %s.name, "backup removed by retention");
+            removed.push(s.name.clone());
+        }
+    }
+    if !removed.is_empty() {
+        frun_images::fsutil::sync_dir(&stack_dir(root, stack))?;
+    }
+    Ok(removed)
+}
+
 /// The named volumes of a stack's app, in the file's order.
 pub fn stack_volumes(stack: &crate::stack::Stack) -> Vec<String> {
     stack
@@ -294,4 +356,20 @@ pub fn human_size(n: u64) -> String {
     } else {
         format!("{v:.1} {}", units[i])
     }
+}
+
+/// For `frun swap` (owned by the swap work; it calls this before it starts the new
+/// app): a backup with reason `before-swap` when the stack's `[backup] before_swap` is
+/// true, `None` otherwise. An error should stop the swap: the data it would run on is
+/// not backed up.
+#[allow(dead_code)] // the API `frun swap` calls; see /work/coord/backup.md
+pub fn before_swap(
+    g: &crate::cli::Global,
+    stack: &crate::stack::Stack,
+) -> anyhow::Result<Option<Summary>> {
+    if !stack.backup.before_swap {
+        return Ok(None);
+    }
+    let (s, _) = create::create(g, stack, &create::Options::from_stack(stack, "before-swap"))?;
+    Ok(Some(s))
 }

@@ -194,6 +194,7 @@ pub fn recover(g: &Global, stack: &str) -> anyhow::Result<()> {
 pub struct Options {
     pub safety_backup: bool,
     pub quiet: bool,
+    pub decrypt: super::crypt::Decrypt,
 }
 
 /// What a restore did.
@@ -216,8 +217,34 @@ fn abandon(g: &Global, stack: &str, volumes: &[String]) {
     let _ = std::fs::remove_file(journal_path(&g.root, stack));
 }
 
-/// `frun restore`: the numbered steps.
+/// `frun restore`, with its event (outcome, backup, duration).
 pub fn restore(
+    g: &Global,
+    stack: &Stack,
+    summary: &Summary,
+    opts: &Options,
+) -> anyhow::Result<Restored> {
+    let t0 = std::time::Instant::now();
+    let r = restore_steps(g, stack, summary, opts);
+    let ev = crate::events::Event::new(crate::events::Kind::Restore)
+        .stack(&stack.name)
+        .attr("name", &summary.name)
+        .attr(
+            "duration_seconds",
+            format!("{:.3}", t0.elapsed().as_secs_f64()),
+        );
+    crate::events::emit(
+        &g.root,
+        match &r {
+            Ok(_) => ev.attr("outcome", "ok"),
+            Err(e) => ev.attr("outcome", "failed").attr("error", format!("{e:#}")),
+        },
+    );
+    r
+}
+
+/// `frun restore`: the numbered steps.
+fn restore_steps(
     g: &Global,
     stack: &Stack,
     summary: &Summary,
@@ -228,6 +255,9 @@ pub fn restore(
             eprintln!("{s}");
         }
     };
+    // No swap or up of the stack meanwhile (swap's lock first: a swap takes the backup
+    // lock inside its own, for its backup before the swap), and no other backup.
+    let swap_lock = crate::stack::swap::lock(&g.root, &stack.name)?;
     let lock = super::StackLock::take(&g.root, &stack.name)?;
     super::freeze::thaw_leftover(&g.root, &stack.name);
     recover_data(g, &stack.name)?;
@@ -253,25 +283,30 @@ pub fn restore(
     // Volumes that did not exist are made (empty) to stage beside; a refusal removes them.
     let created = std::cell::RefCell::new(Vec::<String>::new());
     let verified = (|| {
-        let (manifest, roots) = super::archive::extract(&archive, Some(&summary.sha256), |v| {
-            if !volumes.iter().any(|x| x == v) {
-                bail!(
+        let (manifest, roots) = super::archive::extract(
+            &archive,
+            Some(&summary.sha256),
+            &opts.decrypt,
+            |v| {
+                if !volumes.iter().any(|x| x == v) {
+                    bail!(
                     "the backup holds volume {v}, which stack {} does not have ([data] volumes: {})",
                     stack.name,
                     volumes.join(", ")
                 );
-            }
-            let vdir = crate::volumes::volumes_dir(&g.root).join(v);
-            if !vdir.join("_data").exists() {
-                crate::volumes::create(&g.root, v, &[], None)?;
-                created.borrow_mut().push(v.to_string());
-            }
-            let s = staging_dir(&g.root, v);
-            if s.exists() {
-                std::fs::remove_dir_all(&s)?;
-            }
-            Ok(s)
-        })?;
+                }
+                let vdir = crate::volumes::volumes_dir(&g.root).join(v);
+                if !vdir.join("_data").exists() {
+                    crate::volumes::create(&g.root, v, &[], None)?;
+                    created.borrow_mut().push(v.to_string());
+                }
+                let s = staging_dir(&g.root, v);
+                if s.exists() {
+                    std::fs::remove_dir_all(&s)?;
+                }
+                Ok(s)
+            },
+        )?;
         if manifest.stack != stack.name {
             bail!(
                 "the backup is of stack {}, not {}",
@@ -314,10 +349,7 @@ pub fn restore(
         match super::create::create_locked(
             g,
             stack,
-            &super::create::Options {
-                reason: "pre-restore".into(),
-                freeze_max: super::create::DEFAULT_FREEZE_MAX,
-            },
+            &super::create::Options::from_stack(stack, "pre-restore"),
         ) {
             Ok(s) => Some(s.name),
             Err(e) => {
@@ -361,6 +393,7 @@ pub fn restore(
     clean(g, &stack.name, &journal)?;
     let _ = std::fs::remove_file(journal_path(&g.root, &stack.name));
     drop(lock);
+    drop(swap_lock);
     test_kill_point("cleaned");
 
     // 5. The app started on the new data, and waited for (health, else its port).

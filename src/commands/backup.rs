@@ -9,38 +9,48 @@ use crate::stack::Stack;
 
 pub fn backup(g: &Global, args: BackupArgs) -> anyhow::Result<ExitCode> {
     let stack = Stack::load(&args.file, &g.root)?;
-    let freeze_max = match &args.freeze_max {
-        Some(s) => {
-            crate::stack::parse_duration(s).map_err(|e| anyhow::anyhow!("--freeze-max: {e}"))?
+    let mut opts = backup::create::Options::from_stack(&stack, "manual");
+    if let Some(s) = &args.freeze_max {
+        opts.freeze_max =
+            crate::stack::parse_duration(s).map_err(|e| anyhow::anyhow!("--freeze-max: {e}"))?;
+    }
+    if !args.recipients.is_empty() || args.passphrase_file.is_some() {
+        for r in &args.recipients {
+            backup::crypt::parse_recipient(r)
+                .map_err(|e| anyhow::anyhow!("--recipient {r:?}: {e}"))?;
         }
-        None => backup::create::DEFAULT_FREEZE_MAX,
-    };
-    let s = backup::create::create(
-        g,
-        &stack,
-        &backup::create::Options {
-            reason: "manual".into(),
-            freeze_max,
-        },
-    )?;
+        opts.encrypt = backup::crypt::Encrypt {
+            recipients: args.recipients.clone(),
+            passphrase_file: args.passphrase_file.clone(),
+        };
+    }
+    let (s, removed) = backup::create::create(g, &stack, &opts)?;
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json => {
-            serde_json::to_writer_pretty(&mut out, &s)?;
+            let mut v = serde_json::to_value(&s)?;
+            v["removed"] = serde_json::to_value(&removed)?;
+            serde_json::to_writer_pretty(&mut out, &v)?;
             writeln!(out)?;
         }
-        Format::Table => writeln!(
-            out,
-            "{}  {} ({} files, {} databases, {} of data) in {} ms, app frozen {} ms: {}",
-            s.name,
-            human_size(s.size),
-            s.files,
-            s.databases,
-            human_size(s.data_bytes),
-            s.timings.total_ms,
-            s.timings.frozen_ms,
-            s.archive_path(&g.root).display()
-        )?,
+        Format::Table => {
+            writeln!(
+                out,
+                "{}  {} ({} files, {} databases, {} of data{}) in {} ms, app frozen {} ms: {}",
+                s.name,
+                human_size(s.size),
+                s.files,
+                s.databases,
+                human_size(s.data_bytes),
+                if s.encrypted { ", encrypted" } else { "" },
+                s.timings.total_ms,
+                s.timings.frozen_ms,
+                s.archive_path(&g.root).display()
+            )?;
+            for r in &removed {
+                writeln!(out, "Removed {r} (retention)")?;
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -55,6 +65,14 @@ pub fn restore(g: &Global, args: RestoreArgs) -> anyhow::Result<ExitCode> {
         &backup::restore::Options {
             safety_backup: !args.no_safety_backup,
             quiet: args.format == Format::Json,
+            decrypt: backup::crypt::Decrypt {
+                identity_file: args.identity.or(stack.backup.decrypt.identity_file.clone()),
+                passphrase_file: args.passphrase_file.or(stack
+                    .backup
+                    .decrypt
+                    .passphrase_file
+                    .clone()),
+            },
         },
     )?;
     let mut out = std::io::stdout().lock();
@@ -82,6 +100,17 @@ pub fn restore(g: &Global, args: RestoreArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A duration as `24h`, `90m`, `30s`.
+fn humantime(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s >= 86400 && s % 86400 == 0 => format!("{}d", s / 86400),
+        s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }
 
 /// `3m`, `2h`, `5d` since an RFC 3339 time.
@@ -135,6 +164,14 @@ pub fn backups(g: &Global, args: BackupsArgs) -> anyhow::Result<ExitCode> {
                     s.reason,
                     s.verification.to_string(),
                     dest.join(", ")
+                )?;
+            }
+            if let Some(every) = stack.backup.every {
+                writeln!(
+                    out,
+                    "Scheduled: every {} (jitter up to {}) by frun supervise",
+                    humantime(every),
+                    humantime(stack.backup.jitter)
                 )?;
             }
         }

@@ -98,7 +98,10 @@ pub fn rm(g: &Global, args: RmArgs) -> anyhow::Result<ExitCode> {
         if args.force {
             // No restart after this, whatever the policy; then the container's
             // processes and its holder end, whatever state they are in.
-            let _ = std::fs::write(c.stop_requested_path(), b"");
+            crate::holder::cleanup(
+                "marking the container stopped (its restart policy may start it again)",
+                std::fs::write(c.stop_requested_path(), b""),
+            );
             if let Some(pid) = st.pid.filter(|_| st.status == Status::Running) {
                 stop_pid(pid, Signal::SIGKILL as i32, 0);
                 let _ = wait_exited(&c, Duration::from_secs(5));

@@ -67,6 +67,7 @@ struct RawStack {
     proxy: Option<Spanned<RawProxy>>,
     app: Option<Spanned<RawApp>>,
     data: Option<RawData>,
+    backup: Option<crate::backup::config::RawBackup>,
 }
 
 #[derive(Deserialize)]
@@ -133,6 +134,8 @@ pub struct Stack {
     pub file: PathBuf,
     pub proxy: Option<ProxyRole>,
     pub app: AppRole,
+    /// The `[backup]` section (its defaults when there is none).
+    pub backup: crate::backup::config::BackupConfig,
 }
 
 #[derive(Debug)]
@@ -591,9 +594,15 @@ impl Stack {
                 Some(ProxyRole { desc, template })
             }
         };
+        // 5. Backups: schedule, retention, encryption.
+        let backup = match &raw.backup {
+            Some(b) => crate::backup::config::validate(b, base, &|span, m| cx.err(span, m))?,
+            None => Default::default(),
+        };
         Ok(Stack {
             name,
             file: file.to_path_buf(),
+            backup,
             proxy,
             app: AppRole {
                 desc: app,
@@ -739,6 +748,43 @@ volumes = ["db:/var/db"]
             .replace("[app.health]\nhttp = \"/\"\ninterval = \"500ms\"\n", "");
         let e = parse(&text).unwrap_err().to_string();
         assert!(e.contains("needs `port`"), "{e}");
+    }
+
+    #[test]
+    fn the_backup_section_is_checked_where_it_is() {
+        let key = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+        let ok = format!(
+            "{GOOD}\n[backup]\nevery = \"24h\"\nkeep = 7\nmax_age = \"30d\"\nrecipients = [\"{key}\"]\n"
+        );
+        let b = parse(&ok).unwrap().backup;
+        assert_eq!(b.every, Some(Duration::from_secs(86400)));
+        assert_eq!(b.jitter, Duration::from_secs(3600));
+        assert_eq!(
+            (b.keep, b.max_age),
+            (Some(7), Some(Duration::from_secs(30 * 86400)))
+        );
+        assert_eq!(b.encrypt.recipients, vec![key.to_string()]);
+        let e = parse(&ok.replace("keep = 7", "keep = 0"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("frun.toml:24:8: keep: 0"), "{e}");
+        let e = parse(&ok.replace(key, "age1nope")).unwrap_err().to_string();
+        assert!(
+            e.starts_with("frun.toml:26:15: recipients: not an age public key"),
+            "{e}"
+        );
+        let e = parse(&ok.replace("\"24h\"", "\"often\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("frun.toml:23:9: every: invalid duration"),
+            "{e}"
+        );
+        let e = parse(&ok.replace("keep = 7", "kept = 7"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("frun.toml:24:1: unknown field `kept`"), "{e}");
+        assert!(parse(GOOD).unwrap().backup.every.is_none());
     }
 
     #[test]

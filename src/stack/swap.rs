@@ -691,6 +691,7 @@ fn wait_new_workers(px: &Container, old: &[i32]) -> anyhow::Result<()> {
     }
 }
 
+/// The swap's end: its history entry and its `swap` event (outcome, digests, duration).
 fn record(
     g: &Global,
     stack: &Stack,
@@ -699,6 +700,24 @@ fn record(
     message: Option<String>,
     steps: &[StepTime],
 ) -> anyhow::Result<()> {
+    let ms: u64 = steps.iter().map(|s| s.ms).sum();
+    let mut ev = crate::events::Event::new(crate::events::Kind::Swap)
+        .stack(&stack.name)
+        .role("app")
+        .attr("how", &st.how)
+        .attr("outcome", outcome)
+        .attr("image", &st.image.reference)
+        .attr("digest", &st.image.digest)
+        .attr(
+            "previous_digest",
+            st.previous_digest.as_deref().unwrap_or(""),
+        )
+        .attr("container", &st.new)
+        .attr("duration_ms", ms);
+    if let Some(m) = &message {
+        ev = ev.attr("message", m);
+    }
+    crate::events::emit(&g.root, ev);
     history::append(
         &g.root,
         &stack.name,

@@ -140,6 +140,14 @@ pub fn retire(g: &Global, containers: &Containers, c: &Container) -> anyhow::Res
                 crate::commands::stop_and_wait(c, pid, c.record.stop_signal, c.record.stop_timeout);
         }
     }
+    // The holder records the exit, emits its `die` event and cleans up, then ends by
+    // itself: given a moment for that before it is ended by force.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while c.state().is_ok_and(|st| Container::holder_alive(&st))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     crate::commands::end_holder_of(c);
     crate::commands::remove_container(g, containers, c)?;
     Ok(killed)

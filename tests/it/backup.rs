@@ -20,6 +20,11 @@ struct Stack {
 
 impl Stack {
     fn new(f: &Frun, reg: &str) -> Stack {
+        Stack::with(f, reg, "")
+    }
+
+    /// With more of the file (e.g. a `[backup]` section) at its end.
+    fn with(f: &Frun, reg: &str, extra: &str) -> Stack {
         let dir = f.dir.path().join("stack");
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
@@ -40,7 +45,7 @@ interval = "200ms"
 
 [data]
 volumes = ["bkdb:/var/db", "bkfiles:/var/files"]
-"#
+{extra}"#
             ),
         )
         .unwrap();
@@ -68,20 +73,39 @@ fn volume(f: &Frun, name: &str) -> PathBuf {
 }
 
 /// A read of a live database from the host (sqlite's locks hold across the mount
-/// namespaces: same inode).
+/// namespaces: same inode), retried while sqlite says busy or locked (a read-only
+/// connection can be told SQLITE_BUSY without its busy handler, e.g. while the writer's
+/// connection recovers the WAL index); any other error, or busy for 30 s, fails the
+/// test with sqlite's message.
+fn read_db<T>(db: &Path, sql: &str, row: impl Fn(&rusqlite::Row) -> rusqlite::Result<T>) -> T {
+    let try_once = || -> rusqlite::Result<T> {
+        let c = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        c.busy_timeout(Duration::from_secs(10))?;
+        c.query_row(sql, [], &row)
+    };
+    let start = std::time::Instant::now();
+    loop {
+        match try_once() {
+            Ok(v) => return v,
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && start.elapsed() < Duration::from_secs(30) =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{}: {sql}: {e}", db.display()),
+        }
+    }
+}
+
 fn query(db: &Path, sql: &str) -> i64 {
-    let c = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    c.busy_timeout(Duration::from_secs(10)).unwrap();
-    c.query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
-        .unwrap()
-        .unwrap_or(0)
+    read_db(db, sql, |r| r.get::<_, Option<i64>>(0)).unwrap_or(0)
 }
 
 fn integrity(db: &Path) -> String {
-    let c = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    c.busy_timeout(Duration::from_secs(10)).unwrap();
-    c.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
-        .unwrap()
+    read_db(db, "PRAGMA integrity_check", |r| r.get::<_, String>(0))
 }
 
 /// Starts `sqlite3` in the app inserting rows 1, 2, 3... into `db` (a table `t`), each
@@ -400,6 +424,147 @@ fn a_restore_killed_at_any_point_leaves_old_or_new_data_and_up_repairs_it() {
             s.visit() > got.0 as u64,
             "{point}: the app serves on the data"
         );
+    }
+    f.ok(&["down", "-f", &file]);
+}
+
+/// Encrypted to a public key (from `[backup]`) and with a passphrase (flag); retention
+/// after success; every wrong or missing key refused with the live data untouched; no
+/// secret ever printed.
+#[test]
+fn encrypted_backups_open_only_with_their_key_and_retention_keeps_the_newest() {
+    use age::secrecy::ExposeSecret;
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    let id = age::x25519::Identity::generate();
+    let secret = id.to_string().expose_secret().to_string();
+    let keys = f.dir.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let key = keys.join("backup.key");
+    std::fs::write(&key, format!("{secret}\n")).unwrap();
+    let wrong = keys.join("wrong.key");
+    std::fs::write(
+        &wrong,
+        format!(
+            "{}\n",
+            age::x25519::Identity::generate()
+                .to_string()
+                .expose_secret()
+        ),
+    )
+    .unwrap();
+    let pass = keys.join("pass");
+    std::fs::write(&pass, "correct horse battery staple\n").unwrap();
+    let bad_pass = keys.join("bad-pass");
+    std::fs::write(&bad_pass, "incorrect horse\n").unwrap();
+    let s = Stack::with(
+        &f,
+        &reg,
+        &format!(
+            "\n[backup]\nkeep = 2\nrecipients = [\"{}\"]\n",
+            id.to_public()
+        ),
+    );
+    up(&f, &s);
+    let file = s.file();
+    let live = volume(&f, "bkdb").join("production.sqlite3");
+    let printed = std::cell::RefCell::new(String::new());
+    let run_ok = |args: &[&str]| {
+        let out = f.run(args);
+        printed.borrow_mut().push_str(&text(&out.stdout));
+        printed.borrow_mut().push_str(&text(&out.stderr));
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        text(&out.stdout)
+    };
+
+    // 1. Three backups (1, 2, 3 visits): retention keeps the newest two, each sealed.
+    let mut names = Vec::new();
+    for i in 1..=3 {
+        assert_eq!(s.visit(), i);
+        let b: Value =
+            serde_json::from_str(&run_ok(&["backup", "-f", &file, "--format", "json"])).unwrap();
+        assert_eq!(b["encrypted"], true, "{b}");
+        names.push(b["name"].as_str().unwrap().to_string());
+        if i == 3 {
+            assert_eq!(b["removed"], serde_json::json!([names[0]]), "{b}");
+        }
+    }
+    let dir = f.root().join("backups/bk");
+    assert!(!dir.join(format!("{}.tar.zst.age", names[0])).exists());
+    let sealed = dir.join(format!("{}.tar.zst.age", names[2]));
+    assert!(std::fs::read(&sealed)
+        .unwrap()
+        .starts_with(b"age-encryption.org/v1\n"));
+    let list: Vec<Value> =
+        serde_json::from_str(&run_ok(&["backups", "-f", &file, "--format", "json"])).unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+
+    // 2. Refused without the key, with another key: live data (3 visits) untouched.
+    assert_eq!(s.visit(), 4);
+    for (extra, why) in [
+        (vec![], "--identity"),
+        (vec!["--identity", wrong.to_str().unwrap()], "another key"),
+    ] {
+        let mut args = vec!["restore", "-f", &file, &names[1], "--no-safety-backup"];
+        args.extend(extra);
+        let out = f.run(&args);
+        printed.borrow_mut().push_str(&text(&out.stderr));
+        assert!(!out.status.success());
+        let err = text(&out.stderr);
+        assert!(err.contains(why) && err.contains("refused"), "{err}");
+        assert_eq!(query(&live, "SELECT count(*) FROM visits"), 4);
+    }
+    // With it: the backup's 2 visits are back.
+    run_ok(&[
+        "restore",
+        "-f",
+        &file,
+        &names[1],
+        "--identity",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(query(&live, "SELECT count(*) FROM visits"), 2);
+
+    // 3. A passphrase (flag) instead: the wrong one refused, the right one opens.
+    let b: Value = serde_json::from_str(&run_ok(&[
+        "backup",
+        "-f",
+        &file,
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    let name = b["name"].as_str().unwrap().to_string();
+    assert_eq!(s.visit(), 3);
+    let out = f.run(&[
+        "restore",
+        "-f",
+        &file,
+        &name,
+        "--no-safety-backup",
+        "--passphrase-file",
+        bad_pass.to_str().unwrap(),
+    ]);
+    printed.borrow_mut().push_str(&text(&out.stderr));
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("wrong passphrase"), "{out:?}");
+    assert_eq!(query(&live, "SELECT count(*) FROM visits"), 3);
+    run_ok(&[
+        "restore",
+        "-f",
+        &file,
+        &name,
+        "--no-safety-backup",
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+    ]);
+    assert_eq!(query(&live, "SELECT count(*) FROM visits"), 2);
+
+    // 4. Nothing printed a secret.
+    for secret in [secret.as_str(), "correct horse", "incorrect horse"] {
+        assert!(!printed.borrow().contains(secret), "a secret was printed");
     }
     f.ok(&["down", "-f", &file]);
 }

@@ -450,6 +450,18 @@ fn rollback_returns_to_the_previous_digest_without_the_registry() {
         text.contains("rollback") && text.contains("deployed"),
         "{text}"
     );
+    // One `swap` event per swap and rollback, with its outcome and digests.
+    let events = std::fs::read_to_string(f.root().join("events/events.jsonl")).unwrap();
+    let swaps: Vec<Value> = events
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["kind"] == "swap")
+        .collect();
+    assert_eq!(swaps.len(), 3, "{swaps:?}");
+    assert_eq!(swaps[1]["attrs"]["how"], "rollback");
+    assert_eq!(swaps[1]["attrs"]["outcome"], "deployed");
+    assert_eq!(swaps[1]["attrs"]["digest"], v1.as_str());
+    assert_eq!(swaps[1]["stack"], "family");
     f.ok(&["down", "--volumes", "-f", fam.file()]);
 }
 
