@@ -312,8 +312,22 @@ impl Destination {
         else {
             unreachable!("s3 of a destination of another kind")
         };
-        let s3 = S3::new(bucket, endpoint.as_deref(), region.as_deref())?;
-        f(&s3).with_context(|| format!("{self}"))
+        // Everything of the client (its timers, its connections' drops) happens inside a
+        // runtime of its own.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let _in_rt = rt.enter();
+        let s3 = S3::new(
+            bucket,
+            endpoint.as_deref(),
+            region.as_deref(),
+            rt.handle().clone(),
+        )?;
+        let r = f(&s3).with_context(|| format!("{self}"));
+        drop(s3);
+        r
     }
 }
 
@@ -340,7 +354,7 @@ fn parse_ls(out: &str) -> Vec<RemoteFile> {
 struct S3 {
     bucket: rusty_s3::Bucket,
     creds: rusty_s3::Credentials,
-    rt: tokio::runtime::Runtime,
+    rt: tokio::runtime::Handle,
     http: reqwest::Client,
 }
 
@@ -348,7 +362,12 @@ struct S3 {
 const SIGNED_FOR: Duration = Duration::from_secs(3600);
 
 impl S3 {
-    fn new(bucket: &str, endpoint: Option<&str>, region: Option<&str>) -> anyhow::Result<S3> {
+    fn new(
+        bucket: &str,
+        endpoint: Option<&str>,
+        region: Option<&str>,
+        rt: tokio::runtime::Handle,
+    ) -> anyhow::Result<S3> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let region = region
             .map(String::from)
@@ -373,9 +392,6 @@ impl S3 {
             .map_err(|e| anyhow::anyhow!("S3 bucket {bucket:?} at {endpoint}: {e}"))?;
         let creds = s3_credentials()?;
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(60))
