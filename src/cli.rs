@@ -200,6 +200,10 @@ pub struct BackupArgs {
     /// thawed. Default: [backup] freeze_max, else 5s.
     #[arg(long)]
     pub freeze_max: Option<String>,
+    /// Also copy the archive there (repeatable): /path, sftp://[user@]host[:port]/path or
+    /// s3://bucket/prefix[?endpoint=URL&region=R]. Default: [backup] to.
+    #[arg(long = "to")]
+    pub to: Vec<String>,
     /// Encrypt to this age public key (age1...; repeatable). Default: [backup] recipients.
     #[arg(long = "recipient")]
     pub recipients: Vec<String>,
@@ -218,6 +222,10 @@ pub struct RestoreArgs {
     /// Do not keep a backup of the current data first.
     #[arg(long)]
     pub no_safety_backup: bool,
+    /// Fetch the backup from this destination first (as --to names them): how a fresh
+    /// machine gets its data back.
+    #[arg(long)]
+    pub from: Option<String>,
     /// The age identity file (AGE-SECRET-KEY-1... lines) that opens a backup encrypted to
     /// a public key. Default: [backup] identity_file.
     #[arg(long)]
@@ -237,6 +245,9 @@ pub struct BackupsArgs {
     /// The stack file.
     #[arg(short, long, default_value = "frun.toml")]
     pub file: PathBuf,
+    /// List the backups in this destination instead of this machine's.
+    #[arg(long)]
+    pub from: Option<String>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }

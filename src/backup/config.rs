@@ -12,6 +12,7 @@
 //! passphrase_file = "backup.pass"
 //! identity_file = "backup.key"   # for restores of backups encrypted to a recipient
 //! before_swap = true       # a backup before every `frun swap`
+//! to = ["sftp://backup@host/srv/frun", "s3://bucket/prefix"]   # copies off the machine
 //! ```
 
 use serde::Deserialize;
@@ -37,6 +38,8 @@ pub struct RawBackup {
     identity_file: Option<Spanned<String>>,
     #[serde(default)]
     before_swap: bool,
+    #[serde(default)]
+    to: Vec<Spanned<String>>,
 }
 
 /// The validated section (its defaults when the file has none).
@@ -51,6 +54,8 @@ pub struct BackupConfig {
     pub decrypt: Decrypt,
     #[allow(dead_code)] // read by before_swap(), which `frun swap` calls
     pub before_swap: bool,
+    /// Where each backup is copied besides this machine.
+    pub to: Vec<super::remote::Destination>,
 }
 
 impl Default for BackupConfig {
@@ -64,6 +69,7 @@ impl Default for BackupConfig {
             encrypt: Encrypt::default(),
             decrypt: Decrypt::default(),
             before_swap: false,
+            to: Vec::new(),
         }
     }
 }
@@ -152,5 +158,14 @@ pub fn validate(
             passphrase_file,
         },
         before_swap: raw.before_swap,
+        to: raw
+            .to
+            .iter()
+            .map(|d| {
+                d.get_ref()
+                    .parse()
+                    .map_err(|e| err(d.span(), format!("to: {e}")))
+            })
+            .collect::<Result<_, _>>()?,
     })
 }

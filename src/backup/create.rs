@@ -28,6 +28,8 @@ pub struct Options {
     pub reason: String,
     pub freeze_max: Duration,
     pub encrypt: super::crypt::Encrypt,
+    /// Where the archive is copied once written.
+    pub to: Vec<super::remote::Destination>,
 }
 
 impl Options {
@@ -37,6 +39,7 @@ impl Options {
             reason: reason.into(),
             freeze_max: stack.backup.freeze_max,
             encrypt: stack.backup.encrypt.clone(),
+            to: stack.backup.to.clone(),
         }
     }
 }
@@ -150,14 +153,49 @@ pub fn create(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Result<(Summ
     let r = (|| {
         let _lock = super::StackLock::take(&g.root, &stack.name)?;
         super::restore::recover_data(g, &stack.name)?;
-        let summary = create_locked(g, stack, opts)?;
+        let mut summary = create_locked(g, stack, opts)?;
+        // Copies off the machine: the archive, then its summary (which names them).
+        let mut failed = Vec::new();
+        for d in &opts.to {
+            let shipped = (|| -> anyhow::Result<()> {
+                d.put(&stack.name, &summary.archive_path(&g.root), &summary.file)?;
+                summary.destinations.push(d.to_string());
+                summary.save(&g.root)?;
+                d.put(
+                    &stack.name,
+                    &Summary::path(&g.root, &stack.name, &summary.name),
+                    &format!("{}.json", summary.name),
+                )
+            })();
+            if let Err(e) = shipped {
+                failed.push(format!("{d}: {e:#}"));
+            }
+        }
+        if !failed.is_empty() {
+            bail!(
+                "backup {} is written here ({}) but was not copied to {}",
+                summary.name,
+                summary.archive_path(&g.root).display(),
+                failed.join("; ")
+            );
+        }
+        // Retention, here and in the destinations.
         let removed = super::apply_retention(
             &g.root,
             &stack.name,
             stack.backup.keep,
             stack.backup.max_age,
         )?;
-        Ok((summary, removed))
+        for old in &removed {
+            for d in &opts.to {
+                for f in [old.file.clone(), format!("{}.json", old.name)] {
+                    if let Err(e) = d.delete(&stack.name, &f) {
+                        tracing::warn!(destination = %d, file = %f, error = %format!("{e:#}"), "removing an old backup");
+                    }
+                }
+            }
+        }
+        Ok((summary, removed.into_iter().map(|s| s.name).collect()))
     })();
     let ev = crate::events::Event::new(crate::events::Kind::Backup)
         .stack(&stack.name)

@@ -29,6 +29,7 @@ pub mod config;
 pub mod create;
 pub mod crypt;
 pub mod freeze;
+pub mod remote;
 pub mod restore;
 pub mod sqlite;
 
@@ -281,14 +282,14 @@ impl StackLock {
 }
 
 /// Retention after a successful backup: a backup is removed when it is not among the
-/// newest `keep`, or older than `max_age`; the newest is never removed. Returns the
-/// names removed.
+/// newest `keep`, or older than `max_age`; the newest is never removed. Returns what
+/// was removed.
 pub fn apply_retention(
     root: &Path,
     stack: &str,
     keep: Option<usize>,
     max_age: Option<std::time::Duration>,
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<Vec<Summary>> {
     if keep.is_none() && max_age.is_none() {
         return Ok(Vec::new());
     }
@@ -321,7 +322,7 @@ pub fn apply_retention(
                 .with_context(|| format!("removing {}", archive.display()))?;
             let _ = std::fs::remove_file(Summary::path(root, stack, &s.name));
             tracing::info!(name = %s.name, "backup removed by retention");
-            removed.push(s.name.clone());
+            removed.push(s.clone());
         }
     }
     if !removed.is_empty() {

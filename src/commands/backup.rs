@@ -24,6 +24,13 @@ pub fn backup(g: &Global, args: BackupArgs) -> anyhow::Result<ExitCode> {
             passphrase_file: args.passphrase_file.clone(),
         };
     }
+    if !args.to.is_empty() {
+        opts.to = args
+            .to
+            .iter()
+            .map(|d| d.parse().map_err(|e| anyhow::anyhow!("--to: {e}")))
+            .collect::<anyhow::Result<_>>()?;
+    }
     let (s, removed) = backup::create::create(g, &stack, &opts)?;
     let mut out = std::io::stdout().lock();
     match args.format {
@@ -57,7 +64,14 @@ pub fn backup(g: &Global, args: BackupArgs) -> anyhow::Result<ExitCode> {
 
 pub fn restore(g: &Global, args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let stack = Stack::load(&args.file, &g.root)?;
-    let summary = backup::find(&g.root, &stack.name, &args.name)?;
+    let summary = match &args.from {
+        Some(from) => {
+            let d: backup::remote::Destination =
+                from.parse().map_err(|e| anyhow::anyhow!("--from: {e}"))?;
+            backup::remote::fetch(&g.root, &stack.name, &d, &args.name)?
+        }
+        None => backup::find(&g.root, &stack.name, &args.name)?,
+    };
     let r = backup::restore::restore(
         g,
         &stack,
@@ -131,6 +145,9 @@ fn age(t: &str) -> String {
 
 pub fn backups(g: &Global, args: BackupsArgs) -> anyhow::Result<ExitCode> {
     let stack = Stack::load(&args.file, &g.root)?;
+    if let Some(from) = &args.from {
+        return remote_backups(g, &stack, from, args.format);
+    }
     let all = backup::list(&g.root, &stack.name)?;
     let mut out = std::io::stdout().lock();
     match args.format {
@@ -172,6 +189,59 @@ pub fn backups(g: &Global, args: BackupsArgs) -> anyhow::Result<ExitCode> {
                     "Scheduled: every {} (jitter up to {}) by frun supervise",
                     humantime(every),
                     humantime(stack.backup.jitter)
+                )?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `frun backups --from DEST`: what a destination holds, and whether this machine has it.
+fn remote_backups(
+    g: &Global,
+    stack: &Stack,
+    from: &str,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let d: backup::remote::Destination =
+        from.parse().map_err(|e| anyhow::anyhow!("--from: {e}"))?;
+    let local: Vec<String> = backup::list(&g.root, &stack.name)?
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    let rows: Vec<serde_json::Value> = backup::remote::backups_in(&d, &stack.name)?
+        .into_iter()
+        .map(|(name, f)| {
+            serde_json::json!({
+                "name": name,
+                "file": f.name,
+                "size": f.size,
+                "destination": d.to_string(),
+                "encrypted": f.name.ends_with(backup::SEALED_EXT),
+                "here": local.contains(&name),
+            })
+        })
+        .collect();
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, &rows)?;
+            writeln!(out)?;
+        }
+        Format::Table => {
+            writeln!(
+                out,
+                "{:<36}  {:>9}  {:<5}  DESTINATION",
+                "NAME", "SIZE", "HERE"
+            )?;
+            for r in &rows {
+                writeln!(
+                    out,
+                    "{:<36}  {:>9}  {:<5}  {}",
+                    r["name"].as_str().unwrap_or(""),
+                    human_size(r["size"].as_u64().unwrap_or(0)),
+                    if r["here"] == true { "yes" } else { "no" },
+                    d
                 )?;
             }
         }

@@ -568,3 +568,246 @@ fn encrypted_backups_open_only_with_their_key_and_retention_keeps_the_newest() {
     }
     f.ok(&["down", "-f", &file]);
 }
+
+/// Debian's sshd on the test netns's loopback, root's key login only, and an ssh_config
+/// (host alias `backuphost`, its host key pinned) for frun's sftp (`FRUN_SSH_CONFIG`).
+struct Sshd {
+    child: std::process::Child,
+    config: PathBuf,
+}
+
+impl Sshd {
+    fn start(dir: &Path) -> Option<Sshd> {
+        if !Path::new("/usr/sbin/sshd").exists() {
+            unavailable("no /usr/sbin/sshd: scripts/install-packages.sh scripts/packages/test.txt installs openssh-server");
+            return None;
+        }
+        std::fs::create_dir_all(dir).unwrap();
+        let keygen = |path: &Path| {
+            let out = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(path)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+        };
+        let host_key = dir.join("host_key");
+        let user_key = dir.join("user_key");
+        keygen(&host_key);
+        keygen(&user_key);
+        std::fs::copy(dir.join("user_key.pub"), dir.join("authorized_keys")).unwrap();
+        let port = free_port();
+        let cfg = dir.join("sshd_config");
+        std::fs::write(
+            &cfg,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {pid}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n",
+                hk = host_key.display(),
+                ak = dir.join("authorized_keys").display(),
+                pid = dir.join("sshd.pid").display(),
+            ),
+        )
+        .unwrap();
+        // sshd's privilege separation directory (Debian's unit makes it at boot).
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let child = std::process::Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("sshd.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let host_pub = read(&dir.join("host_key.pub"));
+        let known = dir.join("known_hosts");
+        std::fs::write(&known, format!("[127.0.0.1]:{port} {host_pub}")).unwrap();
+        let config = dir.join("ssh_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Host backuphost\n  HostName 127.0.0.1\n  Port {port}\n  User root\n  IdentityFile {key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {known}\n  StrictHostKeyChecking yes\n  BatchMode yes\n",
+                key = user_key.display(),
+                known = known.display()
+            ),
+        )
+        .unwrap();
+        wait_for(10, "sshd listening", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Some(Sshd { child, config })
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An S3 server that checks SigV4 signatures: s3s-fs (crates.io; `scripts/install-test-tools.sh`
+/// builds it into `FRUN_TEST_TOOLS`, default /var/cache/frun-test-tools), over a directory.
+struct S3Server {
+    child: std::process::Child,
+    port: u16,
+}
+
+const S3_KEY: &str = "frun-test-key";
+const S3_SECRET: &str = "frun-test-secret-0123456789";
+
+impl S3Server {
+    fn start(dir: &Path) -> Option<S3Server> {
+        let tools = std::env::var("FRUN_TEST_TOOLS")
+            .unwrap_or_else(|_| "/var/cache/frun-test-tools".into());
+        let bin = Path::new(&tools).join("bin/s3s-fs");
+        if !bin.exists() {
+            unavailable(&format!(
+                "no {}: scripts/install-test-tools.sh builds the S3 test server (s3s-fs)",
+                bin.display()
+            ));
+            return None;
+        }
+        std::fs::create_dir_all(dir.join("bucket")).unwrap();
+        let port = free_port();
+        let child = std::process::Command::new(&bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", S3_KEY, "--secret-key", S3_SECRET])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.with_extension("log")).unwrap())
+            .spawn()
+            .unwrap();
+        wait_for(10, "s3s-fs listening", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Some(S3Server { child, port })
+    }
+
+    fn url(&self) -> String {
+        format!("s3://bucket/frun?endpoint=http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// 40 MB that do not compress (so the archive goes up to S3 in parts).
+fn noise(path: &Path, bytes: usize) {
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let mut data = Vec::with_capacity(bytes);
+    while data.len() < bytes {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(path, data).unwrap();
+}
+
+fn sha256_of(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// A destination kind's round trip: a stack with 1 visit and 40 MB of noise backed up
+/// `--to` the destination, listed there, then restored `--from` it into a fresh state
+/// root (up first, as on a new machine) with the data and the app back.
+fn round_trip(reg: &str, dest: &str, env: &dyn Fn(Frun) -> Frun) {
+    let f = env(Frun::new());
+    let s = Stack::new(&f, reg);
+    up(&f, &s);
+    let file = s.file();
+    assert_eq!(s.visit(), 1);
+    let big = volume(&f, "bkfiles").join("big.bin");
+    noise(&big, 40 << 20);
+    let big_sha = sha256_of(&big);
+    let b: Value =
+        serde_json::from_str(&f.ok(&["backup", "-f", &file, "--to", dest, "--format", "json"]))
+            .unwrap();
+    let name = b["name"].as_str().unwrap().to_string();
+    assert!(
+        b["size"].as_u64().unwrap() > 32 << 20,
+        "above the multipart size: {b}"
+    );
+    assert_eq!(
+        b["destinations"],
+        serde_json::json!([dest.split('?').next().unwrap()]),
+        "{b}"
+    );
+    let remote: Vec<Value> =
+        serde_json::from_str(&f.ok(&["backups", "-f", &file, "--from", dest, "--format", "json"]))
+            .unwrap();
+    assert_eq!(remote.len(), 1, "{dest}: {remote:?}");
+    assert_eq!(remote[0]["name"], name.as_str());
+    assert_eq!(remote[0]["size"], b["size"]);
+    assert_eq!(remote[0]["here"], true);
+    f.ok(&["down", "-f", &file]);
+
+    let g = env(Frun::new());
+    let s2 = Stack::new(&g, reg);
+    up(&g, &s2);
+    let out = g.ok(&["restore", "-f", &s2.file(), "--from", dest, "latest"]);
+    assert!(out.contains(&format!("Restored {name}")), "{dest}: {out}");
+    let live = volume(&g, "bkdb").join("production.sqlite3");
+    assert_eq!(query(&live, "SELECT count(*) FROM visits"), 1, "{dest}");
+    assert_eq!(
+        sha256_of(&volume(&g, "bkfiles").join("big.bin")),
+        big_sha,
+        "{dest}"
+    );
+    assert_eq!(s2.visit(), 2, "{dest}: the app serves the restored data");
+    let list: Vec<Value> =
+        serde_json::from_str(&g.ok(&["backups", "-f", &s2.file(), "--format", "json"])).unwrap();
+    let fetched = list.iter().find(|b| b["name"] == name.as_str()).unwrap();
+    assert_eq!(fetched["verification"], "verified", "{dest}: {fetched}");
+    g.ok(&["down", "-f", &s2.file()]);
+}
+
+/// Through Debian's sshd and the system's sftp (keys and known_hosts from an ssh_config).
+#[test]
+fn a_backup_copied_over_sftp_restores_on_a_fresh_state_root() {
+    let Some(reg) = registry() else { return };
+    let work = tempfile::Builder::new()
+        .prefix("frun-sftp-")
+        .tempdir()
+        .unwrap();
+    let Some(sshd) = Sshd::start(&work.path().join("ssh")) else {
+        return;
+    };
+    let dest = format!("sftp://backuphost{}", work.path().join("remote").display());
+    round_trip(&reg, &dest, &|f: Frun| {
+        f.env("FRUN_SSH_CONFIG", sshd.config.to_str().unwrap())
+    });
+}
+
+/// Through an S3 server that checks SigV4 (the archive goes up in parts); a wrong
+/// secret is refused by the server, and frun says the archive stayed here.
+#[test]
+fn a_backup_copied_to_s3_restores_on_a_fresh_state_root() {
+    let Some(reg) = registry() else { return };
+    let work = tempfile::Builder::new()
+        .prefix("frun-s3-")
+        .tempdir()
+        .unwrap();
+    let Some(s3) = S3Server::start(&work.path().join("s3")) else {
+        return;
+    };
+    let env = |f: Frun| {
+        f.env("AWS_ACCESS_KEY_ID", S3_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+    };
+    round_trip(&reg, &s3.url(), &env);
+
+    let f = env(Frun::new()).env("AWS_SECRET_ACCESS_KEY", "not-the-secret");
+    let s = Stack::new(&f, &reg);
+    up(&f, &s);
+    let err = f.fails(&["backup", "-f", &s.file(), "--to", &s3.url()]);
+    assert!(
+        err.contains("is written here") && err.contains("403"),
+        "{err}"
+    );
+    f.ok(&["down", "-f", &s.file()]);
+}
