@@ -1,7 +1,8 @@
 #!/bin/bash
 # The whole test suite, exactly as CI runs it (README's test command). As root:
 #   1. installs the Debian packages of scripts/packages/{run,test}.txt (frun's own, registry,
-#      image tools, python, peers);
+#      image tools, python, peers), and the test tools Debian lacks (scripts/install-test-tools.sh:
+#      an S3 server, built once from crates.io into /var/cache/frun-test-tools);
 #   2. checks formatting and lints, builds everything (needs crates.io);
 #   3. in a network namespace of its own, builds the test images with umoci/skopeo/python,
 #      starts the test registries on loopback, and runs every test (unit + integration);
@@ -15,6 +16,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [ "$(id -u)" = 0 ] || { echo "scripts/test.sh: run as root (tests unpack device nodes, mount overlayfs, make namespaces)" >&2; exit 2; }
 
 scripts/install-packages.sh scripts/packages/run.txt scripts/packages/test.txt
+scripts/install-test-tools.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
