@@ -52,7 +52,6 @@ pub struct BackupConfig {
     pub freeze_max: Duration,
     pub encrypt: Encrypt,
     pub decrypt: Decrypt,
-    #[allow(dead_code)] // read by before_swap(), which `frun swap` calls
     pub before_swap: bool,
     /// Where each backup is copied besides this machine.
     pub to: Vec<super::remote::Destination>,

@@ -506,6 +506,23 @@ pub fn swap(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Result<Report>
         }
     }
 
+    //    And with `[backup] before_swap = true`, a backup of the data as it is now: one
+    //    that fails stops the swap here, the old app serving on.
+    match crate::backup::before_swap(g, stack) {
+        Ok(Some(b)) => progress.done("backup", &b.name),
+        Ok(None) => {}
+        Err(e) => {
+            fail(
+                &mut report,
+                &progress,
+                &st,
+                None,
+                e.context("the backup before the swap"),
+            )?;
+            return Ok(report);
+        }
+    }
+
     // 3. The new generation beside the old one (the role's name stays `app`).
     enter(&g.root, &stack.name, &mut st, Phase::Starting)?;
     let new = match model::create(g, &d, true) {

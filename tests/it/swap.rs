@@ -520,3 +520,33 @@ fn a_swap_killed_at_each_phase_is_finished_or_undone_by_the_next_up() {
     }
     f.ok(&["down", "--volumes", "-f", fam.file()]);
 }
+
+#[test]
+fn with_before_swap_a_swap_first_backs_up_the_data_of_the_old_app() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    let fam = Family::new(&f, &reg);
+    let text = std::fs::read_to_string(&fam.file).unwrap();
+    std::fs::write(&fam.file, text + "\n[backup]\nbefore_swap = true\n").unwrap();
+    fam.up(&f);
+    // One visit: the database on the data volume holds one row.
+    eventually(|| http_get(&fam.addr(), "/visit"));
+    let r = fam.swap(&f, &fam.image("v2"));
+    assert_eq!(r["outcome"], "deployed", "{r}");
+    let steps: Vec<&str> = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    let at = |name: &str| steps.iter().position(|s| *s == name);
+    assert!(
+        at("backup").is_some() && at("backup") < at("start"),
+        "the backup comes before the new app starts: {steps:?}"
+    );
+    let list: Vec<Value> =
+        serde_json::from_str(&f.ok(&["backups", "-f", fam.file(), "--format", "json"])).unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["reason"], "before-swap", "{list:?}");
+    f.ok(&["down", "--volumes", "-f", fam.file()]);
+}
