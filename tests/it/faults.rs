@@ -499,7 +499,7 @@ fn an_rm_container_whose_holder_died_is_removed_by_gc_once_it_exits() {
         "{out}"
     );
     assert!(
-        out.contains("removed 0 blobs, 0 layers, 0 leftovers of interrupted pulls, 1 abandoned containers and 0 temp files: "),
+        out.contains("removed 0 blobs, 0 layers, 0 leftovers of interrupted pulls, 1 abandoned containers and 0 temp files"),
         "{out}"
     );
     assert!(f.ok(&["ps", "-a", "-q"]).is_empty());
