@@ -557,4 +557,181 @@ mod tests {
         assert!(resolve_user("4294967296", None, None).is_err());
         assert!(resolve_user("-1", None, None).is_err());
     }
+
+    /// An image config as a registry would send it.
+    fn config(json: &str) -> ImageConfiguration {
+        serde_json::from_str(&format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}},"config":{json}}}"#
+        ))
+        .unwrap()
+    }
+
+    fn opts() -> RunOptions {
+        RunOptions {
+            hostname: "abc123".into(),
+            ..Default::default()
+        }
+    }
+
+    fn env_of(spec: &Spec) -> Vec<String> {
+        spec.process().as_ref().unwrap().env().clone().unwrap()
+    }
+
+    #[test]
+    fn the_image_config_and_the_flags_make_the_process_as_docker_does() {
+        let ic = config(
+            r#"{"Entrypoint":["/init"],"Cmd":["serve","-v"],"Env":["PATH=/opt/bin","A=1","HOSTNAME=img"],"WorkingDir":"/srv","User":"app"}"#,
+        );
+        let layer = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(layer.path().join("etc")).unwrap();
+        std::fs::write(layer.path().join("etc/passwd"), PASSWD).unwrap();
+        std::fs::write(layer.path().join("etc/group"), GROUP).unwrap();
+        let layers = [layer.path().to_path_buf()];
+
+        // The image alone: ENTRYPOINT + CMD, its env (HOSTNAME is the container's), its
+        // workdir, its user looked up in its own /etc/passwd.
+        let spec = build(&ic, &opts(), &layers, &[]).unwrap();
+        let p = spec.process().as_ref().unwrap();
+        assert_eq!(p.args().as_ref().unwrap(), &["/init", "serve", "-v"]);
+        assert_eq!(env_of(&spec), ["PATH=/opt/bin", "A=1", "HOSTNAME=abc123"]);
+        assert_eq!(p.cwd(), Path::new("/srv"));
+        assert_eq!((p.user().uid(), p.user().gid()), (1000, 1000));
+        assert_eq!(p.user().additional_gids().as_ref().unwrap(), &[2000]);
+        assert_eq!(spec.hostname().as_deref(), Some("abc123"));
+
+        // Flags win: a command replaces CMD (not ENTRYPOINT), -e overrides, -w, -u, -t.
+        let o = RunOptions {
+            command: vec!["sh".into()],
+            env: vec!["A=2".into(), "B=3".into()],
+            workdir: Some("/tmp".into()),
+            user: Some("0:0".into()),
+            tty: true,
+            ..opts()
+        };
+        let spec = build(&ic, &o, &layers, &[]).unwrap();
+        let p = spec.process().as_ref().unwrap();
+        assert_eq!(p.args().as_ref().unwrap(), &["/init", "sh"]);
+        assert_eq!(
+            env_of(&spec),
+            [
+                "PATH=/opt/bin",
+                "A=2",
+                "B=3",
+                "HOSTNAME=abc123",
+                "TERM=xterm"
+            ]
+        );
+        assert_eq!(p.cwd(), Path::new("/tmp"));
+        assert_eq!((p.user().uid(), p.user().gid()), (0, 0));
+        assert_eq!(p.terminal(), Some(true));
+
+        // Without PATH in the image, Docker's default comes first.
+        let spec = build(&config(r#"{"Cmd":["x"]}"#), &opts(), &[], &[]).unwrap();
+        assert!(env_of(&spec)[0].starts_with("PATH=/usr/local/sbin:"));
+        assert_eq!(
+            spec.process().as_ref().unwrap().cwd(),
+            Path::new("/"),
+            "no WorkingDir: /"
+        );
+    }
+
+    #[test]
+    fn limits_become_the_specs_resources() {
+        let o = RunOptions {
+            memory: Some(64 << 20),
+            cpus: Some(0.5),
+            pids_limit: Some(100),
+            ..opts()
+        };
+        let spec = build(&config(r#"{"Cmd":["x"]}"#), &o, &[], &[]).unwrap();
+        let r = spec.linux().as_ref().unwrap().resources().clone().unwrap();
+        let m = r.memory().unwrap();
+        assert_eq!(m.limit(), Some(64 << 20));
+        assert_eq!(
+            m.swap(),
+            Some(128 << 20),
+            "memory plus swap: twice --memory"
+        );
+        let c = r.cpu().clone().unwrap();
+        assert_eq!((c.quota(), c.period()), (Some(50_000), Some(100_000)));
+        assert_eq!(r.pids().unwrap().limit(), 100);
+        let o = RunOptions {
+            cpus: Some(0.0),
+            ..opts()
+        };
+        let e = build(&config(r#"{"Cmd":["x"]}"#), &o, &[], &[]).unwrap_err();
+        assert!(e.to_string().contains("--cpus"), "{e}");
+    }
+
+    #[test]
+    fn networks_and_user_namespaces_shape_the_namespaces() {
+        let ns_of = |spec: &Spec| -> Vec<(LinuxNamespaceType, Option<PathBuf>)> {
+            spec.linux()
+                .as_ref()
+                .unwrap()
+                .namespaces()
+                .clone()
+                .unwrap()
+                .iter()
+                .map(|n| (n.typ(), n.path().clone()))
+                .collect()
+        };
+        let ic = config(r#"{"Cmd":["x"]}"#);
+        let net = |spec: &Spec| {
+            ns_of(spec)
+                .into_iter()
+                .find(|(t, _)| *t == LinuxNamespaceType::Network)
+        };
+        let none = build(&ic, &opts(), &[], &[]).unwrap();
+        assert_eq!(net(&none), Some((LinuxNamespaceType::Network, None)));
+        let o = RunOptions {
+            network: Network::Join("/run/frun/netns/abc".into()),
+            ..opts()
+        };
+        let joined = build(&ic, &o, &[], &[]).unwrap();
+        assert_eq!(
+            net(&joined),
+            Some((
+                LinuxNamespaceType::Network,
+                Some(PathBuf::from("/run/frun/netns/abc"))
+            ))
+        );
+        let o = RunOptions {
+            network: Network::Host,
+            ..opts()
+        };
+        assert_eq!(net(&build(&ic, &o, &[], &[]).unwrap()), None);
+
+        // A user namespace must map the user the process runs as.
+        let maps = IdMaps::parse(&["0:100000:65536".into()], &[]).unwrap();
+        let o = RunOptions {
+            userns: maps.clone(),
+            ..opts()
+        };
+        let spec = build(&ic, &o, &[], &[]).unwrap();
+        assert!(ns_of(&spec)
+            .iter()
+            .any(|(t, _)| *t == LinuxNamespaceType::User));
+        let o = RunOptions {
+            userns: IdMaps::parse(&["1:100000:10".into()], &[]).unwrap(),
+            ..opts()
+        };
+        let e = build(&ic, &o, &[], &[]).unwrap_err().to_string();
+        assert!(e.contains("uid 0 is not mapped"), "{e}");
+    }
+
+    #[test]
+    fn a_config_without_a_command_or_with_a_relative_workdir_is_refused() {
+        let e = build(&config("{}"), &opts(), &[], &[]).unwrap_err();
+        assert!(e.to_string().contains("neither ENTRYPOINT nor CMD"), "{e}");
+        let o = RunOptions {
+            workdir: Some("srv".into()),
+            ..opts()
+        };
+        let e = build(&config(r#"{"Cmd":["x"]}"#), &o, &[], &[]).unwrap_err();
+        assert!(
+            e.to_string().contains("\"srv\" must be an absolute path"),
+            "{e}"
+        );
+    }
 }
