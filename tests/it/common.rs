@@ -408,6 +408,9 @@ impl Drop for Frun {
                 rustix::process::Signal::KILL,
             );
         }
+        // And what it left mounted in its own directory (a container's netns file,
+        // bind-mounted): the temp dir's removal cannot take a mount point with it.
+        umount_below(self.dir.path());
         for d in self.cgroup_dirs() {
             let mut dirs = walk_dirs(&d);
             dirs.reverse();
