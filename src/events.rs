@@ -193,6 +193,19 @@ impl Event {
         self
     }
 
+    /// How a timed operation that may fail ended: `duration_seconds` since `began`, and
+    /// `outcome` `ok`, or `failed` with the `error`.
+    pub fn ended<T>(self, began: Instant, r: &anyhow::Result<T>) -> Event {
+        let ev = self.attr(
+            "duration_seconds",
+            format!("{:.3}", began.elapsed().as_secs_f64()),
+        );
+        match r {
+            Ok(_) => ev.attr("outcome", "ok"),
+            Err(e) => ev.attr("outcome", "failed").attr("error", format!("{e:#}")),
+        }
+    }
+
     pub fn attr(mut self, key: &str, value: impl fmt::Display) -> Event {
         let mut v = value.to_string();
         if v.len() > MAX_ATTR {

@@ -200,18 +200,12 @@ pub fn create(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Result<(Summ
     let ev = crate::events::Event::new(crate::events::Kind::Backup)
         .stack(&stack.name)
         .attr("reason", &opts.reason)
-        .attr(
-            "duration_seconds",
-            format!("{:.3}", t0.elapsed().as_secs_f64()),
-        );
+        .ended(t0, &r);
     crate::events::emit(
         &g.root,
         match &r {
-            Ok((s, _)) => ev
-                .attr("outcome", "ok")
-                .attr("name", &s.name)
-                .attr("size", s.size),
-            Err(e) => ev.attr("outcome", "failed").attr("error", format!("{e:#}")),
+            Ok((s, _)) => ev.attr("name", &s.name).attr("size", s.size),
+            Err(_) => ev,
         },
     );
     r

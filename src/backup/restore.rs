@@ -226,19 +226,12 @@ pub fn restore(
 ) -> anyhow::Result<Restored> {
     let t0 = std::time::Instant::now();
     let r = restore_steps(g, stack, summary, opts);
-    let ev = crate::events::Event::new(crate::events::Kind::Restore)
-        .stack(&stack.name)
-        .attr("name", &summary.name)
-        .attr(
-            "duration_seconds",
-            format!("{:.3}", t0.elapsed().as_secs_f64()),
-        );
     crate::events::emit(
         &g.root,
-        match &r {
-            Ok(_) => ev.attr("outcome", "ok"),
-            Err(e) => ev.attr("outcome", "failed").attr("error", format!("{e:#}")),
-        },
+        crate::events::Event::new(crate::events::Kind::Restore)
+            .stack(&stack.name)
+            .attr("name", &summary.name)
+            .ended(t0, &r),
     );
     r
 }
