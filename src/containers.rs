@@ -474,7 +474,20 @@ impl Containers {
             c.record.log.keep,
             live,
         )?;
-        std::fs::remove_dir_all(&c.dir).with_context(|| format!("removing {:?}", c.dir))
+        // The supervisor may be writing a health reading into the directory right now
+        // (temp + rename): a file that appears while the tree goes makes the last rmdir
+        // fail with "not empty", and the next try takes it.
+        let mut tries = 0;
+        loop {
+            match std::fs::remove_dir_all(&c.dir) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) && tries < 5 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries > 0 => return Ok(()),
+                r => return r.with_context(|| format!("removing {:?}", c.dir)),
+            }
+        }
     }
 }
 

@@ -292,6 +292,10 @@ fn probe_due(root: &Path, containers: &Containers, watched: &mut HashMap<String,
         let (Some(check), Some(net)) = (&c.record.health, &c.record.network) else {
             continue;
         };
+        // A container on its way out is not probed (its directory may be going).
+        if c.stop_requested_path().exists() {
+            continue;
+        }
         w.next = now + check.interval;
         let result = health::probe(std::net::IpAddr::V4(net.ip), check);
         let was = w.health.record(check, result, w.since.elapsed());
