@@ -545,19 +545,37 @@ pub fn up(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<Vec<Change>>
         }
     }
 
-    // 5. The old app generations go, now that nothing points at them; the deployment
-    //    goes into the history (what `rollback` returns to).
-    if new_app {
-        if handed_over {
-            // What the old app's holder accepted before the switch is answered first.
-            ports::drain(g, &old_apps, ports::DRAIN);
-        }
-        for c in &old_apps {
-            if c.dir.exists() {
-                say(quiet, &format!("Removing {}", c.record.name));
-                retire(g, &containers, c)?;
+    // 5. The other app generations go, now that nothing points at them: those replaced
+    //    now, and any that a killed `up` left beside the one kept (which, without a
+    //    proxy, may not accept yet: it does first). The deployment goes into the
+    //    history (what `rollback` returns to).
+    let others: Vec<&Container> = old_apps
+        .iter()
+        .filter(|c| c.record.id != app.record.id)
+        .copied()
+        .collect();
+    let mut keep_others = false;
+    if !new_app && !others.is_empty() && ports::applies(stack) {
+        match ports::switch(g, &app, &others) {
+            Ok(()) => handed_over = true,
+            Err(e) => {
+                // The others may hold the only accepting socket: they stay.
+                tracing::warn!(error = %format!("{e:#}"), "handing the published ports to the kept app");
+                keep_others = true;
             }
         }
+    }
+    if handed_over {
+        // What the old app's holder accepted before the switch is answered first.
+        ports::drain(g, &others, ports::DRAIN);
+    }
+    for c in others.iter().filter(|_| !keep_others) {
+        if c.dir.exists() {
+            say(quiet, &format!("Removing {}", c.record.name));
+            retire(g, &containers, c)?;
+        }
+    }
+    if new_app {
         history::append(
             &g.root,
             &stack.name,

@@ -267,3 +267,45 @@ fn a_swap_of_a_published_port_killed_at_each_phase_is_finished_or_undone() {
     }
     f.ok(&["down", "-f", solo.file()]);
 }
+
+/// `kill -9` of `frun up` (to a changed image) once the new app is created, and once it
+/// is ready (holding the port, paused): the old app serves on, and the next `up`
+/// finishes the replacement with one app generation left.
+#[test]
+fn an_up_killed_while_it_hands_the_port_over_is_finished_by_the_next_up() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    let solo = Solo::new(&f, &reg);
+    solo.up(&f);
+    let text = std::fs::read_to_string(&solo.file).unwrap();
+    let mut serving = "v1";
+    for step in ["up.app-created", "up.app-ready"] {
+        let next = if serving == "v1" { "v2" } else { "v1" };
+        std::fs::write(
+            &solo.file,
+            text.replace("family/app:v1", &format!("family/app:{next}")),
+        )
+        .unwrap();
+        let out = f
+            .command(&["up", "-f", solo.file()])
+            .env("FRUN_TEST_STOP_AT", step)
+            .output()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(9), "killed at {step}: {out:?}");
+        assert_eq!(
+            solo.version().unwrap(),
+            format!("{serving}\n"),
+            "the old app serves after a kill at {step}"
+        );
+        let out = f.ok(&["up", "-f", solo.file()]);
+        serving = next;
+        assert_eq!(
+            solo.version().unwrap(),
+            format!("{serving}\n"),
+            "after a kill at {step} and an up: {out}"
+        );
+        assert_eq!(solo.apps(&f).len(), 1, "after a kill at {step}");
+    }
+    f.ok(&["down", "-f", solo.file()]);
+}
