@@ -200,6 +200,9 @@ fn request(
         match s.read(&mut chunk) {
             Ok(0) => return (Err(format!("closed after {} bytes", buf.len())), false),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            // A signal to the test process (a read with a timeout is not restarted):
+            // not the server's doing.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return (Err(format!("read: {e}")), false),
         }
     };
@@ -213,6 +216,7 @@ fn request(
         match s.read(&mut chunk) {
             Ok(0) => return (Err("closed in the body".into()), false),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return (Err(format!("read body: {e}")), false),
         }
     }
