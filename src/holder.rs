@@ -135,6 +135,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     // running without its supervisor. (The container's process unblocks them.)
     let set = stop_signals();
     set.thread_block()?;
+    crate::trim::one_arena();
     let containers = Containers::open(&g.root)?;
     let c = containers.find(id)?;
     // This holder works on it while it lives: `gc` leaves it alone (see sweep.rs).
