@@ -165,8 +165,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     // The holder is on record before it starts anything: `rm -f` ends it (and so the
     // start) instead of removing the container from under it.
     if let Some(mut p) = previous.clone() {
-        let me = std::process::id() as i32;
-        (p.holder_pid, p.holder_start) = (Some(me), pid_start(me));
+        p.held_by(std::process::id() as i32);
         c.set_state(&p)?;
     }
     crate::fault::reached(crate::fault::Step::HolderRecorded);
@@ -278,8 +277,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     st.status = Status::Running;
     st.pid = Some(started.pid);
     st.pid_start = pid_start(started.pid);
-    st.holder_pid = Some(std::process::id() as i32);
-    st.holder_start = pid_start(std::process::id() as i32);
+    st.held_by(std::process::id() as i32);
     st.started_at = Some(now());
     st.restart_count = restarts;
     c.set_state(&st)?;
@@ -581,8 +579,7 @@ pub fn wait_exited(c: &Container, timeout: Duration) -> anyhow::Result<State> {
         let st = c.state()?;
         if st.status != Status::Running {
             // The holder records the exit right after reaping; give it that moment.
-            let holder_alive = st.holder_pid.is_some_and(|p| pid_start(p).is_some());
-            if !holder_alive || c.state()?.finished_at.is_some() {
+            if !Container::holder_alive(&st) || c.state()?.finished_at.is_some() {
                 return Ok(st);
             }
         }
@@ -619,7 +616,7 @@ pub fn end_holder_of(c: &Container) {
 /// must leave nothing running.
 pub fn end_holder(st: &State) {
     if let (Some(pid), Some(start)) = (st.holder_pid, st.holder_start) {
-        if pid_start(pid) == Some(start) {
+        if Container::holder_alive(st) {
             let _ = signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
             for _ in 0..500 {
                 if pid_start(pid) != Some(start) {

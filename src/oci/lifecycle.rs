@@ -189,6 +189,7 @@ fn launch(
         rootfs: p.rootfs.clone(),
         pid: started.pid,
         pid_start: pid_start(started.pid),
+        boot_id: crate::containers::this_boot().map(str::to_string),
         cgroup: p.cgroup.clone(),
         created: now(),
         annotations,

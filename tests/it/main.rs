@@ -28,6 +28,7 @@ mod oci;
 mod oci_spec;
 mod proxy_protocol;
 mod pull;
+mod reboot_pids;
 mod refusals;
 mod repair;
 mod role_logs;
