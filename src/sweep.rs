@@ -43,8 +43,10 @@ pub fn hold(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The lock on `dir`'s hold file if no process holds it (released on drop).
-fn abandoned(dir: &Path) -> Option<File> {
+/// The lock on `dir`'s hold file if no process holds it (released on drop). While it is
+/// kept, no holder starts the container: a starting one waits for it (`frun cp` to a
+/// stopped container's files keeps it so).
+pub fn abandoned(dir: &Path) -> Option<File> {
     lock_file(&dir.join(HOLD), FlockOperation::NonBlockingLockExclusive).ok()
 }
 

@@ -13,7 +13,11 @@
 //! no mount namespace, nothing to unmount, gone when its fd closes) and the copy works
 //! on that, as podman's `cp` mounts a stopped container. Its volumes and bind mounts
 //! are not mounted then: a path inside one is refused, naming the host directory to
-//! copy from or to instead.
+//! copy from or to instead. That overlay shares the container's upper directory, which
+//! the kernel lets two overlays use at once (with "undefined behaviour", as its warning
+//! says): the copy keeps the container's hold lock exclusively (see `crate::sweep`), so
+//! no holder starts it meanwhile (a starting one waits), and it is refused while a
+//! holder lives (the container is starting, or waiting to restart).
 
 use anyhow::{bail, Context};
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
@@ -43,8 +47,21 @@ pub fn cp(g: &Global, args: CpArgs) -> anyhow::Result<ExitCode> {
         _ => bail!("give exactly one CONTAINER:PATH and one host path"),
     };
     let c = containers.find(key)?;
-    let st = c.state()?;
-    // 1. The container's root, as its processes see it; or, stopped, its overlay.
+    // 1. The container's root, as its processes see it; or, stopped, its overlay, with
+    //    no holder starting it until the copy is done (read again under the lock: it
+    //    may have started before this took it).
+    let mut _no_start = None;
+    let mut st = c.state()?;
+    if st.status != Status::Running {
+        _no_start = Some(crate::sweep::abandoned(&c.dir).with_context(|| {
+            format!(
+                "container {} is starting or waiting to restart (its holder lives): \
+                 copy once it runs, or stop it first",
+                c.record.name
+            )
+        })?);
+        st = c.state()?;
+    }
     let root = match (st.status, st.pid) {
         (Status::Running, Some(pid)) => rustix::fs::open(
             format!("/proc/{pid}/root"),
@@ -102,7 +119,6 @@ fn stopped_root(g: &Global, c: &crate::containers::Container) -> anyhow::Result<
     ] {
         fsconfig_set_string(&fs, k, &v).with_context(|| format!("overlay option {k}={v}"))?;
     }
-    // EBUSY here: the container is starting meanwhile (its upper directory is in use).
     fsconfig_create(&fs).context("creating the overlay")?;
     fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
         .context("mounting the overlay")
