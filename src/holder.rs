@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
+use crate::cleanup;
 use crate::cli::Global;
 use crate::commands::exit_code;
 use crate::commands::images::open_store;
@@ -252,7 +253,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         Ok(s) => s,
         Err(e) => {
             if let Some(n) = &net_cfg {
-                cleanup(
+                cleanup::logged(
                     "releasing the container's network",
                     crate::net::detach(n, &c.record.id),
                 );
@@ -266,7 +267,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
             st.error = Some(msg.clone());
             c.set_state(&st)?;
             if c.record.auto_remove {
-                cleanup("removing the container's state", containers.remove(&c));
+                cleanup::logged("removing the container's state", containers.remove(&c));
             }
             eprintln!("frun: error: {msg}");
             return Ok(ExitCode::from(exit));
@@ -639,14 +640,6 @@ fn start_failure_code(e: &anyhow::Error) -> u8 {
         }
         Some(Setup(SetupError::Exec { .. })) => EXIT_CANNOT_INVOKE,
         _ => EXIT_FRUN_ERROR,
-    }
-}
-
-/// A clean-up step after a failure, or one nothing waits on: its failure is logged
-/// (with what it was), never dropped silently; the caller reports the original error.
-pub fn cleanup<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) {
-    if let Err(e) = r {
-        tracing::warn!("clean-up: {what}: {e:#}");
     }
 }
 

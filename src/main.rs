@@ -4,6 +4,7 @@
 //! is in the `images` and `runtime` crates, composed by the command modules.
 
 mod backup;
+mod cleanup;
 mod cli;
 mod commands;
 mod containers;
