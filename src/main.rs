@@ -27,6 +27,7 @@ mod stats;
 mod supervise;
 mod sweep;
 mod tool;
+mod trim;
 mod tty;
 mod volumes;
 
