@@ -69,7 +69,8 @@ fn cp_into_a_stopped_container_is_refused_while_its_holder_starts_it() {
     let dir = stopped(&f, &reg);
     let host = f.dir.path().join("in");
     std::fs::write(&host, "from the host\n").unwrap();
-    // A holder that is starting the container holds this lock shared (as this does).
+    // A holder that is starting the container holds this lock shared (as this does);
+    // cp gives it the moments an ending holder takes, then refuses.
     let starting =
         frun_images::fsutil::lock_file(&dir.join("hold"), rustix::fs::FlockOperation::LockShared)
             .unwrap();
