@@ -1,0 +1,170 @@
+//! Scheduled backups (`[backup] every`): the supervisor of a real state root makes them
+//! on its own, spaced by `every`, with retention; a failed one shows in `frun status`
+//! and as an event until a later one succeeds; a supervisor killed with `kill -9` and
+//! started again neither loses a due backup nor makes it twice. The stack is the family
+//! app of `backup.rs` (two named volumes).
+
+use crate::backup::{up, Stack};
+use crate::common::*;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+/// The backup events of the state root, oldest first.
+fn backup_events(f: &Frun) -> Vec<Value> {
+    read_or_empty(&f.root().join("events/events.jsonl"))
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["kind"] == "backup")
+        .collect()
+}
+
+fn scheduled_ok(f: &Frun) -> Vec<Value> {
+    backup_events(f)
+        .into_iter()
+        .filter(|e| e["attrs"]["reason"] == "scheduled" && e["attrs"]["outcome"] == "ok")
+        .collect()
+}
+
+fn time(v: &Value) -> chrono::DateTime<chrono::FixedOffset> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("{v:?}")))
+        .unwrap_or_else(|e| panic!("{v:?}: {e}"))
+}
+
+/// The names `frun backups` lists.
+fn listed(f: &Frun, s: &Stack) -> Vec<String> {
+    let rows: Vec<Value> =
+        serde_json::from_str(&f.ok(&["backups", "-f", &s.file(), "--format", "json"])).unwrap();
+    rows.iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn supervisor_pid(f: &Frun) -> Option<i32> {
+    let mut s =
+        std::os::unix::net::UnixStream::connect(f.dir.path().join("run/supervise.sock")).ok()?;
+    writeln!(s, "ping").ok()?;
+    let mut a = String::new();
+    s.read_to_string(&mut a).ok()?;
+    a.trim().strip_prefix("pong ")?.parse().ok()
+}
+
+fn supervisor_log(f: &Frun) -> String {
+    read_or_empty(&f.dir.path().join("run/supervise.log"))
+}
+
+fn schedule(f: &Frun) -> Value {
+    serde_json::from_str(&read_or_empty(&f.root().join("backups/bk/schedule.json")))
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn the_supervisor_makes_scheduled_backups_spaced_by_every_with_retention() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    let s = Stack::with(
+        &f,
+        &reg,
+        "\n[backup]\nevery = \"2s\"\njitter = \"0s\"\nkeep = 2\n",
+    );
+    up(&f, &s);
+    assert_eq!(s.visit(), 1);
+
+    // 1. Three scheduled backups, nobody asking for them.
+    let made = wait_for(180, "three scheduled backups", || {
+        let e = scheduled_ok(&f);
+        (e.len() >= 3).then_some(e)
+    });
+
+    // 2. Each began once due, and was due `every` after the previous one began.
+    for w in made.windows(2) {
+        let (a, b) = (&w[0]["attrs"], &w[1]["attrs"]);
+        assert!(time(&b["began"]) >= time(&b["due"]), "{b:?}");
+        assert!(
+            time(&b["due"]) >= time(&a["began"]) + chrono::Duration::seconds(2),
+            "due 2s after the previous began: {a:?} then {b:?}"
+        );
+    }
+
+    // 3. Retention (keep = 2): the first ones are gone, the newest is there.
+    let names = listed(&f, &s);
+    for old in &made[..made.len() - 2] {
+        let n = old["attrs"]["name"].as_str().unwrap();
+        assert!(!names.iter().any(|x| x == n), "{n} kept: {names:?}");
+    }
+    let newest = made.last().unwrap()["attrs"]["name"].as_str().unwrap();
+    assert!(names.iter().any(|x| x == newest), "{newest}: {names:?}");
+    let st = schedule(&f);
+    assert_eq!(st["outcome"], "ok", "{st}");
+    assert!(supervisor_log(&f).contains("scheduled backup made"));
+
+    // 4. The app served throughout.
+    assert_eq!(s.visit(), 2);
+    f.ok(&["down", "-f", &s.file()]);
+}
+
+#[test]
+fn a_supervisor_killed_and_restarted_neither_loses_nor_doubles_a_scheduled_backup() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    let s = Stack::with(&f, &reg, "");
+    up(&f, &s);
+
+    // 1. No supervisor, then a schedule: a backup is due (there is none yet).
+    let pid = supervisor_pid(&f).expect("a supervisor after up");
+    kill9(pid);
+    wait_for(20, "the supervisor to end", || {
+        supervisor_pid(&f).is_none().then_some(())
+    });
+    let file = s.dir.join("frun.toml");
+    let text = read(&file);
+    std::fs::write(
+        &file,
+        format!("{text}\n[backup]\nevery = \"1h\"\njitter = \"0s\"\n"),
+    )
+    .unwrap();
+    assert!(listed(&f, &s).is_empty());
+
+    // 2. A new supervisor makes the due backup (not lost); it is killed while that
+    //    backup runs (or just after).
+    up(&f, &s);
+    let st = wait_for(120, "the scheduled attempt to begin", || {
+        let st = schedule(&f);
+        (!st["running"].is_null() || !st["outcome"].is_null()).then_some(st)
+    });
+    kill9(supervisor_pid(&f).expect("the second supervisor"));
+    wait_for(20, "the supervisor to end", || {
+        supervisor_pid(&f).is_none().then_some(())
+    });
+    let next_due = time(&st["next_due"]);
+    assert!(
+        next_due >= time(&st["last_attempt"]) + chrono::Duration::hours(1),
+        "{st}"
+    );
+
+    // 3. A third supervisor: the attempt finishes (its child outlived the supervisor),
+    //    and nothing more is made: it was done.
+    let scans = supervisor_log(&f)
+        .matches("scheduling backups of the stack")
+        .count();
+    up(&f, &s);
+    wait_for(60, "the third supervisor to read the schedule", || {
+        (supervisor_log(&f)
+            .matches("scheduling backups of the stack")
+            .count()
+            > scans)
+            .then_some(())
+    });
+    let st = wait_for(120, "the attempt to end", || {
+        let st = schedule(&f);
+        st["running"].is_null().then_some(st)
+    });
+    assert_eq!(st["outcome"], "ok", "{st}");
+    // More than one rescan of the stacks (every 2 s) for a double to show.
+    std::thread::sleep(Duration::from_secs(5));
+    let ok = scheduled_ok(&f);
+    assert_eq!(ok.len(), 1, "one scheduled backup: {ok:#?}");
+    assert_eq!(listed(&f, &s).len(), 1);
+    assert_eq!(schedule(&f)["next_due"], st["next_due"]);
+    f.ok(&["down", "-f", &s.file()]);
+}
