@@ -268,6 +268,42 @@ pub fn record_lost(
     Ok(Some(st))
 }
 
+/// What `frun status` shows of a stack's scheduled backups (`None`: no schedule and
+/// no attempt yet).
+pub fn status(root: &Path, stack: &str, cfg: &BackupConfig) -> Option<serde_json::Value> {
+    let st = load(root, stack);
+    if cfg.every.is_none() && st.is_none() {
+        return None;
+    }
+    let st = st.unwrap_or_default();
+    // An attempt whose process is gone without an outcome was interrupted.
+    let running = st.running.as_ref().filter(|r| {
+        rustix::process::Pid::from_raw(r.pid)
+            .is_some_and(|p| rustix::process::test_kill_process(p).is_ok())
+    });
+    let (outcome, error) = match (&st.running, running) {
+        (_, Some(_)) => (Some("running".to_string()), st.error.clone()),
+        (Some(r), None) => (
+            Some("failed".to_string()),
+            Some(format!(
+                "the attempt begun at {} (pid {}) ended without an outcome (killed?)",
+                r.since, r.pid
+            )),
+        ),
+        (None, None) => (st.outcome.map(|o| o.to_string()), st.error.clone()),
+    };
+    Some(serde_json::json!({
+        "every": cfg.every.map(|d| d.as_secs()),
+        "last_attempt": st.last_attempt,
+        "outcome": outcome,
+        "error": error,
+        "failures": st.failures,
+        "last_success": st.last_success,
+        "last_backup": st.last_backup,
+        "next_due": due(root, stack, cfg).map(rfc3339),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -168,3 +168,85 @@ fn a_supervisor_killed_and_restarted_neither_loses_nor_doubles_a_scheduled_backu
     assert_eq!(schedule(&f)["next_due"], st["next_due"]);
     f.ok(&["down", "-f", &s.file()]);
 }
+
+/// The app row of `frun status --format json`, and the table.
+fn status(f: &Frun, s: &Stack) -> (Value, String) {
+    let rows: Vec<Value> =
+        serde_json::from_str(&f.ok(&["status", "-f", &s.file(), "--format", "json"])).unwrap();
+    let app = rows
+        .into_iter()
+        .find(|r| r["role"] == "app")
+        .expect("an app row");
+    (app, f.ok(&["status", "-f", &s.file()]))
+}
+
+#[test]
+fn a_failed_scheduled_backup_shows_in_status_and_events_until_one_succeeds() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    // The destination is a plain file: no directory can be made there.
+    let dest = f.dir.path().join("dest");
+    std::fs::write(&dest, "not a directory\n").unwrap();
+    let s = Stack::with(
+        &f,
+        &reg,
+        &format!(
+            "\n[backup]\nevery = \"2s\"\njitter = \"0s\"\nto = [\"{}\"]\n",
+            dest.display()
+        ),
+    );
+    up(&f, &s);
+
+    // 1. Failed: in status (JSON and table), as an event, in the supervisor's log.
+    let (app, table) = wait_for(180, "a failed scheduled backup in frun status", || {
+        let (app, table) = status(&f, &s);
+        (app["backup"]["outcome"] == "failed").then_some((app, table))
+    });
+    let error = app["backup"]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(error.contains(&dest.display().to_string()), "{app:#}");
+    assert!(app["backup"]["failures"].as_u64() >= Some(1), "{app:#}");
+    assert!(!app["backup"]["next_due"].is_null(), "{app:#}");
+    assert!(table.contains("LAST SCHEDULED BACKUP FAILED"), "{table}");
+    let failed: Vec<Value> = backup_events(&f)
+        .into_iter()
+        .filter(|e| e["attrs"]["reason"] == "scheduled" && e["attrs"]["outcome"] == "failed")
+        .collect();
+    assert!(!failed.is_empty(), "{:#?}", backup_events(&f));
+    assert!(
+        failed[0]["attrs"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&dest.display().to_string())),
+        "{failed:#?}"
+    );
+    assert!(wait_for(30, "the failure in the supervisor's log", || {
+        let log = supervisor_log(&f);
+        log.contains("scheduled backup failed").then_some(log)
+    })
+    .contains("WARN"));
+
+    // 2. The destination fixed: a later scheduled backup succeeds, and the failure
+    //    is no longer shown.
+    std::fs::remove_file(&dest).unwrap();
+    std::fs::create_dir(&dest).unwrap();
+    let (app, table) = wait_for(180, "a successful scheduled backup in frun status", || {
+        let (app, table) = status(&f, &s);
+        (app["backup"]["outcome"] == "ok").then_some((app, table))
+    });
+    assert!(app["backup"]["error"].is_null(), "{app:#}");
+    assert_eq!(app["backup"]["failures"], 0, "{app:#}");
+    let name = app["backup"]["last_backup"].as_str().unwrap().to_string();
+    assert!(!table.contains("FAILED"), "{table}");
+    assert!(table.contains(&name), "{table}");
+    assert!(
+        std::fs::read_dir(dest.join("bk"))
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(&name)),
+        "{name} copied to {}",
+        dest.display()
+    );
+    f.ok(&["down", "-f", &s.file()]);
+}
