@@ -281,7 +281,15 @@ pub fn create_locked(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Resul
             if m.file_type().is_file() && super::sqlite::is_database(&data.join(&rel)) {
                 let dst = staged_path(v, &rel);
                 std::fs::create_dir_all(dst.parent().expect("below the scratch dir"))?;
-                super::sqlite::copy(&data.join(&rel), &dst)?;
+                // On a terminal: a spinner (sqlite's online backup is one step).
+                let step = crate::progress::Step::spinner(&format!("database {rel}"));
+                match super::sqlite::copy(&data.join(&rel), &dst) {
+                    Ok(()) => step.done("copied, integrity_check ok"),
+                    Err(e) => {
+                        step.abandon();
+                        return Err(e);
+                    }
+                }
                 dbs.insert(rel);
             }
         }

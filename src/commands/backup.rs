@@ -9,6 +9,7 @@ use crate::stack::Stack;
 
 pub fn backup(g: &Global, args: BackupArgs) -> anyhow::Result<ExitCode> {
     let stack = Stack::load(&args.file, &g.root)?;
+    crate::progress::show_steps(args.format == Format::Table);
     if args.scheduled {
         return scheduled(g, &stack, args.format);
     }
@@ -104,6 +105,7 @@ fn print_made(
 
 pub fn restore(g: &Global, args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let stack = Stack::load(&args.file, &g.root)?;
+    crate::progress::show_steps(args.format == Format::Table);
     let summary = match &args.from {
         Some(from) => {
             let d: backup::remote::Destination =
