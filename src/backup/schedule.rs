@@ -248,8 +248,9 @@ pub fn record_lost(
     let mut st = load(root, stack).unwrap_or_default();
     let began = st.last_attempt.as_deref().and_then(parse_time);
     let ours_running = st.running.as_ref().is_some_and(|r| r.pid == pid);
-    let recorded =
-        !ours_running && began.is_some_and(|t| t >= spawned - chrono::Duration::seconds(1));
+    // (Times are kept to the millisecond.)
+    let spawned = chrono::SubsecRound::trunc_subsecs(spawned, 3);
+    let recorded = !ours_running && began.is_some_and(|t| t >= spawned);
     if recorded {
         return Ok(None);
     }

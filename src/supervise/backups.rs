@@ -89,12 +89,14 @@ impl Scheduler {
             }
             if e.due.is_some_and(|d| d <= now) {
                 e.retry_at = None;
+                // Taken before the child runs: any attempt it records is later.
+                let spawned = Utc::now();
                 match spawn(g, stack, &e.file) {
                     Ok(pid) => {
                         tracing::info!(stack, pid, "scheduled backup started");
                         e.child = Some(Child {
                             pid,
-                            spawned: Utc::now(),
+                            spawned,
                             deadline: Instant::now() + timeout(&e.cfg),
                             killed: false,
                         });

@@ -250,3 +250,118 @@ fn a_failed_scheduled_backup_shows_in_status_and_events_until_one_succeeds() {
     );
     f.ok(&["down", "-f", &s.file()]);
 }
+
+/// Runs `frun ARGS` with a deadline: a deadlock fails the test instead of hanging it.
+fn ok_within(f: &Frun, secs: u64, args: &[&str]) -> String {
+    let mut child = f
+        .command(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            assert!(st.success(), "frun {args:?}: {}", text(&out.stderr));
+            return text(&out.stdout);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "frun {args:?} did not end within {secs} s (a deadlock?): {}",
+                text(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_scheduled_backup_steps_aside_while_the_stack_changes_and_a_swap_with_its_own_backup_never_deadlocks(
+) {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    // No published port (a swap needs a proxy for those): the app alone.
+    let dir = f.dir.path().join("stack");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("frun.toml").display().to_string();
+    std::fs::write(
+        &file,
+        format!(
+            r#"name = "bk"
+
+[app]
+image = "{reg}/family/app:v1"
+port = 8080
+stop_grace = "1s"
+
+[app.health]
+http = "/"
+interval = "200ms"
+
+[data]
+volumes = ["bkdb:/var/db"]
+
+[backup]
+every = "2s"
+jitter = "0s"
+before_swap = true
+"#
+        ),
+    )
+    .unwrap();
+    f.ok(&["up", "-f", &file]);
+    wait_for(120, "a scheduled backup", || {
+        (!scheduled_ok(&f).is_empty()).then_some(())
+    });
+
+    // 1. The stack's change lock held (as by an up, swap or restore): the scheduled
+    //    backup steps aside, none is made, and it comes once the lock is free.
+    let lock = f.root().join("stacks/bk/lock");
+    let holder = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .unwrap();
+    rustix::fs::flock(&holder, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let aside = |f: &Frun| supervisor_log(f).matches("stepped aside").count();
+    let first = wait_for(60, "the scheduled backup to step aside", || {
+        let n = aside(&f);
+        (n > 0).then_some(n)
+    });
+    let made = scheduled_ok(&f).len();
+    wait_for(60, "it to step aside again", || {
+        (aside(&f) > first).then_some(())
+    });
+    assert_eq!(
+        scheduled_ok(&f).len(),
+        made,
+        "a backup while the lock was held"
+    );
+    drop(holder);
+    wait_for(120, "a scheduled backup once the lock is free", || {
+        (scheduled_ok(&f).len() > made).then_some(())
+    });
+
+    // 2. A swap with its backup (before_swap) while backups are scheduled every 2 s:
+    //    it ends (no deadlock), its backup is made, and the schedule goes on after it.
+    ok_within(
+        &f,
+        300,
+        &["swap", &format!("{reg}/family/app:v2"), "-f", &file],
+    );
+    let evs = backup_events(&f);
+    assert!(
+        evs.iter()
+            .any(|e| e["attrs"]["reason"] == "before-swap" && e["attrs"]["outcome"] == "ok"),
+        "{evs:#?}"
+    );
+    let after = scheduled_ok(&f).len();
+    wait_for(120, "a scheduled backup after the swap", || {
+        (scheduled_ok(&f).len() > after).then_some(())
+    });
+    f.ok(&["down", "-f", &file]);
+}
