@@ -418,6 +418,12 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     });
 
     crate::fault::reached(crate::fault::Step::HolderServing);
+    // The start is over: its code and heap are given back for the container's life
+    // (see trim.rs).
+    match crate::trim::release_startup_memory() {
+        Ok(r) => tracing::debug!(code_kb = r.code_kb, "start-up memory released"),
+        Err(e) => tracing::debug!(error = %e, "releasing the start-up memory"),
+    }
     let exit = frun_runtime::wait(&started)?;
     // The published ports close with the container: a client is refused from now on,
     // instead of being accepted and dropped.

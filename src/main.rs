@@ -25,6 +25,7 @@ mod stack;
 mod stats;
 mod supervise;
 mod sweep;
+mod trim;
 mod tty;
 mod volumes;
 

@@ -208,7 +208,16 @@ pub fn run(
     let mut watched: HashMap<String, Watched> = HashMap::new();
     let mut last_scan = Instant::now() - Duration::from_secs(10);
     let mut scheduled = backups::Scheduler::default();
+    // What only the start and the rare command needed is given back a little after
+    // the start, then once a minute (see trim.rs).
+    let mut next_trim = Instant::now() + Duration::from_secs(5);
     loop {
+        if Instant::now() >= next_trim {
+            if let Err(e) = crate::trim::release_startup_memory() {
+                tracing::debug!(error = %e, "releasing unused memory");
+            }
+            next_trim = Instant::now() + Duration::from_secs(60);
+        }
         if last_scan.elapsed() >= Duration::from_millis(500) {
             scan(&containers, &mut watched);
             last_scan = Instant::now();
