@@ -7,6 +7,8 @@
 
 mod addr_reuse;
 mod backup;
+mod backup_progress;
+mod backup_schedule;
 mod boot;
 mod ca_roots;
 mod common;
