@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
+use crate::cleanup;
 use crate::cli::Global;
 use crate::commands::exit_code;
 use crate::commands::images::open_store;
@@ -135,6 +136,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     // running without its supervisor. (The container's process unblocks them.)
     let set = stop_signals();
     set.thread_block()?;
+    crate::trim::one_arena();
     let containers = Containers::open(&g.root)?;
     let c = containers.find(id)?;
     // This holder works on it while it lives: `gc` leaves it alone (see sweep.rs).
@@ -166,8 +168,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     // The holder is on record before it starts anything: `rm -f` ends it (and so the
     // start) instead of removing the container from under it.
     if let Some(mut p) = previous.clone() {
-        let me = std::process::id() as i32;
-        (p.holder_pid, p.holder_start) = (Some(me), pid_start(me));
+        p.held_by(std::process::id() as i32);
         c.set_state(&p)?;
     }
     crate::fault::reached(crate::fault::Step::HolderRecorded);
@@ -259,7 +260,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         Ok(s) => s,
         Err(e) => {
             if let Some(n) = &net_cfg {
-                cleanup(
+                cleanup::logged(
                     "releasing the container's network",
                     crate::net::detach(n, &c.record.id),
                 );
@@ -273,7 +274,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
             st.error = Some(msg.clone());
             c.set_state(&st)?;
             if c.record.auto_remove {
-                cleanup("removing the container's state", containers.remove(&c));
+                cleanup::logged("removing the container's state", containers.remove(&c));
             }
             eprintln!("frun: error: {msg}");
             return Ok(ExitCode::from(exit));
@@ -284,8 +285,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     st.status = Status::Running;
     st.pid = Some(started.pid);
     st.pid_start = pid_start(started.pid);
-    st.holder_pid = Some(std::process::id() as i32);
-    st.holder_start = pid_start(std::process::id() as i32);
+    st.held_by(std::process::id() as i32);
     st.started_at = Some(now());
     st.restart_count = restarts;
     c.set_state(&st)?;
@@ -656,8 +656,7 @@ pub fn wait_exited(c: &Container, timeout: Duration) -> anyhow::Result<State> {
         let st = c.state()?;
         if st.status != Status::Running {
             // The holder records the exit right after reaping; give it that moment.
-            let holder_alive = st.holder_pid.is_some_and(|p| pid_start(p).is_some());
-            if !holder_alive || c.state()?.finished_at.is_some() {
+            if !Container::holder_alive(&st) || c.state()?.finished_at.is_some() {
                 return Ok(st);
             }
         }
@@ -694,7 +693,7 @@ pub fn end_holder_of(c: &Container) {
 /// must leave nothing running.
 pub fn end_holder(st: &State) {
     if let (Some(pid), Some(start)) = (st.holder_pid, st.holder_start) {
-        if pid_start(pid) == Some(start) {
+        if Container::holder_alive(st) {
             let _ = signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
             for _ in 0..500 {
                 if pid_start(pid) != Some(start) {
@@ -717,14 +716,6 @@ fn start_failure_code(e: &anyhow::Error) -> u8 {
         }
         Some(Setup(SetupError::Exec { .. })) => EXIT_CANNOT_INVOKE,
         _ => EXIT_FRUN_ERROR,
-    }
-}
-
-/// A clean-up step after a failure, or one nothing waits on: its failure is logged
-/// (with what it was), never dropped silently; the caller reports the original error.
-pub fn cleanup<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) {
-    if let Err(e) = r {
-        tracing::warn!("clean-up: {what}: {e:#}");
     }
 }
 

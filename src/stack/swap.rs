@@ -761,7 +761,7 @@ fn record(
             st.previous_digest.as_deref().unwrap_or(""),
         )
         .attr("container", &st.new)
-        .attr("duration_ms", ms);
+        .took(Duration::from_millis(ms));
     if let Some(m) = &message {
         ev = ev.attr("message", m);
     }

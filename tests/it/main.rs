@@ -7,9 +7,12 @@
 
 mod addr_reuse;
 mod backup;
+mod backup_progress;
+mod backup_schedule;
 mod boot;
 mod ca_roots;
 mod common;
+mod cp_start;
 mod cp_stopped;
 mod credentials;
 mod credentials_log;
@@ -28,6 +31,7 @@ mod oci;
 mod oci_spec;
 mod proxy_protocol;
 mod pull;
+mod reboot_pids;
 mod refusals;
 mod repair;
 mod role_logs;

@@ -466,6 +466,16 @@ fn rollback_returns_to_the_previous_digest_without_the_registry() {
     assert_eq!(swaps[1]["attrs"]["outcome"], "deployed");
     assert_eq!(swaps[1]["attrs"]["digest"], v1.as_str());
     assert_eq!(swaps[1]["stack"], "family");
+    // Its duration as every event gives one: seconds, a decimal number.
+    let secs = swaps[1]["attrs"]["duration_seconds"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(secs.parse::<f64>().is_ok_and(|s| s > 0.0), "{}", swaps[1]);
+    assert!(
+        swaps[1]["attrs"].get("duration_ms").is_none(),
+        "{}",
+        swaps[1]
+    );
     f.ok(&["down", "--volumes", "-f", fam.file()]);
 }
 
