@@ -10,7 +10,8 @@
 //! - `pause`: its accept loops stop (established relays go on); answered once no
 //!   accept can happen any more (see `gate`);
 //! - `resume`: it accepts again;
-//! - `open`: how many connections it relays now (a drain waits for 0).
+//! - `open`: how many connections it relays now (a drain waits for 0);
+//! - `ping`: `ok`, to tell that it serves.
 //!
 //! A holder whose record says `ports_from` takes its sockets with [`take`] instead of
 //! binding them, and starts paused until it is resumed.
@@ -171,6 +172,12 @@ fn answer(mut conn: UnixStream, what: &Serving) -> anyhow::Result<()> {
             conn.write_all(b"ok\n")?;
             Ok(())
         }
+        "ping" => {
+            conn.write_all(b"ok\n")?;
+            Ok(())
+        }
+        // Connected and gone without a word.
+        "" => Ok(()),
         "open" => {
             let open: u64 = what
                 .counters
@@ -242,9 +249,9 @@ fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
 
-/// True when the holder of container `id` serves its ports' control socket.
+/// True when the holder of container `id` answers on its ports' control socket.
 pub fn serves(run_root: &Path, id: &str) -> bool {
-    matches!(connect(run_root, id), Ok(Some(_)))
+    matches!(ask(run_root, id, "ping"), Ok(Some(_)))
 }
 
 /// The holder of `id` accepts on its ports again. False when no holder serves there.
@@ -455,6 +462,7 @@ mod tests {
         for _ in 0..20 {
             assert_eq!(get(front), "a", "B is paused");
         }
+        assert!(serves(root, "b"));
         assert!(resume(root, "b").unwrap());
         assert!(root.join("b.resumed").exists());
         assert!(pause(root, "a").unwrap());

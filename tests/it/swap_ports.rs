@@ -167,6 +167,10 @@ fn swaps_of_a_published_port_under_load_fail_no_request() {
     assert_eq!(solo.apps(&f).len(), 1);
     let h = solo.history(&f);
     assert_eq!(h.len(), 7, "{h:?}");
+    for e in &h[1..] {
+        eprintln!("swap steps (ms): {}", e["steps"]);
+    }
+    eprintln!("requests: {}", samples.len());
     let switch = h[1]["steps"]
         .as_array()
         .unwrap()
