@@ -163,7 +163,6 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     };
     if !restarted {
         let _ = std::fs::remove_file(c.stop_requested_path());
-        let _ = std::fs::remove_file(resumed_marker(&c));
     }
     // The holder is on record before it starts anything: `rm -f` ends it (and so the
     // start) instead of removing the container from under it.
@@ -244,7 +243,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     };
     // Published ports are bound before the start, so that a taken port fails it (or
     // taken over from the holder of the container this one replaces).
-    let spawned = take_ports(g, &c, restarted).and_then(|(bound, accepting)| {
+    let spawned = take_ports(g, &c).and_then(|(bound, accepting)| {
         crate::fault::reached(crate::fault::Step::HolderPortsBound);
         let opts = frun_runtime::SpawnOptions {
             console_socket: console_theirs,
@@ -577,8 +576,9 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     Ok(exit_code(exit.code))
 }
 
-/// A file in the container's directory that exists while its handed-over ports were
-/// resumed: a restarted holder accepts at once then (see `take_ports`).
+/// A file in the container's directory that exists while its handed-over ports are
+/// resumed (the last request was `resume`, not `pause`): a holder started again (its
+/// restart policy, the supervisor) accepts at once then (see `take_ports`).
 fn resumed_marker(c: &Container) -> PathBuf {
     c.dir.join("ports-resumed")
 }
@@ -586,11 +586,7 @@ fn resumed_marker(c: &Container) -> PathBuf {
 /// The published ports of `c`, and whether its forwarder accepts at once: bound now, or
 /// (its record says `ports_from`) taken from the holder of the container it replaces,
 /// paused until a swap resumes them. When that holder is gone, nobody holds them: bound.
-fn take_ports(
-    g: &Global,
-    c: &Container,
-    restarted: bool,
-) -> anyhow::Result<(Vec<crate::forward::Bound>, bool)> {
+fn take_ports(g: &Global, c: &Container) -> anyhow::Result<(Vec<crate::forward::Bound>, bool)> {
     let publish = &c.record.publish;
     if let Some(from) = c
         .record
@@ -600,7 +596,7 @@ fn take_ports(
     {
         if let Some(bound) = crate::forward::handoff::take(&g.run_root, from, publish)? {
             tracing::info!(from, "published ports taken over");
-            let accepting = restarted && resumed_marker(c).exists();
+            let accepting = resumed_marker(c).exists();
             return Ok((bound, accepting));
         }
     }

@@ -313,3 +313,45 @@ fn an_up_killed_while_it_hands_the_port_over_is_finished_by_the_next_up() {
     }
     f.ok(&["down", "-f", solo.file()]);
 }
+
+fn container_pid(f: &Frun, name: &str) -> Option<i32> {
+    let ps: Vec<Value> = serde_json::from_str(&f.ok(&["ps", "--format", "json"])).unwrap();
+    ps.iter()
+        .find(|c| c["name"] == name)
+        .and_then(|c| c["pid"].as_i64())
+        .map(|p| p as i32)
+}
+
+/// A swap killed once the new app accepts and the old one is paused (draining); then
+/// the new app dies and its restart policy starts it again while the old holder still
+/// holds the port: it takes the port over again and accepts at once (it had been
+/// resumed), so the port answers before any `frun up`, and after it.
+#[test]
+fn a_new_app_restarted_after_the_switch_accepts_again() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    let solo = Solo::new(&f, &reg);
+    solo.up(&f);
+    f.ok(&["pull", "-q", &solo.image("v2")]);
+    let out = f
+        .command(&["swap", &solo.image("v2"), "-f", solo.file()])
+        .env("FRUN_TEST_STOP_AT", "draining")
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(9), "{out:?}");
+    assert_eq!(solo.version().unwrap(), "v2\n");
+    assert_eq!(solo.apps(&f).len(), 2, "the old app is left paused");
+
+    let pid = container_pid(&f, "solo-app.2").expect("the new app runs");
+    kill9(pid);
+    eventually(|| match container_pid(&f, "solo-app.2") {
+        Some(p) if p != pid => solo.version().and_then(|v| ok_if(v == "v2\n", v)),
+        other => Err(format!("not restarted yet: {other:?}")),
+    });
+
+    f.ok(&["up", "-f", solo.file()]);
+    assert_eq!(solo.version().unwrap(), "v2\n");
+    assert_eq!(solo.apps(&f).len(), 1);
+    f.ok(&["down", "-f", solo.file()]);
+}
