@@ -40,10 +40,10 @@ pub fn check_source(g: &Global, stack: &Stack, old: &Container) -> anyhow::Resul
     if !handoff::serves(&g.run_root, &old.record.id) {
         bail!(
             "stack {} has no [proxy] role and its app publishes its own ports, but the holder of {} \
-             serves no hand-off socket ({}: it is gone, or was started by an older frun), so its \
-             ports cannot move to a new container without a gap. Run `frun up -f {}` (it brings the \
-             app back under a holder that hands its ports over; replacing it is a short outage), \
-             then swap again",
+             answers on no hand-off socket ({}: it is gone, restarting the app, or was started by \
+             an older frun), so the ports cannot move to a new container without a gap; nothing \
+             was started. Try again once the app runs, or name the new image in the stack file and \
+             run `frun up -f {}` (without a hand-off it replaces the app with a short outage)",
             stack.name,
             old.record.name,
             handoff::socket_path(&g.run_root, &old.record.id).display(),

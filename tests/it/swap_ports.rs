@@ -201,7 +201,23 @@ fn a_failed_swap_leaves_the_port_serving_and_rollback_and_up_hand_over_too() {
     assert_eq!(apps[0]["name"], "solo-app.1");
     assert_eq!(solo.history(&f).last().unwrap()["outcome"], "failed");
 
-    // 2. A swap and a rollback.
+    // 2. An old holder that answers on no hand-off socket (as one of an older frun):
+    //    refused, nothing started, the port serves on.
+    let ps: Vec<Value> = serde_json::from_str(&f.ok(&["ps", "--format", "json"])).unwrap();
+    let id = ps[0]["id"].as_str().unwrap().to_string();
+    let sock = f.dir.path().join(format!("run/ports/{id}.sock"));
+    let aside = sock.with_extension("aside");
+    std::fs::rename(&sock, &aside).unwrap();
+    let err = f.fails(&["swap", &solo.image("v2"), "-f", solo.file()]);
+    assert!(
+        err.contains("solo-app.1") && err.contains("no hand-off socket"),
+        "{err}"
+    );
+    assert_eq!(solo.apps(&f).len(), 1);
+    assert_eq!(solo.version().unwrap(), "v1\n");
+    std::fs::rename(&aside, &sock).unwrap();
+
+    // 3. A swap and a rollback.
     let r = solo.swap(&f, &["swap", &solo.image("v2")]);
     assert_eq!(r["outcome"], "deployed", "{r}");
     assert_eq!(solo.version().unwrap(), "v2\n");
@@ -209,7 +225,7 @@ fn a_failed_swap_leaves_the_port_serving_and_rollback_and_up_hand_over_too() {
     assert_eq!(r["outcome"], "deployed", "{r}");
     assert_eq!(solo.version().unwrap(), "v1\n");
 
-    // 3. `up` of a stack file that names another image: handed over too.
+    // 4. `up` of a stack file that names another image: handed over too.
     let text = std::fs::read_to_string(&solo.file).unwrap();
     std::fs::write(&solo.file, text.replace("family/app:v1", "family/app:v2")).unwrap();
     let out = f.ok(&["up", "-f", solo.file()]);
