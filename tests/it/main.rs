@@ -40,5 +40,6 @@ mod stack_auth;
 mod stats;
 mod stats_stream;
 mod swap;
+mod swap_ports;
 mod up;
 mod volumes;
