@@ -44,6 +44,21 @@ pub fn socket_path(run_root: &Path, id: &str) -> PathBuf {
     run_root.join("ports").join(format!("{id}.sock"))
 }
 
+/// `f` of `path` as a unix socket's address. One holds at most 107 bytes, and a long run
+/// root leaves fewer for the name: a longer path is reached through a descriptor of its
+/// directory (`/proc/self/fd/N/NAME`), open while `f` runs.
+fn at_short<T>(path: &Path, f: impl FnOnce(&Path) -> std::io::Result<T>) -> std::io::Result<T> {
+    if path.as_os_str().len() < 100 {
+        return f(path);
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return f(path);
+    };
+    let dir = std::fs::File::open(dir)?;
+    use std::os::fd::AsRawFd;
+    f(&Path::new(&format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name))
+}
+
 /// A holder's control socket, served on a thread of its own until [`Server::stop`].
 pub struct Server {
     path: PathBuf,
@@ -89,7 +104,8 @@ pub fn serve(path: PathBuf, what: Serving) -> anyhow::Result<Server> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {dir:?}"))?;
     let tmp = path.with_extension("sock.new");
     let _ = std::fs::remove_file(&tmp);
-    let listener = UnixListener::bind(&tmp).with_context(|| format!("binding {tmp:?}"))?;
+    let listener =
+        at_short(&tmp, |p| UnixListener::bind(p)).with_context(|| format!("binding {tmp:?}"))?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("chmod {tmp:?}"))?;
@@ -212,7 +228,7 @@ fn read_line(conn: &mut UnixStream) -> anyhow::Result<String> {
 /// ended, or was started by a frun without hand-offs).
 fn connect(run_root: &Path, id: &str) -> anyhow::Result<Option<UnixStream>> {
     let path = socket_path(run_root, id);
-    match UnixStream::connect(&path) {
+    match at_short(&path, |p| UnixStream::connect(p)) {
         Ok(s) => {
             s.set_read_timeout(Some(REQUEST_TIMEOUT))?;
             s.set_write_timeout(Some(REQUEST_TIMEOUT))?;
@@ -410,6 +426,29 @@ mod tests {
 
     fn fd_of(b: &Bound) -> OwnedFd {
         b.try_clone_fd().unwrap()
+    }
+
+    /// A run root so long that its socket's path does not fit a unix address.
+    #[test]
+    fn a_long_run_root_serves_too() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("r".repeat(60)).join("o".repeat(60));
+        let id = "f".repeat(64);
+        assert!(socket_path(&root, &id).as_os_str().len() > 108);
+        let s = serve(
+            socket_path(&root, &id),
+            Serving {
+                ports: Vec::new(),
+                gate: Gate::new(true),
+                counters: Vec::new(),
+                resumed_marker: root.join("resumed"),
+            },
+        )
+        .unwrap();
+        assert!(serves(&root, &id));
+        assert_eq!(open_connections(&root, &id).unwrap(), Some(0));
+        s.stop();
+        assert!(!serves(&root, &id));
     }
 
     /// Holder A serves a TCP and a UDP port; B takes both over, paused: every
