@@ -10,6 +10,9 @@
 #   frun-swap `frun up` of the family stack (examples/family/frun.toml on the same port, its
 #             health interval 200ms), then `frun swap family/app:vN` under the same load;
 #             the step times are frun's own (`frun swap --format json`)
+#   frun-swap-ports  the family app alone, no proxy, publishing its own port (the same
+#             port, to its 8080): `frun swap` hands the listening socket over from the old
+#             app's holder to the new one's (wrk talks to the app's busybox httpd directly)
 # Per swap: the time from the first command to the old container removed, split into
 # pull, start, (health wait,) switch, drain, stop; failed requests (wrk's non-2xx + socket
 # errors); the p99 latency of the window with the swap against the p99 of a window of the
@@ -23,7 +26,7 @@
 #        WRK_THREADS=2 WRK_CONNS=8    (busybox httpd listens with a backlog of 9: more
 #                                   connections overflow it and some wait 1 s for a SYN retransmit)
 #        DRAIN=1                   seconds between switching the proxy and stopping the old app
-#        CONTENDERS="by-hand naive frun-swap"
+#        CONTENDERS="by-hand naive frun-swap frun-swap-ports"
 #        FRUN_BIN=PATH             measure this frun binary instead of building the checkout
 #        WRK_OUT=DIR               keep wrk's output of the last swap (and its times) in DIR
 #
@@ -55,7 +58,7 @@ WINDOW=${WINDOW:-8}
 WRK_THREADS=${WRK_THREADS:-2}
 WRK_CONNS=${WRK_CONNS:-8}
 DRAIN=${DRAIN:-1}
-CONTENDERS=${CONTENDERS:-by-hand naive frun-swap}
+CONTENDERS=${CONTENDERS:-by-hand naive frun-swap frun-swap-ports}
 PORT=18080
 
 # ============================== outer: host namespace =========================================
@@ -254,9 +257,9 @@ one_swap() {
     wait_body "$cur"
 }
 
-# frun_swap_round: as one_swap, with the family stack under frun up and one `frun swap`
+# frun_swap_round NAME FILE: as one_swap, with the stack FILE under frun up and one `frun swap`
 frun_swap_round() {
-    local next base during ws wp t0 t6 j
+    local how=$1 file=$2 next base during ws wp t0 t6 j
     next=$([ "$cur" = v1 ] && echo v2 || echo v1)
     wrk_window "$T/wrk.base"
     base=$(wrk_stats "$T/wrk.base")
@@ -265,22 +268,22 @@ frun_swap_round() {
     wp=$!
     sleep 2
     t0=$(now_ms)
-    frun swap "family/app:$next" -f "$T/family/frun.toml" --drain-timeout 10s --format json \
+    frun swap "family/app:$next" -f "$file" --drain-timeout 10s --format json \
         >"$T/swap.out" 2>"$T/swap.err" || { cat "$T/swap.err" >&2; die "frun swap failed"; }
     t6=$(now_ms)
     wait "$wp" || true
     during=$(wrk_stats "$T/wrk.swap")
     [ -z "${WRK_OUT:-}" ] || cp "$T/wrk.base" "$T/wrk.swap" "$T/swap.out" "$WRK_OUT/" 2>/dev/null || true
-    log "frun-swap $cur>$next: $(grep -E 'Socket errors|Non-2xx' "$T/wrk.swap" | tr -s ' \n' ' ')"
+    log "$how $cur>$next: $(grep -E 'Socket errors|Non-2xx' "$T/wrk.swap" | tr -s ' \n' ' ')"
     j=$T/swap.out
     st() { jq -r --arg s "$1" '[.steps[] | select(.step == $s) | .ms] | add // 0' "$j"; }
     local pull start health sw drain stop total own
     pull=$(st pull); start=$(( $(st memory) + $(st start) )); health=$(st health); sw=$(st switch)
     drain=$(st drain); stop=$(st stop); total=$((t6 - t0))
     own=$((total - health - drain))
-    owns+=("$own")
+    owns+=("$how=$own")
     rows+=("$(printf '%-9s %-7s %6s %6s %6s %6s %6s %6s %7s | %7s %6s %8s %10s %4s | %8s %6s' \
-        frun-swap "$cur>$next" "$pull" "$start" "$health" "$sw" "$drain" "$stop" "$total" \
+        "$how" "$cur>$next" "$pull" "$start" "$health" "$sw" "$drain" "$stop" "$total" \
         $during "$(after "$T/wrk.swap" "$t6" | tr ' ' /)" "$(dead "$T/wrk.swap" "$ws")" \
         $(echo "$base" | awk '{print $3, $2}'))")
     cur=$next
@@ -299,6 +302,33 @@ frun_up_family() {
     wait_body "$cur"
 }
 
+# the family app alone under frun up, publishing its own port (no proxy): a swap hands
+# the listening socket over between the holders
+frun_up_solo() {
+    local c
+    for c in $(frun ps -a --format json | jq -r '.[].id'); do frun rm -f "$c" >/dev/null; done
+    mkdir -p "$T/solo"
+    cat >"$T/solo/frun.toml" <<EOF
+name = "solo"
+
+[app]
+image = "family/app:$cur"
+port = 8080
+ports = ["127.0.0.1:$PORT:8080"]
+memory = "64m"
+stop_grace = "5s"
+
+[app.health]
+http = "/"
+interval = "200ms"
+timeout = "1s"
+retries = 3
+start_period = "10s"
+EOF
+    frun up -f "$T/solo/frun.toml" >/dev/null
+    wait_body "$cur"
+}
+
 declare -a owns=()
 for c in $CONTENDERS; do
     case $c in
@@ -307,16 +337,19 @@ for c in $CONTENDERS; do
         frun-swap)
             if "$F" swap --help >/dev/null 2>&1; then
                 frun_up_family
-                for r in $(seq "$ROUNDS"); do log "$c: swap $r of $ROUNDS"; frun_swap_round; done
+                for r in $(seq "$ROUNDS"); do log "$c: swap $r of $ROUNDS"; frun_swap_round frun-swap "$T/family/frun.toml"; done
             else
                 rows+=("frun-swap: not measured: this frun has no \`swap\` yet (issue 12)")
             fi ;;
+        frun-swap-ports)
+            frun_up_solo
+            for r in $(seq "$ROUNDS"); do log "$c: swap $r of $ROUNDS"; frun_swap_round frun-swap-ports "$T/solo/frun.toml"; done ;;
         *) die "unknown contender $c" ;;
     esac
 done
 
 echo
-echo "frun swap benchmark: $ROUNDS swaps per contender, wrk -t$WRK_THREADS -c$WRK_CONNS ${WINDOW}s windows on GET /version through nginx; frun ${FRUN_REV:-?}; $(nproc) CPUs, $(uname -r)"
+echo "frun swap benchmark: $ROUNDS swaps per contender, wrk -t$WRK_THREADS -c$WRK_CONNS ${WINDOW}s windows on GET /version through nginx (frun-swap-ports: on the app's own published port); frun ${FRUN_REV:-?}; $(nproc) CPUs, $(uname -r)"
 echo "times in ms; 'during' = the window with the swap in it, 'base' = the same window length just before, without a swap"
 echo "'after ok/bad' = responses (2xx with a v1/v2 body / other) in the whole clock seconds after the old app was removed"
 echo "  (0/0: nothing answered at all, requests hung); 'dead' = whole seconds of the window without one successful response"
@@ -333,5 +366,5 @@ for c in $CONTENDERS; do
         END { if (n) printf "%-9s %d swaps: %d failed requests; worst p99 during/base %.2fx\n", c, n, failed, worst }'
 done
 if [ ${#owns[@]} -gt 0 ]; then
-    echo "frun-swap's own time (total - health wait - drain), ms: ${owns[*]} (target: < 300; the drain includes a fixed 200 ms wait for connections the proxy opened just before the switch)"
+    echo "frun's own time per swap (total - health wait - drain), ms: ${owns[*]} (target: < 300; the drain includes a fixed 200 ms wait for connections the proxy opened just before the switch)"
 fi
