@@ -628,6 +628,7 @@ pub fn swap(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Result<Report>
         let olds: Vec<&Container> = running.apps.iter().collect();
         if let Err(e) = ports::switch(g, &new, &olds) {
             ports::switch_back(g, &olds, Some(&new));
+            ports::drain(g, &[&new], ports::DRAIN);
             fail(&mut report, &progress, &st, Some(&new), e)?;
             return Ok(report);
         }

@@ -452,6 +452,7 @@ pub fn up(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<Vec<Change>>
             if from.is_some() {
                 if let Err(e) = ports::switch(g, &c, &old_apps) {
                     ports::switch_back(g, &old_apps, Some(&c));
+                    ports::drain(g, &[&c], ports::DRAIN);
                     discard(g, &containers, &c, "the new app container");
                     return Err(e);
                 }
