@@ -413,7 +413,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         let serving = handoff::Serving {
             ports: std::mem::take(&mut port_copies),
             gate: f.gate(),
-            counters: f.counters().into_iter().map(|(_, c)| c).collect(),
+            counters: f.tcp_counters(),
             resumed_marker: resumed_marker(&c),
         };
         match handoff::serve(handoff::socket_path(&g.run_root, &c.record.id), serving) {

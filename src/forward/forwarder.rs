@@ -24,6 +24,8 @@ pub struct Forwarder {
     /// Each published port (as the user gave it) and what it carried.
     counters: Vec<(String, Arc<PortCounters>)>,
     complaints: Vec<Arc<Complaints>>,
+    /// The counters of the TCP ports alone (what a drain waits for).
+    tcp_counters: Vec<Arc<PortCounters>>,
     gate: Arc<Gate>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -40,6 +42,13 @@ impl Forwarder {
     /// Whether its ports accept (paused and resumed by a hand-off, see `handoff`).
     pub fn gate(&self) -> Arc<Gate> {
         self.gate.clone()
+    }
+
+    /// The live counters of its TCP ports: their open connections are what a drain
+    /// waits for (a UDP flow is not: once paused, a client's next datagram goes to the
+    /// other holder of the socket).
+    pub fn tcp_counters(&self) -> Vec<Arc<PortCounters>> {
+        self.tcp_counters.clone()
     }
 
     /// Each published port (as the user gave it) and its live counters.
@@ -91,6 +100,7 @@ pub fn start(
     let mut targets = Vec::new();
     let mut complaints = Vec::new();
     let mut counters = Vec::new();
+    let mut tcp_counters = Vec::new();
     for b in bound {
         let p = match &b {
             Bound::Tcp(_, p) | Bound::Udp(_, p) => p,
@@ -109,6 +119,7 @@ pub fn start(
         counters.push((what.clone(), carried.clone()));
         match b {
             Bound::Tcp(l, p) => {
+                tcp_counters.push(carried.clone());
                 l.set_nonblocking(true)?;
                 let port = Arc::new(TcpPort {
                     target,
@@ -162,6 +173,7 @@ pub fn start(
         targets,
         counters,
         complaints,
+        tcp_counters,
         gate,
         stop: Some(tx),
         thread: Some(thread),

@@ -10,7 +10,8 @@
 //! - `pause`: its accept loops stop (established relays go on); answered once no
 //!   accept can happen any more (see `gate`);
 //! - `resume`: it accepts again;
-//! - `open`: how many connections it relays now (a drain waits for 0);
+//! - `open`: how many TCP connections it relays now (a drain waits for 0; a UDP flow
+//!   does not count: once paused, a client's next datagram goes to the other holder);
 //! - `ping`: `ok`, to tell that it serves.
 //!
 //! A holder whose record says `ports_from` takes its sockets with [`take`] instead of
@@ -89,7 +90,7 @@ impl Drop for Server {
 }
 
 /// What the control socket answers with: copies of the ports (closed at the stop), the
-/// forwarder's gate and counters, and a file that exists while the ports accept after
+/// forwarder's gate and its TCP ports' counters, and a file that exists while the ports accept after
 /// a resume (a restarted holder reads it: see `holder`).
 pub struct Serving {
     pub ports: Vec<OwnedFd>,
@@ -404,6 +405,30 @@ mod tests {
         addr
     }
 
+    /// A UDP server on 127.0.0.1 answering `tag` to every datagram, for ever.
+    fn udp_answering(tag: &'static str) -> SocketAddr {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = s.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            while let Ok((_, from)) = s.recv_from(&mut buf) {
+                let _ = s.send_to(tag.as_bytes(), from);
+            }
+        });
+        addr
+    }
+
+    /// One datagram to `addr` from a new client socket (a new flow): the answer.
+    fn udp_get(addr: SocketAddr) -> String {
+        let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        c.send_to(b"?", addr).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, _) = c.recv_from(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
     fn get(addr: SocketAddr) -> String {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         let mut got = String::new();
@@ -417,7 +442,7 @@ mod tests {
             Serving {
                 ports: bound.iter().map(|f| f.try_clone().unwrap()).collect(),
                 gate: f.gate(),
-                counters: f.counters().into_iter().map(|(_, c)| c).collect(),
+                counters: f.tcp_counters(),
                 resumed_marker: dir.join(format!("{id}.resumed")),
             },
         )
@@ -460,6 +485,7 @@ mod tests {
         let root_dir = tempfile::tempdir().unwrap();
         let root = root_dir.path();
         let (a_target, b_target) = (answering("a"), answering("b"));
+        let (a_udp, b_udp) = (udp_answering("a"), udp_answering("b"));
         let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let (port, uport) = (
@@ -467,7 +493,7 @@ mod tests {
             udp.local_addr().unwrap().port(),
         );
         let publish: Vec<Publish> = vec![
-            format!("127.0.0.1:{uport}:{}/udp", a_target.port())
+            format!("127.0.0.1:{uport}:{}/udp", a_udp.port())
                 .parse()
                 .unwrap(),
             format!("127.0.0.1:{port}:{}", a_target.port())
@@ -484,11 +510,14 @@ mod tests {
         let a_server = serving(&a, &copies, root, "a");
         drop(copies);
         let front: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let ufront: SocketAddr = format!("127.0.0.1:{uport}").parse().unwrap();
         assert_eq!(get(front), "a");
+        assert_eq!(udp_get(ufront), "a");
 
         // B: the same ports, in its own order, taken from A; B's target differs in port.
         let mut b_publish = vec![publish[1].clone(), publish[0].clone()];
         b_publish[0].container_port = b_target.port();
+        b_publish[1].container_port = b_udp.port();
         let taken = take(root, "a", &b_publish).unwrap().expect("A serves");
         assert_eq!(taken.len(), 2);
         let b_copies: Vec<OwnedFd> = taken.iter().map(fd_of).collect();
@@ -500,6 +529,7 @@ mod tests {
         drop(b_copies);
         for _ in 0..20 {
             assert_eq!(get(front), "a", "B is paused");
+            assert_eq!(udp_get(ufront), "a", "B is paused");
         }
         assert!(serves(root, "b"));
         assert!(resume(root, "b").unwrap());
@@ -507,6 +537,7 @@ mod tests {
         assert!(pause(root, "a").unwrap());
         for _ in 0..20 {
             assert_eq!(get(front), "b", "A is paused");
+            assert_eq!(udp_get(ufront), "b", "A is paused");
         }
         assert_eq!(open_connections(root, "a").unwrap(), Some(0));
         a_server.stop();
