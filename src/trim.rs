@@ -60,7 +60,7 @@ fn maps_line(maps: &str, name: &str) -> Option<(usize, usize)> {
     ))
 }
 
-/// Gives back the main thread's stack pages more than 64 KiB below the caller's frame:
+/// Gives back the main thread's stack pages more than 16 KiB below the caller's frame:
 /// nothing lives there (the stack grows down; the start's deep calls returned), and a
 /// page touched again comes back zeroed. Only on the main thread (whose stack is the
 /// `[stack]` mapping); returns the KiB of the range.
@@ -70,12 +70,13 @@ fn release_stack_below_here((start, end): (usize, usize)) -> u64 {
     if !(start..end).contains(&sp) {
         return 0; // not the main thread
     }
-    let top = (sp.saturating_sub(64 * 1024)) & !4095;
+    let top = (sp.saturating_sub(16 * 1024)) & !4095;
     if top <= start {
         return 0;
     }
     // SAFETY: [start, top) is part of this thread's own stack mapping and lies more
-    // than 64 KiB below the frame running now: no live frame, no red zone, no signal
+    // than 16 KiB below the frame running now (madvise's own frame below it is a few
+    // hundred bytes): no live frame, no red zone, no signal
     // frame in progress is there (a signal taken later pushes its frame just below the
     // stack pointer and faults in a zeroed page if it needs one).
     let r = unsafe { libc::madvise(start as *mut libc::c_void, top - start, libc::MADV_DONTNEED) };
