@@ -6,7 +6,9 @@
 //! Every file is written temp + fsync + rename (the last state of a `--rm` container,
 //! removed right after, without the fsync). A container's status is an explicit
 //! enum; `running` is only believed while its pid is alive with the start time recorded
-//! (pids get reused), so a crash of frun or of the host leaves a state that reads true.
+//! (pids get reused) in this boot (after a reboot pids are handed out again and start
+//! times count from zero), so a crash of frun or of the host leaves a state that reads
+//! true.
 
 use anyhow::{bail, Context};
 use frun_images::fsutil::write_atomic;
@@ -67,6 +69,11 @@ pub struct Record {
     /// Log rotation and placement (`--log-opt`; a stack role's group and kept generations).
     #[serde(default)]
     pub log: crate::logs::LogConfig,
+    /// The id of the container this one replaces, whose holder hands its published
+    /// sockets over instead of this one binding them (a swap of a stack with no proxy,
+    /// see `forward::handoff`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports_from: Option<String>,
 }
 
 /// A container's place on frun's bridge network.
@@ -115,6 +122,11 @@ pub struct State {
     /// The holder's start time, to tell it from a reused pid.
     #[serde(default, alias = "shim_start")]
     pub holder_start: Option<u64>,
+    /// The boot the pids above were recorded in ([`this_boot`]): under another boot
+    /// they name nothing, however well a new process matches them. Absent in older
+    /// state files (their pids and start times alone decide).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
     /// How many times the restart policy started it again.
     #[serde(default)]
     pub restart_count: u32,
@@ -139,6 +151,7 @@ impl State {
             pid_start: None,
             holder_pid: None,
             holder_start: None,
+            boot_id: this_boot().map(str::to_string),
             restart_count: 0,
             started_at: None,
             finished_at: None,
@@ -146,6 +159,19 @@ impl State {
             oom_killed: false,
             error: None,
         }
+    }
+
+    /// Puts `pid` on record as the container's holder, in this boot.
+    pub fn held_by(&mut self, pid: i32) {
+        self.holder_pid = Some(pid);
+        self.holder_start = pid_start(pid);
+        self.boot_id = this_boot().map(str::to_string);
+    }
+
+    /// Whether the pids on record may name living processes: not when they were
+    /// recorded in another boot.
+    pub fn this_boots(&self) -> bool {
+        same_boot(self.boot_id.as_deref())
     }
 }
 
@@ -173,6 +199,29 @@ pub fn sanitize(s: &str) -> String {
 
 pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`), read once; `None` where the
+/// kernel has none.
+pub fn this_boot() -> Option<&'static str> {
+    static BOOT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    BOOT.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    })
+    .as_deref()
+}
+
+/// Whether a pid recorded in boot `recorded` may still name the process recorded: a
+/// record of another boot never does (pids and start times begin again at boot). A
+/// record without a boot id (older frun), or a kernel without one, cannot tell.
+pub fn same_boot(recorded: Option<&str>) -> bool {
+    match (recorded, this_boot()) {
+        (Some(r), Some(now)) => r == now,
+        _ => true,
+    }
 }
 
 /// The start time of `pid`, if it lives.
@@ -209,6 +258,9 @@ impl Container {
     /// Whether the container's holder (`frun __holder`) is alive: a running container
     /// without one has nobody keeping its logs or recording its exit.
     pub fn holder_alive(state: &State) -> bool {
+        if !state.this_boots() {
+            return false;
+        }
         match (state.holder_pid, state.holder_start) {
             (Some(pid), Some(start)) => pid_start(pid) == Some(start),
             (Some(pid), None) => pid_start(pid).is_some(),
@@ -263,10 +315,11 @@ impl Container {
             serde_json::from_slice(&data).with_context(|| format!("parsing {path:?}"))?;
         // A running container whose process is gone (frun or the host crashed) exited.
         if s.status == Status::Running {
-            let alive = match (s.pid, s.pid_start) {
-                (Some(pid), Some(start)) => pid_start(pid) == Some(start),
-                _ => false,
-            };
+            let alive = s.this_boots()
+                && match (s.pid, s.pid_start) {
+                    (Some(pid), Some(start)) => pid_start(pid) == Some(start),
+                    _ => false,
+                };
             if !alive {
                 s.status = Status::Exited;
             }
@@ -515,6 +568,69 @@ mod tests {
         assert!(!valid_name("-app"));
         assert!(!valid_name("a/b"));
         assert!(!valid_name(""));
+    }
+
+    /// A container whose record is `state` (raw JSON, as an older frun may have left it).
+    fn container_with_state(state: &serde_json::Value) -> (tempfile::TempDir, Container) {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("containers").join("c".repeat(64));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("state.json"), state.to_string()).unwrap();
+        let record = serde_json::json!({
+            "id": "c".repeat(64), "name": "c", "image": "i", "image_digest": "sha256:0",
+            "layers": [], "command": ["true"], "created": now(), "cgroup": "/x",
+            "detached": true, "auto_remove": false, "stop_signal": 15, "stop_timeout": 10,
+        });
+        let record = serde_json::from_value(record).unwrap();
+        (root, Container { dir, record })
+    }
+
+    /// After a reboot pids are handed out again and start times count from the boot:
+    /// a record of another boot names no living process, even one that matches it (this
+    /// test's own pid and start time stand for such a match).
+    #[test]
+    fn a_record_from_another_boot_names_no_living_process() {
+        let me = std::process::id() as i32;
+        let mut st = State::created();
+        st.held_by(me);
+        assert!(this_boot().is_some(), "the kernel gives a boot id");
+        assert!(Container::holder_alive(&st));
+        st.boot_id = Some("00000000-another-boot".into());
+        assert!(!Container::holder_alive(&st));
+
+        let running = |boot: &str| {
+            serde_json::json!({
+                "status": "running", "pid": me, "pid_start": pid_start(me),
+                "holder_pid": me, "holder_start": pid_start(me), "boot_id": boot,
+            })
+        };
+        let (_root, c) = container_with_state(&running(this_boot().unwrap()));
+        assert_eq!(c.state().unwrap().status, Status::Running);
+        let (_root, c) = container_with_state(&running("00000000-another-boot"));
+        let st = c.state().unwrap();
+        assert_eq!(st.status, Status::Exited);
+        assert!(!Container::holder_alive(&st));
+    }
+
+    /// State files of older frun have no boot id (and name the holder `shim`): still
+    /// read, their pids and start times alone decide.
+    #[test]
+    fn state_files_without_a_boot_id_still_read() {
+        let me = std::process::id() as i32;
+        let old = serde_json::json!({
+            "status": "running", "pid": me, "pid_start": pid_start(me),
+            "shim_pid": me, "shim_start": pid_start(me),
+        });
+        let (_root, c) = container_with_state(&old);
+        let st = c.state().unwrap();
+        assert_eq!(st.boot_id, None);
+        assert_eq!(st.status, Status::Running);
+        assert!(Container::holder_alive(&st));
+        // Written again, it says which boot it is of.
+        let mut st = st;
+        st.held_by(me);
+        let text = serde_json::to_string(&st).unwrap();
+        assert!(text.contains(this_boot().unwrap()), "{text}");
     }
 
     #[test]

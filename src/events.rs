@@ -14,9 +14,12 @@
 //!   `health_status` (`status`: starting|healthy|unhealthy): a container's, with `image`
 //!   and `name`;
 //! - `swap`: `outcome` (as `frun history`: deployed|failed|undone|finished),
-//!   `duration_ms` (or `duration_seconds`), `image`, `digest`, `previous_digest`;
+//!   `duration_seconds` (`duration_ms` in lines of older frun), `image`, `digest`,
+//!   `previous_digest`;
 //! - `backup`, `restore`: `outcome` (ok for a success; anything else is a failure),
-//!   `name` (the backup), `duration_ms` (or `duration_seconds`).
+//!   `name` (the backup), `duration_seconds`.
+//!
+//! Every duration is `duration_seconds`, a decimal number of seconds ([`Event::took`]).
 //!
 //! Why a file and not the supervisor's memory: holders, the supervisor and one-shot
 //! commands (`swap`, `backup`) all emit, and none of them may depend on another being
@@ -196,14 +199,16 @@ impl Event {
     /// How a timed operation that may fail ended: `duration_seconds` since `began`, and
     /// `outcome` `ok`, or `failed` with the `error`.
     pub fn ended<T>(self, began: Instant, r: &anyhow::Result<T>) -> Event {
-        let ev = self.attr(
-            "duration_seconds",
-            format!("{:.3}", began.elapsed().as_secs_f64()),
-        );
+        let ev = self.took(began.elapsed());
         match r {
             Ok(_) => ev.attr("outcome", "ok"),
             Err(e) => ev.attr("outcome", "failed").attr("error", format!("{e:#}")),
         }
+    }
+
+    /// How long the operation took: `duration_seconds`, in seconds to the millisecond.
+    pub fn took(self, d: std::time::Duration) -> Event {
+        self.attr("duration_seconds", format!("{:.3}", d.as_secs_f64()))
     }
 
     pub fn attr(mut self, key: &str, value: impl fmt::Display) -> Event {

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
+use crate::cleanup;
 use crate::cli::Global;
 use crate::commands::exit_code;
 use crate::commands::images::open_store;
@@ -135,6 +136,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     // running without its supervisor. (The container's process unblocks them.)
     let set = stop_signals();
     set.thread_block()?;
+    crate::trim::one_arena();
     let containers = Containers::open(&g.root)?;
     let c = containers.find(id)?;
     // This holder works on it while it lives: `gc` leaves it alone (see sweep.rs).
@@ -165,8 +167,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     // The holder is on record before it starts anything: `rm -f` ends it (and so the
     // start) instead of removing the container from under it.
     if let Some(mut p) = previous.clone() {
-        let me = std::process::id() as i32;
-        (p.holder_pid, p.holder_start) = (Some(me), pid_start(me));
+        p.held_by(std::process::id() as i32);
         c.set_state(&p)?;
     }
     crate::fault::reached(crate::fault::Step::HolderRecorded);
@@ -240,20 +241,25 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         Some(n) => Some(n.config(&g.root, &g.run_root)?),
         None => None,
     };
-    // Published ports are bound before the start, so that a taken port fails it.
-    let spawned = crate::forward::bind_all(&c.record.publish).and_then(|bound| {
+    // Published ports are bound before the start, so that a taken port fails it (or
+    // taken over from the holder of the container this one replaces).
+    let spawned = take_ports(g, &c).and_then(|(bound, accepting)| {
         crate::fault::reached(crate::fault::Step::HolderPortsBound);
         let opts = frun_runtime::SpawnOptions {
             console_socket: console_theirs,
             ..Default::default()
         };
-        Ok((frun_runtime::spawn_with(&cfg, stdio, opts)?, bound))
+        Ok((
+            frun_runtime::spawn_with(&cfg, stdio, opts)?,
+            bound,
+            accepting,
+        ))
     });
-    let (started, bound) = match spawned {
+    let (started, bound, accepting) = match spawned {
         Ok(s) => s,
         Err(e) => {
             if let Some(n) = &net_cfg {
-                cleanup(
+                cleanup::logged(
                     "releasing the container's network",
                     crate::net::detach(n, &c.record.id),
                 );
@@ -267,7 +273,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
             st.error = Some(msg.clone());
             c.set_state(&st)?;
             if c.record.auto_remove {
-                cleanup("removing the container's state", containers.remove(&c));
+                cleanup::logged("removing the container's state", containers.remove(&c));
             }
             eprintln!("frun: error: {msg}");
             return Ok(ExitCode::from(exit));
@@ -278,8 +284,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     st.status = Status::Running;
     st.pid = Some(started.pid);
     st.pid_start = pid_start(started.pid);
-    st.holder_pid = Some(std::process::id() as i32);
-    st.holder_start = pid_start(std::process::id() as i32);
+    st.held_by(std::process::id() as i32);
     st.started_at = Some(now());
     st.restart_count = restarts;
     c.set_state(&st)?;
@@ -375,7 +380,10 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     });
 
     // The forwarder: host ports to the container's address, in this process; it
-    // connects from inside the container's network namespace (see forward.rs).
+    // connects from inside the container's network namespace (see forward.rs). Its
+    // sockets are also handed to the holder of a replacement on request (a swap: see
+    // forward::handoff), through a control socket in the run root.
+    let mut port_copies = Vec::new();
     let forwarder = match (&c.record.network, &net_cfg) {
         (Some(n), Some(cfg)) if !bound.is_empty() => {
             let path = cfg.netns_path(&c.record.id);
@@ -387,10 +395,37 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
                 }
             };
             let ip = std::net::IpAddr::V4(n.ip);
-            Some(crate::forward::start(bound, ip, netns, say.clone())?)
+            for b in &bound {
+                port_copies.push(b.try_clone_fd()?);
+            }
+            Some(crate::forward::start(
+                bound,
+                ip,
+                netns,
+                say.clone(),
+                accepting,
+            )?)
         }
         _ => None,
     };
+    let handoff = forwarder.as_ref().and_then(|f| {
+        use crate::forward::handoff;
+        let serving = handoff::Serving {
+            ports: std::mem::take(&mut port_copies),
+            gate: f.gate(),
+            counters: f.counters().into_iter().map(|(_, c)| c).collect(),
+            resumed_marker: resumed_marker(&c),
+        };
+        match handoff::serve(handoff::socket_path(&g.run_root, &c.record.id), serving) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "serving the ports' control socket: no swap can take them over");
+                // Nobody could resume it: it accepts now.
+                f.gate().resume();
+                None
+            }
+        }
+    });
 
     // A stack's app also answers on its generation's unix socket, which the stack's
     // proxy reaches through a symlink (see stack::upstream): a swap renames the symlink.
@@ -426,7 +461,10 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     }
     let exit = frun_runtime::wait(&started)?;
     // The published ports close with the container: a client is refused from now on,
-    // instead of being accepted and dropped.
+    // instead of being accepted and dropped (unless a replacement holds them too).
+    if let Some(h) = handoff {
+        h.stop();
+    }
     if let Some(f) = forwarder {
         f.stop();
     }
@@ -538,6 +576,33 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     Ok(exit_code(exit.code))
 }
 
+/// A file in the container's directory that exists while its handed-over ports are
+/// resumed (the last request was `resume`, not `pause`): a holder started again (its
+/// restart policy, the supervisor) accepts at once then (see `take_ports`).
+fn resumed_marker(c: &Container) -> PathBuf {
+    c.dir.join("ports-resumed")
+}
+
+/// The published ports of `c`, and whether its forwarder accepts at once: bound now, or
+/// (its record says `ports_from`) taken from the holder of the container it replaces,
+/// paused until a swap resumes them. When that holder is gone, nobody holds them: bound.
+fn take_ports(g: &Global, c: &Container) -> anyhow::Result<(Vec<crate::forward::Bound>, bool)> {
+    let publish = &c.record.publish;
+    if let Some(from) = c
+        .record
+        .ports_from
+        .as_deref()
+        .filter(|_| !publish.is_empty())
+    {
+        if let Some(bound) = crate::forward::handoff::take(&g.run_root, from, publish)? {
+            tracing::info!(from, "published ports taken over");
+            let accepting = resumed_marker(c).exists();
+            return Ok((bound, accepting));
+        }
+    }
+    Ok((crate::forward::bind_all(publish)?, true))
+}
+
 /// The signals to the holder that stop its container.
 fn stop_signals() -> signal::SigSet {
     let mut set = signal::SigSet::empty();
@@ -587,8 +652,7 @@ pub fn wait_exited(c: &Container, timeout: Duration) -> anyhow::Result<State> {
         let st = c.state()?;
         if st.status != Status::Running {
             // The holder records the exit right after reaping; give it that moment.
-            let holder_alive = st.holder_pid.is_some_and(|p| pid_start(p).is_some());
-            if !holder_alive || c.state()?.finished_at.is_some() {
+            if !Container::holder_alive(&st) || c.state()?.finished_at.is_some() {
                 return Ok(st);
             }
         }
@@ -625,7 +689,7 @@ pub fn end_holder_of(c: &Container) {
 /// must leave nothing running.
 pub fn end_holder(st: &State) {
     if let (Some(pid), Some(start)) = (st.holder_pid, st.holder_start) {
-        if pid_start(pid) == Some(start) {
+        if Container::holder_alive(st) {
             let _ = signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
             for _ in 0..500 {
                 if pid_start(pid) != Some(start) {
@@ -648,14 +712,6 @@ fn start_failure_code(e: &anyhow::Error) -> u8 {
         }
         Some(Setup(SetupError::Exec { .. })) => EXIT_CANNOT_INVOKE,
         _ => EXIT_FRUN_ERROR,
-    }
-}
-
-/// A clean-up step after a failure, or one nothing waits on: its failure is logged
-/// (with what it was), never dropped silently; the caller reports the original error.
-pub fn cleanup<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) {
-    if let Err(e) = r {
-        tracing::warn!("clean-up: {what}: {e:#}");
     }
 }
 

@@ -4,6 +4,7 @@
 //! is in the `images` and `runtime` crates, composed by the command modules.
 
 mod backup;
+mod cleanup;
 mod cli;
 mod commands;
 mod containers;
@@ -25,6 +26,7 @@ mod stack;
 mod stats;
 mod supervise;
 mod sweep;
+mod tool;
 mod trim;
 mod tty;
 mod volumes;

@@ -146,7 +146,7 @@ impl FromEvents {
             }
             Kind::Swap => {
                 *self.swaps.entry((stack.clone(), outcome())).or_default() += 1;
-                // `duration_seconds`, or `duration_ms` as `frun swap` writes it.
+                // `duration_seconds`, or `duration_ms` as `frun swap` wrote it once.
                 let secs = |k: &str, scale: f64| {
                     ev.attrs
                         .get(k)

@@ -361,14 +361,9 @@ fn nft_script(cfg: &NetConfig) -> String {
 pub const NFT_NOT_ON_PATH: &str = "nft is not on PATH";
 
 fn nft(script: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut child = match std::process::Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-    {
-        Ok(c) => c,
+    let mut cmd = std::process::Command::new("nft");
+    let out = match crate::tool::run_with_input(cmd.args(["-f", "-"]), script.as_bytes()) {
+        Ok(out) => out,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(frun_runtime::needs::Need::Nft
                 .missing(NFT_NOT_ON_PATH)
@@ -376,12 +371,6 @@ fn nft(script: &str) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e).context("running nft"),
     };
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(script.as_bytes())?;
-    let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!(
             "nft failed: {}",
@@ -659,6 +648,7 @@ mod tests {
                         health: None,
                         lower_dirs: Vec::new(),
                         log: Default::default(),
+                        ports_from: None,
                     })
                 })
                 .unwrap()

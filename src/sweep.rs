@@ -13,7 +13,8 @@
 //! (`--rm`): otherwise its record is what `ps`, `logs` and `rm` show the user.
 //!
 //! Temp files are `.NAME.tmp-PID` (see `frun_images::fsutil`): swept when PID is not a
-//! live process, in the directories where frun writes its own state (never in volumes'
+//! live process or the file is older than this boot (its pid may name a new process),
+//! in the directories where frun writes its own state (never in volumes'
 //! data or a container's upper directory: those are the user's files).
 
 use anyhow::Context;
@@ -22,6 +23,7 @@ use rustix::fs::FlockOperation;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::SystemTime;
 
 use crate::cli::Global;
 use crate::containers::{Container, Containers, Status};
@@ -41,8 +43,10 @@ pub fn hold(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The lock on `dir`'s hold file if no process holds it (released on drop).
-fn abandoned(dir: &Path) -> Option<File> {
+/// The lock on `dir`'s hold file if no process holds it (released on drop). While it is
+/// kept, no holder starts the container: a starting one waits for it (`frun cp` to a
+/// stopped container's files keeps it so).
+pub fn abandoned(dir: &Path) -> Option<File> {
     lock_file(&dir.join(HOLD), FlockOperation::NonBlockingLockExclusive).ok()
 }
 
@@ -124,6 +128,7 @@ pub fn sweep(g: &Global) -> anyhow::Result<Swept> {
         }
     }
     // 2. Temp files of writers that died, where frun keeps its own state.
+    let booted = boot_time();
     for dir in state_dirs(&g.root) {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
@@ -133,11 +138,8 @@ pub fn sweep(g: &Global) -> anyhow::Result<Swept> {
             let Some(pid) = temp_writer(&name) else {
                 continue;
             };
-            if crate::containers::pid_start(pid).is_some() {
-                continue;
-            }
             let Ok(meta) = e.metadata() else { continue };
-            if !meta.is_file() {
+            if !meta.is_file() || writer_alive(pid, meta.modified().ok(), booted) {
                 continue;
             }
             let path = e.path();
@@ -147,6 +149,25 @@ pub fn sweep(g: &Global) -> anyhow::Result<Swept> {
         }
     }
     Ok(out)
+}
+
+/// Whether the writer of a temp file (its pid, its modification time) may still be
+/// writing it: its pid lives, and the file is not older than this boot (`booted`).
+fn writer_alive(pid: i32, modified: Option<SystemTime>, booted: Option<SystemTime>) -> bool {
+    let before_boot = matches!((modified, booted), (Some(m), Some(b)) if m < b);
+    !before_boot && crate::containers::pid_start(pid).is_some()
+}
+
+/// When this boot began (`btime` of /proc/stat).
+fn boot_time() -> Option<SystemTime> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let secs = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs))
 }
 
 /// The pid in a temp file's name `.NAME.tmp-PID`.
@@ -198,6 +219,21 @@ mod tests {
         assert_eq!(temp_writer(".state.json"), None);
         assert_eq!(temp_writer(".x.tmp-"), None);
         assert_eq!(temp_writer(".x.tmp-0"), None);
+    }
+
+    /// After a reboot a temp file's pid may name a new process: a file older than the
+    /// boot is a dead writer's, whatever lives under its pid now.
+    #[test]
+    fn a_temp_file_from_before_the_boot_has_no_living_writer() {
+        let me = std::process::id() as i32;
+        let booted = boot_time().expect("btime in /proc/stat");
+        let now = SystemTime::now();
+        assert!(writer_alive(me, Some(now), Some(booted)));
+        let before = booted - std::time::Duration::from_secs(60);
+        assert!(!writer_alive(me, Some(before), Some(booted)));
+        assert!(!writer_alive(i32::MAX, Some(now), Some(booted)));
+        // Without times to compare, the pid decides.
+        assert!(writer_alive(me, None, None));
     }
 
     #[test]

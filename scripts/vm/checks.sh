@@ -412,10 +412,12 @@ c_reboot_serving() {
 }
 
 c_swap_load() {
-    # `frun swap` on a systemd host: the family stack (nginx + app), four swaps v1 <-> v2
-    # while curl keeps requesting /version over keep-alive connections (50 requests per
-    # connection): every answer is a 200, the last swap's body serves after, one app
-    # generation is left, the history has the five deployments.
+    # `frun swap` on a systemd host: the family stack (nginx + app), two swaps v1 -> v2 ->
+    # v1 (each way once) while curl keeps requesting /version over keep-alive connections
+    # (50 requests per connection): every answer is a 200, the last swap's body serves
+    # after, one app generation is left, the history has the three deployments. (Ten
+    # swaps under load, with new and with keep-alive connections, are the host-side
+    # tests' job: tests/it/swap.rs; each swap here costs seconds of an emulated CPU.)
     mkdir -p "$work/family"
     cat >"$work/family/frun.toml" <<EOF
 name = "vmfamily"
@@ -442,7 +444,7 @@ EOF
     done) &
     load=$!
     sleep 1
-    for v in v2 v1 v2 v1; do
+    for v in v2 v1; do
         if ! frun swap "$REG/family/app:$v" -f "$work/family/frun.toml" --drain-timeout 10s; then
             touch "$work/swaps-done"; wait $load
             die "frun swap to $v failed"
@@ -453,10 +455,10 @@ EOF
     n=$(grep -c . "$work/codes")
     bad=$(grep -vc '^200$' "$work/codes" || true)
     [ "$n" -gt 100 ] || die "too little load: $n requests"
-    expect "failed requests of $n during four swaps" "$bad" 0
+    expect "failed requests of $n during two swaps" "$bad" 0
     expect "body after the swaps" "$(curl -sf http://127.0.0.1:8083/version)" "v1"
     expect "app generations" "$(frun status -f "$work/family/frun.toml" --format json | jq '[.[] | select(.role == "app")] | length')" 1
-    expect "history entries" "$(frun history -f "$work/family/frun.toml" --format json | jq length)" 5
+    expect "history entries" "$(frun history -f "$work/family/frun.toml" --format json | jq length)" 3
     frun down --volumes -f "$work/family/frun.toml" || die "frun down failed"
 }
 

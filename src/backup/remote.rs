@@ -25,7 +25,7 @@
 use anyhow::{bail, Context};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// Parts of a multipart upload, and the size above which one is used.
@@ -346,18 +346,8 @@ impl Destination {
             cmd.arg("-P").arg(p.to_string());
         }
         cmd.arg("--").arg(target);
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
+        let out = crate::tool::run_with_input(&mut cmd, script.as_bytes())
             .context("running sftp (Debian: apt-get install openssh-client)")?;
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(script.as_bytes())?;
-        let out = child.wait_with_output()?;
         if !out.status.success() {
             bail!(
                 "sftp to {self} failed ({}): {}",

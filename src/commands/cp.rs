@@ -13,7 +13,12 @@
 //! no mount namespace, nothing to unmount, gone when its fd closes) and the copy works
 //! on that, as podman's `cp` mounts a stopped container. Its volumes and bind mounts
 //! are not mounted then: a path inside one is refused, naming the host directory to
-//! copy from or to instead.
+//! copy from or to instead. That overlay shares the container's upper directory, which
+//! the kernel lets two overlays use at once (with "undefined behaviour", as its warning
+//! says): the copy keeps the container's hold lock exclusively (see `crate::sweep`), so
+//! no holder starts it meanwhile (a starting one waits), and it is refused while a
+//! holder lives (the container is starting, or waiting to restart) beyond the moments a
+//! holder takes to end after its container exited (`stop` returns before that).
 
 use anyhow::{bail, Context};
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
@@ -22,6 +27,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use crate::cli::{CpArgs, Global};
 use crate::containers::{Containers, Status};
@@ -43,8 +49,15 @@ pub fn cp(g: &Global, args: CpArgs) -> anyhow::Result<ExitCode> {
         _ => bail!("give exactly one CONTAINER:PATH and one host path"),
     };
     let c = containers.find(key)?;
-    let st = c.state()?;
-    // 1. The container's root, as its processes see it; or, stopped, its overlay.
+    // 1. The container's root, as its processes see it; or, stopped, its overlay, with
+    //    no holder starting it until the copy is done (read again under the lock: it
+    //    may have started before this took it).
+    let mut _no_start = None;
+    let mut st = c.state()?;
+    if st.status != Status::Running {
+        _no_start = Some(hold_for_copy(&c)?);
+        st = c.state()?;
+    }
     let root = match (st.status, st.pid) {
         (Status::Running, Some(pid)) => rustix::fs::open(
             format!("/proc/{pid}/root"),
@@ -67,6 +80,29 @@ pub fn cp(g: &Global, args: CpArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("copying {} to {}:{inside}", host.display(), c.record.name))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long a copy waits for a living holder to let go of a stopped container: one
+/// ends within moments of recording its container's exit.
+const HOLDER_ENDING: Duration = Duration::from_secs(2);
+
+/// The container's hold lock (see `crate::sweep`), kept for a copy to its stopped
+/// files: no holder lives, or the one that does ends meanwhile.
+fn hold_for_copy(c: &crate::containers::Container) -> anyhow::Result<File> {
+    let deadline = Instant::now() + HOLDER_ENDING;
+    loop {
+        if let Some(lock) = crate::sweep::abandoned(&c.dir) {
+            return Ok(lock);
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "container {} is starting or waiting to restart (its holder lives): \
+                 copy once it runs, or stop it first",
+                c.record.name
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// A stopped container's overlay, mounted detached: its lower directories as the
@@ -102,7 +138,6 @@ fn stopped_root(g: &Global, c: &crate::containers::Container) -> anyhow::Result<
     ] {
         fsconfig_set_string(&fs, k, &v).with_context(|| format!("overlay option {k}={v}"))?;
     }
-    // EBUSY here: the container is starting meanwhile (its upper directory is in use).
     fsconfig_create(&fs).context("creating the overlay")?;
     fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
         .context("mounting the overlay")

@@ -5,7 +5,7 @@ use anyhow::bail;
 use std::process::ExitCode;
 
 use crate::cli::{Global, LogsArgs};
-use crate::containers::{pid_start, Containers, Status};
+use crate::containers::{Container, Containers, Status};
 use crate::logs::reader::{self, ReadOptions, Sink};
 
 pub fn logs(g: &Global, args: LogsArgs) -> anyhow::Result<ExitCode> {
@@ -40,8 +40,7 @@ pub fn logs(g: &Global, args: LogsArgs) -> anyhow::Result<ExitCode> {
     // the pipes (it records the exit only after that).
     let running = |id: &str| {
         containers.find(id).and_then(|c| c.state()).is_ok_and(|s| {
-            s.status == Status::Running
-                || (s.finished_at.is_none() && s.holder_pid.is_some_and(|p| pid_start(p).is_some()))
+            s.status == Status::Running || (s.finished_at.is_none() && Container::holder_alive(&s))
         })
     };
 

@@ -98,7 +98,7 @@ pub fn rm(g: &Global, args: RmArgs) -> anyhow::Result<ExitCode> {
         if args.force {
             // No restart after this, whatever the policy; then the container's
             // processes and its holder end, whatever state they are in.
-            crate::holder::cleanup(
+            crate::cleanup::logged(
                 "marking the container stopped (its restart policy may start it again)",
                 std::fs::write(c.stop_requested_path(), b""),
             );

@@ -189,6 +189,7 @@ fn launch(
         rootfs: p.rootfs.clone(),
         pid: started.pid,
         pid_start: pid_start(started.pid),
+        boot_id: crate::containers::this_boot().map(str::to_string),
         cgroup: p.cgroup.clone(),
         created: now(),
         annotations,
@@ -292,7 +293,7 @@ fn poststop(g: &Global, id: &str, bundle: &Path, spec: &Spec) {
         spec,
     };
     // The runtime spec: a failing poststop hook is a warning; the delete goes on.
-    crate::holder::cleanup(
+    crate::cleanup::logged(
         "the poststop hooks",
         hooks::run(g, &state, &[Kind::Poststop]),
     );
@@ -504,7 +505,7 @@ fn destroy(g: &Global, c: &OciContainer) -> anyhow::Result<()> {
     }
     // A paused container's processes die only once thawed.
     if c.paused_mark().exists() || cg.frozen() {
-        crate::holder::cleanup("thawing the container's cgroup", cg.thaw());
+        crate::cleanup::logged("thawing the container's cgroup", cg.thaw());
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while c.alive() {

@@ -3,15 +3,15 @@
 //! present from `create` until `start`.
 //!
 //! The status is computed, never stored: `stopped` once the first process is gone (or a
-//! zombie, or its pid reused: the start time is recorded), else `created` while the
-//! gate exists, else `running`.
+//! zombie, or its pid reused: the start time and the boot are recorded), else `created`
+//! while the gate exists, else `running`.
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::containers::pid_start;
+use crate::containers::{pid_start, same_boot};
 use frun_images::fsutil::write_replace;
 
 /// The runtime-spec version this runtime implements (reported by `state`).
@@ -24,6 +24,10 @@ pub struct Saved {
     pub rootfs: PathBuf,
     pub pid: i32,
     pub pid_start: Option<u64>,
+    /// The boot `pid` was recorded in: under another boot it names nothing (a root
+    /// outside /run outlives a reboot). Absent in older state files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
     pub cgroup: PathBuf,
     pub created: String,
     #[serde(default)]
@@ -133,7 +137,7 @@ impl OciContainer {
     /// Whether the first process lives (a zombie or a reused pid does not).
     pub fn alive(&self) -> bool {
         let now = pid_start(self.saved.pid);
-        now.is_some() && now == self.saved.pid_start
+        same_boot(self.saved.boot_id.as_deref()) && now.is_some() && now == self.saved.pid_start
     }
 
     pub fn status(&self) -> OciStatus {
@@ -227,6 +231,35 @@ mod tests {
             PathBuf::from("/frun-oci/libpod-abc")
         );
         assert!(cgroup_path(Some("/x/../y"), "c1").is_err());
+    }
+
+    /// A state file of another boot names no living process, even where its pid and
+    /// start time match one (this test's own stand for such a match); one without a
+    /// boot id (older frun) is judged by them alone.
+    #[test]
+    fn a_saved_pid_of_another_boot_is_not_alive() {
+        let me = std::process::id() as i32;
+        let saved = |boot: Option<&str>| {
+            let mut v = serde_json::json!({
+                "id": "c1", "bundle": "/b", "rootfs": "/b/rootfs", "pid": me,
+                "pid_start": pid_start(me), "cgroup": "/x", "created": "now",
+            });
+            if let Some(b) = boot {
+                v["boot_id"] = b.into();
+            }
+            serde_json::from_value::<Saved>(v).unwrap()
+        };
+        let alive = |s: Saved| {
+            OciContainer {
+                dir: PathBuf::from("/nonexistent"),
+                saved: s,
+            }
+            .alive()
+        };
+        let this = crate::containers::this_boot().expect("the kernel gives a boot id");
+        assert!(alive(saved(Some(this))));
+        assert!(alive(saved(None)));
+        assert!(!alive(saved(Some("00000000-another-boot"))));
     }
 
     #[test]

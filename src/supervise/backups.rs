@@ -53,6 +53,22 @@ pub struct Scheduler {
     last_scan: Option<Instant>,
     /// The last error of a stack file that could not be read, logged once per change.
     broken: HashMap<String, String>,
+    /// Each stack file's `[backup]` as last read, and the file's identity then: a file
+    /// is parsed again only when it changed (the supervisor stays small: no TOML
+    /// parsing in its steady loop, see trim.rs).
+    read: HashMap<String, (FileId, Option<BackupConfig>)>,
+}
+
+/// What tells that a file changed: its path, inode, size and modification time.
+#[derive(Clone, PartialEq)]
+struct FileId(PathBuf, u64, u64, Option<std::time::SystemTime>);
+
+impl FileId {
+    fn of(file: &Path) -> Option<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(file).ok()?;
+        Some(FileId(file.to_owned(), m.ino(), m.len(), m.modified().ok()))
+    }
 }
 
 fn log_path(root: &Path, stack: &str) -> PathBuf {
@@ -125,44 +141,56 @@ impl Scheduler {
             else {
                 continue;
             };
-            let stack = match crate::stack::Stack::load(&file, &g.root) {
-                Ok(s) => {
-                    self.broken.remove(&name);
-                    s
-                }
-                Err(e) => {
-                    // Its schedule stays as it was (a file being edited is read again).
-                    let e = format!("{e:#}");
-                    if self.broken.get(&name) != Some(&e) {
-                        tracing::warn!(stack = name, error = %e, "reading the stack file for its backup schedule");
-                        self.broken.insert(name.clone(), e);
+            let id = FileId::of(&file);
+            let cached = self
+                .read
+                .get(&name)
+                .filter(|(was, _)| id.as_ref() == Some(was))
+                .map(|(_, cfg)| cfg.clone());
+            let backup = match cached {
+                Some(cfg) => cfg,
+                None => match crate::stack::Stack::load(&file, &g.root) {
+                    Ok(s) if s.name == name => {
+                        self.broken.remove(&name);
+                        let cfg = s.backup.every.is_some().then_some(s.backup);
+                        if let Some(id) = id {
+                            self.read.insert(name.clone(), (id, cfg.clone()));
+                        }
+                        cfg
                     }
-                    seen.push(name);
-                    continue;
-                }
+                    Ok(_) => None,
+                    Err(e) => {
+                        // Its schedule stays as it was (a file being edited is read again).
+                        let e = format!("{e:#}");
+                        if self.broken.get(&name) != Some(&e) {
+                            tracing::warn!(stack = name, error = %e, "reading the stack file for its backup schedule");
+                            self.broken.insert(name.clone(), e);
+                        }
+                        seen.push(name);
+                        continue;
+                    }
+                },
             };
-            if stack.name != name || stack.backup.every.is_none() {
-                continue;
-            }
+            let Some(backup) = backup else { continue };
             seen.push(name.clone());
-            let due = schedule::due(&g.root, &name, &stack.backup);
+            let due = schedule::due(&g.root, &name, &backup);
             let e = self.stacks.entry(name.clone()).or_insert_with(|| {
                 tracing::info!(
                     stack = name,
-                    every_s = stack.backup.every.unwrap_or_default().as_secs(),
+                    every_s = backup.every.unwrap_or_default().as_secs(),
                     next_due = %due.map(schedule::rfc3339).unwrap_or_default(),
                     "scheduling backups of the stack"
                 );
                 Entry {
                     file: file.clone(),
-                    cfg: stack.backup.clone(),
+                    cfg: backup.clone(),
                     due,
                     retry_at: None,
                     child: None,
                 }
             });
             e.file = file;
-            e.cfg = stack.backup;
+            e.cfg = backup;
             e.due = due;
         }
         // A stack gone (`frun down`) or without a schedule now: forgotten once its child

@@ -209,14 +209,15 @@ pub fn run(
     let mut last_scan = Instant::now() - Duration::from_secs(10);
     let mut scheduled = backups::Scheduler::default();
     // What only the start and the rare command needed is given back a little after
-    // the start, then once a minute (see trim.rs).
+    // the start, then every 10 s (see trim.rs; what the loop uses faults back in within
+    // one round, at a cost of well under a millisecond).
     let mut next_trim = Instant::now() + Duration::from_secs(5);
     loop {
         if Instant::now() >= next_trim {
             if let Err(e) = crate::trim::release_startup_memory() {
                 tracing::debug!(error = %e, "releasing unused memory");
             }
-            next_trim = Instant::now() + Duration::from_secs(60);
+            next_trim = Instant::now() + Duration::from_secs(10);
         }
         if last_scan.elapsed() >= Duration::from_millis(500) {
             scan(&containers, &mut watched);
@@ -479,9 +480,34 @@ pub fn revive(g: &Global, containers: &Containers, c: &Container) -> anyhow::Res
 /// `frun systemd-unit`: a unit that runs the supervisor (and, at boot, brings back the
 /// stacks) for this state root.
 pub fn systemd_unit(g: &Global) -> String {
-    let exe = std::env::current_exe()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| "/usr/local/bin/frun".into());
+    let exe = std::env::current_exe().unwrap_or_else(|_| "/usr/local/bin/frun".into());
+    render_unit(&exe, g)
+}
+
+/// The unit's text for the frun binary at `exe`. Paths and names go in as systemd reads
+/// them back (see [`exec_word`], [`unit_text`]): a root with a space or a `%` is the
+/// same root for the supervisor the unit starts.
+fn render_unit(exe: &Path, g: &Global) -> String {
+    let words = [
+        exe.as_os_str().to_string_lossy().into_owned(),
+        "--root".into(),
+        g.root.to_string_lossy().into_owned(),
+        "--run-root".into(),
+        g.run_root.to_string_lossy().into_owned(),
+        "--cgroup-parent".into(),
+        g.cgroup_parent.clone(),
+        "--bridge".into(),
+        g.bridge.clone(),
+        "--subnet".into(),
+        g.subnet.clone(),
+        "--verbose".into(),
+        "supervise".into(),
+        "--boot".into(),
+    ];
+    // The program's path is taken as it is; variables are expanded in its arguments.
+    let exec: Vec<String> = (words.iter().enumerate())
+        .map(|(i, w)| exec_word(w, i > 0))
+        .collect();
     format!(
         "# frun's supervisor: install as /etc/systemd/system/frun.service, then\n\
          #   systemctl daemon-reload && systemctl enable --now frun\n\
@@ -493,7 +519,7 @@ pub fn systemd_unit(g: &Global) -> String {
          [Service]\n\
          # --verbose: the supervisor's log (stacks brought back, health changes) goes to\n\
          # the journal, as `frun up`'s supervisor writes it to RUN_ROOT/supervise.log.\n\
-         ExecStart={exe} --root {root} --run-root {run} --cgroup-parent {cg} --bridge {br} --subnet {net} --verbose supervise --boot\n\
+         ExecStart={exec}\n\
          # The containers' holders live in frun's own cgroup ({cg}/supervisor), not in\n\
          # this unit's: stopping the unit leaves the containers running.\n\
          KillMode=process\n\
@@ -502,10 +528,103 @@ pub fn systemd_unit(g: &Global) -> String {
          \n\
          [Install]\n\
          WantedBy=multi-user.target\n",
-        root = g.root.display(),
-        run = g.run_root.display(),
-        cg = g.cgroup_parent,
-        br = g.bridge,
-        net = g.subnet,
+        root = unit_text(&g.root.to_string_lossy()),
+        exec = exec.join(" "),
+        cg = frun_images::escape_controls(&g.cgroup_parent),
     )
+}
+
+/// One word of a unit's command line as systemd.service(5) ("Command lines") reads it:
+/// `%` doubled (specifiers are expanded before the line is split), `$` too in an
+/// argument (variables are expanded in arguments, not in the program's path); a word
+/// with whitespace, quotes, a backslash or `;` (a separator of commands once)
+/// double-quoted, with C-style escapes for `\`, `"` and control characters.
+fn exec_word(w: &str, argument: bool) -> String {
+    let mut out = String::with_capacity(w.len() + 2);
+    let mut quote = w.is_empty();
+    for c in w.chars() {
+        match c {
+            '%' => out.push_str("%%"),
+            '$' if argument => out.push_str("$$"),
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+        quote |= c.is_whitespace() || c.is_control() || "\"'\\;".contains(c);
+    }
+    if quote {
+        format!("\"{out}\"")
+    } else {
+        out
+    }
+}
+
+/// Free text in a unit's setting (`Description=`): specifiers are expanded there too,
+/// and a line ends it.
+fn unit_text(s: &str) -> String {
+    frun_images::escape_controls(s).replace('%', "%%")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn global(args: &[&str]) -> Global {
+        let mut all = vec!["frun"];
+        all.extend(args);
+        all.push("systemd-unit");
+        <crate::cli::Cli as clap::Parser>::try_parse_from(all)
+            .unwrap()
+            .global
+    }
+
+    /// systemd.service(5): a path with a space is one word only when quoted, and `%`
+    /// starts a specifier unless doubled (`%h` would become root's home), as `$` in an
+    /// argument (not in the program's path) starts a variable.
+    #[test]
+    fn the_units_command_line_quotes_spaces_and_doubles_percent_signs() {
+        let g = global(&[
+            "--root",
+            "/srv/frun %h $data",
+            "--run-root",
+            "/run/frun",
+            "--cgroup-parent",
+            "/frun",
+            "--bridge",
+            "frun0",
+            "--subnet",
+            "10.89.0.0/16",
+        ]);
+        let unit = render_unit(Path::new("/opt/my tools/$frun"), &g);
+        let exec = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("ExecStart="))
+            .unwrap();
+        assert_eq!(
+            exec,
+            r#""/opt/my tools/$frun" --root "/srv/frun %%h $$data" --run-root /run/frun --cgroup-parent /frun --bridge frun0 --subnet 10.89.0.0/16 --verbose supervise --boot"#
+        );
+        assert!(
+            unit.contains("Description=frun supervisor (stacks of /srv/frun %%h $data)\n"),
+            "{unit}"
+        );
+    }
+
+    #[test]
+    fn command_line_words_escape_what_systemd_would_read_otherwise() {
+        let arg = |w| exec_word(w, true);
+        assert_eq!(arg("/usr/local/bin/frun"), "/usr/local/bin/frun");
+        assert_eq!(arg("100%"), "100%%");
+        assert_eq!(arg("$HOME"), "$$HOME");
+        assert_eq!(exec_word("/opt/$x/frun", false), "/opt/$x/frun");
+        assert_eq!(arg(r#"a"b"#), r#""a\"b""#);
+        assert_eq!(arg(r"a\b"), r#""a\\b""#);
+        assert_eq!(arg("a\nb"), r#""a\nb""#);
+        assert_eq!(arg("it's"), r#""it's""#);
+        assert_eq!(arg(";"), r#"";""#);
+        assert_eq!(arg(""), r#""""#);
+    }
 }
