@@ -233,6 +233,24 @@ pub fn backups(g: &Global, args: BackupsArgs) -> anyhow::Result<ExitCode> {
                     humantime(stack.backup.jitter)
                 )?;
             }
+            // The last scheduled attempt, as `frun status` tells it.
+            if let Some(b) = backup::schedule::status(&g.root, &stack.name, &stack.backup) {
+                let s = |k: &str| b[k].as_str().unwrap_or("-").to_string();
+                match b["outcome"].as_str() {
+                    Some("failed") => writeln!(
+                        out,
+                        "Last scheduled backup FAILED ({} in a row, {}): {}",
+                        b["failures"],
+                        s("last_attempt"),
+                        crate::containers::sanitize(&s("error"))
+                    )?,
+                    Some(o) => writeln!(out, "Last scheduled backup: {o} ({})", s("last_attempt"))?,
+                    None => {}
+                }
+                if stack.backup.every.is_some() {
+                    writeln!(out, "Next due: {}", s("next_due"))?;
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -210,6 +210,8 @@ fn a_failed_scheduled_backup_shows_in_status_and_events_until_one_succeeds() {
     assert!(app["backup"]["failures"].as_u64() >= Some(1), "{app:#}");
     assert!(!app["backup"]["next_due"].is_null(), "{app:#}");
     assert!(table.contains("LAST SCHEDULED BACKUP FAILED"), "{table}");
+    let list = f.ok(&["backups", "-f", &s.file()]);
+    assert!(list.contains("Last scheduled backup FAILED"), "{list}");
     let failed: Vec<Value> = backup_events(&f)
         .into_iter()
         .filter(|e| e["attrs"]["reason"] == "scheduled" && e["attrs"]["outcome"] == "failed")
@@ -239,6 +241,11 @@ fn a_failed_scheduled_backup_shows_in_status_and_events_until_one_succeeds() {
     assert_eq!(app["backup"]["failures"], 0, "{app:#}");
     let name = app["backup"]["last_backup"].as_str().unwrap().to_string();
     assert!(!table.contains("FAILED"), "{table}");
+    let list = f.ok(&["backups", "-f", &s.file()]);
+    assert!(
+        !list.contains("FAILED") && list.contains("Last scheduled backup: ok"),
+        "{list}"
+    );
     assert!(table.contains(&name), "{table}");
     assert!(
         std::fs::read_dir(dest.join("bk"))
