@@ -148,6 +148,25 @@ pub fn sweep(g: &Global) -> anyhow::Result<Swept> {
             out.bytes += meta.len();
         }
     }
+    // 3. What holders of removed containers left in the run root (a holder killed with
+    //    -9 cannot remove its control socket or its ports report): counted with the
+    //    temp files. Only for containers that are gone: a stopped one's files are
+    //    replaced by its next start.
+    let ports = g.run_root.join("ports");
+    for e in std::fs::read_dir(&ports).into_iter().flatten().flatten() {
+        let path = e.path();
+        let Some(id) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        let is_id = id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
+        if !is_id || g.root.join("containers").join(&id).exists() {
+            continue;
+        }
+        let Ok(meta) = e.metadata() else { continue };
+        std::fs::remove_file(&path).with_context(|| format!("removing {path:?}"))?;
+        out.temp_files += 1;
+        out.bytes += meta.len();
+    }
     Ok(out)
 }
 

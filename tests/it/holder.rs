@@ -197,3 +197,52 @@ fn restart_policy_on_failure_counts_and_stop_ends_always() {
     f.ok(&["rm", "keep"]);
     assert!(f.child_cgroups().is_empty(), "{:?}", f.child_cgroups());
 }
+
+/// A holder killed with -9 cannot remove its control socket and ports report from the
+/// run root; once its container is removed, `gc` does.
+#[test]
+fn gc_removes_the_run_files_a_killed_holder_left() {
+    let Some(reg) = registry() else { return };
+    let f = Frun::new();
+    let image = format!("{reg}/test/busybox");
+    let port = free_port();
+    f.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "published",
+        "-p",
+        &format!("127.0.0.1:{port}:8000"),
+        &image,
+        "sleep",
+        "600",
+    ]);
+    let st = state(&f, "published");
+    let holder = st["holder_pid"].as_i64().unwrap() as i32;
+    let id = entry(&f, "published")["id"].as_str().unwrap().to_string();
+    let ports = f.dir.path().join("run/ports");
+    let sock = ports.join(format!("{id}.sock"));
+    wait_for(10, "the holder's control socket", || {
+        sock.exists().then_some(())
+    });
+    kill9(holder);
+    wait_for(10, "the holder to die", || (!alive(holder)).then_some(()));
+    f.ok(&["rm", "-f", "published"]);
+    let left: Vec<_> = std::fs::read_dir(&ports)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        left.iter().any(|n| n.to_string_lossy().starts_with(&id)),
+        "a killed holder leaves its run files: {left:?}"
+    );
+    f.ok(&["gc"]);
+    let left: Vec<_> = std::fs::read_dir(&ports)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with(&id))
+        .collect();
+    assert!(left.is_empty(), "gc left {left:?}");
+}
