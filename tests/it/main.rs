@@ -10,6 +10,7 @@ mod backup;
 mod boot;
 mod ca_roots;
 mod common;
+mod cp_special;
 mod cp_start;
 mod cp_stopped;
 mod credentials;
