@@ -212,6 +212,11 @@ pub struct BackupArgs {
     pub passphrase_file: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// The supervisor's scheduled backup ([backup] every): made only if due, its
+    /// attempt and outcome recorded for `frun status`; exit 3 when not due, 75 when a
+    /// swap/up/restore of the stack runs (tried again later).
+    #[arg(long, hide = true)]
+    pub scheduled: bool,
 }
 
 #[derive(Args, Debug)]

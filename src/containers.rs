@@ -69,6 +69,11 @@ pub struct Record {
     /// Log rotation and placement (`--log-opt`; a stack role's group and kept generations).
     #[serde(default)]
     pub log: crate::logs::LogConfig,
+    /// The id of the container this one replaces, whose holder hands its published
+    /// sockets over instead of this one binding them (a swap of a stack with no proxy,
+    /// see `forward::handoff`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports_from: Option<String>,
 }
 
 /// A container's place on frun's bridge network.

@@ -136,6 +136,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     // running without its supervisor. (The container's process unblocks them.)
     let set = stop_signals();
     set.thread_block()?;
+    crate::trim::one_arena();
     let containers = Containers::open(&g.root)?;
     let c = containers.find(id)?;
     // This holder works on it while it lives: `gc` leaves it alone (see sweep.rs).
@@ -240,16 +241,21 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         Some(n) => Some(n.config(&g.root, &g.run_root)?),
         None => None,
     };
-    // Published ports are bound before the start, so that a taken port fails it.
-    let spawned = crate::forward::bind_all(&c.record.publish).and_then(|bound| {
+    // Published ports are bound before the start, so that a taken port fails it (or
+    // taken over from the holder of the container this one replaces).
+    let spawned = take_ports(g, &c).and_then(|(bound, accepting)| {
         crate::fault::reached(crate::fault::Step::HolderPortsBound);
         let opts = frun_runtime::SpawnOptions {
             console_socket: console_theirs,
             ..Default::default()
         };
-        Ok((frun_runtime::spawn_with(&cfg, stdio, opts)?, bound))
+        Ok((
+            frun_runtime::spawn_with(&cfg, stdio, opts)?,
+            bound,
+            accepting,
+        ))
     });
-    let (started, bound) = match spawned {
+    let (started, bound, accepting) = match spawned {
         Ok(s) => s,
         Err(e) => {
             if let Some(n) = &net_cfg {
@@ -374,7 +380,10 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     });
 
     // The forwarder: host ports to the container's address, in this process; it
-    // connects from inside the container's network namespace (see forward.rs).
+    // connects from inside the container's network namespace (see forward.rs). Its
+    // sockets are also handed to the holder of a replacement on request (a swap: see
+    // forward::handoff), through a control socket in the run root.
+    let mut port_copies = Vec::new();
     let forwarder = match (&c.record.network, &net_cfg) {
         (Some(n), Some(cfg)) if !bound.is_empty() => {
             let path = cfg.netns_path(&c.record.id);
@@ -386,10 +395,37 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
                 }
             };
             let ip = std::net::IpAddr::V4(n.ip);
-            Some(crate::forward::start(bound, ip, netns, say.clone())?)
+            for b in &bound {
+                port_copies.push(b.try_clone_fd()?);
+            }
+            Some(crate::forward::start(
+                bound,
+                ip,
+                netns,
+                say.clone(),
+                accepting,
+            )?)
         }
         _ => None,
     };
+    let handoff = forwarder.as_ref().and_then(|f| {
+        use crate::forward::handoff;
+        let serving = handoff::Serving {
+            ports: std::mem::take(&mut port_copies),
+            gate: f.gate(),
+            counters: f.counters().into_iter().map(|(_, c)| c).collect(),
+            resumed_marker: resumed_marker(&c),
+        };
+        match handoff::serve(handoff::socket_path(&g.run_root, &c.record.id), serving) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "serving the ports' control socket: no swap can take them over");
+                // Nobody could resume it: it accepts now.
+                f.gate().resume();
+                None
+            }
+        }
+    });
 
     // A stack's app also answers on its generation's unix socket, which the stack's
     // proxy reaches through a symlink (see stack::upstream): a swap renames the symlink.
@@ -425,7 +461,10 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     }
     let exit = frun_runtime::wait(&started)?;
     // The published ports close with the container: a client is refused from now on,
-    // instead of being accepted and dropped.
+    // instead of being accepted and dropped (unless a replacement holds them too).
+    if let Some(h) = handoff {
+        h.stop();
+    }
     if let Some(f) = forwarder {
         f.stop();
     }
@@ -535,6 +574,33 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         containers.remove(&c)?;
     }
     Ok(exit_code(exit.code))
+}
+
+/// A file in the container's directory that exists while its handed-over ports are
+/// resumed (the last request was `resume`, not `pause`): a holder started again (its
+/// restart policy, the supervisor) accepts at once then (see `take_ports`).
+fn resumed_marker(c: &Container) -> PathBuf {
+    c.dir.join("ports-resumed")
+}
+
+/// The published ports of `c`, and whether its forwarder accepts at once: bound now, or
+/// (its record says `ports_from`) taken from the holder of the container it replaces,
+/// paused until a swap resumes them. When that holder is gone, nobody holds them: bound.
+fn take_ports(g: &Global, c: &Container) -> anyhow::Result<(Vec<crate::forward::Bound>, bool)> {
+    let publish = &c.record.publish;
+    if let Some(from) = c
+        .record
+        .ports_from
+        .as_deref()
+        .filter(|_| !publish.is_empty())
+    {
+        if let Some(bound) = crate::forward::handoff::take(&g.run_root, from, publish)? {
+            tracing::info!(from, "published ports taken over");
+            let accepting = resumed_marker(c).exists();
+            return Ok((bound, accepting));
+        }
+    }
+    Ok((crate::forward::bind_all(publish)?, true))
 }
 
 /// The signals to the holder that stop its container.

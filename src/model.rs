@@ -484,6 +484,7 @@ pub fn create(g: &Global, d: &Description, quiet: bool) -> anyhow::Result<Contai
             health: d.health.clone(),
             lower_dirs: lower.clone(),
             log: d.log.clone(),
+            ports_from: None,
         })
     })?;
     let result = (|| {

@@ -648,6 +648,7 @@ mod tests {
                         health: None,
                         lower_dirs: Vec::new(),
                         log: Default::default(),
+                        ports_from: None,
                     })
                 })
                 .unwrap()

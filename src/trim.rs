@@ -27,11 +27,64 @@ struct Clean {
     end: usize,
 }
 
+/// For a process that lives on and whose threads are few and mostly idle (a holder, the
+/// supervisor): one malloc arena for all its threads. glibc gives each thread that
+/// allocates an arena of its own (up to 8 per core), each with pages of its own that
+/// stay; contention is no concern here. Call before threads start.
+pub fn one_arena() {
+    // SAFETY: mallopt only sets an allocator parameter; called before this process
+    // starts threads.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
 /// What was given back, in KiB of resident memory before and after.
 #[derive(Debug, Clone, Copy)]
 pub struct Released {
     pub code_kb: u64,
     pub mappings: usize,
+    /// The main thread's stack given back (the start ran deeper than a wait does).
+    pub stack_kb: u64,
+}
+
+/// The range of the first mapping named `name` in a maps or smaps text.
+fn maps_line(maps: &str, name: &str) -> Option<(usize, usize)> {
+    let line = maps
+        .lines()
+        .find(|l| l.split_whitespace().nth(5) == Some(name))?;
+    let (a, b) = line.split_whitespace().next()?.split_once('-')?;
+    Some((
+        usize::from_str_radix(a, 16).ok()?,
+        usize::from_str_radix(b, 16).ok()?,
+    ))
+}
+
+/// Gives back the main thread's stack pages more than 16 KiB below the caller's frame:
+/// nothing lives there (the stack grows down; the start's deep calls returned), and a
+/// page touched again comes back zeroed. Only on the main thread (whose stack is the
+/// `[stack]` mapping); returns the KiB of the range.
+fn release_stack_below_here((start, end): (usize, usize)) -> u64 {
+    let here = 0u8;
+    let sp = std::ptr::addr_of!(here) as usize;
+    if !(start..end).contains(&sp) {
+        return 0; // not the main thread
+    }
+    let top = (sp.saturating_sub(16 * 1024)) & !4095;
+    if top <= start {
+        return 0;
+    }
+    // SAFETY: [start, top) is part of this thread's own stack mapping and lies more
+    // than 16 KiB below the frame running now (madvise's own frame below it is a few
+    // hundred bytes): no live frame, no red zone, no signal
+    // frame in progress is there (a signal taken later pushes its frame just below the
+    // stack pointer and faults in a zeroed page if it needs one).
+    let r = unsafe { libc::madvise(start as *mut libc::c_void, top - start, libc::MADV_DONTNEED) };
+    if r == 0 {
+        ((top - start) / 1024) as u64
+    } else {
+        0
+    }
 }
 
 /// Drops the resident pages of frun's own code and read-only data that nothing runs
@@ -44,6 +97,7 @@ pub fn release_startup_memory() -> std::io::Result<Released> {
     let mut out = Released {
         code_kb,
         mappings: 0,
+        stack_kb: 0,
     };
     for m in &clean {
         // SAFETY: the range is a whole mapping of this process, of frun's own file,
@@ -61,6 +115,9 @@ pub fn release_startup_memory() -> std::io::Result<Released> {
         if r == 0 {
             out.mappings += 1;
         }
+    }
+    if let Some(stack) = maps_line(&smaps, "[stack]") {
+        out.stack_kb = release_stack_below_here(stack);
     }
     // SAFETY: malloc_trim only returns free heap memory to the kernel.
     unsafe {
@@ -165,6 +222,17 @@ Anonymous:            88 kB
         assert_eq!(kb, 1544 + 6620);
         let (clean, _) = clean_mappings(SMAPS, Path::new("/usr/bin/other"));
         assert!(clean.is_empty());
+    }
+
+    #[test]
+    fn the_stack_mapping_is_found_by_name() {
+        assert_eq!(
+            maps_line(SMAPS, "[stack]"),
+            Some((0x7ffd00000000, 0x7ffd00021000))
+        );
+        assert_eq!(maps_line(SMAPS, "[heap]"), None);
+        // A test runs on a thread of its own, never on the main thread's stack.
+        assert_eq!(release_stack_below_here((0x1000, 0x2000)), 0);
     }
 
     /// In this very process: the code's resident pages go, and the code still runs

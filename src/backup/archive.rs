@@ -148,6 +148,15 @@ pub fn write(
         path.file_name().unwrap_or_default().to_string_lossy(),
         std::process::id()
     ));
+    // On a terminal: a bar of the files' bytes as they are compressed.
+    let total: u64 = staged
+        .iter()
+        .flat_map(|(_, es)| es)
+        .filter_map(|s| s.content.as_ref())
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let step = crate::progress::Step::bytes("archiving", total);
     let result = (|| -> anyhow::Result<Written> {
         let file = std::fs::OpenOptions::new()
             .write(true)
@@ -192,7 +201,10 @@ pub fn write(
                         let size = f.metadata()?.len();
                         let mut h = header(e, tar::EntryType::Regular, size);
                         let mut r = HashReader {
-                            inner: f,
+                            inner: crate::progress::StepReader {
+                                inner: f,
+                                step: step.clone(),
+                            },
                             hasher: Sha256::new(),
                             n: 0,
                         };
@@ -235,8 +247,12 @@ pub fn write(
             sha256: hex::encode(counted.hasher.finalize()),
         })
     })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    match &result {
+        Ok(w) => step.done(&format!("{} archive", super::human_size(w.size))),
+        Err(_) => {
+            step.abandon();
+            let _ = std::fs::remove_file(&tmp);
+        }
     }
     result
 }
@@ -283,8 +299,16 @@ pub fn extract(
     let encrypted = super::crypt::is_encrypted(path)?;
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let file_hash = std::rc::Rc::new(std::cell::RefCell::new(Sha256::new()));
+    // On a terminal: a bar of the archive's bytes as they are read and checked.
+    let step = crate::progress::Step::bytes("verifying", file.metadata().map_or(0, |m| m.len()));
     let hashed = SharedHashReader {
-        inner: std::io::BufReader::with_capacity(1 << 20, file),
+        inner: std::io::BufReader::with_capacity(
+            1 << 20,
+            crate::progress::StepReader {
+                inner: file,
+                step: step.clone(),
+            },
+        ),
         state: file_hash.clone(),
     };
     let plain: Box<dyn Read> = if encrypted {
@@ -470,6 +494,7 @@ pub fn extract(
             apply_meta(&p, d)?;
         }
     }
+    step.done("checksums match");
     Ok((manifest, roots))
 }
 

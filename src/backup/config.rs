@@ -105,10 +105,10 @@ pub fn validate(
     };
     let every = dur(&raw.every, "every")?;
     if let (Some(d), Some(s)) = (every, &raw.every) {
-        if d < Duration::from_secs(60) {
+        if d < Duration::from_secs(1) {
             return Err(err(
                 s.span(),
-                "every: at least 1m between scheduled backups".into(),
+                "every: at least 1s between scheduled backups".into(),
             ));
         }
     }

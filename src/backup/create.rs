@@ -30,6 +30,8 @@ pub struct Options {
     pub encrypt: super::crypt::Encrypt,
     /// Where the archive is copied once written.
     pub to: Vec<super::remote::Destination>,
+    /// More attributes of the `backup` event (a scheduled one: when it was due).
+    pub event_attrs: Vec<(String, String)>,
 }
 
 impl Options {
@@ -40,6 +42,7 @@ impl Options {
             freeze_max: stack.backup.freeze_max,
             encrypt: stack.backup.encrypt.clone(),
             to: stack.backup.to.clone(),
+            event_attrs: Vec::new(),
         }
     }
 }
@@ -149,9 +152,21 @@ impl Drop for Scratch {
 /// Retention (`[backup] keep`, `max_age`) is applied once it succeeded; the names it
 /// removed come back with the summary.
 pub fn create(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Result<(Summary, Vec<String>)> {
+    let lock = super::StackLock::take(&g.root, &stack.name)?;
+    create_held(g, stack, opts, &lock)
+}
+
+/// [`create`], for a caller that took the stack's lock already (a scheduled backup,
+/// which checks under it that the backup is still due); the `backup` event is
+/// emitted here, whatever the outcome.
+pub fn create_held(
+    g: &Global,
+    stack: &Stack,
+    opts: &Options,
+    _lock: &super::StackLock,
+) -> anyhow::Result<(Summary, Vec<String>)> {
     let t0 = Instant::now();
     let r = (|| {
-        let _lock = super::StackLock::take(&g.root, &stack.name)?;
         super::restore::recover_data(g, &stack.name)?;
         let mut summary = create_locked(g, stack, opts)?;
         // Copies off the machine: the archive, then its summary (which names them).
@@ -197,10 +212,13 @@ pub fn create(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Result<(Summ
         }
         Ok((summary, removed.into_iter().map(|s| s.name).collect()))
     })();
-    let ev = crate::events::Event::new(crate::events::Kind::Backup)
+    let mut ev = crate::events::Event::new(crate::events::Kind::Backup)
         .stack(&stack.name)
         .attr("reason", &opts.reason)
         .ended(t0, &r);
+    for (k, v) in &opts.event_attrs {
+        ev = ev.attr(k, v);
+    }
     crate::events::emit(
         &g.root,
         match &r {
@@ -263,7 +281,15 @@ pub fn create_locked(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Resul
             if m.file_type().is_file() && super::sqlite::is_database(&data.join(&rel)) {
                 let dst = staged_path(v, &rel);
                 std::fs::create_dir_all(dst.parent().expect("below the scratch dir"))?;
-                super::sqlite::copy(&data.join(&rel), &dst)?;
+                // On a terminal: a spinner (sqlite's online backup is one step).
+                let step = crate::progress::Step::spinner(&format!("database {rel}"));
+                match super::sqlite::copy(&data.join(&rel), &dst) {
+                    Ok(()) => step.done("copied, integrity_check ok"),
+                    Err(e) => {
+                        step.abandon();
+                        return Err(e);
+                    }
+                }
                 dbs.insert(rel);
             }
         }

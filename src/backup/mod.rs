@@ -31,6 +31,7 @@ pub mod crypt;
 pub mod freeze;
 pub mod remote;
 pub mod restore;
+pub mod schedule;
 pub mod sqlite;
 
 use anyhow::Context;

@@ -149,6 +149,31 @@ pub struct RemoteFile {
 impl Destination {
     /// Copies the local file `local` to `<stack>/<file>`.
     pub fn put(&self, stack: &str, local: &Path, file: &str) -> anyhow::Result<()> {
+        // On a terminal, a bar for an archive (not for its small summary): bytes sent,
+        // or a spinner where OpenSSH's sftp does the sending.
+        let size = std::fs::metadata(local).map_or(0, |m| m.len());
+        let step = match self {
+            _ if super::name_of(file).is_none() => crate::progress::Step::default(),
+            Destination::Sftp { .. } => {
+                crate::progress::Step::spinner(&format!("upload to {self}"))
+            }
+            _ => crate::progress::Step::bytes(&format!("upload to {self}"), size),
+        };
+        let r = self.put_with(stack, local, file, &step);
+        match &r {
+            Ok(()) => step.done("sent"),
+            Err(_) => step.abandon(),
+        }
+        r
+    }
+
+    fn put_with(
+        &self,
+        stack: &str,
+        local: &Path,
+        file: &str,
+        step: &crate::progress::Step,
+    ) -> anyhow::Result<()> {
         match self {
             Destination::Dir(base) => {
                 let dir = base.join(stack);
@@ -156,8 +181,14 @@ impl Destination {
                     .with_context(|| format!("creating {}", dir.display()))?;
                 let tmp = dir.join(format!(".{file}.tmp-{}", std::process::id()));
                 let r = (|| -> anyhow::Result<()> {
-                    std::fs::copy(local, &tmp)?;
-                    std::fs::File::open(&tmp)?.sync_all()?;
+                    let mut from = crate::progress::StepReader {
+                        inner: std::fs::File::open(local)?,
+                        step: step.clone(),
+                    };
+                    let mut to = std::fs::File::create_new(&tmp)?;
+                    std::io::copy(&mut from, &mut to)?;
+                    to.sync_all()?;
+                    drop(to);
                     std::fs::rename(&tmp, dir.join(file))?;
                     frun_images::fsutil::sync_dir(&dir)?;
                     Ok(())
@@ -181,17 +212,52 @@ impl Destination {
                 );
                 self.sftp(&script).map(|_| ())
             }
-            Destination::S3 { .. } => self.s3(|s3| s3.put(&self.key(stack, file), local)),
+            Destination::S3 { .. } => self.s3(|s3| s3.put(&self.key(stack, file), local, step)),
         }
     }
 
     /// Copies `<stack>/<file>` to the new local file `local`.
     pub fn get(&self, stack: &str, file: &str, local: &Path) -> anyhow::Result<()> {
+        // On a terminal, a bar for an archive (its summary is small): bytes received,
+        // or a spinner where OpenSSH's sftp does the receiving.
+        let archive = super::name_of(file).is_some();
+        let step = match self {
+            _ if !archive => crate::progress::Step::default(),
+            Destination::Sftp { .. } => {
+                crate::progress::Step::spinner(&format!("download from {self}"))
+            }
+            _ => crate::progress::Step::bytes(&format!("download from {self}"), 0),
+        };
+        let r = self.get_with(stack, file, local, &step);
+        match &r {
+            Ok(()) => step.done("received"),
+            Err(_) => step.abandon(),
+        }
+        r
+    }
+
+    fn get_with(
+        &self,
+        stack: &str,
+        file: &str,
+        local: &Path,
+        step: &crate::progress::Step,
+    ) -> anyhow::Result<()> {
         match self {
             Destination::Dir(base) => {
-                std::fs::copy(base.join(stack).join(file), local).with_context(|| {
-                    format!("copying {}", base.join(stack).join(file).display())
-                })?;
+                let remote = base.join(stack).join(file);
+                (|| -> std::io::Result<()> {
+                    let from = std::fs::File::open(&remote)?;
+                    step.set_length(from.metadata()?.len());
+                    let mut from = crate::progress::StepReader {
+                        inner: from,
+                        step: step.clone(),
+                    };
+                    let mut to = std::fs::File::create_new(local)?;
+                    std::io::copy(&mut from, &mut to)?;
+                    Ok(())
+                })()
+                .with_context(|| format!("copying {}", remote.display()))?;
                 Ok(())
             }
             Destination::Sftp { path, .. } => {
@@ -203,7 +269,7 @@ impl Destination {
                 ))
                 .map(|_| ())
             }
-            Destination::S3 { .. } => self.s3(|s3| s3.get(&self.key(stack, file), local)),
+            Destination::S3 { .. } => self.s3(|s3| s3.get(&self.key(stack, file), local, step)),
         }
     }
 
@@ -438,7 +504,7 @@ impl S3 {
         }
     }
 
-    fn put(&self, key: &str, local: &Path) -> anyhow::Result<()> {
+    fn put(&self, key: &str, local: &Path, step: &crate::progress::Step) -> anyhow::Result<()> {
         use rusty_s3::S3Action;
         let size = std::fs::metadata(local)?.len();
         if size <= MULTIPART_ABOVE {
@@ -453,6 +519,7 @@ impl S3 {
                 Some(&data),
                 &format!("PUT {key}"),
             )?;
+            step.inc(size);
             return Ok(());
         }
         // Multipart: create, parts, complete (or abort, so no parts are left to pay for).
@@ -504,6 +571,7 @@ impl S3 {
                     .context("a part's answer has no ETag")?
                     .to_string();
                 etags.push(etag);
+                step.inc(filled as u64);
                 if filled < PART {
                     break;
                 }
@@ -538,7 +606,7 @@ impl S3 {
         Ok(())
     }
 
-    fn get(&self, key: &str, local: &Path) -> anyhow::Result<()> {
+    fn get(&self, key: &str, local: &Path, step: &crate::progress::Step) -> anyhow::Result<()> {
         use rusty_s3::S3Action;
         let url = self
             .bucket
@@ -550,8 +618,12 @@ impl S3 {
             .create_new(true)
             .open(local)
             .with_context(|| format!("creating {}", local.display()))?;
+        if let Some(n) = resp.content_length() {
+            step.set_length(n);
+        }
         while let Some(chunk) = self.rt.block_on(resp.chunk())? {
             f.write_all(&chunk)?;
+            step.inc(chunk.len() as u64);
         }
         f.sync_all()?;
         Ok(())

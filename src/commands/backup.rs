@@ -9,6 +9,10 @@ use crate::stack::Stack;
 
 pub fn backup(g: &Global, args: BackupArgs) -> anyhow::Result<ExitCode> {
     let stack = Stack::load(&args.file, &g.root)?;
+    crate::progress::show_steps(args.format == Format::Table);
+    if args.scheduled {
+        return scheduled(g, &stack, args.format);
+    }
     let mut opts = backup::create::Options::from_stack(&stack, "manual");
     if let Some(s) = &args.freeze_max {
         opts.freeze_max =
@@ -32,11 +36,48 @@ pub fn backup(g: &Global, args: BackupArgs) -> anyhow::Result<ExitCode> {
             .collect::<anyhow::Result<_>>()?;
     }
     let (s, removed) = backup::create::create(g, &stack, &opts)?;
+    print_made(g, &s, &removed, args.format)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `frun backup --scheduled` (the supervisor's child): see [`backup::schedule`].
+fn scheduled(g: &Global, stack: &Stack, format: Format) -> anyhow::Result<ExitCode> {
+    use backup::schedule::{self, Ran};
+    match schedule::run(g, stack)? {
+        Ran::Done(s, removed) => {
+            print_made(g, &s, &removed, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Ran::NotDue(at) => {
+            eprintln!(
+                "frun: the scheduled backup of stack {} is not due until {}",
+                stack.name,
+                schedule::rfc3339(at)
+            );
+            Ok(ExitCode::from(schedule::EXIT_NOT_DUE))
+        }
+        Ran::Busy => {
+            eprintln!(
+                "frun: an up, swap or restore of stack {} runs: the scheduled backup steps aside",
+                stack.name
+            );
+            Ok(ExitCode::from(schedule::EXIT_BUSY))
+        }
+    }
+}
+
+/// What a backup made: its summary (and what retention removed).
+fn print_made(
+    g: &Global,
+    s: &backup::Summary,
+    removed: &[String],
+    format: Format,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    match args.format {
+    match format {
         Format::Json => {
-            let mut v = serde_json::to_value(&s)?;
-            v["removed"] = serde_json::to_value(&removed)?;
+            let mut v = serde_json::to_value(s)?;
+            v["removed"] = serde_json::to_value(removed)?;
             serde_json::to_writer_pretty(&mut out, &v)?;
             writeln!(out)?;
         }
@@ -54,16 +95,17 @@ pub fn backup(g: &Global, args: BackupArgs) -> anyhow::Result<ExitCode> {
                 s.timings.frozen_ms,
                 s.archive_path(&g.root).display()
             )?;
-            for r in &removed {
+            for r in removed {
                 writeln!(out, "Removed {r} (retention)")?;
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 pub fn restore(g: &Global, args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let stack = Stack::load(&args.file, &g.root)?;
+    crate::progress::show_steps(args.format == Format::Table);
     let summary = match &args.from {
         Some(from) => {
             let d: backup::remote::Destination =

@@ -41,11 +41,7 @@ fn since(t: Option<&str>) -> Option<String> {
     let secs = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
         .num_seconds()
         .max(0);
-    Some(match secs {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m{}s", s / 60, s % 60),
-        s => format!("{}h{}m", s / 3600, (s % 3600) / 60),
-    })
+    Some(since_secs(secs))
 }
 
 /// One row of `status` (and `ps`): what a user asks of a container.
@@ -89,9 +85,17 @@ pub fn describe(c: &Container) -> serde_json::Value {
 pub fn status(g: &Global, args: StatusArgs) -> anyhow::Result<ExitCode> {
     let stack = Stack::load(&args.file, &g.root)?;
     let containers = Containers::open(&g.root)?;
+    // The scheduled backups' state rides on the app's rows (the rows stay containers).
+    let backup = crate::backup::schedule::status(&g.root, &stack.name, &stack.backup);
     let rows: Vec<serde_json::Value> = stack_up::stack_containers(&containers, &stack.name)?
         .iter()
-        .map(describe)
+        .map(|c| {
+            let mut r = describe(c);
+            if let (Some(b), Some("app")) = (&backup, r["role"].as_str()) {
+                r["backup"] = b.clone();
+            }
+            r
+        })
         .collect();
     let mut out = std::io::stdout().lock();
     match args.format {
@@ -134,9 +138,63 @@ pub fn status(g: &Global, args: StatusArgs) -> anyhow::Result<ExitCode> {
                     ports.join(", ")
                 )?;
             }
+            if let Some(b) = &backup {
+                writeln!(out, "{}", backup_line(b))?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `Backups: every 24h; last ok 3h2m ago (bk-20261202-031500); next in 20h58m`, or the
+/// failure with its error.
+fn backup_line(b: &serde_json::Value) -> String {
+    let s = |k: &str| b[k].as_str().map(str::to_string);
+    let until = |t: Option<String>| -> Option<String> {
+        let t = chrono::DateTime::parse_from_rfc3339(&t?).ok()?;
+        let secs = (t.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds();
+        Some(if secs <= 0 {
+            "due now".into()
+        } else {
+            format!("in {}", since_secs(secs))
+        })
+    };
+    let mut parts = vec![match b["every"].as_u64() {
+        Some(e) => format!("Backups: every {}", since_secs(e as i64)),
+        None => "Backups: not scheduled".to_string(),
+    }];
+    match s("outcome").as_deref() {
+        Some("failed") => parts.push(format!(
+            "LAST SCHEDULED BACKUP FAILED{} ({} in a row): {}",
+            since(s("last_attempt").as_deref()).map_or(String::new(), |a| format!(" {a} ago")),
+            b["failures"],
+            crate::containers::sanitize(&s("error").unwrap_or_default())
+        )),
+        Some("running") => parts.push("one runs now".into()),
+        _ => {}
+    }
+    if let Some(ok) = s("last_success") {
+        parts.push(format!(
+            "last ok {} ago ({})",
+            since(Some(&ok)).unwrap_or_else(|| "-".into()),
+            s("last_backup").unwrap_or_default()
+        ));
+    }
+    if b["every"].is_u64() {
+        if let Some(n) = until(s("next_due")) {
+            parts.push(format!("next {n}"));
+        }
+    }
+    parts.join("; ")
+}
+
+/// Seconds as `42s`, `3m12s`, `5h2m`.
+fn since_secs(s: i64) -> String {
+    match s {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{}s", s / 60, s % 60),
+        s => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+    }
 }
 
 pub fn swap(g: &Global, args: SwapArgs) -> anyhow::Result<ExitCode> {

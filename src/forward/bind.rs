@@ -13,6 +13,17 @@ pub enum Bound {
     Udp(std::net::UdpSocket, Publish),
 }
 
+impl Bound {
+    /// Another descriptor of the same socket (for a hand-off, see `handoff`).
+    pub fn try_clone_fd(&self) -> io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd;
+        match self {
+            Bound::Tcp(l, _) => l.as_fd().try_clone_to_owned(),
+            Bound::Udp(s, _) => s.as_fd().try_clone_to_owned(),
+        }
+    }
+}
+
 /// Binds every published port now, so that a taken port fails the start with a clear
 /// message instead of a container without its port.
 pub fn bind_all(ports: &[Publish]) -> anyhow::Result<Vec<Bound>> {

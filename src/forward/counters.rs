@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 /// The live counters of one published port.
 #[derive(Debug, Default)]
@@ -37,11 +38,12 @@ impl PortCounters {
         c.fetch_add(n, Relaxed);
     }
 
-    /// A connection accepted: open until the returned guard drops.
-    pub fn accept(&self) -> OpenGuard<'_> {
+    /// A connection accepted: open until the returned guard drops (it may go to the
+    /// connection's task: counted from the accept on, see `gate`).
+    pub fn accept(self: &Arc<Self>) -> OpenGuard {
         self.accepted.fetch_add(1, Relaxed);
         self.open.fetch_add(1, Relaxed);
-        OpenGuard(self)
+        OpenGuard(self.clone())
     }
 
     pub fn snapshot(&self, port: &str) -> Snapshot {
@@ -57,9 +59,9 @@ impl PortCounters {
 }
 
 /// An open connection: counted down however it ends (a task dropped at stop too).
-pub struct OpenGuard<'a>(&'a PortCounters);
+pub struct OpenGuard(Arc<PortCounters>);
 
-impl Drop for OpenGuard<'_> {
+impl Drop for OpenGuard {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Relaxed);
     }

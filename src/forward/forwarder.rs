@@ -11,6 +11,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use super::bind::Bound;
 use super::complaints::{Complaints, Say};
 use super::counters::PortCounters;
+use super::gate::Gate;
 use super::netns::Netns;
 use super::target::Target;
 use super::tcp::{serve_tcp, TcpOptions, TcpPort};
@@ -23,6 +24,7 @@ pub struct Forwarder {
     /// Each published port (as the user gave it) and what it carried.
     counters: Vec<(String, Arc<PortCounters>)>,
     complaints: Vec<Arc<Complaints>>,
+    gate: Arc<Gate>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -33,6 +35,11 @@ impl Forwarder {
     #[cfg_attr(not(test), allow(dead_code))]
     pub fn targets(&self) -> &[Target] {
         &self.targets
+    }
+
+    /// Whether its ports accept (paused and resumed by a hand-off, see `handoff`).
+    pub fn gate(&self) -> Arc<Gate> {
+        self.gate.clone()
     }
 
     /// Each published port (as the user gave it) and its live counters.
@@ -67,14 +74,17 @@ impl Drop for Forwarder {
 }
 
 /// Forwards every bound port to `ip` (reached from inside `netns`, the container's
-/// network namespace, if given) on a runtime of its own thread. Failures to reach the
-/// container are told through `say`.
+/// network namespace, if given) on a runtime of its own thread; accepting at once, or
+/// (`accepting` false: ports handed over, see `handoff`) once its gate is resumed.
+/// Failures to reach the container are told through `say`.
 pub fn start(
     bound: Vec<Bound>,
     ip: std::net::IpAddr,
     netns: Option<Arc<Netns>>,
     say: Say,
+    accepting: bool,
 ) -> anyhow::Result<Forwarder> {
+    let gate = Gate::new(accepting);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -107,6 +117,7 @@ pub fn start(
                     },
                     complaints: c,
                     counters: carried,
+                    gate: gate.clone(),
                 });
                 let l = TcpListener::from_std(l)?;
                 rt.spawn(async move {
@@ -122,6 +133,7 @@ pub fn start(
                     idle: Duration::from_secs(60),
                     complaints: c,
                     counters: carried,
+                    gate: gate.clone(),
                 });
                 let s = UdpSocket::from_std(s)?;
                 rt.spawn(async move {
@@ -150,6 +162,7 @@ pub fn start(
         targets,
         counters,
         complaints,
+        gate,
         stop: Some(tx),
         thread: Some(thread),
     })
@@ -215,6 +228,7 @@ mod tests {
             in_addr.ip(),
             Some(ns.clone()),
             Arc::new(move |s: &str| heard.0.lock().unwrap().push(s.to_string())),
+            true,
         )
         .unwrap();
         let get = || {

@@ -38,12 +38,16 @@
 //! One concern per file: [`netns`] (moving the thread between network namespaces),
 //! [`target`] (the switchable target), [`complaints`] (rate-limited messages to the
 //! user), [`tcp`] (relay and splice), [`udp`], [`bind`]
-//! (binding before the start, naming a port's owner), [`forwarder`] (the thread).
+//! (binding before the start, naming a port's owner), [`forwarder`] (the thread),
+//! [`gate`] (pausing and resuming the accepts) and [`handoff`] (the ports passed on to
+//! the holder of a container's replacement, over a control socket).
 
 mod bind;
 mod complaints;
 mod counters;
 mod forwarder;
+pub mod gate;
+pub mod handoff;
 mod netns;
 mod target;
 mod tcp;

@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::complaints::{connect_failure_text, Complaints};
 use super::counters::PortCounters;
+use super::gate::{accept_through, Gate};
 use super::netns::enter;
 use super::target::{Dest, Target};
 
@@ -32,26 +33,36 @@ pub struct TcpPort {
     pub opts: TcpOptions,
     pub complaints: Arc<Complaints>,
     pub counters: Arc<PortCounters>,
+    /// Whether it accepts now (see `gate`).
+    pub gate: Arc<Gate>,
 }
 
-/// Accepts on `listener` forever, relaying each connection to the current target.
+/// Accepts on `listener` forever while `port.gate` is open, relaying each connection
+/// to the current target.
 pub async fn serve_tcp(listener: TcpListener, port: Arc<TcpPort>) -> io::Result<()> {
     // Accepted sockets inherit it: no setsockopt per connection.
     sockopt::set_tcp_nodelay(&listener, true)?;
     let local = listener.local_addr()?;
+    let mut changes = port.gate.watch();
     loop {
-        let (client, peer) = match listener.accept().await {
+        let (accepted, inside) =
+            accept_through(&port.gate, &mut changes, || listener.accept()).await;
+        let (client, peer) = match accepted {
             Ok(c) => c,
             // Out of fds or memory: back off instead of spinning.
             Err(e) => {
+                drop(inside);
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
+        // Counted before the gate lets a pause through: a drain sees it.
+        let open = port.counters.accept();
+        drop(inside);
         let port = port.clone();
         tokio::spawn(async move {
-            let _open = port.counters.accept();
+            let _open = open;
             if let Err(e) = relay_tcp(client, peer, local, &port).await {
                 tracing::debug!(client = %peer, error = %e, "connection ended with an error");
             }
@@ -448,6 +459,7 @@ mod tests {
             opts: TcpOptions::default(),
             complaints: crate::forward::testutil::Heard::default().complaints(),
             counters: counters.clone(),
+            gate: crate::forward::gate::Gate::new(true),
         };
         tokio::spawn(serve_tcp(l, Arc::new(port)));
         let bulk = vec![7u8; 3 << 20];
@@ -567,6 +579,7 @@ mod tests {
             opts: TcpOptions::default(),
             complaints: heard.complaints(),
             counters: Default::default(),
+            gate: crate::forward::gate::Gate::new(true),
         };
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let front = l.local_addr().unwrap();

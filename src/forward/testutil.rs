@@ -54,6 +54,7 @@ pub(super) async fn start_heard(target: &Target, opts: TcpOptions, heard: &Heard
         opts,
         complaints: heard.complaints(),
         counters: Default::default(),
+        gate: crate::forward::gate::Gate::new(true),
     };
     tokio::spawn(serve_tcp(l, Arc::new(port)));
     addr

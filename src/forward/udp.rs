@@ -9,6 +9,7 @@ use tokio::net::UdpSocket;
 
 use super::complaints::{connect_failure_text, Complaints};
 use super::counters::PortCounters;
+use super::gate::{accept_through, Gate};
 use super::netns::enter;
 use super::target::{Dest, Target};
 
@@ -20,6 +21,8 @@ pub struct UdpPort {
     pub complaints: Arc<Complaints>,
     /// A flow (a client address) counts as a connection.
     pub counters: Arc<PortCounters>,
+    /// Whether it takes datagrams now (see `gate`).
+    pub gate: Arc<Gate>,
 }
 
 type Flows = Arc<Mutex<std::collections::HashMap<SocketAddr, Arc<UdpSocket>>>>;
@@ -30,8 +33,19 @@ pub async fn serve_udp(socket: UdpSocket, port: Arc<UdpPort>) -> io::Result<()> 
     let local = socket.local_addr()?;
     let flows: Flows = Arc::default();
     let mut buf = vec![0u8; 65536];
+    let mut changes = port.gate.watch();
     loop {
-        let (n, client) = socket.recv_from(&mut buf).await?;
+        // Paused (see `gate`), the datagrams are left to the other holder of the socket;
+        // replies of known flows still go out.
+        let (ready, inside) = accept_through(&port.gate, &mut changes, || socket.readable()).await;
+        ready?;
+        let got = socket.try_recv_from(&mut buf);
+        drop(inside);
+        let (n, client) = match got {
+            Ok(got) => got,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
         PortCounters::add(&port.counters.bytes_in, n as u64);
         let known = flows
             .lock()
@@ -135,6 +149,7 @@ mod tests {
             counters: Default::default(),
             idle: Duration::from_secs(5),
             complaints: Heard::default().complaints(),
+            gate: crate::forward::gate::Gate::new(true),
         };
         tokio::spawn(serve_udp(front, Arc::new(port)));
         for who in [b"one", b"two"] {

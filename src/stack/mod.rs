@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod history;
+pub mod ports;
 pub mod proxy;
 pub mod swap;
 pub mod up;

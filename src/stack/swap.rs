@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use super::history::{self, Entry, Outcome, StepTime};
 use super::up::{self, Resolved, Running};
-use super::upstream;
+use super::{ports, upstream};
 use super::{stack_dir, Stack};
 use crate::cli::Global;
 use crate::containers::{Container, Containers};
@@ -354,14 +354,11 @@ pub fn swap(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Result<Report>
             stack.file.display()
         );
     };
-    if stack.proxy.is_none() && !stack.app.desc.publish.is_empty() {
-        bail!(
-            "stack {} has no [proxy] role and its app publishes its own ports: two app containers \
-             cannot hold one port, and moving a published port to a new container (through its \
-             holder) is not built yet. Add a [proxy] role for swaps without downtime, or change \
-             the image in the stack file and run `frun up` (a replacement with a short outage)",
-            stack.name
-        );
+    // No proxy, and the app publishes its own ports: they move to the new app by a
+    // hand-off between the two holders (see `ports`), which the old one must serve.
+    let handoff = ports::applies(stack);
+    if handoff {
+        ports::check_source(g, stack, old)?;
     }
     if stack.proxy.is_some() && running.proxy.is_none() {
         bail!(
@@ -532,6 +529,18 @@ pub fn swap(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Result<Report>
             return Ok(report);
         }
     };
+    //    Without a proxy its published sockets come from the old app's holder, paused.
+    let new = match handoff {
+        true => match ports::take_from(&containers, new, old) {
+            Ok(c) => c,
+            Err(e) => {
+                let c = containers.find(&new_name).ok();
+                fail(&mut report, &progress, &st, c.as_ref(), e)?;
+                return Ok(report);
+            }
+        },
+        false => new,
+    };
     if let Err(e) = crate::commands::start_detached(g, &new) {
         fail(
             &mut report,
@@ -546,8 +555,9 @@ pub fn swap(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Result<Report>
 
     // 4. Healthy by the stack's own check (or its port accepting): until then the old
     //    app serves alone.
-    let ready = up::wait_ready(&new, stack.app.port).and_then(|()| match &stack.proxy {
+    let ready = up::wait_ready(&new, ports::ready_port(stack)).and_then(|()| match &stack.proxy {
         Some(_) => upstream::wait_serving(&g.root, &stack.name, up::generation(&new)),
+        None if handoff => ports::wait_serving(g, &new),
         None => Ok(()),
     });
     if let Err(e) = ready {
@@ -612,6 +622,23 @@ pub fn swap(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Result<Report>
                 return Ok(report);
             }
         }
+    } else if handoff {
+        // The new app accepts on the published ports, then the old one stops: for a
+        // moment both take connections from the one queue.
+        let olds: Vec<&Container> = running.apps.iter().collect();
+        if let Err(e) = ports::switch(g, &new, &olds) {
+            ports::switch_back(g, &olds, Some(&new));
+            fail(&mut report, &progress, &st, Some(&new), e)?;
+            return Ok(report);
+        }
+        progress.done(
+            "switch",
+            &format!(
+                "published ports handed over: {} accepts, {} paused",
+                new_name,
+                report.old_containers.join(", ")
+            ),
+        );
     } else {
         progress.done("switch", "no proxy role: nothing to point");
     }
@@ -633,6 +660,10 @@ pub fn swap(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Result<Report>
         conns = port.map_or(0, |p| {
             running.apps.iter().map(|c| open_connections(c, p)).sum()
         });
+        if handoff {
+            let olds: Vec<&Container> = running.apps.iter().collect();
+            conns += ports::relayed(g, &olds) as usize;
+        }
         if (left.is_empty() && conns == 0) || Instant::now() >= deadline {
             break;
         }
@@ -772,10 +803,22 @@ pub fn recover(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<()> {
     let interrupted = st.phase;
     let (outcome, what) = match (finish, new) {
         (true, Some(new)) => {
-            // Forward: the proxy on the new app, every older generation gone.
+            // Forward: the proxy on the new app (or the published ports: the new app
+            // accepts, the old ones drained), every older generation gone.
             if let Some(px) = &running.proxy {
                 upstream::point(&g.root, &stack.name, up::generation(new))?;
                 up::point_proxy(g, stack, px, new)?;
+            }
+            if ports::applies(stack) {
+                let olds: Vec<&Container> = running
+                    .apps
+                    .iter()
+                    .filter(|c| c.record.name != st.new)
+                    .collect();
+                if let Err(e) = ports::switch(g, new, &olds) {
+                    tracing::warn!(error = %format!("{e:#}"), "handing the published ports to the new app");
+                }
+                ports::drain(g, &olds, ports::DRAIN);
             }
             for c in running.apps.iter().filter(|c| c.record.name != st.new) {
                 up::retire(g, &containers, c)?;
@@ -788,11 +831,19 @@ pub fn recover(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<()> {
                 upstream::point(&g.root, &stack.name, up::generation(old))?;
                 up::point_proxy(g, stack, px, old)?;
             }
-            if let Some(c) = containers
+            let new = containers
                 .find(&st.new)
                 .ok()
-                .filter(|c| c.record.labels.get(crate::model::LABEL_STACK) == Some(&stack.name))
-            {
+                .filter(|c| c.record.labels.get(crate::model::LABEL_STACK) == Some(&stack.name));
+            // The published ports: the old app accepts (again), the new one stops and
+            // finishes what it took.
+            if ports::applies(stack) {
+                ports::switch_back(g, &old.into_iter().collect::<Vec<_>>(), new.as_ref());
+                if let Some(c) = &new {
+                    ports::drain(g, &[c], ports::DRAIN);
+                }
+            }
+            if let Some(c) = new {
                 up::retire(g, &containers, &c)?;
             }
             (

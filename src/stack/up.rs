@@ -11,7 +11,7 @@
 use anyhow::{bail, Context};
 use std::time::{Duration, Instant};
 
-use super::{conf_dir, history, proxy, stack_dir, swap, upstream, Stack};
+use super::{conf_dir, history, ports, proxy, stack_dir, swap, upstream, Stack};
 use crate::cli::Global;
 use crate::containers::{Container, Containers, Status};
 use crate::model::{
@@ -210,21 +210,33 @@ pub fn app_description(stack: &Stack, image: &str, digest: &str, gen: u64) -> De
 
 /// Creates and starts the app container `d` beside the running ones and waits until it
 /// is ready; on any failure it is removed again and the error (with its last log lines
-/// when it ran) returned.
+/// when it ran) returned. With `ports_from`, its published sockets are taken over from
+/// that app's holder, paused (see `ports`).
 pub fn start_app(
     g: &Global,
     containers: &Containers,
     stack: &Stack,
     d: &Description,
     quiet: bool,
+    ports_from: Option<&Container>,
 ) -> anyhow::Result<Container> {
-    let c = model::create(g, d, quiet)?;
+    let mut c = model::create(g, d, quiet)?;
+    if let Some(old) = ports_from {
+        let copy = Container {
+            dir: c.dir.clone(),
+            record: c.record.clone(),
+        };
+        c = ports::take_from(containers, c, old).inspect_err(|_| {
+            discard(g, containers, &copy, "the new app container");
+        })?;
+    }
     crate::fault::reached(crate::fault::Step::UpAppCreated);
     let started = crate::commands::start_detached(g, &c)
         .map_err(|e| anyhow::anyhow!("{e:#}"))
-        .and_then(|()| wait_ready(&c, stack.app.port))
+        .and_then(|()| wait_ready(&c, ports::ready_port(stack)))
         .and_then(|()| match &stack.proxy {
             Some(_) => upstream::wait_serving(&g.root, &stack.name, generation(&c)),
+            None if ports_from.is_some() => ports::wait_serving(g, &c),
             None => Ok(()),
         });
     match started {
@@ -402,6 +414,7 @@ pub fn up(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<Vec<Change>>
     let gen = Running::next_generation(&containers, &stack.name)?;
     let d = app_description(stack, &image.pinned, &image.digest, gen);
     let app_hash = d.labels[LABEL_HASH].clone();
+    let mut handed_over = false;
     let kept = old_apps
         .iter()
         .rev()
@@ -415,19 +428,36 @@ pub fn up(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<Vec<Change>>
             false,
         ),
         None => {
-            // A published port of the app itself cannot be held twice: the old one
-            // goes first (no proxy, no zero-downtime).
-            if !d.publish.is_empty() {
-                for c in &old_apps {
-                    retire(g, &containers, c)?;
+            // A published port of the app itself: handed over by the old app's holder
+            // (see `ports`: no outage), or, when it cannot be (its holder serves no
+            // hand-off, or the ports changed), the old one goes first.
+            let from = old_apps.last().copied().filter(|o| {
+                ports::applies(stack)
+                    && o.record.publish == d.publish
+                    && crate::forward::handoff::serves(&g.run_root, &o.record.id)
+            });
+            if from.is_none() {
+                if !d.publish.is_empty() {
+                    for c in &old_apps {
+                        retire(g, &containers, c)?;
+                    }
                 }
+                ports_free(&d)?;
             }
-            ports_free(&d)?;
             say(
                 quiet,
                 &format!("Creating {}", d.name.as_deref().unwrap_or("")),
             );
-            (start_app(g, &containers, stack, &d, quiet)?, true)
+            let c = start_app(g, &containers, stack, &d, quiet, from)?;
+            if from.is_some() {
+                if let Err(e) = ports::switch(g, &c, &old_apps) {
+                    ports::switch_back(g, &old_apps, Some(&c));
+                    discard(g, &containers, &c, "the new app container");
+                    return Err(e);
+                }
+                handed_over = true;
+            }
+            (c, true)
         }
     };
     changes.push(Change {
@@ -515,15 +545,37 @@ pub fn up(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<Vec<Change>>
         }
     }
 
-    // 5. The old app generations go, now that nothing points at them; the deployment
-    //    goes into the history (what `rollback` returns to).
-    if new_app {
-        for c in &old_apps {
-            if c.dir.exists() {
-                say(quiet, &format!("Removing {}", c.record.name));
-                retire(g, &containers, c)?;
+    // 5. The other app generations go, now that nothing points at them: those replaced
+    //    now, and any that a killed `up` left beside the one kept (which, without a
+    //    proxy, may not accept yet: it does first). The deployment goes into the
+    //    history (what `rollback` returns to).
+    let others: Vec<&Container> = old_apps
+        .iter()
+        .filter(|c| c.record.id != app.record.id)
+        .copied()
+        .collect();
+    let mut keep_others = false;
+    if !new_app && !others.is_empty() && ports::applies(stack) {
+        match ports::switch(g, &app, &others) {
+            Ok(()) => handed_over = true,
+            Err(e) => {
+                // The others may hold the only accepting socket: they stay.
+                tracing::warn!(error = %format!("{e:#}"), "handing the published ports to the kept app");
+                keep_others = true;
             }
         }
+    }
+    if handed_over {
+        // What the old app's holder accepted before the switch is answered first.
+        ports::drain(g, &others, ports::DRAIN);
+    }
+    for c in others.iter().filter(|_| !keep_others) {
+        if c.dir.exists() {
+            say(quiet, &format!("Removing {}", c.record.name));
+            retire(g, &containers, c)?;
+        }
+    }
+    if new_app {
         history::append(
             &g.root,
             &stack.name,

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 /// The family app with two volumes: `bkdb` (its sqlite databases, /var/db) and
 /// `bkfiles` (plain files, /var/files).
-struct Stack {
-    dir: PathBuf,
+pub(crate) struct Stack {
+    pub(crate) dir: PathBuf,
     port: u16,
 }
 
@@ -24,7 +24,7 @@ impl Stack {
     }
 
     /// With more of the file (e.g. a `[backup]` section) at its end.
-    fn with(f: &Frun, reg: &str, extra: &str) -> Stack {
+    pub(crate) fn with(f: &Frun, reg: &str, extra: &str) -> Stack {
         let dir = f.dir.path().join("stack");
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
@@ -52,7 +52,7 @@ volumes = ["bkdb:/var/db", "bkfiles:/var/files"]
         Stack { dir, port }
     }
 
-    fn file(&self) -> String {
+    pub(crate) fn file(&self) -> String {
         self.dir.join("frun.toml").display().to_string()
     }
 
@@ -60,7 +60,7 @@ volumes = ["bkdb:/var/db", "bkfiles:/var/files"]
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn visit(&self) -> u64 {
+    pub(crate) fn visit(&self) -> u64 {
         eventually_for(20, "a visit", || http_get(&self.addr(), "/cgi-bin/visit"))
             .trim()
             .parse()
@@ -68,7 +68,7 @@ volumes = ["bkdb:/var/db", "bkfiles:/var/files"]
     }
 }
 
-fn volume(f: &Frun, name: &str) -> PathBuf {
+pub(crate) fn volume(f: &Frun, name: &str) -> PathBuf {
     f.root().join("volumes").join(name).join("_data")
 }
 
@@ -131,7 +131,7 @@ fn start_writer(f: &Frun, db: &str, wal: bool) -> std::process::Child {
         .unwrap()
 }
 
-fn up(f: &Frun, s: &Stack) {
+pub(crate) fn up(f: &Frun, s: &Stack) {
     f.ok(&["up", "-f", &s.file()]);
 }
 

@@ -7,6 +7,8 @@
 
 mod addr_reuse;
 mod backup;
+mod backup_progress;
+mod backup_schedule;
 mod boot;
 mod ca_roots;
 mod common;
@@ -39,5 +41,6 @@ mod stack_auth;
 mod stats;
 mod stats_stream;
 mod swap;
+mod swap_ports;
 mod up;
 mod volumes;

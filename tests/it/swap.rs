@@ -103,7 +103,7 @@ impl Family {
     }
 }
 
-fn ok_if(cond: bool, v: String) -> Result<String, String> {
+pub(crate) fn ok_if(cond: bool, v: String) -> Result<String, String> {
     if cond {
         Ok(v)
     } else {
@@ -113,23 +113,23 @@ fn ok_if(cond: bool, v: String) -> Result<String, String> {
 
 /// One answer of the load: when the request was sent, and the body or the failure.
 #[derive(Debug, Clone)]
-struct Sample {
-    sent: Instant,
-    result: Result<String, String>,
+pub(crate) struct Sample {
+    pub(crate) sent: Instant,
+    pub(crate) result: Result<String, String>,
 }
 
 /// A bounded load: `clients` threads sending `GET /version` one after the other until
 /// stopped, each on one HTTP/1.1 keep-alive connection (a new one only after the server
 /// closed it between two answers) or, with `keep_alive` false, on a new connection per
 /// request (`Connection: close`). Every request is recorded; none is retried.
-struct Load {
+pub(crate) struct Load {
     stop: Arc<AtomicBool>,
     samples: Arc<Mutex<Vec<Sample>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Load {
-    fn start(addr: String, clients: usize, keep_alive: bool) -> Load {
+    pub(crate) fn start(addr: String, clients: usize, keep_alive: bool) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let samples = Arc::new(Mutex::new(Vec::new()));
         let threads = (0..clients)
@@ -156,7 +156,7 @@ impl Load {
         }
     }
 
-    fn finish(self) -> Vec<Sample> {
+    pub(crate) fn finish(self) -> Vec<Sample> {
         self.stop.store(true, Ordering::SeqCst);
         for t in self.threads {
             t.join().unwrap();
@@ -200,6 +200,9 @@ fn request(
         match s.read(&mut chunk) {
             Ok(0) => return (Err(format!("closed after {} bytes", buf.len())), false),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            // A signal to the test process (a read with a timeout is not restarted):
+            // not the server's doing.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return (Err(format!("read: {e}")), false),
         }
     };
@@ -213,6 +216,7 @@ fn request(
         match s.read(&mut chunk) {
             Ok(0) => return (Err("closed in the body".into()), false),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return (Err(format!("read body: {e}")), false),
         }
     }
