@@ -434,8 +434,13 @@ interval = "200ms"
 [data]
 volumes = ["vmfamilydb:/var/db"]
 EOF
+    # Its parts' times go beside the checks' (out/times): up, each swap (the first with
+    # the second of load before it), after (the last second of load, the checks, down).
+    local lap=$SECONDS
+    laps() { echo "swap_under_load.$1 $((SECONDS - lap)) s" >>"$SHARE/out/times"; lap=$SECONDS; }
     frun up -f "$work/family/frun.toml" || die "frun up of the family stack failed"
     wait_for 60 curl -sf http://127.0.0.1:8083/version || die "nothing on 127.0.0.1:8083 after up"
+    laps up
     local urls=() i v load n bad
     for i in $(seq 50); do urls+=(-o /dev/null http://127.0.0.1:8083/version); done
     : >"$work/codes"
@@ -449,6 +454,7 @@ EOF
             touch "$work/swaps-done"; wait $load
             die "frun swap to $v failed"
         fi
+        laps "swap-$v"
     done
     sleep 1
     touch "$work/swaps-done"; wait $load
@@ -460,6 +466,7 @@ EOF
     expect "app generations" "$(frun status -f "$work/family/frun.toml" --format json | jq '[.[] | select(.role == "app")] | length')" 1
     expect "history entries" "$(frun history -f "$work/family/frun.toml" --format json | jq length)" 3
     frun down --volumes -f "$work/family/frun.toml" || die "frun down failed"
+    laps after
 }
 
 # ---------------------------------------------------------------------------------------

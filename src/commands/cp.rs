@@ -194,10 +194,27 @@ fn copy_out_of(root: &OwnedFd, inside: &str, host: &Path) -> anyhow::Result<()> 
     };
     let st = rustix::fs::fstat(&fd)?;
     let reopen = |flags: OFlags| resolve(root, inside, flags);
-    if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory {
-        out_dir(reopen(OFlags::RDONLY | OFlags::DIRECTORY)?, &target)
-    } else {
-        out_file(reopen(OFlags::RDONLY)?, &target)
+    match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+        rustix::fs::FileType::Directory => {
+            out_dir(reopen(OFlags::RDONLY | OFlags::DIRECTORY)?, &target)
+        }
+        rustix::fs::FileType::RegularFile => out_file(reopen(OFlags::RDONLY)?, &target),
+        // Opening a FIFO waits for a writer; a device may never end.
+        other => bail!("{inside:?} is {}: {ONLY_THESE}", kind(other)),
+    }
+}
+
+/// What a refusal of another kind of file says.
+const ONLY_THESE: &str = "cp copies files, directories and symlinks";
+
+fn kind(t: rustix::fs::FileType) -> &'static str {
+    use rustix::fs::FileType;
+    match t {
+        FileType::Fifo => "a FIFO",
+        FileType::Socket => "a socket",
+        FileType::CharacterDevice => "a character device",
+        FileType::BlockDevice => "a block device",
+        _ => "not a file, a directory or a symlink",
     }
 }
 
@@ -263,6 +280,10 @@ fn out_dir(dir: OwnedFd, target: &Path) -> anyhow::Result<()> {
 
 fn copy_into(root: &OwnedFd, host: &Path, inside: &str) -> anyhow::Result<()> {
     let meta = std::fs::symlink_metadata(host).with_context(|| format!("{host:?}"))?;
+    let t = rustix::fs::FileType::from_raw_mode(meta.mode());
+    if !(meta.is_dir() || meta.is_file() || meta.is_symlink()) {
+        bail!("{host:?} is {}: {ONLY_THESE}", kind(t));
+    }
     let host_name = host
         .file_name()
         .context("the host path has no file name")?
@@ -331,6 +352,7 @@ fn in_entry(
         std::io::copy(&mut File::open(host)?, &mut to)?;
         rustix::fs::fchmod(to.as_fd(), mode)?;
     }
+    // Devices, FIFOs and sockets inside a directory are not copied (as out of one).
     Ok(())
 }
 

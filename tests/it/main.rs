@@ -12,6 +12,7 @@ mod backup_schedule;
 mod boot;
 mod ca_roots;
 mod common;
+mod cp_special;
 mod cp_start;
 mod cp_stopped;
 mod credentials;
