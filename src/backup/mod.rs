@@ -16,13 +16,14 @@
 //! Its phase is persisted, so a `kill -9` anywhere leaves the old or the new data and
 //! the next `frun up` (or restore, or backup) finishes or undoes it.
 //!
-//! Libraries, chosen for a lean build on 2 cores: the system's libsqlite3 and libzstd
-//! (Debian packages; libzstd1 is a pre-dependency of dpkg, so every Debian host has
-//! it) rather than compiling the bundled C sources into every clean build (rusqlite's
-//! `bundled` and zstd-sys's vendored libzstd took minutes here), and rather than
-//! ruzstd's pure-Rust encoder, which compressed a 228 MB database at 58 MB/s where
-//! libzstd's level 1 takes 0.38 s of CPU (ten times less; the benchmark's target is a
-//! backup within twice a plain copy's time).
+//! Libraries: sqlite and libzstd compiled into frun (rusqlite's `bundled`, zstd-sys's
+//! vendored source), rather than the system's shared libraries: every process of frun
+//! maps the shared libraries it links, and the holders and the supervisor, which never
+//! back up anything, paid 150 KB PSS each for them (issue 11's footprint; the C sources
+//! add about half a minute to a clean build). libzstd rather than ruzstd's pure-Rust
+//! encoder, which compressed a 228 MB database at 58 MB/s where libzstd's level 1 takes
+//! 0.38 s of CPU (ten times less; the benchmark's target is a backup within twice a
+//! plain copy's time).
 
 pub mod archive;
 pub mod config;
