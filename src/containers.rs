@@ -388,6 +388,11 @@ impl Containers {
         Ok(Containers { dir })
     }
 
+    /// The directory that holds one directory per container, named by its id.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Held while a container is created (and while `gc` looks for half-made ones).
     pub fn lock(&self) -> anyhow::Result<std::fs::File> {
         let path = self.dir.join(".lock");

@@ -205,6 +205,7 @@ pub fn run(
 
     // 5. The loop: answer the CLI, probe what is due, reap holders.
     let containers = Containers::open(&g.root)?;
+    let mut records = Records::default();
     let mut watched: HashMap<String, Watched> = HashMap::new();
     let mut last_scan = Instant::now() - Duration::from_secs(10);
     let mut scheduled = backups::Scheduler::default();
@@ -220,10 +221,10 @@ pub fn run(
             next_trim = Instant::now() + Duration::from_secs(10);
         }
         if last_scan.elapsed() >= Duration::from_millis(500) {
-            scan(&containers, &mut watched);
+            scan(records.list(&containers), &mut watched);
             last_scan = Instant::now();
         }
-        probe_due(&g.root, &containers, &mut watched);
+        probe_due(&g.root, &containers, &mut records, &mut watched);
         reap(g, &mut boot_ups, &mut scheduled);
         scheduled.tick(g);
         serve(&listener, &watched, &mut metrics);
@@ -234,9 +235,67 @@ pub fn run(
     }
 }
 
+/// The containers' records as the loop last read them: a record is parsed again only
+/// when its file changed (it changes at creation and when a container is revived). The
+/// loop looks at them twice a second; parsing each every time kept the deserializer's
+/// code resident for nothing (see trim.rs).
+#[derive(Default)]
+struct Records {
+    by_id: HashMap<String, (FileStamp, crate::containers::Record)>,
+}
+
+/// What tells that a file changed: inode, size, modification time.
+type FileStamp = (u64, u64, Option<std::time::SystemTime>);
+
+fn stamp(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.ino(), m.len(), m.modified().ok()))
+}
+
+impl Records {
+    /// Container `id` as on disk now.
+    fn get(&mut self, containers: &Containers, id: &str) -> Option<Container> {
+        let dir = containers.dir().join(id);
+        let now = stamp(&dir.join("frun.json"))?;
+        if let Some((was, record)) = self.by_id.get(id) {
+            if *was == now {
+                return Some(Container {
+                    dir,
+                    record: record.clone(),
+                });
+            }
+        }
+        let c = Containers::load_dir(&dir).ok()?;
+        self.by_id.insert(id.to_string(), (now, c.record.clone()));
+        Some(c)
+    }
+
+    /// Every container, oldest first, as [`Containers::list`] has them.
+    fn list(&mut self, containers: &Containers) -> Vec<Container> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(containers.dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let id = e.file_name().to_string_lossy().into_owned();
+            if let Some(c) = self.get(containers, &id) {
+                out.push(c);
+            }
+        }
+        self.by_id
+            .retain(|id, _| out.iter().any(|c| c.record.id == *id));
+        out.sort_by(|a, b| a.record.created.cmp(&b.record.created));
+        out
+    }
+}
+
 /// Adopts running containers with a health check (found on disk), forgets the gone.
-fn scan(containers: &Containers, watched: &mut HashMap<String, Watched>) {
-    let Ok(all) = containers.list() else { return };
+fn scan(all: Vec<Container>, watched: &mut HashMap<String, Watched>) {
     let mut seen = Vec::new();
     for c in all {
         let Some(check) = &c.record.health else {
@@ -297,13 +356,20 @@ pub fn read_health(c: &Container) -> Option<Health> {
     serde_json::from_slice(&std::fs::read(health_path(c)).ok()?).ok()
 }
 
-fn probe_due(root: &Path, containers: &Containers, watched: &mut HashMap<String, Watched>) {
+fn probe_due(
+    root: &Path,
+    containers: &Containers,
+    records: &mut Records,
+    watched: &mut HashMap<String, Watched>,
+) {
     let now = Instant::now();
     for (id, w) in watched.iter_mut() {
         if w.next > now {
             continue;
         }
-        let Ok(c) = containers.find(id) else { continue };
+        let Some(c) = records.get(containers, id) else {
+            continue;
+        };
         let (Some(check), Some(net)) = (&c.record.health, &c.record.network) else {
             continue;
         };
