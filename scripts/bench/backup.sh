@@ -25,6 +25,7 @@
 # usage: scripts/bench/backup.sh      (as root)
 # env:   SIZE_MB=200 FILES_MB=20 MODE=wal|delete QUIET=8  FRUN_BIN=PATH (default: builds
 #        the checkout, release)  CONTENDERS="cp classic exec frun"
+#        PEER_LIMIT=240 (seconds a sqlite3 .backup peer may take before it is told as unfinished)
 #
 # Everything runs inside scripts/in-netns.sh (a fresh network namespace with only loopback)
 # and a private mount namespace; the family images are built by examples/family/build.sh
@@ -50,6 +51,7 @@ SIZE_MB=${SIZE_MB:-200}
 FILES_MB=${FILES_MB:-20}
 MODE=${MODE:-wal}
 CONTENDERS=${CONTENDERS:-cp classic exec frun}
+PEER_LIMIT=${PEER_LIMIT:-240}
 PORT=18081
 
 # ============================== outer: host namespace =========================================
@@ -71,6 +73,13 @@ if [ "${1:-}" != "$MARK" ]; then
     cleanup() {
         local rc=$?
         umount_under "$T"
+        # What the bench's frun left running in its own cgroup parent (its supervisor
+        # when the run was interrupted) ends by pid, then the cgroups go.
+        for d in /sys/fs/cgroup/*/"${CG#/}" /sys/fs/cgroup/"${CG#/}"; do
+            [ -d "$d" ] || continue
+            for p in $(find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+        done
+        sleep 0.2
         for d in /sys/fs/cgroup/*/"${CG#/}" /sys/fs/cgroup/"${CG#/}"; do
             [ -d "$d" ] || continue
             find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || log "cgroup $d is not empty"
@@ -213,13 +222,20 @@ tar_volume() { # tar_volume COPY OUT
         zstd -1 -q -c >"$2"
 }
 c_cp() { cp "$db" "$T/out/cp.sqlite3"; }
+# sqlite3's .backup copies in steps and starts over whenever the app writes: under a
+# steady writer it may never end. Bounded by PEER_LIMIT seconds, then told as such.
+dnf() { # dnf NAME: the peer did not finish
+    log "$1 did not finish within ${PEER_LIMIT}s (sqlite's .backup starts over at every write of the app)"
+    touch "$T/out/$1.dnf"
+}
 c_classic() {
-    sqlite3 "$db" ".timeout 10000" ".backup $T/out/classic.sqlite3"
+    timeout "$PEER_LIMIT" sqlite3 "$db" ".timeout 10000" ".backup $T/out/classic.sqlite3" || { dnf classic; return 0; }
     tar_volume "$T/out/classic.sqlite3" "$T/out/classic.tar.zst"
     rm -f "$T/out/classic.sqlite3"
 }
 c_exec() {
-    frun exec bench-app.1 sqlite3 /var/db/production.sqlite3 ".timeout 10000" ".backup /var/db/.copy.sqlite3"
+    timeout "$PEER_LIMIT" "$F" --root "$T/root" --run-root "$T/run" --cgroup-parent "$CG" \
+        exec bench-app.1 sqlite3 /var/db/production.sqlite3 ".timeout 10000" ".backup /var/db/.copy.sqlite3" || { dnf exec; return 0; }
     tar_volume "$vol/.copy.sqlite3" "$T/out/exec.tar.zst"
     rm -f "$vol/.copy.sqlite3"
 }
@@ -248,13 +264,18 @@ fi
 printf '%-8s %8s %8s | %-30s | %s\n' contender time_ms arch_MB \
     "during: req fail p50 p99 max" "quiet before: req fail p50 p99 max"
 for c in $CONTENDERS; do
-    printf '%-8s %8d %8.1f | %-30s | %s\n' "$c" "${took[$c]}" \
-        "$(awk -v s="${size[$c]:-0}" 'BEGIN { print s / 1e6 }')" "${during[$c]}" "${quiet[$c]}"
+    printf '%-8s %8d %8.1f | %-30s | %s%s\n' "$c" "${took[$c]}" \
+        "$(awk -v s="${size[$c]:-0}" 'BEGIN { print s / 1e6 }')" "${during[$c]}" "${quiet[$c]}" \
+        "$([ ! -e "$T/out/$c.dnf" ] || echo "  DID NOT FINISH within ${PEER_LIMIT}s")"
 done
 echo "frun kept the app frozen ${frozen} ms"
 if [ -n "${took[frun]:-}" ]; then
     for p in $CONTENDERS; do
         [ "$p" = frun ] && continue
+        if [ -e "$T/out/$p.dnf" ]; then
+            echo "frun/$p: $p did not finish within ${PEER_LIMIT}s; frun took ${took[frun]} ms"
+            continue
+        fi
         awk -v p="$p" -v ft="${took[frun]}" -v pt="${took[$p]}" -v fs="${size[frun]}" -v ps="${size[$p]}" \
             -v fd="${during[frun]}" -v pd="${during[$p]}" 'BEGIN {
             split(fd, f, " "); split(pd, q, " ")
