@@ -246,6 +246,20 @@ pub struct Container {
 }
 
 impl Container {
+    /// The overlay's lower directories, top layer first: as recorded at creation, or,
+    /// for a record from before they were recorded, from its layers in `store`.
+    pub fn lower_dirs(&self, store: &frun_images::Store) -> Vec<PathBuf> {
+        if !self.record.lower_dirs.is_empty() {
+            return self.record.lower_dirs.clone();
+        }
+        self.record
+            .layers
+            .iter()
+            .rev()
+            .map(|d| store.layer_path(d))
+            .collect()
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("config.json")
     }

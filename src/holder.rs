@@ -180,18 +180,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
             spec.set_process(Some(p));
         }
     }
-    // The overlay as recorded at creation; a record from before that was recorded
-    // gets it from its layers.
-    let lower: Vec<PathBuf> = if c.record.lower_dirs.is_empty() {
-        c.record
-            .layers
-            .iter()
-            .rev()
-            .map(|d| store.layer_path(d))
-            .collect()
-    } else {
-        c.record.lower_dirs.clone()
-    };
+    let lower = c.lower_dirs(&store);
     let cfg = SpawnConfig {
         spec,
         rootfs: RootfsSource::Overlay {

@@ -114,17 +114,7 @@ fn stopped_root(g: &Global, c: &crate::containers::Container) -> anyhow::Result<
         fsconfig_create, fsconfig_set_string, fsmount, fsopen, FsMountFlags, FsOpenFlags,
         MountAttrFlags,
     };
-    let lower: Vec<PathBuf> = if c.record.lower_dirs.is_empty() {
-        let store = super::images::open_store(g)?;
-        c.record
-            .layers
-            .iter()
-            .rev()
-            .map(|d| store.layer_path(d))
-            .collect()
-    } else {
-        c.record.lower_dirs.clone()
-    };
+    let lower = c.lower_dirs(&super::images::open_store(g)?);
     let lowerdir = lower
         .iter()
         .map(|p| p.display().to_string())
