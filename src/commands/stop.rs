@@ -108,10 +108,39 @@ pub fn rm(g: &Global, args: RmArgs) -> anyhow::Result<ExitCode> {
             }
             end_holder(&c.state().unwrap_or(st));
         }
+        // With -f, the removal keeps the container's hold lock, so no holder starts it
+        // while it goes; a holder that is starting (not on record yet) is ended first.
+        let _hold = if args.force { take_hold(&c)? } else { None };
         // The holder of an --rm container may be removing it right now.
         if c.dir.exists() {
             remove_container(g, containers, &c)?;
         }
         Ok(())
     })
+}
+
+/// The hold lock of a container (see `sweep::hold`), once no holder has it. A holder
+/// holds it from its first step and records its pid a moment later: until then it can
+/// only be waited for, then ended. None when the container's directory is gone (its
+/// `--rm` holder removed it).
+fn take_hold(c: &Container) -> anyhow::Result<Option<std::fs::File>> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(f) = crate::sweep::abandoned(&c.dir) {
+            return Ok(Some(f));
+        }
+        if !c.dir.exists() {
+            return Ok(None);
+        }
+        if let Ok(st) = c.state() {
+            end_holder(&st);
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "container {}: a holder keeps it and could not be ended within 10 s",
+                c.record.name
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
