@@ -9,18 +9,8 @@ use crate::common::*;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-/// The supervisor this test starts; killed (by its pid) and reaped however the test ends.
-struct Supervisor(Child);
-
-impl Drop for Supervisor {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// What a reboot takes away from this test's frun: its processes (killed until none is
 /// left in its cgroups), its run root (a tmpfs at boot: the namespace files there are
@@ -121,7 +111,7 @@ fn after_a_reboot_supervise_boot_brings_the_recorded_stack_back() {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
-    let sup = Supervisor(cmd.spawn().expect("start frun supervise --boot"));
+    let sup = Reaped(cmd.spawn().expect("start frun supervise --boot"));
 
     // 4. The stack serves again, same names, same data; status says so.
     assert_eq!(visit(), "2", "the data survived the reboot");
@@ -169,7 +159,7 @@ fn the_units_supervisor_waits_for_one_that_up_started_then_takes_over() {
         return;
     }
     let f = Frun::new();
-    let first = Supervisor(
+    let first = Reaped(
         f.command(&["supervise"])
             .stderr(Stdio::null())
             .spawn()
@@ -177,7 +167,7 @@ fn the_units_supervisor_waits_for_one_that_up_started_then_takes_over() {
     );
     let pong = wait_for(10, "the first supervisor", || ping(&f));
     assert_eq!(pong, format!("pong {}", first.0.id()));
-    let mut unit = Supervisor(
+    let mut unit = Reaped(
         f.command(&["supervise", "--boot"])
             .stderr(Stdio::null())
             .spawn()

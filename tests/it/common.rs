@@ -82,6 +82,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A process a test started, killed and reaped however the test ends.
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// SIGKILL to `pid` (one this test started, or a process of its containers); a pid
 /// already gone is not an error.
 pub fn kill9(pid: i32) {

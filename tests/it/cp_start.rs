@@ -8,7 +8,7 @@ use crate::logs::image;
 use serde_json::Value;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 
 /// A stopped container `c` (its command ran, then `stop`); its directory.
 fn stopped(f: &Frun, reg: &str) -> PathBuf {
@@ -50,16 +50,6 @@ fn flocks_on(file: &Path) -> Vec<(bool, String, i32)> {
                 .then(|| (waiting, f[2].to_string(), f[3].parse().unwrap()))
         })
         .collect()
-}
-
-/// Kills and reaps a process the test started, whatever happened.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

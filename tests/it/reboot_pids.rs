@@ -5,23 +5,13 @@
 
 use crate::common::*;
 use serde_json::Value;
-use std::process::{Child, Command};
+use std::process::Command;
 
 /// Field 22 of /proc/PID/stat: the start time frun records beside a pid.
 fn start_time(pid: u32) -> u64 {
     let stat = read(std::path::Path::new(&format!("/proc/{pid}/stat")));
     let rest = &stat[stat.rfind(')').unwrap() + 2..];
     rest.split_whitespace().nth(19).unwrap().parse().unwrap()
-}
-
-/// A process of "this boot" that happens to hold the pids on record; killed on drop.
-struct Bystander(Child);
-
-impl Drop for Bystander {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -61,7 +51,7 @@ fn a_record_from_another_boot_signals_no_process_that_reuses_its_pids() {
     });
     // 2. After it, a new process holds the recorded pids with the recorded start time
     //    (no test can make the kernel reuse a pid: the record is pointed at it instead).
-    let b = Bystander(Command::new("sleep").arg("600").spawn().unwrap());
+    let b = Reaped(Command::new("sleep").arg("600").spawn().unwrap());
     let (pid, start) = (b.0.id(), start_time(b.0.id()));
     let mut old = st.clone();
     for (p, s) in [("pid", "pid_start"), ("holder_pid", "holder_start")] {
