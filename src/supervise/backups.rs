@@ -59,17 +59,8 @@ pub struct Scheduler {
     read: HashMap<String, (FileId, Option<BackupConfig>)>,
 }
 
-/// What tells that a file changed: its path, inode, size and modification time.
-#[derive(Clone, PartialEq)]
-struct FileId(PathBuf, u64, u64, Option<std::time::SystemTime>);
-
-impl FileId {
-    fn of(file: &Path) -> Option<FileId> {
-        use std::os::unix::fs::MetadataExt;
-        let m = std::fs::metadata(file).ok()?;
-        Some(FileId(file.to_owned(), m.ino(), m.len(), m.modified().ok()))
-    }
-}
+/// A stack file as last read: its path and [`super::FileStamp`].
+type FileId = (PathBuf, super::FileStamp);
 
 fn log_path(root: &Path, stack: &str) -> PathBuf {
     crate::backup::stack_dir(root, stack).join("scheduled.log")
@@ -141,7 +132,7 @@ impl Scheduler {
             else {
                 continue;
             };
-            let id = FileId::of(&file);
+            let id = super::stamp(&file).map(|st| (file.clone(), st));
             let cached = self
                 .read
                 .get(&name)

@@ -245,9 +245,9 @@ struct Records {
 }
 
 /// What tells that a file changed: inode, size, modification time.
-type FileStamp = (u64, u64, Option<std::time::SystemTime>);
+pub(crate) type FileStamp = (u64, u64, Option<std::time::SystemTime>);
 
-fn stamp(path: &Path) -> Option<FileStamp> {
+pub(crate) fn stamp(path: &Path) -> Option<FileStamp> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
     Some((m.ino(), m.len(), m.modified().ok()))
