@@ -8,7 +8,7 @@
 //! a fast writer cheap; the rotation check is per entry, under the lock, so an entry is
 //! never split across files and none is lost at the boundary.
 
-use super::{io, LogConfig, LogError, Meta, LOG_FILE, MAX_LINE, META_FILE};
+use super::{io, rotations, LogConfig, LogError, Meta, LOG_FILE, MAX_LINE, META_FILE};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -51,6 +51,8 @@ struct Inner {
     config: LogConfig,
     file: File,
     size: u64,
+    /// Rotations so far (also in the rotation lock file, for followers).
+    rotations: u64,
     /// The gzip of the last rotated file, running beside the writer; joined before the
     /// next rotation renames that file.
     compressing: Option<std::thread::JoinHandle<()>>,
@@ -73,6 +75,7 @@ impl LogWriter {
             frun_images::fsutil::write_atomic(&meta_path, &data)
                 .map_err(|e| io("writing", &meta_path)(std::io::Error::other(e)))?;
         }
+        let rotations = rotations::create(dir)?;
         let path = dir.join(LOG_FILE);
         let file = open_append(&path)?;
         let size = file.metadata().map_err(io("reading", &path))?.len();
@@ -82,6 +85,7 @@ impl LogWriter {
                 config: config.clone(),
                 file,
                 size,
+                rotations,
                 compressing: None,
             })),
         })
@@ -167,50 +171,59 @@ impl Inner {
 
     /// `container.log` becomes `.1` (gzipped beside the writer if asked), `.1` becomes
     /// `.2`, ..., the oldest beyond `max-file` goes. With `max-file` 1 the file is
-    /// truncated instead.
+    /// replaced by an empty one (not truncated: a follower still holding it reads it to
+    /// its end). Readers see all of it or none of it ([`rotations`]).
     fn rotate(&mut self) -> Result<(), LogError> {
         let path = self.dir.join(LOG_FILE);
-        if self.config.max_file <= 1 {
-            self.file.set_len(0).map_err(io("truncating", &path))?;
-            self.size = 0;
-            return Ok(());
-        }
+        // 1. The last compression ends first: its own last step takes the lock.
         if let Some(t) = self.compressing.take() {
             let _ = t.join();
         }
+        // 2. No reader is listing the files, and none starts until the lock is dropped.
+        let lock = rotations::exclusive(&self.dir)?;
         let rotated = |i: u32| -> [PathBuf; 2] {
             let p = self.dir.join(format!("{LOG_FILE}.{i}"));
             [p.with_extension(format!("{i}.gz")), p]
         };
-        // 1. The oldest goes.
-        for p in rotated(self.config.max_file - 1) {
-            match std::fs::remove_file(&p) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(io("removing", &p)(e))
-                }
-                _ => {}
-            }
-        }
-        // 2. The others move up one.
-        for i in (1..self.config.max_file - 1).rev() {
-            for (from, to) in rotated(i).into_iter().zip(rotated(i + 1)) {
-                match std::fs::rename(&from, &to) {
+        let first = self.dir.join(format!("{LOG_FILE}.1"));
+        if self.config.max_file <= 1 {
+            std::fs::remove_file(&path).map_err(io("removing", &path))?;
+        } else {
+            // 3. The oldest goes.
+            for p in rotated(self.config.max_file - 1) {
+                match std::fs::remove_file(&p) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(io("renaming", &from)(e))
+                        return Err(io("removing", &p)(e))
                     }
                     _ => {}
                 }
             }
+            // 4. The others move up one.
+            for i in (1..self.config.max_file - 1).rev() {
+                for (from, to) in rotated(i).into_iter().zip(rotated(i + 1)) {
+                    match std::fs::rename(&from, &to) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(io("renaming", &from)(e))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            // 5. The current file becomes `.1`.
+            std::fs::rename(&path, &first).map_err(io("renaming", &path))?;
         }
-        // 3. The current file becomes `.1`, a new one takes its place.
-        let first = self.dir.join(format!("{LOG_FILE}.1"));
-        std::fs::rename(&path, &first).map_err(io("renaming", &path))?;
+        // 6. Counted (a follower finds its file by the count), and a new current file.
+        self.rotations += 1;
+        rotations::set_count(&lock, &self.dir, self.rotations)?;
         self.file = open_append(&path)?;
         self.size = 0;
-        // 4. Compression beside the writer: a reader sees `.1` until `.1.gz` is whole.
-        if self.config.compress {
+        drop(lock);
+        super::points::reached(&self.dir, "rotated");
+        // 7. Compression beside the writer: a reader sees `.1` until `.1.gz` is whole.
+        if self.config.compress && self.config.max_file > 1 {
+            let dir = self.dir.clone();
             self.compressing = Some(std::thread::spawn(move || {
-                if let Err(e) = gzip(&first) {
+                if let Err(e) = gzip(&dir, &first) {
                     tracing::warn!(error = %e, "compressing a rotated log");
                 }
             }));
@@ -235,8 +248,9 @@ fn open_append(path: &Path) -> Result<File, LogError> {
         .map_err(io("opening", path))
 }
 
-/// `F` → `F.gz` (temp + rename), then `F` goes.
-fn gzip(path: &Path) -> Result<(), LogError> {
+/// `F` → `F.gz` (temp + rename), then `F` goes; those two steps under the rotation lock,
+/// so that a reader lists and opens either `F` or `F.gz`.
+fn gzip(dir: &Path, path: &Path) -> Result<(), LogError> {
     let gz = path.with_extension(format!(
         "{}.gz",
         path.extension().and_then(|e| e.to_str()).unwrap_or("")
@@ -249,6 +263,7 @@ fn gzip(path: &Path) -> Result<(), LogError> {
     enc.finish()
         .and_then(|f| f.sync_all())
         .map_err(io("writing", &tmp))?;
+    let _lock = rotations::exclusive(dir)?;
     std::fs::rename(&tmp, &gz).map_err(io("renaming", &tmp))?;
     std::fs::remove_file(path).map_err(io("removing", path))
 }
@@ -384,7 +399,8 @@ mod tests {
                 "container.log",
                 "container.log.1.gz",
                 "container.log.2.gz",
-                "meta.json"
+                "meta.json",
+                "rotations.lock"
             ]
         );
         let e = all(t.path());
@@ -397,7 +413,7 @@ mod tests {
     }
 
     #[test]
-    fn max_file_one_truncates_in_place() {
+    fn max_file_one_keeps_one_file() {
         let t = tempfile::tempdir().unwrap();
         let cfg = LogConfig {
             max_size: 4096,
