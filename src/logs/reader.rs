@@ -268,6 +268,18 @@ impl Sink<'_> {
     }
 }
 
+/// How many entries of `dir` `opts` selects, `--tail` aside (a role's `logs -f --tail`
+/// takes from the older generations what the newest has not).
+pub fn count(dir: &Path, opts: &ReadOptions) -> Result<usize, LogError> {
+    let mut n = 0;
+    each_in_dir(dir, &mut |e| {
+        if opts.wants(&e) {
+            n += 1;
+        }
+    })?;
+    Ok(n)
+}
+
 /// Prints the entries of `dirs` (generations, oldest first) that `opts` selects.
 pub fn print(dirs: &[PathBuf], opts: &ReadOptions, sink: &mut Sink) -> anyhow::Result<()> {
     let mut ring = std::collections::VecDeque::new();

@@ -35,6 +35,7 @@ mod pull;
 mod reboot_pids;
 mod refusals;
 mod repair;
+mod role_follow;
 mod role_logs;
 mod run;
 mod stack_auth;
