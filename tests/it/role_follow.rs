@@ -1,5 +1,5 @@
 //! `frun logs -f ROLE` is one stream across the role's generations: it goes on with the
-//! container that `up` (or a swap) started beside the one it followed, and ends when the
+//! container that `up` or `swap` started beside the one it followed, and ends when the
 //! role's container ends with none after it (`down`). `--tail N` is the last N of all
 //! the generations. A role's `[app.log]` rotates its log as `--log-opt` would.
 
@@ -101,20 +101,39 @@ fn a_roles_log_follower_goes_on_across_generations_and_its_log_rotates_as_asked(
         "still following: {}",
         followed()
     );
-    let text = followed();
+    let got = followed();
     assert_eq!(
-        lines_of(&text, 1),
+        lines_of(&got, 1),
         [LINES - 3, LINES - 2, LINES - 1],
-        "{text}"
+        "{got}"
     );
-    let two = lines_of(&text, 2);
-    assert_eq!(two, (two[0]..LINES).collect::<Vec<_>>(), "{text}");
+    let two = lines_of(&got, 2);
+    assert_eq!(two, (two[0]..LINES).collect::<Vec<_>>(), "{got}");
     assert!(
-        text.find("gen1 line").unwrap() < text.find("gen2 line").unwrap(),
-        "{text}"
+        got.find("gen1 line").unwrap() < got.find("gen2 line").unwrap(),
+        "{got}"
     );
 
-    // 3. `down`: the role's container ends with none after it, and so does the follower.
+    // 3. A swap (to the same image: a new generation, still GEN=2): followed on too.
+    let out = f.run(&[
+        "swap",
+        "--force",
+        "--drain-timeout",
+        "1s",
+        "-f",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "swap: {}", text(&out.stderr));
+    wait_for(60, "the swapped-in generation followed", || {
+        let lasts = lines_of(&followed(), 2)
+            .iter()
+            .filter(|n| **n == LINES - 1)
+            .count();
+        (lasts == 2).then_some(())
+    });
+    assert!(follower.0.try_wait().unwrap().is_none(), "{}", followed());
+
+    // 4. `down`: the role's container ends with none after it, and so does the follower.
     f.ok(&["down", "-f", file.to_str().unwrap()]);
     let status = wait_for(30, "the follower to end", || follower.0.try_wait().unwrap());
     assert!(status.success());
