@@ -20,6 +20,7 @@ mod credentials_log;
 mod demo;
 mod events;
 mod faults;
+mod follow_cost;
 mod holder;
 mod hostile_run;
 mod info;
