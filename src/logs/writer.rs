@@ -79,6 +79,18 @@ impl LogWriter {
         let path = dir.join(LOG_FILE);
         let file = open_append(&path)?;
         let size = file.metadata().map_err(io("reading", &path))?.len();
+        // Compressions a crash interrupted are done now, beside the writer as usual.
+        let plain = unfinished_compressions(dir);
+        let compressing = (config.compress && !plain.is_empty()).then(|| {
+            let dir = dir.to_path_buf();
+            std::thread::spawn(move || {
+                for p in plain {
+                    if let Err(e) = gzip(&dir, &p) {
+                        tracing::warn!(error = %e, "compressing a rotated log");
+                    }
+                }
+            })
+        });
         Ok(LogWriter {
             inner: Arc::new(Mutex::new(Inner {
                 dir: dir.to_path_buf(),
@@ -86,7 +98,7 @@ impl LogWriter {
                 file,
                 size,
                 rotations,
-                compressing: None,
+                compressing,
             })),
         })
     }
@@ -246,6 +258,24 @@ fn open_append(path: &Path) -> Result<File, LogError> {
         .append(true)
         .open(path)
         .map_err(io("opening", path))
+}
+
+/// What a crash (of the writer, or of the host) left of compressions: their temp files,
+/// removed here, and the rotated files still plain, returned.
+fn unfinished_compressions(dir: &Path) -> Vec<PathBuf> {
+    let mut plain = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(&format!("{LOG_FILE}.")) else {
+            continue;
+        };
+        if rest.ends_with(".gz.tmp") {
+            let _ = std::fs::remove_file(e.path());
+        } else if rest.parse::<u64>().is_ok() {
+            plain.push(e.path());
+        }
+    }
+    plain
 }
 
 /// `F` → `F.gz` (temp + rename), then `F` goes; those two steps under the rotation lock,
@@ -410,6 +440,53 @@ mod tests {
             assert_eq!(e.log, format!("line {}\n", first + i));
         }
         assert_eq!(first + e.len(), 2000);
+    }
+
+    /// A crash in the middle of a compression left `.2` plain and a temp file: the next
+    /// writer (the container restarted) finishes the job.
+    #[test]
+    fn compressions_a_crash_interrupted_are_finished_at_open() {
+        let t = tempfile::tempdir().unwrap();
+        let cfg = LogConfig {
+            max_size: 4096,
+            max_file: 5,
+            compress: true,
+            ..Default::default()
+        };
+        let w = LogWriter::open(t.path(), &cfg, &meta()).unwrap();
+        let text: String = (0..300).map(|i| format!("line {i}\n")).collect();
+        w.copy(text.as_bytes(), Stream::Stdout);
+        drop(w);
+        // As a crash would leave it: .2 not compressed yet, half a temp file of it.
+        let gz = t.path().join("container.log.2.gz");
+        let plain = t.path().join("container.log.2");
+        let mut d = flate2::read::GzDecoder::new(File::open(&gz).unwrap());
+        std::io::copy(&mut d, &mut File::create(&plain).unwrap()).unwrap();
+        std::fs::remove_file(&gz).unwrap();
+        std::fs::write(t.path().join("container.log.2.gz.tmp"), b"\x1f\x8b").unwrap();
+        drop(LogWriter::open(t.path(), &cfg, &meta()).unwrap());
+        let mut names: Vec<String> = std::fs::read_dir(t.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("container.log."))
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "container.log.1.gz",
+                "container.log.2.gz",
+                "container.log.3.gz",
+                "container.log.4.gz"
+            ]
+        );
+        let e = all(t.path());
+        let first: usize = e[0].log.trim_start_matches("line ").trim().parse().unwrap();
+        for (i, e) in e.iter().enumerate() {
+            assert_eq!(e.log, format!("line {}\n", first + i));
+        }
+        assert_eq!(first + e.len(), 300);
     }
 
     #[test]
