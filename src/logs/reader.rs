@@ -425,11 +425,14 @@ pub fn follow(
     }
     sink.flush()?;
 
-    // 3. New entries as they come.
+    // 3. New entries as they come. Whether the container still runs is asked at the
+    //    start and then each time the log was quiet for a second (a container that
+    //    writes is alive; asking costs reading its record and state), always before a
+    //    read, so that what it wrote last is read before the end.
     let mut counter = rotations::Counter::new(dir);
     let mut events = [0u8; 4096];
+    let mut alive = running();
     loop {
-        let alive = running();
         let mut put_err = None;
         let mut put = |e: Entry| {
             if put_err.is_none() && opts.wants(&e) {
@@ -499,11 +502,15 @@ pub fn follow(
         )];
         let timeout = rustix::event::Timespec::try_from(Duration::from_secs(1))
             .expect("one second is a valid timespec");
-        match rustix::event::poll(&mut fds, Some(&timeout)) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+        let quiet = match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(n) => n == 0,
+            Err(rustix::io::Errno::INTR) => false,
             Err(e) => return Err(e.into()),
-        }
+        };
         while rustix::io::read(&ino, &mut events).is_ok_and(|n| n > 0) {}
+        if quiet {
+            alive = running();
+        }
     }
 }
 
