@@ -37,17 +37,43 @@ pub fn create(dir: &Path) -> Result<u64, LogError> {
     Ok(count(&file))
 }
 
-/// The writer's side, across one rotation: the lock, exclusive. A reader listing the
-/// files makes it wait (the point `rotation-waits` lets a unit test see that).
+/// How long a rotation waits for readers to finish listing (they hold the lock for the
+/// microseconds of a listing; one stopped there, by SIGSTOP or a debugger, must not stop
+/// the container's output, which waits on the writer).
+#[cfg(not(test))]
+const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+#[cfg(test)]
+const WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The writer's side, across one rotation: the lock file, locked exclusively. A reader
+/// listing the files makes it wait (the point `rotation-waits` lets a unit test see
+/// that); after [`WAIT`] it goes on without the lock, as before the lock existed, and
+/// says so.
 pub fn exclusive(dir: &Path) -> Result<File, LogError> {
     let path = dir.join(ROTATIONS_FILE);
-    match lock_file(&path, FlockOperation::NonBlockingLockExclusive) {
-        Ok(f) => return Ok(f),
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-        Err(e) => return Err(io("locking", &path)(e)),
+    let try_lock = || match lock_file(&path, FlockOperation::NonBlockingLockExclusive) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(io("locking", &path)(e)),
+    };
+    if let Some(f) = try_lock()? {
+        return Ok(f);
     }
     super::points::reached(dir, "rotation-waits");
-    lock_file(&path, FlockOperation::LockExclusive).map_err(io("locking", &path))
+    let start = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_micros(100);
+    while start.elapsed() < WAIT {
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(20));
+        if let Some(f) = try_lock()? {
+            return Ok(f);
+        }
+    }
+    tracing::warn!(path = %path.display(), "a reader of the log held its rotation lock too long; rotating without it");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(io("opening", &path))
 }
 
 /// Records the count of rotations, under the [`exclusive`] lock.

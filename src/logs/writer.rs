@@ -489,6 +489,26 @@ mod tests {
         assert_eq!(first + e.len(), 300);
     }
 
+    /// A reader stopped while it holds the rotation lock (SIGSTOP in its listing) does
+    /// not stop the writer: after a bounded wait it rotates without the lock.
+    #[test]
+    fn a_reader_stuck_in_its_listing_does_not_stop_the_writer() {
+        let t = tempfile::tempdir().unwrap();
+        let cfg = LogConfig {
+            max_size: 4096,
+            max_file: 3,
+            ..Default::default()
+        };
+        let w = LogWriter::open(t.path(), &cfg, &meta()).unwrap();
+        let stuck = rotations::shared(t.path()).unwrap().expect("the lock file");
+        let text: String = (0..200).map(|i| format!("line {i}\n")).collect();
+        w.copy(text.as_bytes(), Stream::Stdout);
+        drop(stuck);
+        drop(w);
+        assert!(t.path().join("container.log.2").exists());
+        assert_eq!(all(t.path()).last().unwrap().log, "line 199\n");
+    }
+
     #[test]
     fn max_file_one_keeps_one_file() {
         let t = tempfile::tempdir().unwrap();
