@@ -157,7 +157,10 @@ fn snapshot(dir: &Path) -> Result<Snapshot, LogError> {
     loop {
         // 1. The lock, shared, and the count it guards.
         let lock = rotations::shared(dir)?;
-        let count = lock.as_ref().map_or(0, rotations::count);
+        let count = match &lock {
+            rotations::Shared::Held(f) | rotations::Shared::Busy(f) => rotations::count(f),
+            rotations::Shared::Absent => 0,
+        };
         // 2. The names, then the files.
         let (names, current) = listing(dir);
         super::points::reached(dir, "listed");
@@ -177,8 +180,8 @@ fn snapshot(dir: &Path) -> Result<Snapshot, LogError> {
             Some(p) => open(&p)?,
             None => None,
         };
-        // 3. Unlocked: did a writer start meanwhile?
-        if lock.is_none() && rotations::exists(dir) {
+        // 3. Without a lock file: did a writer start meanwhile?
+        if matches!(lock, rotations::Shared::Absent) && rotations::exists(dir) {
             continue;
         }
         return Ok(Snapshot {

@@ -82,14 +82,43 @@ pub fn set_count(lock: &File, dir: &Path, n: u64) -> Result<(), LogError> {
         .map_err(io("writing", &dir.join(ROTATIONS_FILE)))
 }
 
-/// The reader's side, while it lists and opens the files: the lock, shared; `None` when
-/// no writer made the file (a log written before the lock existed, or none yet).
-pub fn shared(dir: &Path) -> Result<Option<File>, LogError> {
+/// What a reader got of the lock.
+pub enum Shared {
+    /// Held: no rotation until it is dropped.
+    Held(File),
+    /// No lock file: no writer made one (a log written before the lock existed, or none
+    /// yet).
+    Absent,
+    /// A rotation held it longer than [`WAIT`] (a writer stopped in the middle of one):
+    /// the reader goes on without it rather than hang.
+    Busy(File),
+}
+
+/// The reader's side, while it lists and opens the files: the lock, shared.
+pub fn shared(dir: &Path) -> Result<Shared, LogError> {
     let path = dir.join(ROTATIONS_FILE);
-    match lock_existing(&path, FlockOperation::LockShared) {
-        Ok(f) => Ok(Some(f)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+    let try_lock = || match lock_existing(&path, FlockOperation::NonBlockingLockShared) {
+        Ok(f) => Ok(Some(Shared::Held(f))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Some(Shared::Absent)),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
         Err(e) => Err(io("locking", &path)(e)),
+    };
+    let start = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_micros(100);
+    loop {
+        if let Some(got) = try_lock()? {
+            return Ok(got);
+        }
+        if start.elapsed() >= WAIT {
+            tracing::warn!(path = %path.display(), "a rotation of the log held its lock too long; reading without it");
+            return match File::open(&path) {
+                Ok(f) => Ok(Shared::Busy(f)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Shared::Absent),
+                Err(e) => Err(io("opening", &path)(e)),
+            };
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(20));
     }
 }
 

@@ -500,13 +500,26 @@ mod tests {
             ..Default::default()
         };
         let w = LogWriter::open(t.path(), &cfg, &meta()).unwrap();
-        let stuck = rotations::shared(t.path()).unwrap().expect("the lock file");
+        let rotations::Shared::Held(stuck) = rotations::shared(t.path()).unwrap() else {
+            panic!("the lock, shared")
+        };
         let text: String = (0..200).map(|i| format!("line {i}\n")).collect();
         w.copy(text.as_bytes(), Stream::Stdout);
         drop(stuck);
         drop(w);
         assert!(t.path().join("container.log.2").exists());
         assert_eq!(all(t.path()).last().unwrap().log, "line 199\n");
+    }
+
+    /// A writer stopped in the middle of a rotation (holding the lock) does not make
+    /// readers hang: after a bounded wait they read without the lock.
+    #[test]
+    fn a_writer_stuck_in_a_rotation_does_not_stop_readers() {
+        let t = tempfile::tempdir().unwrap();
+        let w = LogWriter::open(t.path(), &LogConfig::default(), &meta()).unwrap();
+        w.line(Stream::Stdout, "hello\n");
+        let _stuck = rotations::exclusive(t.path()).unwrap();
+        assert_eq!(all(t.path())[0].log, "hello\n");
     }
 
     #[test]
