@@ -121,9 +121,13 @@ impl<'a> Ipam<'a> {
         let _lock = frun_images::fsutil::lock_exclusive(&lock_path)
             .with_context(|| format!("locking the leases ({lock_path:?})"))?;
         let path = self.cfg.state_dir.join("leases.json");
+        let mut on_disk = None;
         let mut leases: Leases = match std::fs::read(&path) {
             Ok(d) => match serde_json::from_slice(&d) {
-                Ok(l) => l,
+                Ok(l) => {
+                    on_disk = Some(d);
+                    l
+                }
                 Err(e) => {
                     // Kept for a look, out of the way of the rewrite below.
                     let aside = path.with_extension("json.corrupt");
@@ -156,8 +160,12 @@ impl<'a> Ipam<'a> {
             Err(e) => return Err(e).with_context(|| format!("reading {path:?}")),
         };
         let out = f(&mut leases)?;
-        write_atomic(&path, &serde_json::to_vec_pretty(&leases)?)
-            .with_context(|| format!("writing {path:?}"))?;
+        // Written back only when it changed (or was rebuilt): reading all leases, as
+        // every container's hosts file does, costs no write and no fsync.
+        let new = serde_json::to_vec_pretty(&leases)?;
+        if on_disk.as_deref() != Some(new.as_slice()) {
+            write_atomic(&path, &new).with_context(|| format!("writing {path:?}"))?;
+        }
         Ok(out)
     }
 
@@ -572,7 +580,15 @@ mod tests {
             again.allocate("b", "proxy").unwrap(),
             Ipv4Addr::new(10, 89, 0, 2)
         );
+        // Reading them (every hosts file does) writes nothing: the same file stays.
+        use std::os::unix::fs::MetadataExt;
+        let file = cfg.state_dir.join("leases.json");
+        let ino = std::fs::metadata(&file).unwrap().ino();
         assert!(hosts_entries(&cfg).unwrap().contains("10.89.0.2\tproxy"));
+        assert_eq!(std::fs::metadata(&file).unwrap().ino(), ino);
+        // A change does (temp file + rename: a new inode).
+        assert_eq!(again.release("b").unwrap(), 0);
+        assert_ne!(std::fs::metadata(&file).unwrap().ino(), ino);
     }
 
     /// A corrupt leases.json failed every bridge run with a bare parse error, and a
