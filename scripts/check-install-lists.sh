@@ -78,9 +78,10 @@ words=$work/words
     find "$top/src" "$top/runtime" "$top/images" "$top/tests" "$top/examples" -name '*.rs' \
         -not -path '*/target/*' -print0 | xargs -0 grep -ohE '"([^"\\]|\\.)*"'
 } | grep -oE '[A-Za-z0-9_][A-Za-z0-9._+-]*' | sort -u >"$words.all"
+ignore=" $(echo $IGNORE) "
 while read -r w; do
     [ "$(type -t "$w" 2>/dev/null)" = file ] || continue
-    case " $IGNORE " in *" $w "*) continue ;; esac
+    case $ignore in *" $w "*) continue ;; esac
     case $(command -v "$w") in /usr/* | /bin/* | /sbin/*) echo "$w" ;; esac
 done <"$words.all" >"$words"
 cp "$words" "$root/tmp/frun-words"
