@@ -332,7 +332,7 @@ impl Container {
             .unwrap_or_default()
     }
 
-    /// Opens the container's log for writing (its supervisor does).
+    /// Opens the container's log for writing (its holder does).
     pub fn open_log(&self) -> anyhow::Result<crate::logs::LogWriter> {
         let meta = crate::logs::Meta {
             id: self.record.id.clone(),

@@ -209,7 +209,7 @@ pub fn idmap(dir: &Path) -> Idmap {
             overlay_over_idmapped,
         }
     })();
-    let _ = std::fs::remove_dir_all(&tmp);
+    crate::cleanup::remove_dir_all(&tmp);
     result
 }
 
