@@ -132,7 +132,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     // Ctrl-C, SIGTERM and SIGHUP stop the container; until it runs they wait, blocked.
     // Blocked first, in the only thread: every thread started later inherits the mask,
     // so none of them can take such a signal and die of it, leaving the container
-    // running without its supervisor. (The container's process unblocks them.)
+    // running without its holder. (The container's process unblocks them.)
     let set = stop_signals();
     set.thread_block()?;
     crate::trim::one_arena();
@@ -161,7 +161,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
         _ => 0,
     };
     if !restarted {
-        let _ = std::fs::remove_file(c.stop_requested_path());
+        crate::cleanup::remove_file(c.stop_requested_path());
     }
     // The holder is on record before it starts anything: `rm -f` ends it (and so the
     // start) instead of removing the container from under it.
@@ -362,7 +362,7 @@ pub fn run(g: &Global, id: &str, restarted: bool) -> anyhow::Result<ExitCode> {
     std::thread::spawn(move || {
         if set.wait().is_ok() {
             // A stop asked of the holder is a stop by the user: no restart follows.
-            let _ = std::fs::write(&marker, b"");
+            crate::cleanup::logged("marking the stop as asked", std::fs::write(&marker, b""));
             stop_pid(pid, stop_signal, timeout);
         }
     });

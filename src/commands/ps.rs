@@ -103,19 +103,22 @@ pub fn ps(g: &Global, args: PsArgs) -> anyhow::Result<ExitCode> {
     let containers = Containers::open(&g.root)?;
     let mut rows = Vec::new();
     for c in containers.list()? {
-        let Ok(st) = c.state() else { continue };
+        // The state and the holder's liveness of one moment (see Container::observe).
+        let Ok((st, holder)) = c.observe() else {
+            continue;
+        };
         // A status filter asks for stopped ones too, as Docker's.
         let wants_stopped = filters.iter().any(|f| matches!(f, Filter::Status(_)));
         if !args.all && !wants_stopped && st.status != Status::Running {
             continue;
         }
         if filters.iter().all(|f| matches(f, &c, &st)) {
-            rows.push((c, st));
+            rows.push((c, st, holder));
         }
     }
     let mut out = std::io::stdout().lock();
     if args.quiet {
-        for (c, _) in &rows {
+        for (c, _, _) in &rows {
             writeln!(out, "{}", c.short_id())?;
         }
         return Ok(ExitCode::SUCCESS);
@@ -124,7 +127,7 @@ pub fn ps(g: &Global, args: PsArgs) -> anyhow::Result<ExitCode> {
         Format::Json => {
             let v: Vec<serde_json::Value> = rows
                 .iter()
-                .map(|(c, st)| {
+                .map(|(c, st, holder)| {
                     let state = serde_json::to_value(st).unwrap_or_default();
                     serde_json::json!({
                         "id": c.record.id,
@@ -146,8 +149,8 @@ pub fn ps(g: &Global, args: PsArgs) -> anyhow::Result<ExitCode> {
                         "restarts": state.get("restart_count").cloned().unwrap_or(0.into()),
                         // What a user reads: a running container whose holder is gone
                         // (liveness checked, not assumed), one about to restart.
-                        "state": super::stack::describe(c)["status"],
-                        "holder_alive": crate::containers::Container::holder_alive(st),
+                        "state": super::stack::describe_observed(c, Some((st.clone(), *holder)))["status"],
+                        "holder_alive": holder,
                         "role": c.record.labels.get(crate::model::LABEL_ROLE),
                         "stack": c.record.labels.get(crate::model::LABEL_STACK),
                     })
@@ -162,8 +165,8 @@ pub fn ps(g: &Global, args: PsArgs) -> anyhow::Result<ExitCode> {
                 "{:<12}  {:<30}  {:<22}  {:<20}  {:<26}  NAME",
                 "ID", "IMAGE", "COMMAND", "STATUS", "PORTS"
             )?;
-            for (c, _) in rows {
-                let status = super::stack::describe(&c)["status"]
+            for (c, st, holder) in rows {
+                let status = super::stack::describe_observed(&c, Some((st, holder)))["status"]
                     .as_str()
                     .unwrap_or("unknown")
                     .to_string();

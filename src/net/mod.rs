@@ -348,9 +348,16 @@ fn create_netns(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Unmounts and removes a container's netns file, if there (a failure to is logged).
 fn remove_netns(path: &Path) {
-    let _ = nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH);
-    let _ = std::fs::remove_file(path);
+    match nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH) {
+        // Not there, or not a mount point (left by a kill between the two steps).
+        Ok(()) | Err(nix::errno::Errno::ENOENT | nix::errno::Errno::EINVAL) => {}
+        Err(e) => {
+            crate::cleanup::logged(&format!("unmounting {}", path.display()), Err::<(), _>(e))
+        }
+    }
+    crate::cleanup::remove_file(path);
 }
 
 /// Serializes attach and detach on one root: the last detach removes the bridge, which
@@ -516,7 +523,7 @@ pub fn detach(cfg: &NetConfig, id: &str) -> anyhow::Result<()> {
 
 fn detach_locked(cfg: &NetConfig, id: &str) -> anyhow::Result<()> {
     let host = host_veth(id);
-    let _ = netlink(None, move |h| {
+    let removed = netlink(None, move |h| {
         Box::pin(async move {
             if let Some(idx) = link_index(&h, &host).await? {
                 h.link().del(idx).execute().await?;
@@ -524,12 +531,12 @@ fn detach_locked(cfg: &NetConfig, id: &str) -> anyhow::Result<()> {
             Ok(())
         })
     });
+    crate::cleanup::logged(&format!("removing the veth of {id}"), removed);
     remove_netns(&cfg.netns_path(id));
     let left = Ipam::new(cfg).release(id)?;
     if left == 0 {
-        if let Err(e) = nft::delete(cfg) {
-            tracing::warn!(error = %format!("{e:#}"), "removing the nftables table {}", cfg.nft_table());
-        }
+        let t = cfg.nft_table();
+        crate::cleanup::logged(&format!("removing the nft table {t}"), nft::delete(cfg));
         let br = cfg.bridge.clone();
         netlink(None, move |h| {
             Box::pin(async move {

@@ -58,9 +58,11 @@ pub(super) fn ensure(cfg: &NetConfig) -> anyhow::Result<()> {
     run(&script(cfg))
 }
 
-/// Deletes the table (the last container left the bridge).
+/// Deletes the table (the last container left the bridge). `add` first: deleting a
+/// table that is not there (gone with a reboot) is no failure then.
 pub(super) fn delete(cfg: &NetConfig) -> anyhow::Result<()> {
-    run(&format!("delete table ip {}\n", cfg.nft_table()))
+    let t = cfg.nft_table();
+    run(&format!("add table ip {t}\ndelete table ip {t}\n"))
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

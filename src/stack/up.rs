@@ -137,7 +137,11 @@ pub fn wait_ready(c: &Container, port: Option<u16>) -> anyhow::Result<()> {
 /// Stops and removes a container (its stop signal, the grace period, then SIGKILL);
 /// true when it had to be killed.
 pub fn retire(g: &Global, containers: &Containers, c: &Container) -> anyhow::Result<bool> {
-    let _ = std::fs::write(c.stop_requested_path(), b"");
+    // Without it, its holder would restart it (a restart policy) once it is stopped.
+    crate::cleanup::logged(
+        "marking the stop as asked",
+        std::fs::write(c.stop_requested_path(), b""),
+    );
     let mut killed = false;
     if let Ok(st) = c.state() {
         if let Some(pid) = st.pid.filter(|_| st.status == Status::Running) {
@@ -543,7 +547,10 @@ pub fn up(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<Vec<Change>>
                     }),
                     Err(e) => {
                         if let Some(old) = previous {
-                            let _ = proxy::write_conf(&dir, &old);
+                            crate::cleanup::logged(
+                                "putting the proxy's previous configuration back",
+                                proxy::write_conf(&dir, &old),
+                            );
                         }
                         return Err(undo_app(e));
                     }

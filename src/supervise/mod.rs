@@ -171,7 +171,7 @@ pub fn run(
     }
     // 3. The socket, root-only: a stale one (a killed supervisor's) is replaced.
     let sock = socket_path(&g.run_root);
-    let _ = std::fs::remove_file(&sock);
+    crate::cleanup::remove_file(&sock);
     let listener = {
         let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
         let l = UnixListener::bind(&sock);
@@ -392,7 +392,10 @@ fn probe_due(
             crate::events::emit(root, ev);
         }
         if let Ok(data) = serde_json::to_vec_pretty(&w.health) {
-            let _ = frun_images::fsutil::write_replace(&health_path(&c), &data);
+            crate::cleanup::logged(
+                "recording the health reading",
+                frun_images::fsutil::write_replace(&health_path(&c), &data),
+            );
         }
     }
 }
@@ -518,7 +521,10 @@ pub fn revive(g: &Global, containers: &Containers, c: &Container) -> anyhow::Res
     let c = match &c.record.network {
         Some(n) => {
             let cfg = n.config(&g.root, &g.run_root)?;
-            let _ = crate::net::detach(&cfg, &c.record.id);
+            crate::cleanup::logged(
+                "detaching what is left of the container's network",
+                crate::net::detach(&cfg, &c.record.id),
+            );
             crate::fault::reached(crate::fault::Step::SuperviseReviveDetached);
             let a = crate::net::attach(&cfg, &c.record.id, &c.record.name)?;
             crate::fault::reached(crate::fault::Step::SuperviseReviveAttached);
