@@ -236,6 +236,25 @@ pub fn pid_start(pid: i32) -> Option<u64> {
     fields.get(19)?.parse().ok()
 }
 
+/// A state (`read`) and its holder's liveness (`alive`) that belong together. Read once
+/// and then checked, a reader could pair a state the holder was about to complete with
+/// the holder's death a moment later: `exited` without its exit code, holder gone (seen
+/// once in tests/it/holder.rs under load: the container had exited, the holder wrote
+/// its exit and ended between `ps`'s read and its check). A holder found gone wrote
+/// all it will write, so the state is read again then.
+fn observed(
+    mut read: impl FnMut() -> anyhow::Result<State>,
+    alive: impl Fn(&State) -> bool,
+) -> anyhow::Result<(State, bool)> {
+    let st = read()?;
+    if alive(&st) {
+        return Ok((st, true));
+    }
+    let st = read()?;
+    let holder = alive(&st);
+    Ok((st, holder))
+}
+
 pub struct Containers {
     dir: PathBuf,
 }
@@ -282,6 +301,12 @@ impl Container {
         }
     }
 
+    /// The container's state and whether its holder lives, as of one moment (see
+    /// [`observed`]): what `ps` and `status` show.
+    pub fn observe(&self) -> anyhow::Result<(State, bool)> {
+        observed(|| self.state(), Container::holder_alive)
+    }
+
     /// `ROOT/logs/<group>/<id>/`: the container's log files (see `crate::logs`).
     pub fn log_dir(&self) -> PathBuf {
         crate::logs::dir(&self.root(), self.log_group(), &self.record.id)
@@ -307,7 +332,7 @@ impl Container {
             .unwrap_or_default()
     }
 
-    /// Opens the container's log for writing (its supervisor does).
+    /// Opens the container's log for writing (its holder does).
     pub fn open_log(&self) -> anyhow::Result<crate::logs::LogWriter> {
         let meta = crate::logs::Meta {
             id: self.record.id.clone(),
@@ -602,6 +627,29 @@ mod tests {
         });
         let record = serde_json::from_value(record).unwrap();
         (root, Container { dir, record })
+    }
+
+    /// A holder that completes the state and ends between the read and the liveness
+    /// check: the state shown is the completed one, never `exited` without its code
+    /// beside a gone holder.
+    #[test]
+    fn a_holder_found_gone_is_paired_with_its_last_state() {
+        let mut running = State::created();
+        running.status = Status::Running;
+        running.restart_count = 2;
+        let mut exited = running.clone();
+        exited.status = Status::Exited;
+        exited.exit_code = Some(3);
+        // The disk as the holder leaves it: first still running, then its exit.
+        let mut disk = vec![exited.clone(), running.clone()];
+        let (st, holder) = observed(|| Ok(disk.pop().unwrap()), |_| false).unwrap();
+        assert!(!holder);
+        assert_eq!((st.status, st.exit_code), (Status::Exited, Some(3)));
+        // A living holder: its state as read, read once.
+        let mut disk = vec![running.clone()];
+        let (st, holder) = observed(|| Ok(disk.pop().unwrap()), |_| true).unwrap();
+        assert!(holder);
+        assert_eq!(st.status, Status::Running);
     }
 
     /// After a reboot pids are handed out again and start times count from the boot:

@@ -98,7 +98,7 @@ impl PortsReport {
             t.thread().unpark();
             let _ = t.join();
         }
-        let _ = std::fs::remove_file(&self.path);
+        crate::cleanup::remove_file(&self.path);
     }
 }
 

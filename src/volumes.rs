@@ -118,7 +118,7 @@ pub fn create(
     let parent = volumes_dir(root);
     std::fs::create_dir_all(&parent).map_err(io("creating", &parent))?;
     let tmp = parent.join(format!(".{name}.new-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
+    crate::cleanup::remove_dir_all(&tmp);
     let tmp_data = tmp.join("_data");
     std::fs::create_dir_all(&tmp_data).map_err(io("creating", &tmp_data))?;
     let result = (|| {
@@ -138,7 +138,7 @@ pub fn create(
             .map_err(|e| io("writing", &path)(std::io::Error::other(e)))?;
         // A directory of a crashed earlier attempt without `_data` is replaced.
         if dir.exists() && !dir.join("_data").exists() {
-            let _ = std::fs::remove_dir_all(&dir);
+            crate::cleanup::remove_dir_all(&dir);
         }
         std::fs::rename(&tmp, &dir).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists
@@ -151,7 +151,7 @@ pub fn create(
         })
     })();
     if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(&tmp);
+        crate::cleanup::remove_dir_all(&tmp);
         return Err(e);
     }
     Ok(dir.join("_data"))
@@ -421,7 +421,7 @@ pub fn prune(
         for e in rd.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
             if n.starts_with('.') && (n.contains(".new-") || n.contains(".rm-")) {
-                let _ = std::fs::remove_dir_all(e.path());
+                crate::cleanup::remove_dir_all(e.path());
             }
         }
     }

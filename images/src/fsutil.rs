@@ -44,7 +44,13 @@ fn write_via_temp(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
         Ok(())
     })();
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        // The caller reports the write's error; this one is logged (`gc` sweeps what
+        // stays: a temp file of a process that is gone).
+        if let Err(e) = fs::remove_file(&tmp) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!("clean-up: removing {}: {e}", tmp.display());
+            }
+        }
     }
     result
 }

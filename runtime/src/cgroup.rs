@@ -417,6 +417,53 @@ fn rmdir_tree(dir: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Removes the cgroup directory `dir` and those below it, killing what is inside.
+fn remove_killing(dir: &Path) -> Result<(), RuntimeError> {
+    // An empty cgroup without children goes at once (the usual case, the container's
+    // processes having exited); the kernel refuses the rmdir of one that has either,
+    // which are dealt with below.
+    match std::fs::remove_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
+    kill_below(dir);
+    // Killed processes leave their cgroup as they exit, which takes a moment: a
+    // container's init takes its pid namespace down first, and on a busy host that took
+    // more than the 100 ms libcgroups allows (a `rm -f` failed with EBUSY in
+    // tests/it/faults.rs). Retried with a growing wait, for up to 5 s, killing whatever
+    // is still (or newly) there each time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut delay = Duration::from_millis(10);
+    loop {
+        match rmdir_tree(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if std::time::Instant::now() >= deadline => {
+                return Err(err(dir, format!("removing: {e}")));
+            }
+            Err(_) => {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(200));
+                kill_below(dir);
+            }
+        }
+    }
+}
+
+/// SIGKILLs every process in `dir` and below: by `cgroup.kill` where the kernel has it
+/// (v2, Linux 5.14: the whole subtree at once, forks included), else pid by pid. A
+/// process that is gone already is no failure.
+fn kill_below(dir: &Path) {
+    if std::fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+        return;
+    }
+    let mut pids = Vec::new();
+    procs_below(dir, &mut pids);
+    for pid in pids {
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+    }
+}
+
 impl Cgroup {
     /// A handle on the cgroup at `path`; nothing is created until [`Cgroup::add`] (or
     /// the runtime's own start, which uses `Cgroup::prepare`).
@@ -641,59 +688,18 @@ impl Cgroup {
         }
     }
 
-    /// Removes the cgroup, killing whatever is still inside.
+    /// Removes the cgroup, killing whatever is still inside (nested cgroups too).
+    ///
+    /// The same on v1 (each hierarchy's directory) and v2 (the one directory): libcgroups'
+    /// v2 `remove` gives killed processes ~100 ms to leave and never removes a nested
+    /// cgroup (a container may make them), so it is not used.
     pub fn remove(&self) -> Result<(), RuntimeError> {
-        let hierarchies = match &self.imp {
-            Imp::V2(m) => {
-                return m
-                    .remove()
-                    .map_err(|e| err(&self.path, format!("removing: {e}")))
-            }
-            Imp::V1(h) => h,
-        };
-        for h in hierarchies {
-            // An empty cgroup without children goes at once (the usual case, the
-            // container's processes having exited); the kernel refuses the rmdir of
-            // one that has either, which are dealt with below.
-            match std::fs::remove_dir(&h.dir) {
-                Ok(()) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(_) => {}
-            }
-            let mut pids = Vec::new();
-            procs_below(&h.dir, &mut pids);
-            for pid in pids {
-                let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::SIGKILL);
-            }
-            // Killed processes leave their cgroup as they exit, which takes a moment:
-            // a container's init takes its pid namespace down first, and on a busy host
-            // that took more than the 100 ms libcgroups allows (a `rm -f` failed with
-            // EBUSY in tests/it/faults.rs). Retried with a growing wait, for up to 5 s,
-            // killing whatever is still (or newly) there each time.
-            let deadline = std::time::Instant::now() + Duration::from_secs(5);
-            let mut delay = Duration::from_millis(10);
-            loop {
-                match rmdir_tree(&h.dir) {
-                    Ok(()) => break,
-                    Err(e) if std::time::Instant::now() >= deadline => {
-                        return Err(err(&h.dir, format!("removing: {e}")));
-                    }
-                    Err(_) => {
-                        std::thread::sleep(delay);
-                        delay = (delay * 2).min(Duration::from_millis(200));
-                        let mut pids = Vec::new();
-                        procs_below(&h.dir, &mut pids);
-                        for pid in pids {
-                            let _ = nix::sys::signal::kill(
-                                Pid::from_raw(pid),
-                                nix::sys::signal::SIGKILL,
-                            );
-                        }
-                    }
-                }
-            }
+        match &self.imp {
+            Imp::V2(_) => remove_killing(
+                &Path::new(CGROUP_ROOT).join(self.path.strip_prefix("/").unwrap_or(&self.path)),
+            ),
+            Imp::V1(hierarchies) => hierarchies.iter().try_for_each(|h| remove_killing(&h.dir)),
         }
-        Ok(())
     }
 
     /// How many times the kernel's OOM killer killed a process in this cgroup.
@@ -921,12 +927,53 @@ mod tests {
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(outer.wait().unwrap().signal(), Some(libc::SIGKILL));
         assert_eq!(inner.wait().unwrap().signal(), Some(libc::SIGKILL));
-        if let Imp::V1(h) = &cg.imp {
-            for h in h {
-                assert!(!h.dir.exists(), "{:?} left behind", h.dir);
+        match &cg.imp {
+            Imp::V1(h) => {
+                for h in h {
+                    assert!(!h.dir.exists(), "{:?} left behind", h.dir);
+                }
+            }
+            Imp::V2(_) => {
+                let dir = Path::new(CGROUP_ROOT).join(path.strip_prefix("/").unwrap());
+                assert!(!dir.exists(), "{dir:?} left behind");
             }
         }
         assert!(cg.pids().is_empty());
+        // Asked by the test below to run on v2.
+        if std::env::var_os("FRUN_UT_CGROUP_V2").is_some() {
+            assert!(matches!(cg.imp, Imp::V2(_)), "not on v2");
+        }
+    }
+
+    /// Root only, on a v1 or hybrid host: the test above again, in a mount namespace of
+    /// its own where /sys/fs/cgroup is the cgroup2 hierarchy (the one a hybrid host has
+    /// as `unified`), so that the v2 removal is proven here too (a v2 host runs the
+    /// test above on v2 already).
+    #[test]
+    fn remove_kills_what_is_inside_and_nested_cgroups_on_v2_too() {
+        if !crate::testing::root_or_skip() {
+            return;
+        }
+        if matches!(get_cgroup_setup(), Ok(CgroupSetup::Unified)) {
+            return; // the test above is the v2 one here
+        }
+        let out = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg("mount -t cgroup2 cgroup2 /sys/fs/cgroup && exec \"$@\"")
+            .arg("sh")
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "cgroup::tests::remove_kills_what_is_inside_and_nested_cgroups",
+                "--exact",
+                "--nocapture",
+            ])
+            .env("FRUN_UT_CGROUP_V2", "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "{text}");
     }
 
     /// The swap limit against fake cgroup and /proc/swaps files: written where the file

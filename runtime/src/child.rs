@@ -430,7 +430,7 @@ fn load_seccomp(seccomp: &[BpfProgram]) -> R<()> {
 /// Default dispositions and an empty mask: an ignored signal and the mask survive
 /// `execve`, and frun's are not the container's. Rust ignores SIGPIPE in every binary (so
 /// `yes | head` in a container got EPIPE instead of dying of it); glibc's posix_spawn
-/// leaves its internal signals 32 and 33 ignored in the spawned program; the shim blocks
+/// leaves its internal signals 32 and 33 ignored in the spawned program; frun's holder blocks
 /// SIGINT, SIGTERM and SIGHUP to turn them into a stop.
 fn reset_signals() -> R<()> {
     /// The kernel's `struct sigaction` (x86-64, arm64): glibc's `sigaction` refuses to

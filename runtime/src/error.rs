@@ -19,6 +19,12 @@ use std::path::PathBuf;
 
 use crate::seccomp::SeccompError;
 
+impl From<SeccompError> for RuntimeError {
+    fn from(e: SeccompError) -> RuntimeError {
+        RuntimeError::Seccomp(e)
+    }
+}
+
 /// What the calling process of [`crate::spawn`] or [`crate::exec`] reports.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -28,8 +34,10 @@ pub enum RuntimeError {
     /// The spec asks for something invalid or unsupported; `field` names it.
     #[error("invalid container config: {field}: {reason}")]
     Spec { field: String, reason: String },
+    /// The seccomp error is in the message, not a `source()` (no `#[from]`): `{err:#}`
+    /// prints it once.
     #[error("invalid container config: linux.seccomp: {0}")]
-    Seccomp(#[from] SeccompError),
+    Seccomp(SeccompError),
     #[error("cgroup {path:?}: {reason}")]
     Cgroup { path: PathBuf, reason: String },
     /// A namespace of the spec (`linux.namespaces[].path`) or of a running container.
@@ -334,6 +342,20 @@ impl SetupError {
     }
 }
 
+/// `e` and its sources joined as anyhow's `{err:#}` prints them (tests check that a
+/// cause is said once).
+#[cfg(test)]
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut all = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        all.push_str(": ");
+        all.push_str(&s.to_string());
+        next = s.source();
+    }
+    all
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,5 +403,8 @@ mod tests {
             cause: std::io::Error::from_raw_os_error(libc::ENOENT),
         };
         assert!(std::error::Error::source(&e).is_none());
+        let e: RuntimeError = SeccompError::Filter("no such syscall frob".into()).into();
+        let all = chain(&e);
+        assert_eq!(all.matches("frob").count(), 1, "{all}");
     }
 }

@@ -30,12 +30,12 @@ pub enum HookNamespaces {
 
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
-    #[error("hook {path:?}: {op}: {source}")]
+    /// The OS error is in the message, not a `source()`: `{err:#}` prints it once.
+    #[error("hook {path:?}: {op}: {cause}")]
     Io {
         path: PathBuf,
         op: &'static str,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("hook {path:?}: timed out after {secs} s (killed){output}")]
     Timeout {
@@ -58,10 +58,10 @@ pub fn run(hook: &Hook, state: &[u8], ns: HookNamespaces) -> Result<(), HookErro
     let path = hook.path().clone();
     let io = |op: &'static str| {
         let path = path.clone();
-        move |source: std::io::Error| HookError::Io {
+        move |cause: std::io::Error| HookError::Io {
             path: path.clone(),
             op,
-            source,
+            cause,
         }
     };
     if let Some(secs) = hook.timeout() {
@@ -287,10 +287,11 @@ mod tests {
             Err(HookError::BadTimeout { secs: 0, .. })
         ));
         let h = hook(serde_json::json!({"path": "/no/such/hook"}));
-        assert!(matches!(
-            run(&h, b"{}", HookNamespaces::Runtime),
-            Err(HookError::Io { op: "starting", .. })
-        ));
+        let e = run(&h, b"{}", HookNamespaces::Runtime).unwrap_err();
+        assert!(matches!(e, HookError::Io { op: "starting", .. }), "{e}");
+        // The OS error once, as `{err:#}` prints the chain.
+        let all = crate::error::chain(&e);
+        assert_eq!(all.matches("No such file or directory").count(), 1, "{all}");
     }
 
     #[test]

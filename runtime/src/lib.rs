@@ -11,6 +11,7 @@
 
 pub mod cgroup;
 mod child;
+pub mod cleanup;
 mod console;
 mod error;
 mod exec;

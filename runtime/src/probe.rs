@@ -15,11 +15,11 @@ use crate::cgroup::CGROUP_ROOT;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    #[error("reading {path:?}: {source}")]
+    /// The OS error is in the message, not a `source()`: `{err:#}` prints it once.
+    #[error("reading {path:?}: {cause}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("finding the cgroup layout under {CGROUP_ROOT}: {0}")]
     Layout(String),
@@ -60,9 +60,9 @@ pub struct Cgroups {
 }
 
 fn read(path: &Path) -> Result<String, ProbeError> {
-    std::fs::read_to_string(path).map_err(|source| ProbeError::Read {
+    std::fs::read_to_string(path).map_err(|cause| ProbeError::Read {
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }
 
@@ -209,7 +209,7 @@ pub fn idmap(dir: &Path) -> Idmap {
             overlay_over_idmapped,
         }
     })();
-    let _ = std::fs::remove_dir_all(&tmp);
+    crate::cleanup::remove_dir_all(&tmp);
     result
 }
 
@@ -296,5 +296,16 @@ impl Drop for UsernsHolder {
     fn drop(&mut self) {
         self.release.take();
         let _ = nix::sys::wait::waitpid(self.pid, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_read_error_says_the_os_error_once() {
+        let e = super::read(std::path::Path::new("/nonexistent/frun-probe")).unwrap_err();
+        let all = crate::error::chain(&e);
+        assert_eq!(all.matches("No such file or directory").count(), 1, "{all}");
+        assert!(all.contains("/nonexistent/frun-probe"), "{all}");
     }
 }

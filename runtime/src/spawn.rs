@@ -178,7 +178,7 @@ pub fn spawn_with(
     let self_join = match cgroup.prepare(linux.resources().as_ref()) {
         Ok(j) => j,
         Err(e) => {
-            let _ = cgroup.remove();
+            crate::cleanup::logged("removing the cgroup of the failed start", cgroup.remove());
             return Err(e);
         }
     };
@@ -201,7 +201,7 @@ pub fn spawn_with(
         None
     };
     // A new pid namespace comes from clone(CLONE_NEWPID): unshare(CLONE_NEWPID) would
-    // leave this process unable to start threads, which the shim needs for logs.
+    // leave this process unable to start threads, which frun's holder needs for logs.
     let mut clone_flags = CloneFlags::empty();
     if let Some(ns) = namespaces
         .iter()
@@ -359,7 +359,7 @@ pub fn spawn_with(
         if let Err(e) = made {
             let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
             let _ = waitpid(child, None);
-            let _ = cgroup.remove();
+            crate::cleanup::logged("removing the cgroup of the failed start", cgroup.remove());
             return Err(e);
         }
     }
@@ -368,7 +368,7 @@ pub fn spawn_with(
     let hooks = before_pivot.as_mut().map(|f| f as &mut dyn FnMut(i32) -> _);
     if let Err(e) = handshake_with(child, add, linux.resources().as_ref(), sync_w, err_r, hooks) {
         // The cgroup was made for this container alone.
-        let _ = cgroup.remove();
+        crate::cleanup::logged("removing the cgroup of the failed start", cgroup.remove());
         return Err(e);
     }
     Ok(Started {

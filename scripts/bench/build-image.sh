@@ -38,12 +38,8 @@ if [ -f "$CACHE/image/.complete" ]; then
     exit 0
 fi
 
-need=()
-for t in debootstrap umoci jq tar gzip; do command -v "$t" >/dev/null || need+=("$t"); done
-if [ ${#need[@]} -gt 0 ]; then
-    log "installing ${need[*]}"
-    apt-get install -y "${need[@]}" >/dev/null
-fi
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+"$top/scripts/install-packages.sh" "$top/scripts/packages/run.txt" "$top/scripts/packages/test.txt"
 
 WORK=$(mktemp -d "$CACHE/.build.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT

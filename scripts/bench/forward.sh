@@ -72,17 +72,8 @@ rm_cgroups() {
 if [ "${1:-}" != "$MARK" ]; then
     T0=$EPOCHREALTIME
     [ "$(id -u)" = 0 ] || die "must run as root"
-    declare -A pkg=([wrk]=wrk [iperf3]=iperf3 [podman]=podman [/usr/lib/podman/netavark]=netavark
-        [conmon]=conmon [runc]=runc [nft]=nftables [iptables]=iptables [umoci]=umoci [jq]=jq
-        [skopeo]=skopeo [curl]=curl [ss]=iproute2 [findmnt]=util-linux [unshare]=util-linux
-        [docker-registry]=docker-registry [busybox]=busybox-static [zstd]=zstd [file]=file)
-    missing=()
-    for t in "${!pkg[@]}"; do command -v "$t" >/dev/null || missing+=("${pkg[$t]}"); done
-    if [ ${#missing[@]} -gt 0 ]; then
-        mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-        log "installing ${missing[*]}"
-        apt-get install -y "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
-    fi
+    # its tools (wrk, iperf3, podman with netavark, runc, iptables, nft, ...) are in the lists
+    "$REPO/scripts/install-packages.sh" "$REPO/scripts/packages/run.txt" "$REPO/scripts/packages/test.txt"
 
     if [ -z "${FRUN_BIN:-}" ]; then
         log "building frun (cargo build --release --locked)"

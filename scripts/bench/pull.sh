@@ -58,18 +58,8 @@ if [ "${1:-}" != "$MARK" ]; then
     CACHE=${BENCH_CACHE:-/var/tmp/frun-bench}
     BENCH_TMP=${BENCH_TMP:-/var/tmp}
 
-    # tools: command -> Debian package
-    declare -A pkg=([debootstrap]=debootstrap [umoci]=umoci [skopeo]=skopeo
-        [docker-registry]=docker-registry [containerd]=containerd [ctr]=containerd
-        [podman]=podman [jq]=jq [curl]=curl [findmnt]=util-linux [unshare]=util-linux
-        [ip]=iproute2)
-    missing=()
-    for t in "${!pkg[@]}"; do command -v "$t" >/dev/null || missing+=("${pkg[$t]}"); done
-    if [ ${#missing[@]} -gt 0 ]; then
-        mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-        log "installing ${missing[*]}"
-        apt-get install -y "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
-    fi
+    # its tools (debootstrap, umoci, skopeo, docker-registry, containerd, podman, ...)
+    "$REPO/scripts/install-packages.sh" "$REPO/scripts/packages/run.txt" "$REPO/scripts/packages/test.txt"
 
     "$here/build-image.sh" "$CACHE"
 

@@ -35,7 +35,7 @@
 # overlay mounts are not seen, nor left, in the host's mount table): the family images (examples/family/build.sh,
 # umoci, never frun) are served by scripts/registry.sh start-hub and pulled by frun as
 # Docker Hub names through FRUN_REGISTRY_MIRROR. The load is GET /version (a static file of
-# the app, through nginx). Installs wrk if missing (benchmarks install their own tools).
+# the app, through nginx). wrk comes from scripts/packages/test.txt, installed first.
 # Cleanup, even on failure: containers removed, cgroup parent /frun-bench-swap removed, temp
 # dir removed; processes left in the namespace are killed by pid by scripts/in-netns.sh.
 set -euo pipefail
@@ -65,7 +65,6 @@ PORT=18080
 if [ "${1:-}" != "$MARK" ]; then
     [ "$(id -u)" = 0 ] || die "must run as root"
     "$REPO/scripts/install-packages.sh" "$REPO/scripts/packages/run.txt" "$REPO/scripts/packages/test.txt"
-    command -v wrk >/dev/null || { log "installing wrk"; apt-get install -y -qq wrk >/dev/null || die "apt-get install wrk failed"; }
     if [ -z "${FRUN_BIN:-}" ]; then
         log "building frun (cargo build --release --locked)"
         (cd "$REPO" && cargo build --release --locked -q) || die "cargo build --release failed"

@@ -383,6 +383,9 @@ c_boot_unit() {
     systemctl daemon-reload
     systemctl enable --now frun.service
     wait_for 30 systemctl is-active --quiet frun.service || die "frun.service is $(systemctl is-active frun.service): $(unit_journal)"
+    # `frun info` tells it: installed in /etc, enabled, and what `frun systemd-unit` prints.
+    expect "frun info's boot unit" "$(frun info --format json | jq -c '.boot_unit')" \
+        '{"path":"/etc/systemd/system/frun.service","enabled":true,"current":true}'
     # 2. The family stack, its images from the guest's registry, in a directory of the
     #    disk (the stack's record points at its file; the disk outlives the reboot).
     mkdir -p "$FAMILY"

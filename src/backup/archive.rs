@@ -251,7 +251,7 @@ pub fn write(
         Ok(w) => step.done(&format!("{} archive", super::human_size(w.size))),
         Err(_) => {
             step.abandon();
-            let _ = std::fs::remove_file(&tmp);
+            crate::cleanup::remove_file(&tmp);
         }
     }
     result

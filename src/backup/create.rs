@@ -144,7 +144,7 @@ struct Scratch(PathBuf);
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        crate::cleanup::remove_dir_all(&self.0);
     }
 }
 
@@ -267,7 +267,7 @@ pub fn create_locked(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Resul
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let name = new_name(&dir, &stack.name);
     let scratch = Scratch(dir.join(format!(".staging-{name}")));
-    let _ = std::fs::remove_dir_all(&scratch.0);
+    crate::cleanup::remove_dir_all(&scratch.0);
     std::fs::create_dir(&scratch.0).with_context(|| format!("creating {}", scratch.0.display()))?;
     let staged_path = |vol: &str, rel: &str| scratch.0.join(vol).join(rel);
 

@@ -78,7 +78,7 @@ impl Drop for Frozen {
                 tracing::warn!(error = %e, "thawing the app");
             }
         }
-        let _ = std::fs::remove_file(&self.marker);
+        crate::cleanup::remove_file(&self.marker);
         tracing::debug!(ms = self.since.elapsed().as_millis() as u64, "app thawed");
     }
 }
@@ -96,12 +96,12 @@ pub fn thaw_leftover(root: &Path, stack: &str) {
                 if cg.frozen() {
                     tracing::warn!(cgroup = %p.display(), "thawing an app a killed backup left frozen");
                 }
-                let _ = cg.thaw();
+                crate::cleanup::logged("thawing the app", cg.thaw());
             }
             Err(e) => tracing::debug!(error = %e, "opening a cgroup to thaw"),
         }
     }
-    let _ = std::fs::remove_file(&marker);
+    crate::cleanup::remove_file(&marker);
 }
 
 /// Copies the regular file `src` to the new file `dst` in chunks (`copy_file_range`,

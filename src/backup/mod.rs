@@ -322,7 +322,7 @@ pub fn apply_retention(
                     }
                 })
                 .with_context(|| format!("removing {}", archive.display()))?;
-            let _ = std::fs::remove_file(Summary::path(root, stack, &s.name));
+            crate::cleanup::remove_file(Summary::path(root, stack, &s.name));
             tracing::info!(name = %s.name, "backup removed by retention");
             removed.push(s.clone());
         }

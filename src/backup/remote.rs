@@ -194,7 +194,7 @@ impl Destination {
                     Ok(())
                 })();
                 if r.is_err() {
-                    let _ = std::fs::remove_file(&tmp);
+                    crate::cleanup::remove_file(&tmp);
                 }
                 r.with_context(|| format!("copying to {}", dir.join(file).display()))
             }
@@ -585,7 +585,10 @@ impl S3 {
                     .bucket
                     .abort_multipart_upload(Some(&self.creds), key, &id)
                     .sign(SIGNED_FOR);
-                let _ = self.send(reqwest::Method::DELETE, url, None, "abort");
+                crate::cleanup::logged(
+                    "aborting the multipart upload",
+                    self.send(reqwest::Method::DELETE, url, None, "abort"),
+                );
                 return Err(e);
             }
         };
@@ -784,7 +787,7 @@ pub fn fetch(
             return Ok(());
         }
         let tmp = dir.join(format!(".{remote}.fetch-{}", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
+        crate::cleanup::remove_file(&tmp);
         let r = d.get(stack, remote, &tmp).and_then(|()| {
             std::fs::File::open(&tmp)?.sync_all()?;
             std::fs::rename(&tmp, &local)?;
@@ -792,7 +795,7 @@ pub fn fetch(
             Ok(())
         });
         if r.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+            crate::cleanup::remove_file(&tmp);
         }
         r.with_context(|| format!("fetching {remote} from {d}"))
     };
@@ -806,7 +809,7 @@ pub fn fetch(
             .and_then(|b| serde_json::from_slice::<super::Summary>(&b).ok())
             .is_some_and(|s| s.stack == stack && s.name == *name && s.file == file.name);
         if !ok {
-            let _ = std::fs::remove_file(&p);
+            crate::cleanup::remove_file(&p);
         }
     }
     bring(&file.name)?;

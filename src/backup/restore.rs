@@ -165,7 +165,7 @@ pub fn recover_data(g: &Global, stack: &str) -> anyhow::Result<()> {
             );
         }
     }
-    let _ = std::fs::remove_file(&path);
+    crate::cleanup::remove_file(&path);
     frun_images::fsutil::sync_dir(path.parent().expect("the stack's backup dir"))?;
     Ok(())
 }
@@ -212,9 +212,9 @@ pub struct Restored {
 /// Removes the staged trees of a refused or failed restore, and its journal.
 fn abandon(g: &Global, stack: &str, volumes: &[String]) {
     for v in volumes {
-        let _ = std::fs::remove_dir_all(staging_dir(&g.root, v));
+        crate::cleanup::remove_dir_all(staging_dir(&g.root, v));
     }
-    let _ = std::fs::remove_file(journal_path(&g.root, stack));
+    crate::cleanup::remove_file(journal_path(&g.root, stack));
 }
 
 /// `frun restore`, with its event (outcome, backup, duration).
@@ -315,13 +315,13 @@ fn restore_steps(
         Err(e) => {
             abandon(g, &stack.name, &volumes);
             for v in created.borrow().iter() {
-                let _ = std::fs::remove_dir_all(crate::volumes::volumes_dir(&g.root).join(v));
+                crate::cleanup::remove_dir_all(crate::volumes::volumes_dir(&g.root).join(v));
             }
             if let Ok(mut s) = super::find(&g.root, &stack.name, &summary.name) {
                 s.verification = super::Verification::Failed;
                 s.verified_at = Some(chrono::Utc::now().to_rfc3339());
                 s.error = Some(format!("{e:#}"));
-                let _ = s.save(&g.root);
+                crate::cleanup::logged("recording the failed verification", s.save(&g.root));
             }
             return Err(e.context(format!(
                 "backup {} refused; the live data was not touched",
@@ -334,7 +334,7 @@ fn restore_steps(
     s.verification = super::Verification::Verified;
     s.verified_at = Some(chrono::Utc::now().to_rfc3339());
     s.error = None;
-    let _ = s.save(&g.root);
+    crate::cleanup::logged("recording the verification", s.save(&g.root));
 
     // 2. A safety backup of the data as it is now.
     let safety = if opts.safety_backup {
@@ -384,7 +384,7 @@ fn restore_steps(
     journal.phase = Phase::Cleaning;
     save(&g.root, &stack.name, &journal)?;
     clean(g, &stack.name, &journal)?;
-    let _ = std::fs::remove_file(journal_path(&g.root, &stack.name));
+    crate::cleanup::remove_file(journal_path(&g.root, &stack.name));
     drop(lock);
     drop(swap_lock);
     test_kill_point("cleaned");

@@ -258,7 +258,7 @@ fn out_dir(dir: OwnedFd, target: &Path) -> anyhow::Result<()> {
                 let link =
                     std::ffi::OsStr::new(std::str::from_utf8(link.as_bytes()).unwrap_or_default())
                         .to_os_string();
-                let _ = std::fs::remove_file(&to);
+                crate::cleanup::remove_file(&to);
                 std::os::unix::fs::symlink(link, &to)?;
             }
             // Devices, FIFOs and sockets are not copied out.

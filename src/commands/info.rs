@@ -30,7 +30,79 @@ struct Info {
     store_filesystem: String,
     run_root: PathBuf,
     cgroup_parent: String,
+    /// frun.service, which brings the stacks back after a boot.
+    boot_unit: BootUnit,
     features: Vec<Feature>,
+}
+
+/// Whether the unit `frun systemd-unit` prints is installed and enabled: without it, the
+/// stacks `up` started do not come back after a reboot. Read from the unit files alone
+/// (no `systemctl`), so it is told on any host, systemd running or not.
+#[derive(Serialize)]
+struct BootUnit {
+    /// The `frun.service` systemd would load (the first of /etc, /run, /usr/lib, /lib).
+    path: Option<PathBuf>,
+    /// Linked from a `.wants/` directory of /etc/systemd/system (`systemctl enable`).
+    enabled: bool,
+    /// Its text is what `frun systemd-unit` prints with this command's options (the same
+    /// binary, roots, cgroup parent, bridge and subnet): another one serves other roots.
+    current: bool,
+}
+
+const UNIT_DIRS: [&str; 4] = [
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+];
+
+fn boot_unit(g: &Global) -> BootUnit {
+    let path = UNIT_DIRS
+        .iter()
+        .map(|d| Path::new(d).join("frun.service"))
+        .find(|p| p.exists());
+    let enabled = std::fs::read_dir(UNIT_DIRS[0])
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".wants"))
+        .any(|e| e.path().join("frun.service").exists());
+    let current = path
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .is_some_and(|text| text == crate::supervise::systemd_unit(g));
+    BootUnit {
+        path,
+        enabled,
+        current,
+    }
+}
+
+impl BootUnit {
+    /// The table's line: what is there, and what to do when something is missing.
+    fn line(&self) -> String {
+        const INSTALL: &str =
+            "frun systemd-unit >/etc/systemd/system/frun.service && systemctl enable --now frun";
+        match &self.path {
+            None => format!(
+                "not installed: stacks do not come back after a reboot (to install: {INSTALL})"
+            ),
+            Some(p) => {
+                let mut line = format!("{}", p.display());
+                line.push_str(if self.enabled {
+                    ", enabled"
+                } else {
+                    ", NOT enabled: stacks do not come back after a reboot (systemctl enable --now frun)"
+                });
+                if !self.current {
+                    line.push_str(&format!(
+                        "; differs from `frun systemd-unit` with these options (another binary or roots? to replace it: {INSTALL})"
+                    ));
+                }
+                line
+            }
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -220,6 +292,7 @@ fn gather(g: &Global) -> Info {
         store_root: g.root.clone(),
         run_root: g.run_root.clone(),
         cgroup_parent: g.cgroup_parent.clone(),
+        boot_unit: boot_unit(g),
         features,
     }
 }
@@ -303,6 +376,7 @@ fn print_table(out: &mut impl Write, i: &Info) -> std::io::Result<()> {
     )?;
     writeln!(out, "Run root:        {}", i.run_root.display())?;
     writeln!(out, "Cgroup parent:   {}", i.cgroup_parent)?;
+    writeln!(out, "Boot unit:       {}", i.boot_unit.line())?;
     writeln!(out, "Features:")?;
     for f in &i.features {
         let mark = if f.ok { "ok     " } else { "MISSING" };

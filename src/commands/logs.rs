@@ -36,7 +36,7 @@ pub fn logs(g: &Global, args: LogsArgs) -> anyhow::Result<ExitCode> {
         timestamps: args.timestamps,
     };
     let containers = Containers::open(&g.root)?;
-    // Still writing: running, or exited with its supervisor still copying the last of
+    // Still writing: running, or exited with its holder still copying the last of
     // the pipes (it records the exit only after that).
     let running = |id: &str| {
         containers.find(id).and_then(|c| c.state()).is_ok_and(|s| {

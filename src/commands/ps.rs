@@ -103,34 +103,34 @@ pub fn ps(g: &Global, args: PsArgs) -> anyhow::Result<ExitCode> {
     let containers = Containers::open(&g.root)?;
     let mut rows = Vec::new();
     for c in containers.list()? {
-        let Ok(st) = c.state() else { continue };
+        // The state and the holder's liveness of one moment (see Container::observe).
+        let Ok((st, holder)) = c.observe() else {
+            continue;
+        };
         // A status filter asks for stopped ones too, as Docker's.
         let wants_stopped = filters.iter().any(|f| matches!(f, Filter::Status(_)));
         if !args.all && !wants_stopped && st.status != Status::Running {
             continue;
         }
         if filters.iter().all(|f| matches(f, &c, &st)) {
-            rows.push((c, st));
+            rows.push((c, st, holder));
         }
     }
     let mut out = std::io::stdout().lock();
     if args.quiet {
-        for (c, _) in &rows {
+        for (c, _, _) in &rows {
             writeln!(out, "{}", c.short_id())?;
         }
         return Ok(ExitCode::SUCCESS);
     }
     match args.format {
         Format::Json => {
-            let described: Vec<serde_json::Value> = rows
-                .iter()
-                .map(|(c, _)| super::stack::describe(c))
-                .collect();
             let v: Vec<serde_json::Value> = rows
                 .iter()
-                .enumerate()
-                .map(|(i, (c, st))| {
+                .map(|(c, st, holder)| {
                     let state = serde_json::to_value(st).unwrap_or_default();
+                    let described =
+                        super::stack::describe_observed(c, Some((st.clone(), *holder)));
                     serde_json::json!({
                         "id": c.record.id,
                         "name": c.record.name,
@@ -151,10 +151,10 @@ pub fn ps(g: &Global, args: PsArgs) -> anyhow::Result<ExitCode> {
                         "restarts": state.get("restart_count").cloned().unwrap_or(0.into()),
                         // What a user reads: a running container whose holder is gone
                         // (liveness checked, not assumed), one about to restart.
-                        "state": described[i]["status"],
+                        "state": described["status"],
                         // none without a health check; starting, healthy, unhealthy
-                        "health": described[i]["health"],
-                        "holder_alive": crate::containers::Container::holder_alive(st),
+                        "health": described["health"],
+                        "holder_alive": holder,
                         "role": c.record.labels.get(crate::model::LABEL_ROLE),
                         "stack": c.record.labels.get(crate::model::LABEL_STACK),
                     })
@@ -169,9 +169,9 @@ pub fn ps(g: &Global, args: PsArgs) -> anyhow::Result<ExitCode> {
                 "{:<12}  {:<30}  {:<22}  {:<20}  {:<26}  NAME",
                 "ID", "IMAGE", "COMMAND", "STATUS", "PORTS"
             )?;
-            for (c, _) in rows {
+            for (c, st, holder) in rows {
                 // Docker's "Up 2 minutes (healthy)": the health after the status.
-                let d = super::stack::describe(&c);
+                let d = super::stack::describe_observed(&c, Some((st, holder)));
                 let mut status = d["status"].as_str().unwrap_or("unknown").to_string();
                 if let Some(h) = d["health"].as_str() {
                     status = format!("{status} ({h})");

@@ -46,9 +46,20 @@ fn since(t: Option<&str>) -> Option<String> {
 
 /// One row of `status` (and `ps`): what a user asks of a container.
 pub fn describe(c: &Container) -> serde_json::Value {
-    let st = c.state().ok();
+    describe_observed(c, c.observe().ok())
+}
+
+/// [`describe`] of a state and holder liveness observed together
+/// ([`Container::observe`]).
+pub fn describe_observed(
+    c: &Container,
+    observed: Option<(crate::containers::State, bool)>,
+) -> serde_json::Value {
+    let (st, holder) = match observed {
+        Some((st, holder)) => (Some(st), holder),
+        None => (None, false),
+    };
     let running = st.as_ref().is_some_and(|s| s.status == Status::Running);
-    let holder = st.as_ref().is_some_and(Container::holder_alive);
     let status = match &st {
         Some(s) if s.status == Status::Running && !holder => "running (holder lost)".to_string(),
         Some(s) if s.status == Status::Exited && holder => "restarting".to_string(),

@@ -13,6 +13,7 @@ use super::complaints::{Complaints, Say};
 use super::counters::PortCounters;
 use super::gate::Gate;
 use super::netns::Netns;
+use super::runtime_thread::RuntimeThread;
 use super::target::Target;
 use super::tcp::{serve_tcp, TcpOptions, TcpPort};
 use super::udp::{serve_udp, UdpPort};
@@ -27,8 +28,7 @@ pub struct Forwarder {
     /// The counters of the TCP ports alone (what a drain waits for).
     tcp_counters: Vec<Arc<PortCounters>>,
     gate: Arc<Gate>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    runtime: RuntimeThread,
 }
 
 impl Forwarder {
@@ -64,12 +64,7 @@ impl Forwarder {
     }
 
     fn shut(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.runtime.stop();
         for c in &self.complaints {
             c.flush();
         }
@@ -155,28 +150,21 @@ pub fn start(
             }
         }
     }
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::Builder::new()
-        .name("frun-forward".into())
-        .spawn(move || {
-            // No wakeup preemption: see the module's docs.
-            let param = libc::sched_param { sched_priority: 0 };
-            // SAFETY: sched_setscheduler(2) of the calling thread (0), with a valid param.
-            if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
-                tracing::debug!(error = %io::Error::last_os_error(), "SCHED_BATCH for the forwarder");
-            }
-            let _ = rt.block_on(rx);
-            // Dropping the runtime drops its tasks: listeners and connections close.
-            drop(rt);
-        })?;
+    let runtime = RuntimeThread::start("frun-forward", rt, |_| {
+        // No wakeup preemption: see the module's docs.
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler(2) of the calling thread (0), with a valid param.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
+            tracing::debug!(error = %io::Error::last_os_error(), "SCHED_BATCH for the forwarder");
+        }
+    })?;
     Ok(Forwarder {
         targets,
         counters,
         complaints,
         tcp_counters,
         gate,
-        stop: Some(tx),
-        thread: Some(thread),
+        runtime,
     })
 }
 

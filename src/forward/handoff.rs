@@ -74,7 +74,7 @@ impl Server {
     }
 
     fn shut(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        crate::cleanup::remove_file(&self.path);
         // Closing the pipe's write end wakes the thread's poll.
         drop(self.stop.take());
         if let Some(t) = self.thread.take() {
@@ -104,7 +104,7 @@ pub fn serve(path: PathBuf, what: Serving) -> anyhow::Result<Server> {
     let dir = path.parent().context("a control socket in a directory")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {dir:?}"))?;
     let tmp = path.with_extension("sock.new");
-    let _ = std::fs::remove_file(&tmp);
+    crate::cleanup::remove_file(&tmp);
     let listener =
         at_short(&tmp, |p| UnixListener::bind(p)).with_context(|| format!("binding {tmp:?}"))?;
     use std::os::unix::fs::PermissionsExt;
@@ -175,7 +175,7 @@ fn answer(mut conn: UnixStream, what: &Serving) -> anyhow::Result<()> {
         }
         "pause" => {
             let r = what.gate.pause(PAUSE_TIMEOUT);
-            let _ = std::fs::remove_file(&what.resumed_marker);
+            crate::cleanup::remove_file(&what.resumed_marker);
             match r {
                 Ok(()) => conn.write_all(b"ok\n")?,
                 Err(e) => conn.write_all(format!("error: {e}\n").as_bytes())?,

@@ -49,6 +49,7 @@ mod forwarder;
 pub mod gate;
 pub mod handoff;
 mod netns;
+mod runtime_thread;
 mod target;
 mod tcp;
 #[cfg(test)]

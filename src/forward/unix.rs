@@ -20,13 +20,13 @@ use tokio::net::{TcpStream, UnixListener};
 
 use super::complaints::{connect_failure_text, Complaints, Say};
 use super::netns::Netns;
+use super::runtime_thread::RuntimeThread;
 use super::target::{Dest, Target};
 
 /// A served socket; closed (and its file removed) by [`UnixForwarder::stop`] or on drop.
 pub struct UnixForwarder {
     path: PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    runtime: RuntimeThread,
     complaints: Arc<Complaints>,
 }
 
@@ -36,12 +36,8 @@ impl UnixForwarder {
     }
 
     fn shut(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-            let _ = std::fs::remove_file(&self.path);
+        if self.runtime.stop() {
+            crate::cleanup::remove_file(&self.path);
         }
         self.complaints.flush();
     }
@@ -62,7 +58,7 @@ pub fn start_unix(
     say: Say,
 ) -> anyhow::Result<UnixForwarder> {
     use anyhow::Context;
-    let _ = std::fs::remove_file(path);
+    crate::cleanup::remove_file(path);
     let std_listener = std::os::unix::net::UnixListener::bind(path)
         .with_context(|| format!("binding the unix socket {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
@@ -82,18 +78,12 @@ pub fn start_unix(
         let _g = rt.enter();
         UnixListener::from_std(std_listener)?
     };
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::Builder::new()
-        .name("frun-upstream".into())
-        .spawn(move || {
-            rt.spawn(serve_unix(listener, target, c, what));
-            let _ = rt.block_on(rx);
-            drop(rt);
-        })?;
+    let runtime = RuntimeThread::start("frun-upstream", rt, move |rt| {
+        rt.spawn(serve_unix(listener, target, c, what));
+    })?;
     Ok(UnixForwarder {
         path: path.to_path_buf(),
-        stop: Some(tx),
-        thread: Some(thread),
+        runtime,
         complaints,
     })
 }

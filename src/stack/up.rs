@@ -90,6 +90,7 @@ pub fn wait_ready(c: &Container, port: Option<u16>) -> anyhow::Result<()> {
             timeout: Duration::from_secs(1),
             retries: 1,
             start_period: Duration::from_secs(30),
+            start_interval: None,
         },
         (None, None) => return Ok(()),
     };
@@ -125,14 +126,22 @@ pub fn wait_ready(c: &Container, port: Option<u16>) -> anyhow::Result<()> {
                 }
             }
         }
-        std::thread::sleep(check.interval.min(Duration::from_millis(500)));
+        std::thread::sleep(
+            check
+                .next_after(start.elapsed(), false)
+                .min(Duration::from_millis(500)),
+        );
     }
 }
 
 /// Stops and removes a container (its stop signal, the grace period, then SIGKILL);
 /// true when it had to be killed.
 pub fn retire(g: &Global, containers: &Containers, c: &Container) -> anyhow::Result<bool> {
-    let _ = std::fs::write(c.stop_requested_path(), b"");
+    // Without it, its holder would restart it (a restart policy) once it is stopped.
+    crate::cleanup::logged(
+        "marking the stop as asked",
+        std::fs::write(c.stop_requested_path(), b""),
+    );
     let mut killed = false;
     if let Ok(st) = c.state() {
         if let Some(pid) = st.pid.filter(|_| st.status == Status::Running) {
@@ -142,11 +151,12 @@ pub fn retire(g: &Global, containers: &Containers, c: &Container) -> anyhow::Res
     }
     // The holder records the exit, emits its `die` event and cleans up, then ends by
     // itself: given a moment for that before it is ended by force.
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    while c.state().is_ok_and(|st| Container::holder_alive(&st))
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(10));
+    if let Ok(st) = c.state() {
+        if let Some(pid) = st.holder_pid.filter(|_| Container::holder_alive(&st)) {
+            if let Some(w) = crate::pidwatch::Watched::open(pid, st.holder_start) {
+                w.wait(Duration::from_secs(2));
+            }
+        }
     }
     crate::commands::end_holder_of(c);
     crate::commands::remove_container(g, containers, c)?;
@@ -537,7 +547,10 @@ pub fn up(g: &Global, stack: &Stack, quiet: bool) -> anyhow::Result<Vec<Change>>
                     }),
                     Err(e) => {
                         if let Some(old) = previous {
-                            let _ = proxy::write_conf(&dir, &old);
+                            crate::cleanup::logged(
+                                "putting the proxy's previous configuration back",
+                                proxy::write_conf(&dir, &old),
+                            );
                         }
                         return Err(undo_app(e));
                     }

@@ -56,7 +56,7 @@ pub fn point(root: &Path, stack: &str, gen: u64) -> anyhow::Result<()> {
     let d = dir(root, stack);
     std::fs::create_dir_all(&d).with_context(|| format!("creating {d:?}"))?;
     let tmp = d.join("app.sock.tmp");
-    let _ = std::fs::remove_file(&tmp);
+    crate::cleanup::remove_file(&tmp);
     std::os::unix::fs::symlink(format!("app.{gen}.sock"), &tmp)
         .with_context(|| format!("creating {tmp:?}"))?;
     std::fs::rename(&tmp, d.join("app.sock"))

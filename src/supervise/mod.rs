@@ -171,7 +171,7 @@ pub fn run(
     }
     // 3. The socket, root-only: a stale one (a killed supervisor's) is replaced.
     let sock = socket_path(&g.run_root);
-    let _ = std::fs::remove_file(&sock);
+    crate::cleanup::remove_file(&sock);
     let listener = {
         let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
         let l = UnixListener::bind(&sock);
@@ -377,9 +377,10 @@ fn probe_due(
         if c.stop_requested_path().exists() {
             continue;
         }
-        w.next = now + check.interval;
         let result = health::probe(std::net::IpAddr::V4(net.ip), check);
         let was = w.health.record(check, result, w.since.elapsed());
+        let healthy_once = w.health.status != health::Status::Starting;
+        w.next = now + check.next_after(w.since.elapsed(), healthy_once);
         if let Some(was) = was {
             tracing::info!(container = %c.record.name, state = %w.health.status, was = %was, error = ?w.health.last_error, "health");
             let mut ev = crate::events::Event::of(crate::events::Kind::HealthStatus, &c)
@@ -391,7 +392,10 @@ fn probe_due(
             crate::events::emit(root, ev);
         }
         if let Ok(data) = serde_json::to_vec_pretty(&w.health) {
-            let _ = frun_images::fsutil::write_replace(&health_path(&c), &data);
+            crate::cleanup::logged(
+                "recording the health reading",
+                frun_images::fsutil::write_replace(&health_path(&c), &data),
+            );
         }
     }
 }
@@ -517,7 +521,10 @@ pub fn revive(g: &Global, containers: &Containers, c: &Container) -> anyhow::Res
     let c = match &c.record.network {
         Some(n) => {
             let cfg = n.config(&g.root, &g.run_root)?;
-            let _ = crate::net::detach(&cfg, &c.record.id);
+            crate::cleanup::logged(
+                "detaching what is left of the container's network",
+                crate::net::detach(&cfg, &c.record.id),
+            );
             crate::fault::reached(crate::fault::Step::SuperviseReviveDetached);
             let a = crate::net::attach(&cfg, &c.record.id, &c.record.name)?;
             crate::fault::reached(crate::fault::Step::SuperviseReviveAttached);

@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -102,18 +102,6 @@ impl Drop for Demo {
     }
 }
 
-/// Retries `f` for up to 30 s.
-fn eventually<T>(mut f: impl FnMut() -> Result<T, String>) -> T {
-    let start = Instant::now();
-    loop {
-        match f() {
-            Ok(v) => return v,
-            Err(e) if start.elapsed() > Duration::from_secs(30) => panic!("gave up: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-}
-
 fn visits(port: u16) -> u64 {
     let (code, body) = get(port, "/visit").expect("GET /visit");
     assert_eq!(code, 200, "GET /visit: {body}");
@@ -145,7 +133,9 @@ fn demo_serves_the_family_stack_and_down_removes_everything() {
 
     // 2. It keeps serving after the script returned: the app's page through nginx, and a
     //    visit counter that goes up by one per request.
-    let (code, page) = eventually(|| get(d.port, "/").map_err(|e| e.to_string()));
+    let (code, page) = eventually_for(30, "the demo's page", || {
+        get(d.port, "/").map_err(|e| e.to_string())
+    });
     assert_eq!(code, 200, "GET /: {page}");
     assert!(page.contains("family app v1"), "GET / answered {page}");
     let a = visits(d.port);

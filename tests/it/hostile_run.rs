@@ -7,10 +7,6 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 /// Name -> (kind, rdev, content) of each entry of `dir`.
 fn listing(dir: &Path) -> BTreeMap<String, (String, u64, String)> {
     std::fs::read_dir(dir)

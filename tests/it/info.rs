@@ -247,3 +247,77 @@ fn info_idmap_verdict_agrees_with_a_uidmap_run() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `frun ARGS` as `f` runs it, in a mount namespace of its own where
+/// /etc/systemd/system is an empty tmpfs that `setup` (a shell snippet, `$UNIT` the
+/// text of `frun systemd-unit` in a file) fills: the host's unit files stay untouched.
+fn with_unit_files(f: &Frun, unit: &std::path::Path, setup: &str, args: &[&str]) -> String {
+    let inner = f.command(args);
+    let script = format!(
+        "mount -t tmpfs frun-test /etc/systemd/system && cd /etc/systemd/system && {{ {setup}; }} && exec \"$@\""
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(script)
+        .arg("sh")
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .env("UNIT", unit);
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{setup}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn info_says_whether_the_boot_unit_is_installed_enabled_and_current() {
+    if !is_root() {
+        unavailable("not root: a mount namespace with its own /etc/systemd/system");
+        return;
+    }
+    let f = Frun::new();
+    let unit = f.dir.path().join("frun.service");
+    std::fs::write(&unit, f.ok(&["systemd-unit"])).unwrap();
+    let boot = |setup: &str| {
+        let text = with_unit_files(&f, &unit, setup, &["info", "--format", "json"]);
+        let i: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("info json: {e}\n{text}"));
+        i["boot_unit"].clone()
+    };
+    let want = |path: Option<&str>, enabled: bool, current: bool| serde_json::json!({"path": path, "enabled": enabled, "current": current});
+    // systemd's other unit directories hold none (the host's packages bring none).
+    let etc = "/etc/systemd/system/frun.service";
+    let enable = "mkdir multi-user.target.wants && ln -s ../frun.service multi-user.target.wants/";
+    assert_eq!(boot("true"), want(None, false, false));
+    assert_eq!(
+        boot("cp \"$UNIT\" frun.service"),
+        want(Some(etc), false, true)
+    );
+    assert_eq!(
+        boot(&format!("cp \"$UNIT\" frun.service && {enable}")),
+        want(Some(etc), true, true)
+    );
+    // A unit for other roots (or an older one) is not this command's.
+    assert_eq!(
+        boot(&format!(
+            "sed 's/--root /--root \\/elsewhere/' \"$UNIT\" >frun.service && {enable}"
+        )),
+        want(Some(etc), true, false)
+    );
+    // A link whose unit is gone enables nothing.
+    assert_eq!(boot(enable), want(None, false, false));
+
+    // The table says what to do.
+    let t = with_unit_files(&f, &unit, "true", &["info"]);
+    assert!(t.contains("Boot unit:       not installed: stacks do not come back after a reboot (to install: frun systemd-unit >/etc/systemd/system/frun.service && systemctl enable --now frun)"), "{t}");
+    let t = with_unit_files(&f, &unit, "cp \"$UNIT\" frun.service", &["info"]);
+    assert!(
+        t.contains(&format!("Boot unit:       {etc}, NOT enabled")),
+        "{t}"
+    );
+}

@@ -5,10 +5,6 @@
 use crate::common::*;
 use serde_json::Value;
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 /// Whether this host has the unified (cgroup v2 only) layout.
 fn cgroup_v2() -> bool {
     std::fs::read_to_string("/proc/self/mountinfo")

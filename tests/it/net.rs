@@ -25,6 +25,18 @@ fn www(f: &Frun, text: &str) -> PathBuf {
     dir
 }
 
+/// `frun run -d --name NAME` of busybox httpd on port 80 serving `www` (read-only at
+/// /www), with `-p PUBLISH` if given.
+fn httpd(f: &Frun, image: &str, name: &str, www: &Path, publish: Option<&str>) {
+    let volume = format!("{}:/www:ro", www.display());
+    let mut args = vec!["run", "-d", "--name", name, "-v", &volume];
+    if let Some(p) = publish {
+        args.extend(["-p", p]);
+    }
+    args.extend([image, "httpd", "-f", "-p", "80", "-h", "/www"]);
+    f.ok(&args);
+}
+
 fn stdout_of(cmd: &str, args: &[&str]) -> String {
     String::from_utf8(Command::new(cmd).args(args).output().unwrap().stdout).unwrap()
 }
@@ -45,23 +57,13 @@ fn published_port_reaches_the_container_and_everything_goes_at_rm() {
     let dir = www(&f, "hello through the forwarder\n");
     let port = free_port();
     let image = format!("{reg}/test/busybox");
-    f.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "web",
-        "-v",
-        &format!("{}:/www:ro", dir.display()),
-        "-p",
-        &format!("127.0.0.1:{port}:80"),
+    httpd(
+        &f,
         &image,
-        "httpd",
-        "-f",
-        "-p",
-        "80",
-        "-h",
-        "/www",
-    ]);
+        "web",
+        &dir,
+        Some(&format!("127.0.0.1:{port}:80")),
+    );
     let body =
         eventually(|| http_get(&format!("127.0.0.1:{port}"), "/").map_err(|e| e.to_string()));
     assert!(body.contains("hello through the forwarder"), "{body}");
@@ -101,21 +103,7 @@ fn containers_reach_each_other_by_name() {
     let f = Frun::new();
     let dir = www(&f, "from app\n");
     let image = format!("{reg}/test/busybox");
-    f.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "app",
-        "-v",
-        &format!("{}:/www:ro", dir.display()),
-        &image,
-        "httpd",
-        "-f",
-        "-p",
-        "80",
-        "-h",
-        "/www",
-    ]);
+    httpd(&f, &image, "app", &dir, None);
     // The first container learns of the second one too (its /etc/hosts is kept current).
     f.ok(&["run", "-d", "--name", "proxy", &image, "sleep", "60"]);
     let out = eventually(|| {
@@ -357,23 +345,13 @@ fn a_refusing_target_is_told_in_the_logs_without_flooding_them() {
     let port = free_port();
     let image = format!("{reg}/test/busybox");
     // The server listens on 80; the port published is 81.
-    f.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "wrongport",
-        "-v",
-        &format!("{}:/www:ro", dir.display()),
-        "-p",
-        &format!("127.0.0.1:{port}:81"),
+    httpd(
+        &f,
         &image,
-        "httpd",
-        "-f",
-        "-p",
-        "80",
-        "-h",
-        "/www",
-    ]);
+        "wrongport",
+        &dir,
+        Some(&format!("127.0.0.1:{port}:81")),
+    );
     let addr = format!("127.0.0.1:{port}");
     for _ in 0..20 {
         let e = http_get(&addr, "/").expect_err("no answer through a refusing target");
@@ -440,23 +418,13 @@ fn the_port_closes_when_the_container_exits() {
     let dir = www(&f, "still here\n");
     let port = free_port();
     let image = format!("{reg}/test/busybox");
-    f.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "short",
-        "-v",
-        &format!("{}:/www:ro", dir.display()),
-        "-p",
-        &format!("127.0.0.1:{port}:80"),
+    httpd(
+        &f,
         &image,
-        "httpd",
-        "-f",
-        "-p",
-        "80",
-        "-h",
-        "/www",
-    ]);
+        "short",
+        &dir,
+        Some(&format!("127.0.0.1:{port}:80")),
+    );
     let addr = format!("127.0.0.1:{port}");
     let body = eventually(|| http_get(&addr, "/").map_err(|e| e.to_string()));
     assert!(body.contains("still here"), "{body}");

@@ -11,16 +11,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The family stack of `examples/family` with its images from registry `reg`, a port of
-/// this test's and a quick health check.
-struct Family {
-    file: PathBuf,
+/// A stack under test, with its images from registry `reg` and a port of this test's:
+/// the family stack of `examples/family` (nginx in front of the app, [`Stack::family`])
+/// or the family app alone publishing its own port (no proxy, [`Stack::solo`], see
+/// swap_ports.rs). One type, so that the tests that both kinds share are written once.
+pub(crate) struct Stack {
+    pub(crate) file: PathBuf,
     port: u16,
     reg: String,
 }
 
-impl Family {
-    fn new(f: &Frun, reg: &str) -> Family {
+impl Stack {
+    pub(crate) fn family(f: &Frun, reg: &str) -> Stack {
         let dir = f.dir.path().join("family");
         std::fs::create_dir_all(&dir).unwrap();
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/family");
@@ -38,60 +40,95 @@ impl Family {
             .replace("start_period = \"10s\"", "start_period = \"3s\"")
             .replace("stop_grace = \"5s\"", "stop_grace = \"2s\"");
         std::fs::write(dir.join("frun.toml"), text).unwrap();
-        Family {
+        Stack {
             file: dir.join("frun.toml"),
             port,
             reg: reg.to_string(),
         }
     }
 
-    fn file(&self) -> &str {
+    /// The family app alone (no proxy), publishing its port 8080 on a port of this test's.
+    pub(crate) fn solo(f: &Frun, reg: &str) -> Stack {
+        let dir = f.dir.path().join("solo");
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let text = format!(
+            r#"name = "solo"
+
+[app]
+image = "{reg}/family/app:v1"
+port = 8080
+ports = ["127.0.0.1:{port}:8080"]
+memory = "64m"
+pids = 128
+restart = "always"
+stop_grace = "2s"
+
+[app.health]
+http = "/"
+interval = "200ms"
+timeout = "1s"
+retries = 3
+start_period = "3s"
+"#
+        );
+        std::fs::write(dir.join("frun.toml"), text).unwrap();
+        Stack {
+            file: dir.join("frun.toml"),
+            port,
+            reg: reg.to_string(),
+        }
+    }
+
+    pub(crate) fn file(&self) -> &str {
         self.file.to_str().unwrap()
     }
 
-    fn addr(&self) -> String {
+    /// The stack's name (its directory's, as the stack file says).
+    fn name(&self) -> &str {
+        self.file
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+    }
+
+    pub(crate) fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn image(&self, tag: &str) -> String {
+    pub(crate) fn image(&self, tag: &str) -> String {
         format!("{}/family/app:{tag}", self.reg)
     }
 
     /// `GET /version` on a fresh connection.
-    fn version(&self) -> Result<String, String> {
-        let mut s = TcpStream::connect(self.addr()).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(b"GET /version HTTP/1.0\r\nHost: t\r\n\r\n")
-            .map_err(|e| e.to_string())?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-        if !out.starts_with("HTTP/1.1 200") {
-            return Err(format!("not a 200: {out}"));
-        }
-        Ok(out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
+    pub(crate) fn version(&self) -> Result<String, String> {
+        http_get(&self.addr(), "/version")
     }
 
-    fn up(&self, f: &Frun) {
+    pub(crate) fn up(&self, f: &Frun) {
         f.ok(&["up", "-f", self.file()]);
         eventually(|| self.version().and_then(|v| ok_if(v == "v1\n", v)));
     }
 
     /// The running app containers of the stack.
-    fn apps(&self, f: &Frun) -> Vec<Value> {
+    pub(crate) fn apps(&self, f: &Frun) -> Vec<Value> {
         let st: Vec<Value> =
             serde_json::from_str(&f.ok(&["status", "-f", self.file(), "--format", "json"]))
                 .unwrap();
         st.into_iter().filter(|r| r["role"] == "app").collect()
     }
 
-    fn history(&self, f: &Frun) -> Vec<Value> {
+    pub(crate) fn history(&self, f: &Frun) -> Vec<Value> {
         serde_json::from_str(&f.ok(&["history", "-f", self.file(), "--format", "json"])).unwrap()
     }
 
-    fn swap(&self, f: &Frun, image: &str) -> Value {
-        let out = f.ok(&[
-            "swap",
-            image,
+    /// `frun ARGS` (`swap IMAGE`, `rollback`) of this stack, its JSON answer.
+    pub(crate) fn swap(&self, f: &Frun, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend([
             "-f",
             self.file(),
             "--drain-timeout",
@@ -99,7 +136,92 @@ impl Family {
             "--format",
             "json",
         ]);
-        serde_json::from_str(&out).unwrap()
+        serde_json::from_str(&f.ok(&all)).unwrap()
+    }
+
+    /// `kill -9` of frun at each phase of a swap, then `frun up`: the stack serves
+    /// whatever the kill left, and after the `up` the version the phase calls for
+    /// (finished from `draining` on, undone before), with exactly one app generation,
+    /// the history saying how, and no swap journal left.
+    pub(crate) fn swap_killed_at_each_phase_is_finished_or_undone(&self, f: &Frun) {
+        self.up(f);
+        f.ok(&["pull", "-q", &self.image("v2")]);
+        let mut serving = "v1";
+        for phase in [
+            "pulled",
+            "starting",
+            "ready",
+            "switching",
+            "draining",
+            "stopping",
+            "recorded",
+        ] {
+            let next = if serving == "v1" { "v2" } else { "v1" };
+            let out = f
+                .command(&["swap", &self.image(next), "-f", self.file()])
+                .env("FRUN_TEST_STOP_AT", phase)
+                .output()
+                .unwrap();
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(out.status.signal(), Some(9), "killed at {phase}: {out:?}");
+            // Whatever the kill left serves.
+            let v = self
+                .version()
+                .unwrap_or_else(|e| panic!("after a kill at {phase}: {e}"));
+            assert!(v == "v1\n" || v == "v2\n", "{v}");
+
+            let out = f.run(&["up", "-f", self.file()]);
+            assert!(out.status.success(), "{out:?}");
+            let finished = !matches!(phase, "pulled" | "starting" | "ready" | "switching");
+            if finished {
+                serving = next;
+            }
+            assert_eq!(
+                self.version().unwrap(),
+                format!("{serving}\n"),
+                "after a kill at {phase}"
+            );
+            assert_eq!(self.apps(f).len(), 1, "after a kill at {phase}");
+            let last = self.history(f).last().unwrap().clone();
+            let want = match phase {
+                "recorded" => "deployed",
+                _ if finished => "finished",
+                _ => "undone",
+            };
+            assert_eq!(last["outcome"], want, "after a kill at {phase}: {last}");
+            if want != "deployed" {
+                assert!(last["message"].as_str().unwrap().contains(phase), "{last}");
+            }
+            let journal = f.root().join(format!("stacks/{}/swap.json", self.name()));
+            assert!(!journal.exists(), "{journal:?} after a kill at {phase}");
+        }
+        f.ok(&["down", "--volumes", "-f", self.file()]);
+    }
+}
+
+/// Every answer of the load is v1 or v2, and a request sent after a swap returned (the
+/// drain is over) and before the next one began (`starts`, `ends`: when each swap
+/// began, and when it returned with the version it deployed) is answered by the new
+/// app only.
+pub(crate) fn assert_answers_follow_the_swaps(
+    samples: &[Sample],
+    starts: &[Instant],
+    ends: &[(Instant, String)],
+) {
+    for s in samples {
+        let body = s.result.as_ref().unwrap();
+        assert!(body == "v1\n" || body == "v2\n", "{body:?}");
+    }
+    for (i, (end, body)) in ends.iter().enumerate() {
+        let next = starts.get(i + 1).copied();
+        let after: Vec<&Sample> = samples
+            .iter()
+            .filter(|s| s.sent > *end && next.is_none_or(|n| s.sent < n))
+            .collect();
+        assert!(!after.is_empty(), "no request after swap {i}");
+        for s in after {
+            assert_eq!(s.result.as_ref().unwrap(), body, "after swap {i}");
+        }
     }
 }
 
@@ -238,7 +360,7 @@ fn request(
 fn ten_swaps_under_load(keep_alive: bool) {
     let Some(reg) = registry() else { return };
     let f = Frun::new();
-    let fam = Family::new(&f, &reg);
+    let fam = Stack::family(&f, &reg);
     fam.up(&f);
     // Both images in the store first: the swaps time start, health, switch, drain, stop.
     f.ok(&["pull", "-q", &fam.image("v2")]);
@@ -249,7 +371,7 @@ fn ten_swaps_under_load(keep_alive: bool) {
     for i in 0..10 {
         let tag = if i % 2 == 0 { "v2" } else { "v1" };
         starts.push(Instant::now());
-        let r = fam.swap(&f, &fam.image(tag));
+        let r = fam.swap(&f, &["swap", &fam.image(tag)]);
         assert_eq!(r["outcome"], "deployed", "{r}");
         ends.push((Instant::now(), format!("{tag}\n")));
         std::thread::sleep(Duration::from_millis(300));
@@ -297,23 +419,7 @@ fn ten_swaps_under_load(keep_alive: bool) {
         failed.iter().take(10).collect::<Vec<_>>()
     );
     assert!(samples.len() > 200, "too little load: {}", samples.len());
-    for s in &samples {
-        let body = s.result.as_ref().unwrap();
-        assert!(body == "v1\n" || body == "v2\n", "{body:?}");
-    }
-    // A request sent after a swap returned (the drain is over) and before the next one
-    // began is answered by the new app only.
-    for (i, (end, body)) in ends.iter().enumerate() {
-        let next = starts.get(i + 1).copied();
-        let after: Vec<&Sample> = samples
-            .iter()
-            .filter(|s| s.sent > *end && next.is_none_or(|n| s.sent < n))
-            .collect();
-        assert!(!after.is_empty(), "no request after swap {i}");
-        for s in after {
-            assert_eq!(s.result.as_ref().unwrap(), body, "after swap {i}");
-        }
-    }
+    assert_answers_follow_the_swaps(&samples, &starts, &ends);
 
     // One app generation, the history has all of it, and its step times.
     assert_eq!(fam.apps(&f).len(), 1);
@@ -350,7 +456,7 @@ fn ten_swaps_under_load_of_keep_alive_clients_fail_no_request() {
 
 /// What a failed swap must leave: the old app serving v1, one app container, nothing
 /// else of the new one, a failed entry in the history.
-fn assert_untouched(f: &Frun, fam: &Family, name: &str) {
+fn assert_untouched(f: &Frun, fam: &Stack, name: &str) {
     assert_eq!(fam.version().unwrap(), "v1\n");
     let apps = fam.apps(f);
     assert_eq!(apps.len(), 1, "{apps:?}");
@@ -364,7 +470,7 @@ fn assert_untouched(f: &Frun, fam: &Family, name: &str) {
 fn failed_swaps_leave_the_old_app_serving_and_nothing_new() {
     let Some(reg) = registry() else { return };
     let f = Frun::new();
-    let fam = Family::new(&f, &reg);
+    let fam = Stack::family(&f, &reg);
     fam.up(&f);
     let load = Load::start(fam.addr(), 2, true);
 
@@ -423,9 +529,9 @@ fn rollback_returns_to_the_previous_digest_without_the_registry() {
     // The registry behind a proxy of the test's: killed, the registry is gone for frun.
     let proxy = Proxy::start(&reg);
     let f = Frun::new();
-    let fam = Family::new(&f, &proxy.addr);
+    let fam = Stack::family(&f, &proxy.addr);
     fam.up(&f);
-    let r = fam.swap(&f, &fam.image("v2"));
+    let r = fam.swap(&f, &["swap", &fam.image("v2")]);
     assert_eq!(r["outcome"], "deployed");
     assert_eq!(fam.version().unwrap(), "v2\n");
     let v1 = fam.history(&f)[0]["digest"].as_str().unwrap().to_string();
@@ -483,69 +589,20 @@ fn rollback_returns_to_the_previous_digest_without_the_registry() {
 fn a_swap_killed_at_each_phase_is_finished_or_undone_by_the_next_up() {
     let Some(reg) = registry() else { return };
     let f = Frun::new();
-    let fam = Family::new(&f, &reg);
-    fam.up(&f);
-    f.ok(&["pull", "-q", &fam.image("v2")]);
-    let mut serving = "v1";
-    for phase in [
-        "pulled",
-        "starting",
-        "ready",
-        "switching",
-        "draining",
-        "stopping",
-        "recorded",
-    ] {
-        let next = if serving == "v1" { "v2" } else { "v1" };
-        let out = f
-            .command(&["swap", &fam.image(next), "-f", fam.file()])
-            .env("FRUN_TEST_STOP_AT", phase)
-            .output()
-            .unwrap();
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(out.status.signal(), Some(9), "killed at {phase}: {out:?}");
-        // The stack serves whatever the kill left.
-        let v = fam.version().unwrap();
-        assert!(v == "v1\n" || v == "v2\n", "{v}");
-
-        let out = f.run(&["up", "-f", fam.file()]);
-        assert!(out.status.success(), "{out:?}");
-        let finished = !matches!(phase, "pulled" | "starting" | "ready" | "switching");
-        if finished {
-            serving = next;
-        }
-        assert_eq!(
-            fam.version().unwrap(),
-            format!("{serving}\n"),
-            "after a kill at {phase}"
-        );
-        assert_eq!(fam.apps(&f).len(), 1, "after a kill at {phase}");
-        let last = fam.history(&f).last().unwrap().clone();
-        let want = match phase {
-            "recorded" => "deployed",
-            _ if finished => "finished",
-            _ => "undone",
-        };
-        assert_eq!(last["outcome"], want, "after a kill at {phase}: {last}");
-        if want != "deployed" {
-            assert!(last["message"].as_str().unwrap().contains(phase), "{last}");
-        }
-        assert!(!f.root().join("stacks/family/swap.json").exists());
-    }
-    f.ok(&["down", "--volumes", "-f", fam.file()]);
+    Stack::family(&f, &reg).swap_killed_at_each_phase_is_finished_or_undone(&f);
 }
 
 #[test]
 fn with_before_swap_a_swap_first_backs_up_the_data_of_the_old_app() {
     let Some(reg) = registry() else { return };
     let f = Frun::new();
-    let fam = Family::new(&f, &reg);
+    let fam = Stack::family(&f, &reg);
     let text = std::fs::read_to_string(&fam.file).unwrap();
     std::fs::write(&fam.file, text + "\n[backup]\nbefore_swap = true\n").unwrap();
     fam.up(&f);
     // One visit: the database on the data volume holds one row.
     eventually(|| http_get(&fam.addr(), "/visit"));
-    let r = fam.swap(&f, &fam.image("v2"));
+    let r = fam.swap(&f, &["swap", &fam.image("v2")]);
     assert_eq!(r["outcome"], "deployed", "{r}");
     let steps: Vec<&str> = r["steps"]
         .as_array()

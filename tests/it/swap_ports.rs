@@ -5,96 +5,9 @@
 //! any phase leaves the port serving.
 
 use crate::common::*;
-use crate::swap::{ok_if, Load, Sample};
+use crate::swap::{assert_answers_follow_the_swaps, ok_if, Load, Sample, Stack};
 use serde_json::Value;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// The family app alone (no proxy), publishing its port 8080 on a port of this test's.
-struct Solo {
-    file: PathBuf,
-    port: u16,
-    reg: String,
-}
-
-impl Solo {
-    fn new(f: &Frun, reg: &str) -> Solo {
-        let dir = f.dir.path().join("solo");
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = free_port();
-        let text = format!(
-            r#"name = "solo"
-
-[app]
-image = "{reg}/family/app:v1"
-port = 8080
-ports = ["127.0.0.1:{port}:8080"]
-memory = "64m"
-pids = 128
-restart = "always"
-stop_grace = "2s"
-
-[app.health]
-http = "/"
-interval = "200ms"
-timeout = "1s"
-retries = 3
-start_period = "3s"
-"#
-        );
-        std::fs::write(dir.join("frun.toml"), text).unwrap();
-        Solo {
-            file: dir.join("frun.toml"),
-            port,
-            reg: reg.to_string(),
-        }
-    }
-
-    fn file(&self) -> &str {
-        self.file.to_str().unwrap()
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn image(&self, tag: &str) -> String {
-        format!("{}/family/app:{tag}", self.reg)
-    }
-
-    fn version(&self) -> Result<String, String> {
-        http_get(&self.addr(), "/version")
-    }
-
-    fn up(&self, f: &Frun) {
-        f.ok(&["up", "-f", self.file()]);
-        eventually(|| self.version().and_then(|v| ok_if(v == "v1\n", v)));
-    }
-
-    fn apps(&self, f: &Frun) -> Vec<Value> {
-        let st: Vec<Value> =
-            serde_json::from_str(&f.ok(&["status", "-f", self.file(), "--format", "json"]))
-                .unwrap();
-        st.into_iter().filter(|r| r["role"] == "app").collect()
-    }
-
-    fn history(&self, f: &Frun) -> Vec<Value> {
-        serde_json::from_str(&f.ok(&["history", "-f", self.file(), "--format", "json"])).unwrap()
-    }
-
-    fn swap(&self, f: &Frun, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.extend([
-            "-f",
-            self.file(),
-            "--drain-timeout",
-            "10s",
-            "--format",
-            "json",
-        ]);
-        serde_json::from_str(&f.ok(&all)).unwrap()
-    }
-}
 
 /// Both loads at once: clients on a new connection per request, and keep-alive ones.
 struct Loads(Load, Load);
@@ -131,7 +44,7 @@ fn assert_none_failed(samples: &[Sample]) {
 fn swaps_of_a_published_port_under_load_fail_no_request() {
     let Some(reg) = registry() else { return };
     let f = Frun::new();
-    let solo = Solo::new(&f, &reg);
+    let solo = Stack::solo(&f, &reg);
     solo.up(&f);
     f.ok(&["pull", "-q", &solo.image("v2")]);
 
@@ -149,21 +62,7 @@ fn swaps_of_a_published_port_under_load_fail_no_request() {
     let samples = load.finish();
     assert_none_failed(&samples);
     assert!(samples.len() > 100, "too little load: {}", samples.len());
-    for s in &samples {
-        let body = s.result.as_ref().unwrap();
-        assert!(body == "v1\n" || body == "v2\n", "{body:?}");
-    }
-    for (i, (end, body)) in ends.iter().enumerate() {
-        let next = starts.get(i + 1).copied();
-        let after: Vec<&Sample> = samples
-            .iter()
-            .filter(|s| s.sent > *end && next.is_none_or(|n| s.sent < n))
-            .collect();
-        assert!(!after.is_empty(), "no request after swap {i}");
-        for s in after {
-            assert_eq!(s.result.as_ref().unwrap(), body, "after swap {i}");
-        }
-    }
+    assert_answers_follow_the_swaps(&samples, &starts, &ends);
     assert_eq!(solo.apps(&f).len(), 1);
     let h = solo.history(&f);
     assert_eq!(h.len(), 7, "{h:?}");
@@ -187,7 +86,7 @@ fn swaps_of_a_published_port_under_load_fail_no_request() {
 fn a_failed_swap_leaves_the_port_serving_and_rollback_and_up_hand_over_too() {
     let Some(reg) = registry() else { return };
     let f = Frun::new();
-    let solo = Solo::new(&f, &reg);
+    let solo = Stack::solo(&f, &reg);
     solo.up(&f);
     f.ok(&["pull", "-q", &solo.image("v2")]);
     let load = Loads::start(solo.addr());
@@ -245,47 +144,7 @@ fn a_failed_swap_leaves_the_port_serving_and_rollback_and_up_hand_over_too() {
 fn a_swap_of_a_published_port_killed_at_each_phase_is_finished_or_undone() {
     let Some(reg) = registry() else { return };
     let f = Frun::new();
-    let solo = Solo::new(&f, &reg);
-    solo.up(&f);
-    f.ok(&["pull", "-q", &solo.image("v2")]);
-    let mut serving = "v1";
-    for phase in [
-        "pulled",
-        "starting",
-        "ready",
-        "switching",
-        "draining",
-        "stopping",
-        "recorded",
-    ] {
-        let next = if serving == "v1" { "v2" } else { "v1" };
-        let out = f
-            .command(&["swap", &solo.image(next), "-f", solo.file()])
-            .env("FRUN_TEST_STOP_AT", phase)
-            .output()
-            .unwrap();
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(out.status.signal(), Some(9), "killed at {phase}: {out:?}");
-        // Whatever the kill left serves.
-        let v = solo
-            .version()
-            .unwrap_or_else(|e| panic!("after a kill at {phase}: {e}"));
-        assert!(v == "v1\n" || v == "v2\n", "{v}");
-
-        let out = f.run(&["up", "-f", solo.file()]);
-        assert!(out.status.success(), "{out:?}");
-        if !matches!(phase, "pulled" | "starting" | "ready" | "switching") {
-            serving = next;
-        }
-        assert_eq!(
-            solo.version().unwrap(),
-            format!("{serving}\n"),
-            "after a kill at {phase}"
-        );
-        assert_eq!(solo.apps(&f).len(), 1, "after a kill at {phase}");
-        assert!(!f.root().join("stacks/solo/swap.json").exists());
-    }
-    f.ok(&["down", "-f", solo.file()]);
+    Stack::solo(&f, &reg).swap_killed_at_each_phase_is_finished_or_undone(&f);
 }
 
 /// `kill -9` of `frun up` (to a changed image) once the new app is created, and once it
@@ -295,7 +154,7 @@ fn a_swap_of_a_published_port_killed_at_each_phase_is_finished_or_undone() {
 fn an_up_killed_while_it_hands_the_port_over_is_finished_by_the_next_up() {
     let Some(reg) = registry() else { return };
     let f = Frun::new();
-    let solo = Solo::new(&f, &reg);
+    let solo = Stack::solo(&f, &reg);
     solo.up(&f);
     let text = std::fs::read_to_string(&solo.file).unwrap();
     let mut serving = "v1";
@@ -346,7 +205,7 @@ fn container_pid(f: &Frun, name: &str) -> Option<i32> {
 fn a_new_app_restarted_after_the_switch_accepts_again() {
     let Some(reg) = registry() else { return };
     let f = Frun::new();
-    let solo = Solo::new(&f, &reg);
+    let solo = Stack::solo(&f, &reg);
     solo.up(&f);
     f.ok(&["pull", "-q", &solo.image("v2")]);
     let out = f

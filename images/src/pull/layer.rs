@@ -259,7 +259,13 @@ impl Ctx {
                         | PullError::DiffIdMismatch { .. }
                         | PullError::Unpack { .. }
                 ) {
-                    let _ = std::fs::remove_file(store.ingest_path(&layer.digest));
+                    // A bad download must not be resumed: a failure to remove it is told.
+                    let ingest = store.ingest_path(&layer.digest);
+                    if let Err(e) = std::fs::remove_file(&ingest) {
+                        if e.kind() != std::io::ErrorKind::NotFound {
+                            tracing::warn!("clean-up: removing {}: {e}", ingest.display());
+                        }
+                    }
                 }
                 Err(e)
             }

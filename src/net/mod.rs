@@ -4,7 +4,7 @@
 //! default route, and egress NAT from an nftables table that frun owns.
 //!
 //! Links, addresses and routes go through netlink (rtnetlink); the nftables table is
-//! loaded with `nft -f -` in one transaction. Leases are a JSON file rewritten
+//! loaded with `nft -f -` in one transaction, only when the kernel lacks it (see `nft`). Leases are a JSON file rewritten
 //! atomically under a lock, so they survive a frun restart; the table and the bridge go
 //! when the last lease does.
 
@@ -17,6 +17,9 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+
+mod nft;
+pub use nft::NFT_NOT_ON_PATH;
 
 /// Settings of frun's bridge network.
 #[derive(Clone, Debug)]
@@ -118,9 +121,13 @@ impl<'a> Ipam<'a> {
         let _lock = frun_images::fsutil::lock_exclusive(&lock_path)
             .with_context(|| format!("locking the leases ({lock_path:?})"))?;
         let path = self.cfg.state_dir.join("leases.json");
+        let mut on_disk = None;
         let mut leases: Leases = match std::fs::read(&path) {
             Ok(d) => match serde_json::from_slice(&d) {
-                Ok(l) => l,
+                Ok(l) => {
+                    on_disk = Some(d);
+                    l
+                }
                 Err(e) => {
                     // Kept for a look, out of the way of the rewrite below.
                     let aside = path.with_extension("json.corrupt");
@@ -153,8 +160,12 @@ impl<'a> Ipam<'a> {
             Err(e) => return Err(e).with_context(|| format!("reading {path:?}")),
         };
         let out = f(&mut leases)?;
-        write_atomic(&path, &serde_json::to_vec_pretty(&leases)?)
-            .with_context(|| format!("writing {path:?}"))?;
+        // Written back only when it changed (or was rebuilt): reading all leases, as
+        // every container's hosts file does, costs no write and no fsync.
+        let new = serde_json::to_vec_pretty(&leases)?;
+        if on_disk.as_deref() != Some(new.as_slice()) {
+            write_atomic(&path, &new).with_context(|| format!("writing {path:?}"))?;
+        }
         Ok(out)
     }
 
@@ -337,47 +348,16 @@ fn create_netns(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Unmounts and removes a container's netns file, if there (a failure to is logged).
 fn remove_netns(path: &Path) {
-    let _ = nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH);
-    let _ = std::fs::remove_file(path);
-}
-
-/// The nftables table frun owns: masquerade for the subnet leaving through any other
-/// interface, forwarding to and from the bridge.
-fn nft_script(cfg: &NetConfig) -> String {
-    format!(
-        "table ip {t}\nflush table ip {t}\ntable ip {t} {{\n\
-         chain postrouting {{ type nat hook postrouting priority srcnat; policy accept;\n\
-           ip saddr {cidr} oifname != \"{br}\" masquerade\n }}\n\
-         chain forward {{ type filter hook forward priority filter; policy accept;\n\
-           iifname \"{br}\" accept\n oifname \"{br}\" ct state established,related accept\n }}\n}}\n",
-        t = cfg.nft_table(),
-        cidr = cfg.cidr(),
-        br = cfg.bridge
-    )
-}
-
-/// What `frun info` and a refusal say when `nft` cannot be found.
-pub const NFT_NOT_ON_PATH: &str = "nft is not on PATH";
-
-fn nft(script: &str) -> anyhow::Result<()> {
-    let mut cmd = std::process::Command::new("nft");
-    let out = match crate::tool::run_with_input(cmd.args(["-f", "-"]), script.as_bytes()) {
-        Ok(out) => out,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(frun_runtime::needs::Need::Nft
-                .missing(NFT_NOT_ON_PATH)
-                .into())
+    match nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH) {
+        // Not there, or not a mount point (left by a kill between the two steps).
+        Ok(()) | Err(nix::errno::Errno::ENOENT | nix::errno::Errno::EINVAL) => {}
+        Err(e) => {
+            crate::cleanup::logged(&format!("unmounting {}", path.display()), Err::<(), _>(e))
         }
-        Err(e) => return Err(e).context("running nft"),
-    };
-    if !out.status.success() {
-        bail!(
-            "nft failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
     }
-    Ok(())
+    crate::cleanup::remove_file(path);
 }
 
 /// Serializes attach and detach on one root: the last detach removes the bridge, which
@@ -404,7 +384,7 @@ pub fn attach(cfg: &NetConfig, id: &str, name: &str) -> anyhow::Result<Attachmen
         //    with the gateway address, and the veth pair: host end on the bridge, the
         //    other end into the namespace.
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").context("enabling IPv4 forwarding")?;
-        nft(&nft_script(cfg))?;
+        nft::ensure(cfg)?;
         let (br, gw, prefix) = (cfg.bridge.clone(), cfg.gateway(), cfg.prefix);
         let (host, ns) = (host_veth(id), netns.clone());
         netlink(None, move |h| {
@@ -543,7 +523,7 @@ pub fn detach(cfg: &NetConfig, id: &str) -> anyhow::Result<()> {
 
 fn detach_locked(cfg: &NetConfig, id: &str) -> anyhow::Result<()> {
     let host = host_veth(id);
-    let _ = netlink(None, move |h| {
+    let removed = netlink(None, move |h| {
         Box::pin(async move {
             if let Some(idx) = link_index(&h, &host).await? {
                 h.link().del(idx).execute().await?;
@@ -551,10 +531,12 @@ fn detach_locked(cfg: &NetConfig, id: &str) -> anyhow::Result<()> {
             Ok(())
         })
     });
+    crate::cleanup::logged(&format!("removing the veth of {id}"), removed);
     remove_netns(&cfg.netns_path(id));
     let left = Ipam::new(cfg).release(id)?;
     if left == 0 {
-        let _ = nft(&format!("delete table ip {}\n", cfg.nft_table()));
+        let t = cfg.nft_table();
+        crate::cleanup::logged(&format!("removing the nft table {t}"), nft::delete(cfg));
         let br = cfg.bridge.clone();
         netlink(None, move |h| {
             Box::pin(async move {
@@ -605,7 +587,15 @@ mod tests {
             again.allocate("b", "proxy").unwrap(),
             Ipv4Addr::new(10, 89, 0, 2)
         );
+        // Reading them (every hosts file does) writes nothing: the same file stays.
+        use std::os::unix::fs::MetadataExt;
+        let file = cfg.state_dir.join("leases.json");
+        let ino = std::fs::metadata(&file).unwrap().ino();
         assert!(hosts_entries(&cfg).unwrap().contains("10.89.0.2\tproxy"));
+        assert_eq!(std::fs::metadata(&file).unwrap().ino(), ino);
+        // A change does (temp file + rename: a new inode).
+        assert_eq!(again.release("b").unwrap(), 0);
+        assert_ne!(std::fs::metadata(&file).unwrap().ino(), ino);
     }
 
     /// A corrupt leases.json failed every bridge run with a bare parse error, and a
@@ -784,6 +774,6 @@ mod tests {
         assert!(NetConfig::new(d, d, "a-very-long-bridge-name", "10.89.0.0/16").is_err());
         let c = NetConfig::new(d, d, "frun0", "10.89.3.7/16").unwrap();
         assert_eq!(c.cidr(), "10.89.0.0/16");
-        assert!(nft_script(&c).contains("ip saddr 10.89.0.0/16 oifname != \"frun0\" masquerade"));
+        assert!(nft::script(&c).contains("ip saddr 10.89.0.0/16 oifname != \"frun0\" masquerade"));
     }
 }
