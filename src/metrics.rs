@@ -479,14 +479,23 @@ impl Server {
             let _ = s.set_nonblocking(false);
             let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
             let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
-            let answer = match request_path(&s).as_deref() {
-                Some("/metrics") => {
+            let answer = match request(&s) {
+                Some(Request::Read { path, head }) if path == "/metrics" => {
                     let text =
                         body.get_or_insert_with(|| self.text(root, run_root, containers, health));
-                    http(200, "OK", "text/plain; version=0.0.4; charset=utf-8", text)
+                    http(200, "OK", METRICS_TYPE, text, head)
                 }
-                Some(_) => http(404, "Not Found", "text/plain", "try /metrics\n"),
-                None => http(400, "Bad Request", "text/plain", "GET /metrics\n"),
+                Some(Request::Read { head, .. }) => {
+                    http(404, "Not Found", "text/plain", "try /metrics\n", head)
+                }
+                Some(Request::Other) => http(
+                    405,
+                    "Method Not Allowed\r\nAllow: GET, HEAD",
+                    "text/plain",
+                    "GET /metrics\n",
+                    false,
+                ),
+                None => http(400, "Bad Request", "text/plain", "GET /metrics\n", false),
             };
             let _ = (&s).write_all(answer.as_bytes());
         }
@@ -547,8 +556,19 @@ impl Server {
     }
 }
 
-/// The path of a `GET` request, read within the socket's timeout.
-fn request_path(s: &std::net::TcpStream) -> Option<String> {
+const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// What a scraper asked for.
+#[derive(Debug, PartialEq)]
+enum Request {
+    /// `GET` (or `HEAD`: the same head, no body) of a path, its query left out.
+    Read { path: String, head: bool },
+    /// Any other method: answered 405 with what is allowed.
+    Other,
+}
+
+/// The request line of a request, read within the socket's timeout (`None`: not HTTP).
+fn request(s: &std::net::TcpStream) -> Option<Request> {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
@@ -560,16 +580,20 @@ fn request_path(s: &std::net::TcpStream) -> Option<String> {
     let text = String::from_utf8_lossy(&head);
     let mut first = text.lines().next()?.split_whitespace();
     let (method, target) = (first.next()?, first.next()?);
-    if method != "GET" {
-        return None;
+    let path = target.split('?').next().unwrap_or(target).to_string();
+    match method {
+        "GET" => Some(Request::Read { path, head: false }),
+        "HEAD" => Some(Request::Read { path, head: true }),
+        _ => Some(Request::Other),
     }
-    Some(target.split('?').next().unwrap_or(target).to_string())
 }
 
-fn http(code: u16, reason: &str, ctype: &str, body: &str) -> String {
+/// An HTTP/1.1 answer; for `HEAD` the head alone (its Content-Length that of the body).
+fn http(code: u16, reason: &str, ctype: &str, body: &str, head: bool) -> String {
     format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        body.len(),
+        if head { "" } else { body }
     )
 }
 
@@ -727,22 +751,35 @@ mod tests {
     }
 
     #[test]
-    fn only_a_get_is_answered() {
+    fn get_and_head_are_answered_and_other_methods_told_what_is_allowed() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
+        let read = |path: &str, head| {
+            Some(Request::Read {
+                path: path.into(),
+                head,
+            })
+        };
         for (req, want) in [
             (
                 "GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n",
-                Some("/metrics"),
+                read("/metrics", false),
             ),
-            ("POST /metrics HTTP/1.1\r\n\r\n", None),
+            ("HEAD /metrics HTTP/1.1\r\n\r\n", read("/metrics", true)),
+            ("POST /metrics HTTP/1.1\r\n\r\n", Some(Request::Other)),
+            ("\r\n\r\n", None),
         ] {
             let mut c = std::net::TcpStream::connect(addr).unwrap();
             c.write_all(req.as_bytes()).unwrap();
             let (s, _) = l.accept().unwrap();
             s.set_read_timeout(Some(Duration::from_millis(500)))
                 .unwrap();
-            assert_eq!(request_path(&s).as_deref(), want);
+            assert_eq!(request(&s), want, "{req:?}");
         }
+        // HEAD: GET's head, with the body's length, and no body.
+        let get = http(200, "OK", METRICS_TYPE, "a 1\n", false);
+        let head = http(200, "OK", METRICS_TYPE, "a 1\n", true);
+        assert_eq!(get.strip_suffix("a 1\n"), Some(head.as_str()));
+        assert!(head.contains("Content-Length: 4\r\n"), "{head}");
     }
 }

@@ -68,6 +68,15 @@ pub fn lock_file(path: &Path, op: rustix::fs::FlockOperation) -> io::Result<File
     Ok(file)
 }
 
+/// `path`, which must exist, opened read-only and `flock`ed with `op`: for a reader that
+/// takes turns with a writer but must create nothing (`NotFound` says no writer made the
+/// lock yet).
+pub fn lock_existing(path: &Path, op: rustix::fs::FlockOperation) -> io::Result<File> {
+    let file = File::open(path)?;
+    rustix::fs::flock(&file, op)?;
+    Ok(file)
+}
+
 /// [`lock_file`], exclusive and blocking.
 pub fn lock_exclusive(path: &Path) -> io::Result<File> {
     lock_file(path, rustix::fs::FlockOperation::LockExclusive)

@@ -9,7 +9,7 @@ use crate::containers::{Container, Containers, Status};
 
 /// A container as `inspect` shows it: its record (every field, whatever the version
 /// adds), its state, and what its spec says (process, mounts), its network address,
-/// published ports, uptime and log place.
+/// published ports, uptime, health and log place.
 pub fn container_json(c: &Container) -> serde_json::Value {
     let st = c.state().ok();
     let spec = c.spec().ok();
@@ -49,6 +49,8 @@ pub fn container_json(c: &Container) -> serde_json::Value {
         "state": st,
         "running": running,
         "uptime_seconds": uptime,
+        // The supervisor's last verdict (none without a health check).
+        "health": super::stack::describe(c)["health"],
         "command": process.as_ref().and_then(|p| p.args().clone()),
         "env": process.as_ref().and_then(|p| p.env().clone()),
         "cwd": process.as_ref().map(|p| p.cwd().clone()),

@@ -77,12 +77,38 @@ pub fn logs(g: &Global, args: LogsArgs) -> anyhow::Result<ExitCode> {
         bail!("no such container or log group: {}", args.container);
     }
     let dirs: Vec<_> = gens.iter().map(|(d, _)| d.clone()).collect();
-    if args.follow {
-        let (last, meta) = gens.last().expect("not empty");
-        reader::print(&dirs[..dirs.len() - 1], &opts, &mut sink)?;
-        reader::follow(last, &opts, &mut sink, || running(&meta.id))?;
-    } else {
+    if !args.follow {
         reader::print(&dirs, &opts, &mut sink)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    // 4. -f: the older generations and the newest as one history (`--tail N` is the
+    //    last N of all of it), then the newest followed. When it ends and a newer one
+    //    is there (a swap or `up` starts the new one before the old one stops), that
+    //    one from its start, and so on: one stream across swaps, until the role's
+    //    container ends with none after it (`down`).
+    let (mut dir, mut id) = gens
+        .last()
+        .map(|(d, m)| (d.clone(), m.id.clone()))
+        .expect("not empty");
+    let mut before = opts.clone();
+    if let Some(n) = opts.tail {
+        before.tail = Some(n.saturating_sub(reader::count(&dir, &opts)?));
+    }
+    reader::print(&dirs[..dirs.len() - 1], &before, &mut sink)?;
+    let mut opts = opts;
+    loop {
+        reader::follow(&dir, &opts, &mut sink, || running(&id))?;
+        opts.tail = None;
+        let gens = crate::logs::generations(&g.root, &group);
+        let Some(pos) = gens.iter().position(|(_, m)| m.id == id) else {
+            break;
+        };
+        let Some(((newest, meta), between)) = gens[pos + 1..].split_last() else {
+            break;
+        };
+        let between: Vec<_> = between.iter().map(|(d, _)| d.clone()).collect();
+        reader::print(&between, &opts, &mut sink)?;
+        (dir, id) = (newest.clone(), meta.id.clone());
     }
     Ok(ExitCode::SUCCESS)
 }

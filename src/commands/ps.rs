@@ -1,6 +1,6 @@
 //! `frun ps`: containers as Docker lists them: COMMAND as it runs (the image's when the
 //! run gave none), PORTS as `127.0.0.1:8080->80/tcp`, `-q`, `--filter name=|status=|
-//! label=`, and in JSON the address, ports and uptime.
+//! label=`, and in JSON the address, ports, uptime and health.
 //!
 //! Labels and restart counts are read from the record's and state's JSON, so that
 //! fields other parts of frun add to them (a stack's labels) are found without this
@@ -125,9 +125,16 @@ pub fn ps(g: &Global, args: PsArgs) -> anyhow::Result<ExitCode> {
     }
     match args.format {
         Format::Json => {
-            let v: Vec<serde_json::Value> = rows
+            let described: Vec<serde_json::Value> = rows
                 .iter()
                 .map(|(c, st, holder)| {
+                    super::stack::describe_observed(c, Some((st.clone(), *holder)))
+                })
+                .collect();
+            let v: Vec<serde_json::Value> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, (c, st, holder))| {
                     let state = serde_json::to_value(st).unwrap_or_default();
                     serde_json::json!({
                         "id": c.record.id,
@@ -149,7 +156,9 @@ pub fn ps(g: &Global, args: PsArgs) -> anyhow::Result<ExitCode> {
                         "restarts": state.get("restart_count").cloned().unwrap_or(0.into()),
                         // What a user reads: a running container whose holder is gone
                         // (liveness checked, not assumed), one about to restart.
-                        "state": super::stack::describe_observed(c, Some((st.clone(), *holder)))["status"],
+                        "state": described[i]["status"],
+                        // none without a health check; starting, healthy, unhealthy
+                        "health": described[i]["health"],
                         "holder_alive": holder,
                         "role": c.record.labels.get(crate::model::LABEL_ROLE),
                         "stack": c.record.labels.get(crate::model::LABEL_STACK),
@@ -166,10 +175,12 @@ pub fn ps(g: &Global, args: PsArgs) -> anyhow::Result<ExitCode> {
                 "ID", "IMAGE", "COMMAND", "STATUS", "PORTS"
             )?;
             for (c, st, holder) in rows {
-                let status = super::stack::describe_observed(&c, Some((st, holder)))["status"]
-                    .as_str()
-                    .unwrap_or("unknown")
-                    .to_string();
+                // Docker's "Up 2 minutes (healthy)": the health after the status.
+                let d = super::stack::describe_observed(&c, Some((st, holder)));
+                let mut status = d["status"].as_str().unwrap_or("unknown").to_string();
+                if let Some(h) = d["health"].as_str() {
+                    status = format!("{status} ({h})");
+                }
                 let cmd = table_command(&command(&c));
                 let ports: Vec<String> =
                     c.record.publish.iter().map(super::inspect::port).collect();

@@ -129,6 +129,8 @@ mod tests {
     use super::*;
     use crate::forward::testutil::Heard;
 
+    /// Each client is a flow with its own upstream socket; the port's counters (what
+    /// the metrics show as connections and bytes) count flows and datagram bytes.
     #[tokio::test]
     async fn udp_flows_per_client() {
         let backend = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -151,9 +153,19 @@ mod tests {
             complaints: Heard::default().complaints(),
             gate: crate::forward::gate::Gate::new(true),
         };
-        tokio::spawn(serve_udp(front, Arc::new(port)));
-        for who in [b"one", b"two"] {
-            let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = Arc::new(port);
+        tokio::spawn(serve_udp(front, port.clone()));
+        // Two clients, the first sending twice: two flows, five datagrams.
+        let mut clients = Vec::new();
+        for who in [&b"one"[..], b"two", b"one more"] {
+            if clients.len() < 2 {
+                clients.push(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+            }
+            let c = if who == b"one more" {
+                &clients[0]
+            } else {
+                clients.last().unwrap()
+            };
             c.send_to(who, faddr).await.unwrap();
             let mut buf = [0u8; 64];
             let (n, from) = tokio::time::timeout(Duration::from_secs(5), c.recv_from(&mut buf))
@@ -161,7 +173,43 @@ mod tests {
                 .unwrap()
                 .unwrap();
             assert_eq!(from, faddr);
-            assert_eq!(&buf[..n], [&b"re:"[..], &who[..]].concat().as_slice());
+            assert_eq!(&buf[..n], [&b"re:"[..], who].concat().as_slice());
         }
+        let s = port.counters.snapshot("p");
+        assert_eq!((s.accepted, s.open, s.failed), (2, 2, 0), "{s:?}");
+        assert_eq!(s.bytes_in, 3 + 3 + 8, "{s:?}");
+        assert_eq!(s.bytes_out, 6 + 6 + 11, "{s:?}");
+    }
+
+    /// A flow whose upstream cannot be made is a failed connection; nothing is relayed.
+    #[tokio::test]
+    async fn an_unreachable_upstream_is_counted_as_failed() {
+        let front = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let faddr = front.local_addr().unwrap();
+        // The broadcast address without SO_BROADCAST: connect(2) refuses it (EACCES).
+        let target = Target::new("255.255.255.255:9".parse().unwrap());
+        let heard = Heard::default();
+        let port = Arc::new(UdpPort {
+            target,
+            counters: Default::default(),
+            idle: Duration::from_secs(5),
+            complaints: heard.complaints(),
+            gate: crate::forward::gate::Gate::new(true),
+        });
+        tokio::spawn(serve_udp(front, port.clone()));
+        let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        c.send_to(b"x", faddr).await.unwrap();
+        for _ in 0..500 {
+            if port.counters.snapshot("p").failed > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let s = port.counters.snapshot("p");
+        assert_eq!(
+            (s.failed, s.accepted, s.bytes_in, s.bytes_out),
+            (1, 0, 1, 0),
+            "{s:?}"
+        );
     }
 }

@@ -9,7 +9,8 @@
 //! - The log rotates at `max-size`, keeping `max-file` files (`container.log`,
 //!   `container.log.1`, ... newest first; `.gz` when compressed), with defaults that fit a
 //!   small disk (10 MB × 3). The writer is the only one to rotate, under its lock, so
-//!   nothing is lost at the boundary.
+//!   nothing is lost at the boundary; readers see a rotation whole or not at all
+//!   ([`rotations`]).
 //! - Logs live outside the container's directory, in `ROOT/logs/<group>/<id>/`, where
 //!   `group` is the container's name, or a stack role's (`<stack>-<role>`) so that the
 //!   generations of a role sit side by side and outlive a swap (see [`retire`]).
@@ -18,7 +19,51 @@
 //! unit-tested without root.
 
 pub mod reader;
+pub(crate) mod rotations;
 pub mod writer;
+
+/// Named points in the writer's rotation and the reader's listing where a unit test acts
+/// (a rotation asked for between a reader's listing and its opens). A test registers a
+/// hook for its own log directory only, so tests running beside it are not touched;
+/// outside unit tests a point is nothing.
+#[cfg(test)]
+pub(crate) mod points {
+    use std::path::{Path, PathBuf};
+    use std::sync::{Arc, Mutex};
+
+    type Hook = Arc<dyn Fn(&str) + Send + Sync>;
+    static HOOKS: Mutex<Vec<(PathBuf, Hook)>> = Mutex::new(Vec::new());
+
+    /// Calls `hook` with the name of each point reached for `dir`, until [`clear`].
+    pub fn set(dir: &Path, hook: impl Fn(&str) + Send + Sync + 'static) {
+        HOOKS
+            .lock()
+            .unwrap()
+            .push((dir.to_path_buf(), Arc::new(hook)));
+    }
+
+    pub fn clear(dir: &Path) {
+        HOOKS.lock().unwrap().retain(|(d, _)| d != dir);
+    }
+
+    pub fn reached(dir: &Path, point: &str) {
+        let hook = HOOKS
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(d, _)| d == dir)
+            .map(|(_, h)| h.clone());
+        if let Some(h) = hook {
+            h(point);
+        }
+    }
+}
+
+#[cfg(not(test))]
+pub(crate) mod points {
+    #[inline(always)]
+    pub fn reached(_dir: &std::path::Path, _point: &str) {}
+}
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -34,6 +79,10 @@ pub const LOG_FILE: &str = "container.log";
 /// What each generation directory records about its container, for ordering and for
 /// `frun logs GROUP` after the container is gone.
 pub const META_FILE: &str = "meta.json";
+
+/// Beside the log files: the lock a rotation holds and a listing reader shares, and the
+/// count of rotations (see [`rotations`]).
+pub const ROTATIONS_FILE: &str = "rotations.lock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {

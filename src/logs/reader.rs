@@ -4,21 +4,21 @@
 //! Memory is bounded by `--tail` (a ring of N entries), never by the log's size: files
 //! are read line by line, gzipped ones through a decoder.
 //!
+//! The files are listed and opened under the rotation lock ([`super::rotations`]), all
+//! before any is read, and then read by descriptor: a rotation renames them all, and a
+//! listing it overlapped skipped the oldest file (CI: `logs -f` started 221 lines late),
+//! reading by name skipped one file and read another twice.
+//!
 //! `-f` waits on inotify on the log's directory, with a one-second timeout: a write
 //! wakes it at once and it reads only what was appended (from the offset it keeps on
 //! its open file), and the timeout lets it notice that the container ended. Polling the
 //! size instead would cost a wake-up every interval for every follower and add that
-//! interval's delay to each line. A rotation is seen as `container.log` naming another
-//! inode: the old file (still open, even if renamed or compressed away) is read to its
-//! end first, then the new one from its start, so no entry is lost or shown twice. The
-//! files there at the start are all opened before any is read, and read by descriptor:
-//! reading them by name while a fast writer rotates skipped one and read another twice.
+//! interval's delay to each line. A rotation is seen as the rotation count changing:
+//! the followed file (still open, even if renamed, compressed or removed) is read to its
+//! end first, then the files after it, which the count names, then the new current
+//! one, so no entry is lost or shown twice.
 
-use super::{io, LogError, LOG_FILE, MAX_LINE};
-
-/// The longest entry line the writer makes: 16 KiB of text, each byte escaped as
-/// `\\u0000` at worst, and the fields.
-const MAX_ENTRY: usize = MAX_LINE * 6 + 256;
+use super::{io, rotations, LogError, LOG_FILE};
 use chrono::{DateTime, Utc};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -102,8 +102,20 @@ pub fn parse_time(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, LogError
 
 /// The log files of one container directory, oldest first: `container.log.N[.gz]` down
 /// to `.1`, then `container.log`.
+/// The log files of one container directory, oldest first: `container.log.N[.gz]` down
+/// to `.1`, then `container.log` (what tests look at).
+#[cfg(test)]
 pub fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut rotated: Vec<(u32, PathBuf)> = Vec::new();
+    let (rotated, current) = listing(dir);
+    let mut out: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
+    out.extend(current);
+    out
+}
+
+/// The log files of one container directory: the rotated ones oldest first
+/// (`container.log.N[.gz]` down to `.1`) with their numbers, and `container.log`.
+fn listing(dir: &Path) -> (Vec<(u64, PathBuf)>, Option<PathBuf>) {
+    let mut rotated: Vec<(u64, PathBuf)> = Vec::new();
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -114,7 +126,7 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
                 Some(n) => (n, true),
                 None => (rest, false),
             };
-            let Ok(n) = num.parse::<u32>() else { continue };
+            let Ok(n) = num.parse::<u64>() else { continue };
             // While `.1` is being compressed both exist: the plain one is whole.
             if gz && dir.join(format!("{LOG_FILE}.{n}")).exists() {
                 continue;
@@ -123,50 +135,72 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
         }
     }
     rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
-    let mut out: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
     let current = dir.join(LOG_FILE);
-    if current.exists() {
-        out.push(current);
+    (rotated, current.exists().then_some(current))
+}
+
+/// A log's files as one rotation count saw them, opened: none of them moved between
+/// the listing and the opens.
+struct Snapshot {
+    /// The rotation count then.
+    rotations: u64,
+    /// The rotated files, oldest first, with their numbers (`.N`).
+    rotated: Vec<(u64, PathBuf, File)>,
+    current: Option<File>,
+}
+
+/// Lists and opens the files of `dir` under the shared rotation lock. Without a lock
+/// file (a log written before it existed, or no writer yet) the listing holds only if
+/// no writer made one meanwhile: a writer makes it before its log file, so then no
+/// rotation of it came between; otherwise the listing is made again, under the lock.
+fn snapshot(dir: &Path) -> Result<Snapshot, LogError> {
+    loop {
+        // 1. The lock, shared, and the count it guards.
+        let lock = rotations::shared(dir)?;
+        let count = lock.as_ref().map_or(0, rotations::count);
+        // 2. The names, then the files.
+        let (names, current) = listing(dir);
+        super::points::reached(dir, "listed");
+        let open = |p: &Path| match File::open(p) {
+            Ok(f) => Ok(Some(f)),
+            // Only a writer that does not take the lock moves files under us.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("opening", p)(e)),
+        };
+        let mut rotated = Vec::new();
+        for (n, p) in names {
+            if let Some(f) = open(&p)? {
+                rotated.push((n, p, f));
+            }
+        }
+        let current = match current {
+            Some(p) => open(&p)?,
+            None => None,
+        };
+        // 3. Unlocked: did a writer start meanwhile?
+        if lock.is_none() && rotations::exists(dir) {
+            continue;
+        }
+        return Ok(Snapshot {
+            rotations: count,
+            rotated,
+            current,
+        });
     }
-    out
 }
 
-/// [`files`], if the listing is whole: the rotated files numbered 1 to N without a gap.
-/// A rotation renames every file while a directory is being read, and a renamed file
-/// can then be missed under both its names (readdir gives no promise about entries
-/// that change meanwhile); a gap also shows a rotation half done. Either way: list
-/// again.
-fn complete_files(dir: &Path) -> Option<Vec<PathBuf>> {
-    let list = files(dir);
-    let index = |p: &PathBuf| -> Option<u32> {
-        let name = p.file_name()?.to_str()?;
-        let rest = name.strip_prefix(&format!("{LOG_FILE}."))?;
-        rest.strip_suffix(".gz").unwrap_or(rest).parse().ok()
-    };
-    let rotated: Vec<u32> = list.iter().filter_map(index).collect();
-    // Oldest first: N, N-1, ..., 1.
-    let n = rotated.len() as u32;
-    rotated
-        .iter()
-        .enumerate()
-        .all(|(i, k)| *k == n - i as u32)
-        .then_some(list)
-}
-
-/// Calls `f` for each entry of `path` (gzip read through a decoder). A line that does
-/// not parse (torn by a crash) is skipped with a warning.
-fn each_in_file(path: &Path, f: &mut dyn FnMut(Entry)) -> Result<(), LogError> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        // Rotated away between listing and opening: its entries moved on, and a reader
-        // without -f accepts that.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io("opening", path)(e)),
-    };
-    let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
-        Box::new(flate2::read::GzDecoder::new(file))
-    } else {
-        Box::new(file)
+/// Calls `f` for each entry of an open log file from its start (gzip read through a
+/// decoder). A line that does not parse (torn by a crash) is skipped with a warning.
+fn each_in_open(
+    mut file: File,
+    gz: bool,
+    path: &Path,
+    f: &mut dyn FnMut(Entry),
+) -> Result<(), LogError> {
+    file.seek(SeekFrom::Start(0)).map_err(io("reading", path))?;
+    let reader: Box<dyn Read> = match gz {
+        true => Box::new(flate2::read::GzDecoder::new(file)),
+        false => Box::new(file),
     };
     let mut r = BufReader::new(reader);
     let mut line = Vec::new();
@@ -189,17 +223,26 @@ fn each_in_file(path: &Path, f: &mut dyn FnMut(Entry)) -> Result<(), LogError> {
     }
 }
 
+/// Calls `f` for every entry of `dir`, oldest first, as one snapshot of its files.
+fn each_in_dir(dir: &Path, f: &mut dyn FnMut(Entry)) -> Result<(), LogError> {
+    let snap = snapshot(dir)?;
+    for (_, p, file) in snap.rotated {
+        each_in_open(file, is_gz(&p), &p, f)?;
+    }
+    if let Some(file) = snap.current {
+        each_in_open(file, false, &dir.join(LOG_FILE), f)?;
+    }
+    Ok(())
+}
+
 /// Every entry of one container directory, oldest first (`up` shows the last lines of
 /// an app that never became ready).
 pub fn read_entries(dir: &Path) -> Result<Vec<Entry>, LogError> {
     let mut out = Vec::new();
-    for f in files(dir) {
-        each_in_file(&f, &mut |e| out.push(e))?;
-    }
+    each_in_dir(dir, &mut |e| out.push(e))?;
     Ok(out)
 }
 
-/// Where entries go: stdout's to `out`, stderr's to `err`, as `docker logs` does.
 pub struct Sink<'a> {
     pub out: &'a mut dyn Write,
     pub err: &'a mut dyn Write,
@@ -225,34 +268,44 @@ impl Sink<'_> {
     }
 }
 
+/// How many entries of `dir` `opts` selects, `--tail` aside (a role's `logs -f --tail`
+/// takes from the older generations what the newest has not).
+pub fn count(dir: &Path, opts: &ReadOptions) -> Result<usize, LogError> {
+    let mut n = 0;
+    each_in_dir(dir, &mut |e| {
+        if opts.wants(&e) {
+            n += 1;
+        }
+    })?;
+    Ok(n)
+}
+
 /// Prints the entries of `dirs` (generations, oldest first) that `opts` selects.
 pub fn print(dirs: &[PathBuf], opts: &ReadOptions, sink: &mut Sink) -> anyhow::Result<()> {
     let mut ring = std::collections::VecDeque::new();
     let mut failed: Option<std::io::Error> = None;
     for dir in dirs {
-        for f in files(dir) {
-            each_in_file(&f, &mut |e| {
-                if !opts.wants(&e) || failed.is_some() {
-                    return;
-                }
-                match opts.tail {
-                    Some(0) => {}
-                    Some(n) => {
-                        if ring.len() == n {
-                            ring.pop_front();
-                        }
-                        ring.push_back(e);
-                    }
-                    None => {
-                        if let Err(x) = sink.put(&e) {
-                            failed = Some(x);
-                        }
-                    }
-                }
-            })?;
-            if let Some(e) = failed.take() {
-                return Err(e.into());
+        each_in_dir(dir, &mut |e| {
+            if !opts.wants(&e) || failed.is_some() {
+                return;
             }
+            match opts.tail {
+                Some(0) => {}
+                Some(n) => {
+                    if ring.len() == n {
+                        ring.pop_front();
+                    }
+                    ring.push_back(e);
+                }
+                None => {
+                    if let Err(x) = sink.put(&e) {
+                        failed = Some(x);
+                    }
+                }
+            }
+        })?;
+        if let Some(e) = failed.take() {
+            return Err(e.into());
         }
     }
     for e in &ring {
@@ -270,37 +323,17 @@ struct Followed {
     /// Bytes of a line not yet ended (the writer writes whole lines, but a read can land
     /// between two writes' pages).
     partial: Vec<u8>,
-    /// The file's first line, once read: how this file is found again after rotations.
-    first: Vec<u8>,
 }
 
 impl Followed {
-    fn from_file(file: File, path: &Path) -> Result<Followed, LogError> {
+    fn new(file: File, path: &Path) -> Result<Followed, LogError> {
         let ino = file.metadata().map_err(io("reading", path))?.ino();
         Ok(Followed {
             file,
             ino,
             offset: 0,
             partial: Vec::new(),
-            first: Vec::new(),
         })
-    }
-
-    fn open(path: &Path) -> Result<Option<Followed>, LogError> {
-        match File::open(path) {
-            Ok(file) => {
-                let ino = file.metadata().map_err(io("reading", path))?.ino();
-                Ok(Some(Followed {
-                    file,
-                    ino,
-                    offset: 0,
-                    partial: Vec::new(),
-                    first: Vec::new(),
-                }))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io("opening", path)(e)),
-        }
     }
 
     /// Whole new lines since the last read.
@@ -320,14 +353,6 @@ impl Followed {
                 Some(p) => p + 1,
                 None => continue,
             };
-            if self.first.is_empty() {
-                let p = self
-                    .partial
-                    .iter()
-                    .position(|b| *b == b'\n')
-                    .expect("a line");
-                self.first = self.partial[..=p].to_vec();
-            }
             for line in self.partial[..end].split(|b| *b == b'\n') {
                 if line.is_empty() {
                     continue;
@@ -343,186 +368,6 @@ impl Followed {
 
 fn is_gz(p: &Path) -> bool {
     p.extension().is_some_and(|e| e == "gz")
-}
-
-/// The first line of an open log file (through the decoder for `.gz`); the file is
-/// rewound for whoever reads it next.
-fn first_line(file: &mut File, gz: bool) -> Option<Vec<u8>> {
-    file.seek(SeekFrom::Start(0)).ok()?;
-    let reader: Box<dyn Read + '_> = if gz {
-        Box::new(flate2::read::GzDecoder::new(&mut *file))
-    } else {
-        Box::new(&mut *file)
-    };
-    let mut line = Vec::new();
-    BufReader::new(reader)
-        .take(MAX_ENTRY as u64)
-        .read_until(b'\n', &mut line)
-        .ok()?;
-    file.seek(SeekFrom::Start(0)).ok()?;
-    line.ends_with(b"\n").then_some(line)
-}
-
-/// Every log file of `dir`, oldest first (as [`files`]), opened: a listing that a
-/// rotation changed while it was being opened (a name that vanished, or names that now
-/// point to other files) is made again. A writer rotating faster than the files can be
-/// opened, 1000 times in a row, leaves what the last try opened.
-fn open_all(dir: &Path) -> Vec<(PathBuf, File)> {
-    let mut last = Vec::new();
-    for _ in 0..1000 {
-        let mut opened = Vec::new();
-        let Some(names) = complete_files(dir) else {
-            std::thread::sleep(Duration::from_millis(1));
-            continue;
-        };
-        let mut vanished = false;
-        for p in names {
-            match File::open(&p) {
-                Ok(f) => opened.push((p, f)),
-                Err(_) => vanished = true,
-            }
-        }
-        let same = |p: &Path, f: &File| match (std::fs::metadata(p), f.metadata()) {
-            (Ok(a), Ok(b)) => a.ino() == b.ino(),
-            _ => false,
-        };
-        if !vanished && opened.iter().all(|(p, f)| same(p, f)) {
-            return opened;
-        }
-        last = opened;
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    last
-}
-
-/// What comes after a followed file that was rotated: compressed files to read whole,
-/// then a plain file to follow, all already open.
-struct Next {
-    whole: Vec<File>,
-    follow: Option<Followed>,
-}
-
-/// After the file whose first line is `first` (read to its end), in order. Files are
-/// known by their first entry (its time has nanoseconds), not by name (a rotation
-/// renames them all) nor inode (a compression frees one, and the next file often gets
-/// the same number). Names are read and then opened: a rotation in between is seen as
-/// an opened file whose first line is not the one listed, and the listing is redone.
-fn after(dir: &Path, first: &[u8], ours: Option<&File>) -> Result<Next, LogError> {
-    let current = dir.join(LOG_FILE);
-    // A follower more than a few rotations behind a writer that rotates every few
-    // milliseconds may need many tries; each costs a few opens.
-    for _ in 0..1000 {
-        // 1. The files with their first lines, from the newest back to ours.
-        //    A name that went away meanwhile (`.1` once its `.1.gz` is whole): again.
-        //    (Opened before the names are checked again below.)
-        let mut list: Vec<(PathBuf, File, Option<Vec<u8>>)> = Vec::new();
-        let mut vanished = false;
-        let Some(names) = complete_files(dir) else {
-            std::thread::sleep(Duration::from_millis(1));
-            continue;
-        };
-        for p in names.into_iter().rev() {
-            match File::open(&p) {
-                Ok(mut f) => {
-                    let line = first_line(&mut f, is_gz(&p));
-                    let ours = line.as_deref() == Some(first);
-                    list.push((p, f, line));
-                    if ours {
-                        break;
-                    }
-                }
-                Err(_) => vanished = true,
-            }
-        }
-        list.reverse();
-        // 2. The listing holds only if no name changed file while it was made (a
-        //    rotation renames them all); the current file may be empty yet, a rotated
-        //    one never is.
-        let same = |p: &Path, f: &File| match (std::fs::metadata(p), f.metadata()) {
-            (Ok(a), Ok(b)) => a.ino() == b.ino(),
-            _ => false,
-        };
-        let stable = !vanished
-            && list
-                .iter()
-                .all(|(p, f, l)| same(p, f) && (l.is_some() || *p == current));
-        if !stable {
-            std::thread::sleep(Duration::from_millis(1));
-            continue;
-        }
-        let pos = match first.is_empty() {
-            true => None,
-            false => list
-                .iter()
-                .rposition(|(_, _, l)| l.as_deref() == Some(first)),
-        };
-        // Ours not found while it is still linked (a listing that missed it): again.
-        let linked = ours.is_some_and(|f| f.metadata().is_ok_and(|m| m.nlink() > 0));
-        if pos.is_none() && linked && !first.is_empty() {
-            std::thread::sleep(Duration::from_millis(1));
-            continue;
-        }
-        // Ours rotated out of the kept files (or never had a line): the current one.
-        let Some(pos) = pos else {
-            return Ok(Next {
-                whole: Vec::new(),
-                follow: Followed::open(&current)?,
-            });
-        };
-        let rest = list.split_off(pos + 1);
-        let mut whole = Vec::new();
-        let mut follow = None;
-        for (p, f, _) in rest {
-            if is_gz(&p) && follow.is_none() {
-                whole.push(f);
-            } else if follow.is_none() {
-                let ino = f.metadata().map_err(io("reading", &p))?.ino();
-                follow = Some(Followed {
-                    file: f,
-                    ino,
-                    offset: 0,
-                    partial: Vec::new(),
-                    first: Vec::new(),
-                });
-            }
-        }
-        if follow.is_none() {
-            follow = Followed::open(&current)?;
-        }
-        return Ok(Next { whole, follow });
-    }
-    Ok(Next {
-        whole: Vec::new(),
-        follow: Followed::open(&current)?,
-    })
-}
-
-/// [`each_in_file`] for an open file, gzipped or plain, from its start.
-fn each_in_open(
-    mut file: File,
-    gz: bool,
-    path: &Path,
-    f: &mut dyn FnMut(Entry),
-) -> Result<(), LogError> {
-    file.seek(SeekFrom::Start(0)).map_err(io("reading", path))?;
-    let reader: Box<dyn Read> = match gz {
-        true => Box::new(flate2::read::GzDecoder::new(file)),
-        false => Box::new(file),
-    };
-    let mut r = BufReader::new(reader);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        if r.read_until(b'\n', &mut line)
-            .map_err(io("reading", path))?
-            == 0
-        {
-            return Ok(());
-        }
-        if let Ok(e) = serde_json::from_slice::<Entry>(&line) {
-            f(e);
-        }
-    }
 }
 
 /// `frun logs -f`: what [`print`] would print of `dir`, then every new entry until
@@ -547,7 +392,8 @@ pub fn follow(
     )
     .map_err(|e| io("watching", dir)(e.into()))?;
 
-    // 2. The rotated files, then the current one up to now, through --tail.
+    // 2. The rotated files, then the current one up to now, through --tail: one
+    //    snapshot, so the count it was taken at says where each file is later.
     let mut ring = std::collections::VecDeque::new();
     let keep = |e: Entry, ring: &mut std::collections::VecDeque<Entry>| {
         if !opts.wants(&e) {
@@ -564,25 +410,13 @@ pub fn follow(
             None => ring.push_back(e),
         }
     };
-    //    Every file is opened first and read by descriptor: a rotation meanwhile
-    //    renames them all, and reading by name would then skip one file and read
-    //    another twice (the bug once seen as "lines 8080-8515 missing").
-    let mut all = open_all(dir);
-    let mut current = match all.last() {
-        Some((p, _)) if *p == path => {
-            let (_, file) = all.pop().expect("a last file");
-            Some(Followed::from_file(file, &path)?)
-        }
-        _ => None,
-    };
-    // The first line of the last file read to its end: where to go on from.
-    let mut last_first: Vec<u8> = Vec::new();
-    for (p, mut file) in all {
-        if let Some(l) = first_line(&mut file, is_gz(&p)) {
-            last_first = l;
-        }
+    let snap = snapshot(dir)?;
+    // The rotation count at which `current` was `container.log` (or none was).
+    let mut at = snap.rotations;
+    for (_, p, file) in snap.rotated {
         each_in_open(file, is_gz(&p), &p, &mut |e| keep(e, &mut ring))?;
     }
+    let mut current = snap.current.map(|f| Followed::new(f, &path)).transpose()?;
     if let Some(c) = current.as_mut() {
         c.read_new(&path, &mut |e| keep(e, &mut ring))?;
     }
@@ -591,10 +425,14 @@ pub fn follow(
     }
     sink.flush()?;
 
-    // 3. New entries as they come.
+    // 3. New entries as they come. Whether the container still runs is asked at the
+    //    start and then each time the log was quiet for a second (a container that
+    //    writes is alive; asking costs reading its record and state), always before a
+    //    read, so that what it wrote last is read before the end.
+    let mut counter = rotations::Counter::new(dir);
     let mut events = [0u8; 4096];
+    let mut alive = running();
     loop {
-        let alive = running();
         let mut put_err = None;
         let mut put = |e: Entry| {
             if put_err.is_none() && opts.wants(&e) {
@@ -603,39 +441,52 @@ pub fn follow(
                 }
             }
         };
-        // Read the current file to its end; if the name now points to a new file (a
-        // rotation, or the first file appearing), go on with that one from its start.
+        // Read the current file to its end; after a rotation (the count moved; or, for
+        // a writer that does not count, the name naming another file), the files after
+        // it, then the new current one from its start.
         loop {
             if let Some(c) = current.as_mut() {
                 c.read_new(&path, &mut put)?;
             }
-            let now_ino = std::fs::metadata(&path).ok().map(|m| m.ino());
-            match (&current, now_ino) {
-                (Some(c), Some(i)) if c.ino != i => {
-                    // Rotated: ours is whole now (the writer writes only to the current
-                    // file); what it got since the last read comes first.
-                    let c = current.as_mut().expect("matched Some");
-                    c.read_new(&path, &mut put)?;
-                    // Several rotations may have passed: the files after ours, in order.
-                    last_first = c.first.clone();
-                    let next = after(dir, &last_first, Some(&c.file))?;
-                    for f in next.whole {
-                        each_in_open(f, true, dir, &mut put)?;
-                    }
-                    current = next.follow;
-                }
-                // No file followed: the first one appearing, or the current one missing
-                // when we last looked (between a rotation's rename and its new file):
-                // what follows the last file read, which is not always the current one.
-                (None, Some(_)) => {
-                    let next = after(dir, &last_first, None)?;
-                    for f in next.whole {
-                        each_in_open(f, true, dir, &mut put)?;
-                    }
-                    current = next.follow;
-                }
-                _ => break,
+            let named = std::fs::metadata(&path).ok().map(|m| m.ino());
+            let moved = counter.get() != at
+                || match &current {
+                    Some(c) => named.is_some_and(|i| i != c.ino),
+                    None => named.is_some(),
+                };
+            if !moved {
+                break;
             }
+            // Ours is whole now (the writer writes only to the current file, and the
+            // count moves after it stopped); what it got since the last read comes first.
+            if let Some(c) = current.as_mut() {
+                c.read_new(&path, &mut put)?;
+            }
+            let snap = snapshot(dir)?;
+            let n = snap.rotations.saturating_sub(at);
+            let same = match (&current, &snap.current) {
+                (None, None) => true,
+                (Some(c), Some(f)) => f.metadata().is_ok_and(|m| m.ino() == c.ino),
+                _ => false,
+            };
+            if n == 0 && same {
+                // Nothing moved after all (a look at the count that overlapped the
+                // writer's): the rotation's own events wake us again.
+                break;
+            }
+            // Ours is `.n` now: the files after it are numbered below n. With no file
+            // followed, the one made after the count `at` is `.n` itself.
+            let after = match current.is_some() {
+                true => n.max(1),
+                false => n + 1,
+            };
+            for (k, p, f) in snap.rotated {
+                if k < after {
+                    each_in_open(f, is_gz(&p), &p, &mut put)?;
+                }
+            }
+            at = snap.rotations;
+            current = snap.current.map(|f| Followed::new(f, &path)).transpose()?;
         }
         if let Some(e) = put_err {
             return Err(e.into());
@@ -651,11 +502,15 @@ pub fn follow(
         )];
         let timeout = rustix::event::Timespec::try_from(Duration::from_secs(1))
             .expect("one second is a valid timespec");
-        match rustix::event::poll(&mut fds, Some(&timeout)) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+        let quiet = match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(n) => n == 0,
+            Err(rustix::io::Errno::INTR) => false,
             Err(e) => return Err(e.into()),
-        }
+        };
         while rustix::io::read(&ino, &mut events).is_ok_and(|n| n > 0) {}
+        if quiet {
+            alive = running();
+        }
     }
 }
 
@@ -795,6 +650,181 @@ mod tests {
         })
         .unwrap();
         assert_eq!(String::from_utf8(o).unwrap(), "hello\n");
+    }
+
+    /// The window CI hit once (`logs -f` started at line 221, not at "before"): the
+    /// reader has listed the files, and the writer rotates before the reader opens them.
+    /// Made deterministic with the points: at "listed" the test lets the writer rotate
+    /// and waits until that rotation either finished ("rotated") or waits for the reader
+    /// ("rotation-waits"); only then does the reader open what it listed.
+    #[test]
+    fn follow_loses_nothing_to_a_rotation_between_listing_and_opening() {
+        rotation_between_listing_and_opening(false);
+    }
+
+    #[test]
+    fn follow_loses_nothing_to_a_compressed_rotation_between_listing_and_opening() {
+        rotation_between_listing_and_opening(true);
+    }
+
+    fn rotation_between_listing_and_opening(compress: bool) {
+        use crate::logs::points;
+        use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+        use std::sync::{mpsc, Mutex};
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().to_path_buf();
+        let cfg = LogConfig {
+            max_size: 4096,
+            max_file: 20,
+            compress,
+            ..Default::default()
+        };
+        // 1. "before" in the oldest of a few rotated files; the writer dropped so that
+        //    no compression still runs (it would wait for the reader's listing too).
+        let w = LogWriter::open(&dir, &cfg, &meta()).unwrap();
+        w.line(Stream::Stdout, "before\n");
+        for i in 0..150 {
+            w.line(Stream::Stdout, &format!("{i}\n"));
+        }
+        drop(w);
+        assert!(files(&dir).len() >= 3, "{:?}", files(&dir));
+        // 2. At the reader's first listing: the writer goes on, and the reader waits
+        //    until its first rotation is done or waiting.
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let (seen_tx, seen_rx) = mpsc::channel::<String>();
+        let seen_rx = Mutex::new(seen_rx);
+        let fired = AtomicBool::new(false);
+        points::set(&dir, move |point| match point {
+            "listed" if !fired.swap(true, SeqCst) => {
+                go_tx.send(()).unwrap();
+                let got = seen_rx.lock().unwrap().recv().unwrap();
+                assert!(got == "rotated" || got == "rotation-waits", "{got}");
+            }
+            "rotated" | "rotation-waits" => {
+                let _ = seen_tx.send(point.to_string());
+            }
+            _ => {}
+        });
+        let w = LogWriter::open(&dir, &cfg, &meta()).unwrap();
+        let writer = std::thread::spawn(move || {
+            go_rx.recv().unwrap();
+            for i in 150..300 {
+                w.line(Stream::Stdout, &format!("{i}\n"));
+            }
+        });
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        let mut sink = Sink {
+            out: &mut o,
+            err: &mut e,
+            timestamps: false,
+        };
+        let r = follow(&dir, &ReadOptions::default(), &mut sink, || {
+            !writer.is_finished()
+        });
+        points::clear(&dir);
+        r.unwrap();
+        let o = String::from_utf8(o).unwrap();
+        let want: String = std::iter::once("before\n".to_string())
+            .chain((0..300).map(|i| format!("{i}\n")))
+            .collect();
+        assert_eq!(o, want);
+    }
+
+    /// A follower that has read a file of `max-file=1` past where its replacement's
+    /// content ends goes on with the replacement (a file truncated in place under it
+    /// left it waiting at its old offset).
+    #[test]
+    fn follow_goes_on_after_max_file_one_replaces_the_file() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().to_path_buf();
+        let cfg = LogConfig {
+            max_size: 4096,
+            max_file: 1,
+            ..Default::default()
+        };
+        let w = LogWriter::open(&dir, &cfg, &meta()).unwrap();
+        for i in 0..40 {
+            w.line(Stream::Stdout, &format!("{i}\n"));
+        }
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        let mut sink = Sink {
+            out: &mut o,
+            err: &mut e,
+            timestamps: false,
+        };
+        // The follower has read 0..40; then, between two of its looks, the file is
+        // replaced and the new one holds less than it had read.
+        let mut calls = 0;
+        follow(&dir, &ReadOptions::default(), &mut sink, || {
+            calls += 1;
+            if calls == 1 {
+                for i in 40..60 {
+                    w.line(Stream::Stdout, &format!("{i}\n"));
+                }
+                w.line(Stream::Stdout, "last\n");
+            }
+            calls < 2
+        })
+        .unwrap();
+        assert_eq!(files(&dir).len(), 1);
+        let want: String = (0..60)
+            .map(|i| format!("{i}\n"))
+            .chain(["last\n".to_string()])
+            .collect();
+        assert_eq!(String::from_utf8(o).unwrap(), want);
+    }
+
+    /// Files are followed by the rotation count, not recognised by their first line: a
+    /// fast writer of one line over and over (one read of 16 KiB becomes thousands of
+    /// entries with one time) makes many files whose first lines are the same.
+    #[test]
+    fn follow_catches_up_over_files_with_the_same_first_line() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().to_path_buf();
+        let cfg = LogConfig {
+            max_size: 16 * 1024,
+            max_file: 100,
+            ..Default::default()
+        };
+        let w = LogWriter::open(&dir, &cfg, &meta()).unwrap();
+        w.line(Stream::Stdout, "before\n");
+        let same = "x\n".repeat(8 * 1024);
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        let mut sink = Sink {
+            out: &mut o,
+            err: &mut e,
+            timestamps: false,
+        };
+        // Between two looks of the follower: some thirty rotations.
+        let mut calls = 0;
+        follow(&dir, &ReadOptions::default(), &mut sink, || {
+            calls += 1;
+            if calls == 1 {
+                w.copy(same.as_bytes(), Stream::Stdout);
+                w.line(Stream::Stdout, "last\n");
+            }
+            calls < 2
+        })
+        .unwrap();
+        let firsts: Vec<Entry> = files(&dir)
+            .iter()
+            .filter_map(|f| read_first(f))
+            .filter(|e| e.log == "x\n")
+            .collect();
+        assert!(firsts.len() > 10, "{} files begin with x", firsts.len());
+        assert!(firsts.windows(2).any(|w| w[0].time == w[1].time));
+        let o = String::from_utf8(o).unwrap();
+        assert_eq!(o, format!("before\n{same}last\n"));
+    }
+
+    fn read_first(path: &Path) -> Option<Entry> {
+        let mut first = None;
+        let f = File::open(path).unwrap();
+        each_in_open(f, is_gz(path), path, &mut |e| {
+            first.get_or_insert(e);
+        })
+        .unwrap();
+        first
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! a fast writer cheap; the rotation check is per entry, under the lock, so an entry is
 //! never split across files and none is lost at the boundary.
 
-use super::{io, LogConfig, LogError, Meta, LOG_FILE, MAX_LINE, META_FILE};
+use super::{io, rotations, LogConfig, LogError, Meta, LOG_FILE, MAX_LINE, META_FILE};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -51,6 +51,8 @@ struct Inner {
     config: LogConfig,
     file: File,
     size: u64,
+    /// Rotations so far (also in the rotation lock file, for followers).
+    rotations: u64,
     /// The gzip of the last rotated file, running beside the writer; joined before the
     /// next rotation renames that file.
     compressing: Option<std::thread::JoinHandle<()>>,
@@ -73,16 +75,30 @@ impl LogWriter {
             frun_images::fsutil::write_atomic(&meta_path, &data)
                 .map_err(|e| io("writing", &meta_path)(std::io::Error::other(e)))?;
         }
+        let rotations = rotations::create(dir)?;
         let path = dir.join(LOG_FILE);
         let file = open_append(&path)?;
         let size = file.metadata().map_err(io("reading", &path))?.len();
+        // Compressions a crash interrupted are done now, beside the writer as usual.
+        let plain = unfinished_compressions(dir);
+        let compressing = (config.compress && !plain.is_empty()).then(|| {
+            let dir = dir.to_path_buf();
+            std::thread::spawn(move || {
+                for p in plain {
+                    if let Err(e) = gzip(&dir, &p) {
+                        tracing::warn!(error = %e, "compressing a rotated log");
+                    }
+                }
+            })
+        });
         Ok(LogWriter {
             inner: Arc::new(Mutex::new(Inner {
                 dir: dir.to_path_buf(),
                 config: config.clone(),
                 file,
                 size,
-                compressing: None,
+                rotations,
+                compressing,
             })),
         })
     }
@@ -167,50 +183,59 @@ impl Inner {
 
     /// `container.log` becomes `.1` (gzipped beside the writer if asked), `.1` becomes
     /// `.2`, ..., the oldest beyond `max-file` goes. With `max-file` 1 the file is
-    /// truncated instead.
+    /// replaced by an empty one (not truncated: a follower still holding it reads it to
+    /// its end). Readers see all of it or none of it ([`rotations`]).
     fn rotate(&mut self) -> Result<(), LogError> {
         let path = self.dir.join(LOG_FILE);
-        if self.config.max_file <= 1 {
-            self.file.set_len(0).map_err(io("truncating", &path))?;
-            self.size = 0;
-            return Ok(());
-        }
+        // 1. The last compression ends first: its own last step takes the lock.
         if let Some(t) = self.compressing.take() {
             let _ = t.join();
         }
+        // 2. No reader is listing the files, and none starts until the lock is dropped.
+        let lock = rotations::exclusive(&self.dir)?;
         let rotated = |i: u32| -> [PathBuf; 2] {
             let p = self.dir.join(format!("{LOG_FILE}.{i}"));
             [p.with_extension(format!("{i}.gz")), p]
         };
-        // 1. The oldest goes.
-        for p in rotated(self.config.max_file - 1) {
-            match std::fs::remove_file(&p) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(io("removing", &p)(e))
-                }
-                _ => {}
-            }
-        }
-        // 2. The others move up one.
-        for i in (1..self.config.max_file - 1).rev() {
-            for (from, to) in rotated(i).into_iter().zip(rotated(i + 1)) {
-                match std::fs::rename(&from, &to) {
+        let first = self.dir.join(format!("{LOG_FILE}.1"));
+        if self.config.max_file <= 1 {
+            std::fs::remove_file(&path).map_err(io("removing", &path))?;
+        } else {
+            // 3. The oldest goes.
+            for p in rotated(self.config.max_file - 1) {
+                match std::fs::remove_file(&p) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(io("renaming", &from)(e))
+                        return Err(io("removing", &p)(e))
                     }
                     _ => {}
                 }
             }
+            // 4. The others move up one.
+            for i in (1..self.config.max_file - 1).rev() {
+                for (from, to) in rotated(i).into_iter().zip(rotated(i + 1)) {
+                    match std::fs::rename(&from, &to) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(io("renaming", &from)(e))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            // 5. The current file becomes `.1`.
+            std::fs::rename(&path, &first).map_err(io("renaming", &path))?;
         }
-        // 3. The current file becomes `.1`, a new one takes its place.
-        let first = self.dir.join(format!("{LOG_FILE}.1"));
-        std::fs::rename(&path, &first).map_err(io("renaming", &path))?;
+        // 6. Counted (a follower finds its file by the count), and a new current file.
+        self.rotations += 1;
+        rotations::set_count(&lock, &self.dir, self.rotations)?;
         self.file = open_append(&path)?;
         self.size = 0;
-        // 4. Compression beside the writer: a reader sees `.1` until `.1.gz` is whole.
-        if self.config.compress {
+        drop(lock);
+        super::points::reached(&self.dir, "rotated");
+        // 7. Compression beside the writer: a reader sees `.1` until `.1.gz` is whole.
+        if self.config.compress && self.config.max_file > 1 {
+            let dir = self.dir.clone();
             self.compressing = Some(std::thread::spawn(move || {
-                if let Err(e) = gzip(&first) {
+                if let Err(e) = gzip(&dir, &first) {
                     tracing::warn!(error = %e, "compressing a rotated log");
                 }
             }));
@@ -235,8 +260,27 @@ fn open_append(path: &Path) -> Result<File, LogError> {
         .map_err(io("opening", path))
 }
 
-/// `F` → `F.gz` (temp + rename), then `F` goes.
-fn gzip(path: &Path) -> Result<(), LogError> {
+/// What a crash (of the writer, or of the host) left of compressions: their temp files,
+/// removed here, and the rotated files still plain, returned.
+fn unfinished_compressions(dir: &Path) -> Vec<PathBuf> {
+    let mut plain = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(&format!("{LOG_FILE}.")) else {
+            continue;
+        };
+        if rest.ends_with(".gz.tmp") {
+            let _ = std::fs::remove_file(e.path());
+        } else if rest.parse::<u64>().is_ok() {
+            plain.push(e.path());
+        }
+    }
+    plain
+}
+
+/// `F` → `F.gz` (temp + rename), then `F` goes; those two steps under the rotation lock,
+/// so that a reader lists and opens either `F` or `F.gz`.
+fn gzip(dir: &Path, path: &Path) -> Result<(), LogError> {
     let gz = path.with_extension(format!(
         "{}.gz",
         path.extension().and_then(|e| e.to_str()).unwrap_or("")
@@ -249,6 +293,7 @@ fn gzip(path: &Path) -> Result<(), LogError> {
     enc.finish()
         .and_then(|f| f.sync_all())
         .map_err(io("writing", &tmp))?;
+    let _lock = rotations::exclusive(dir)?;
     std::fs::rename(&tmp, &gz).map_err(io("renaming", &tmp))?;
     std::fs::remove_file(path).map_err(io("removing", path))
 }
@@ -384,7 +429,8 @@ mod tests {
                 "container.log",
                 "container.log.1.gz",
                 "container.log.2.gz",
-                "meta.json"
+                "meta.json",
+                "rotations.lock"
             ]
         );
         let e = all(t.path());
@@ -396,8 +442,75 @@ mod tests {
         assert_eq!(first + e.len(), 2000);
     }
 
+    /// A crash in the middle of a compression left `.2` plain and a temp file: the next
+    /// writer (the container restarted) finishes the job.
     #[test]
-    fn max_file_one_truncates_in_place() {
+    fn compressions_a_crash_interrupted_are_finished_at_open() {
+        let t = tempfile::tempdir().unwrap();
+        let cfg = LogConfig {
+            max_size: 4096,
+            max_file: 5,
+            compress: true,
+            ..Default::default()
+        };
+        let w = LogWriter::open(t.path(), &cfg, &meta()).unwrap();
+        let text: String = (0..300).map(|i| format!("line {i}\n")).collect();
+        w.copy(text.as_bytes(), Stream::Stdout);
+        drop(w);
+        // As a crash would leave it: .2 not compressed yet, half a temp file of it.
+        let gz = t.path().join("container.log.2.gz");
+        let plain = t.path().join("container.log.2");
+        let mut d = flate2::read::GzDecoder::new(File::open(&gz).unwrap());
+        std::io::copy(&mut d, &mut File::create(&plain).unwrap()).unwrap();
+        std::fs::remove_file(&gz).unwrap();
+        std::fs::write(t.path().join("container.log.2.gz.tmp"), b"\x1f\x8b").unwrap();
+        drop(LogWriter::open(t.path(), &cfg, &meta()).unwrap());
+        let mut names: Vec<String> = std::fs::read_dir(t.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("container.log."))
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "container.log.1.gz",
+                "container.log.2.gz",
+                "container.log.3.gz",
+                "container.log.4.gz"
+            ]
+        );
+        let e = all(t.path());
+        let first: usize = e[0].log.trim_start_matches("line ").trim().parse().unwrap();
+        for (i, e) in e.iter().enumerate() {
+            assert_eq!(e.log, format!("line {}\n", first + i));
+        }
+        assert_eq!(first + e.len(), 300);
+    }
+
+    /// A reader stopped while it holds the rotation lock (SIGSTOP in its listing) does
+    /// not stop the writer: after a bounded wait it rotates without the lock.
+    #[test]
+    fn a_reader_stuck_in_its_listing_does_not_stop_the_writer() {
+        let t = tempfile::tempdir().unwrap();
+        let cfg = LogConfig {
+            max_size: 4096,
+            max_file: 3,
+            ..Default::default()
+        };
+        let w = LogWriter::open(t.path(), &cfg, &meta()).unwrap();
+        let stuck = rotations::shared(t.path()).unwrap().expect("the lock file");
+        let text: String = (0..200).map(|i| format!("line {i}\n")).collect();
+        w.copy(text.as_bytes(), Stream::Stdout);
+        drop(stuck);
+        drop(w);
+        assert!(t.path().join("container.log.2").exists());
+        assert_eq!(all(t.path()).last().unwrap().log, "line 199\n");
+    }
+
+    #[test]
+    fn max_file_one_keeps_one_file() {
         let t = tempfile::tempdir().unwrap();
         let cfg = LogConfig {
             max_size: 4096,

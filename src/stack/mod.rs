@@ -92,7 +92,12 @@ struct RawProxy {
     memory: Option<Spanned<String>>,
     restart: Option<Spanned<String>>,
     registry_auth: Option<Spanned<String>>,
+    log: Option<RawLog>,
 }
+
+/// `[ROLE.log]`: the keys of `frun run --log-opt` (Docker's json-file keys, `max-size`,
+/// `max-file`, `compress`; `max_size` too, as the file's other keys are written).
+type RawLog = BTreeMap<String, Spanned<toml::Value>>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -118,6 +123,7 @@ struct RawApp {
     #[serde(default)]
     proxy_protocol: bool,
     registry_auth: Option<Spanned<String>>,
+    log: Option<RawLog>,
 }
 
 #[derive(Deserialize)]
@@ -309,6 +315,41 @@ impl Ctx<'_> {
             auth::RegistryAuth::parse(v.get_ref(), base, at),
         )
         .map(Some)
+    }
+
+    /// A role's log: its group (every generation in one), the generations kept, and
+    /// the rotation keys of `[ROLE.log]` over the defaults.
+    fn log(
+        &self,
+        v: &Option<RawLog>,
+        stack: &str,
+        role: &str,
+    ) -> Result<crate::logs::LogConfig, StackError> {
+        let mut c = log_group(stack, role);
+        for (key, value) in v.iter().flatten() {
+            let text = match value.get_ref() {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(self.err(
+                        value.span(),
+                        format!(
+                            "{role}.log.{key}: expected a string, a number or true/false, not {}",
+                            other.type_str()
+                        ),
+                    ))
+                }
+            };
+            c.set(&key.replace('_', "-"), &text).map_err(|e| {
+                let why = match e {
+                    crate::logs::LogError::OptValue { why, .. } => why,
+                    e => e.to_string(),
+                };
+                self.err(value.span(), format!("{role}.log.{key} = {text:?}: {why}"))
+            })?;
+        }
+        Ok(c)
     }
 
     fn restart(&self, v: &Option<Spanned<String>>) -> Result<RestartPolicy, StackError> {
@@ -564,7 +605,7 @@ impl Stack {
             health,
             // Every generation of the role logs into one group: `frun logs` of the role
             // reads on across replacements.
-            log: log_group(&name, "app"),
+            log: cx.log(&a.log, &name, "app")?,
         };
         app.validate()
             .map_err(|e| cx.err(app_span.clone(), format!("[app]: {e:#}")))?;
@@ -640,7 +681,7 @@ impl Stack {
                     stop_grace: Duration::from_secs(10),
                     labels: labels("proxy"),
                     health: None,
-                    log: log_group(&name, "proxy"),
+                    log: cx.log(&p.log, &name, "proxy")?,
                 };
                 desc.validate()
                     .map_err(|e| cx.err(span, format!("[proxy]: {e:#}")))?;
@@ -760,6 +801,44 @@ volumes = ["db:/var/db"]
         .unwrap_err()
         .to_string();
         assert!(e.starts_with("frun.toml:18:18: start_interval"), "{e}");
+    }
+
+    #[test]
+    fn a_roles_log_rotation_takes_the_log_opt_keys() {
+        let s = parse(&GOOD.replace(
+            "[app.health]",
+            "[app.log]\nmax-size = \"1m\"\nmax_file = 5\ncompress = true\n\n[app.health]",
+        ))
+        .unwrap();
+        let l = &s.app.desc.log;
+        assert_eq!((l.max_size, l.max_file, l.compress), (1 << 20, 5, true));
+        assert_eq!(l.group.as_deref(), Some("family-app"));
+        assert_eq!(l.keep, ROLE_LOG_GENERATIONS);
+        // The proxy keeps the defaults.
+        let p = &s.proxy.unwrap().desc.log;
+        assert_eq!((p.max_size, p.max_file, p.compress), (10 << 20, 3, false));
+        for (bad, want) in [
+            (
+                "max-file = 0",
+                "frun.toml:16:12: app.log.max-file = \"0\": must be between 1 and 100",
+            ),
+            (
+                "max-size = \"lots\"",
+                "frun.toml:16:12: app.log.max-size = \"lots\": expected a size",
+            ),
+            (
+                "mode = \"x\"",
+                "frun.toml:16:8: app.log.mode = \"x\": unknown key",
+            ),
+            (
+                "max-file = [1]",
+                "frun.toml:16:12: app.log.max-file: expected a string, a number or true/false",
+            ),
+        ] {
+            let text = GOOD.replace("[app.health]", &format!("[app.log]\n{bad}\n\n[app.health]"));
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{bad}: {e}");
+        }
     }
 
     #[test]

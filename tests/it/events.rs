@@ -239,6 +239,15 @@ volumes = ["{www}:/www:ro"]
     assert_eq!(evs[0]["attrs"]["status"], "healthy", "{evs:#?}");
     assert_eq!(evs[0]["attrs"]["was"], "starting", "{evs:#?}");
     assert_eq!(evs[0]["stack"], "evs", "{evs:#?}");
+    // `ps` and `inspect` tell the same health (as Docker's STATUS "(healthy)").
+    let ps: Vec<Value> = serde_json::from_str(&f.ok(&["ps", "--format", "json"])).unwrap();
+    let app = ps.iter().find(|c| c["role"] == "app").expect("the app");
+    assert_eq!(app["health"], "healthy", "{app}");
+    let name = app["name"].as_str().unwrap();
+    let v: Value = serde_json::from_str(&f.ok(&["inspect", name])).unwrap();
+    assert_eq!(v[0]["health"], "healthy", "{}", v[0]);
+    let table = f.ok(&["ps"]);
+    assert!(table.contains("running (healthy)"), "{table}");
     // The start before it, of the same container.
     let starts = events(&f, &["event=start", "stack=evs", "role=app"]);
     assert_eq!(starts.len(), 1, "{starts:#?}");

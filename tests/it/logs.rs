@@ -182,8 +182,13 @@ fn rotation_under_a_fast_writer_loses_nothing_plain_or_compressed() {
         // ~2.4 MB of entries in 256 KiB files.
         assert!(files.len() > 8, "{files:?}");
         let gz = files.iter().filter(|f| f.ends_with(".gz")).count();
+        let rotated = files
+            .iter()
+            .filter(|f| f.starts_with("container.log."))
+            .count();
         if compress == "true" {
-            assert!(gz >= files.len() - 3, "rotated files compressed: {files:?}");
+            // All but the newest, which may still be being compressed.
+            assert!(gz + 1 >= rotated, "rotated files compressed: {files:?}");
         } else {
             assert_eq!(gz, 0);
         }

@@ -265,11 +265,37 @@ listen = "127.0.0.1:{mport}"
         Some(2.5)
     );
 
-    // 7. Only /metrics is served.
+    // 7. A backup as `frun backup` tells it: its end is the last success.
+    let line = r#"{"time":"2026-12-01T11:00:00.25Z","kind":"backup","type":"stack","stack":"met","attrs":{"reason":"manual","outcome":"ok","duration_seconds":"1.500"}}"#;
+    writeln!(ev, "{line}").unwrap();
+    let fams = parse(&scrape(&maddr, "/metrics").1);
+    assert_eq!(
+        value(
+            &fams,
+            "frun_backup_last_success_timestamp_seconds",
+            &[("stack", "met")]
+        ),
+        Some(1796122800.25)
+    );
+
+    // 8. Only /metrics is served; HEAD has GET's head and no body; other methods are
+    //    told what is allowed.
     assert_eq!(
         scrape(&maddr, "/other").0,
         "HTTP/1.1 404 Not Found",
         "another path"
+    );
+    let (_, got) = exchange(&maddr, "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let got = String::from_utf8(got).unwrap();
+    let (head, body) = got.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert!(head.contains("Content-Length: "), "{got}");
+    assert_eq!(body, "", "a HEAD answer has no body");
+    let (_, got) = exchange(&maddr, "POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let got = String::from_utf8(got).unwrap();
+    assert!(
+        got.starts_with("HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\n"),
+        "{got}"
     );
     f.ok(&["down", "-f", file.to_str().unwrap()]);
 }

@@ -187,6 +187,7 @@ fn inspect_shows_container_image_and_volume() {
     assert!(c["address"].as_str().unwrap().starts_with("10.89."));
     assert!(c["uptime_seconds"].as_i64().unwrap() >= 0);
     assert_eq!(c["record"]["image_digest"].as_str().unwrap().len(), 71);
+    assert_eq!(c["health"], Value::Null, "no health check, no health");
     let data = f.root().join("volumes/data/_data");
     assert!(c["mounts"]
         .as_array()
