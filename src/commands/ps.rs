@@ -125,12 +125,17 @@ pub fn ps(g: &Global, args: PsArgs) -> anyhow::Result<ExitCode> {
     }
     match args.format {
         Format::Json => {
-            let v: Vec<serde_json::Value> = rows
+            let described: Vec<serde_json::Value> = rows
                 .iter()
                 .map(|(c, st, holder)| {
+                    super::stack::describe_observed(c, Some((st.clone(), *holder)))
+                })
+                .collect();
+            let v: Vec<serde_json::Value> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, (c, st, holder))| {
                     let state = serde_json::to_value(st).unwrap_or_default();
-                    let described =
-                        super::stack::describe_observed(c, Some((st.clone(), *holder)));
                     serde_json::json!({
                         "id": c.record.id,
                         "name": c.record.name,
@@ -151,9 +156,9 @@ pub fn ps(g: &Global, args: PsArgs) -> anyhow::Result<ExitCode> {
                         "restarts": state.get("restart_count").cloned().unwrap_or(0.into()),
                         // What a user reads: a running container whose holder is gone
                         // (liveness checked, not assumed), one about to restart.
-                        "state": described["status"],
+                        "state": described[i]["status"],
                         // none without a health check; starting, healthy, unhealthy
-                        "health": described["health"],
+                        "health": described[i]["health"],
                         "holder_alive": holder,
                         "role": c.record.labels.get(crate::model::LABEL_ROLE),
                         "stack": c.record.labels.get(crate::model::LABEL_STACK),
