@@ -2,8 +2,6 @@
 //! bridge, by name) and `/etc/resolv.conf` (the host's resolvers, usable from a network
 //! namespace of its own).
 
-use std::io::Write;
-
 use crate::containers::{Container, Containers};
 
 /// The host's resolvers; a local stub (127.0.0.53 of systemd-resolved) is useless in a
@@ -46,16 +44,21 @@ pub fn hosts_file(c: &Container, net: &crate::net::NetConfig) -> String {
 
 /// Rewrites, in place (a bind-mounted file must keep its inode), the hosts file of every
 /// container on the bridge, so that they find a container that just came or went.
+///
+/// Written over the old text and then cut to length, never truncated first: a program
+/// in the container reading it meanwhile (`hostname -i`, a resolver) must not find it
+/// empty. The first lines, the container's own name among them, never change.
 pub fn refresh_hosts(containers: &Containers, net: &crate::net::NetConfig) {
+    use std::os::unix::fs::FileExt;
     let Ok(all) = containers.list() else { return };
     for c in all.iter().filter(|c| c.record.network.is_some()) {
         let path = c.dir.join("hosts");
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .write(true)
-            .truncate(true)
-            .open(&path)
-        {
-            if let Err(e) = f.write_all(hosts_file(c, net).as_bytes()) {
+        let text = hosts_file(c, net);
+        if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) {
+            let r = f
+                .write_all_at(text.as_bytes(), 0)
+                .and_then(|()| f.set_len(text.len() as u64));
+            if let Err(e) = r {
                 tracing::warn!("refreshing {path:?}: {e}");
             }
         }
