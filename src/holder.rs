@@ -11,7 +11,6 @@
 use anyhow::{bail, Context};
 use frun_runtime::{ExitState, RootfsSource, SpawnConfig, Stdio};
 use nix::sys::signal::{self, Signal};
-use nix::unistd::Pid;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -621,22 +620,27 @@ pub fn stop_pid(pid: i32, stop_signal: i32, timeout: u64) -> bool {
     if start.is_none() {
         return false;
     }
-    let sig = Signal::try_from(stop_signal).unwrap_or(Signal::SIGTERM);
-    let _ = signal::kill(Pid::from_raw(pid), sig);
-    let deadline = Instant::now() + Duration::from_secs(timeout);
-    while Instant::now() < deadline {
-        if pid_start(pid) != start {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    let Some(w) = crate::pidwatch::Watched::open(pid, start) else {
+        return false;
+    };
+    w.signal(stop_signal);
+    if w.wait(Duration::from_secs(timeout)) {
+        return false;
     }
     // busybox httpd as pid 1, for one, ignores SIGTERM.
-    let _ = signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+    w.signal(libc::SIGKILL);
     true
 }
 
 pub fn wait_exited(c: &Container, timeout: Duration) -> anyhow::Result<State> {
     let start = Instant::now();
+    // The holder records the exit and then ends (unless it restarts the container):
+    // its end wakes this wait at once; otherwise the state is read again every 10 ms.
+    let first = c.state()?;
+    let holder = first
+        .holder_pid
+        .filter(|_| Container::holder_alive(&first))
+        .and_then(|pid| crate::pidwatch::Watched::open(pid, first.holder_start));
     loop {
         let st = c.state()?;
         if st.status != Status::Running {
@@ -652,7 +656,12 @@ pub fn wait_exited(c: &Container, timeout: Duration) -> anyhow::Result<State> {
                 timeout
             );
         }
-        std::thread::sleep(Duration::from_millis(10));
+        match &holder {
+            Some(h) => {
+                h.wait(Duration::from_millis(10));
+            }
+            None => std::thread::sleep(Duration::from_millis(10)),
+        }
     }
 }
 
@@ -679,12 +688,9 @@ pub fn end_holder_of(c: &Container) {
 pub fn end_holder(st: &State) {
     if let (Some(pid), Some(start)) = (st.holder_pid, st.holder_start) {
         if Container::holder_alive(st) {
-            let _ = signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
-            for _ in 0..500 {
-                if pid_start(pid) != Some(start) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
+            if let Some(w) = crate::pidwatch::Watched::open(pid, Some(start)) {
+                w.signal(libc::SIGKILL);
+                w.wait(Duration::from_secs(5));
             }
         }
     }

@@ -20,6 +20,7 @@ mod model;
 mod net;
 mod oci;
 mod oom;
+mod pidwatch;
 mod progress;
 mod runspec;
 mod stack;

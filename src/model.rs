@@ -154,6 +154,32 @@ pub struct HealthCheck {
     pub timeout: Duration,
     pub retries: u32,
     pub start_period: Duration,
+    /// Docker's `start_interval`: how often it is probed in its start period until it
+    /// is healthy a first time (unset: [`DEFAULT_START_INTERVAL`], or the interval when
+    /// that is shorter). A new app is then found ready moments after it listens,
+    /// instead of an interval later; left out of records that do not set it, so that
+    /// containers made before it existed keep their description hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_interval: Option<Duration>,
+}
+
+/// See [`HealthCheck::start_interval`]. Docker's default is 5 s, which makes its start
+/// interval useless for a readiness wait; a probe is a connect and a short GET.
+pub const DEFAULT_START_INTERVAL: Duration = Duration::from_millis(50);
+
+impl HealthCheck {
+    /// The wait before the next probe: the start interval while the container is in its
+    /// start period and was never healthy, the interval after.
+    pub fn next_after(&self, since_start: Duration, was_healthy: bool) -> Duration {
+        if !was_healthy && since_start < self.start_period {
+            self.start_interval
+                .unwrap_or(DEFAULT_START_INTERVAL)
+                .min(self.interval)
+                .max(Duration::from_millis(10))
+        } else {
+            self.interval
+        }
+    }
 }
 
 /// A volume as asked for: nothing is created until [`create`].
@@ -619,6 +645,36 @@ mod tests {
         assert_eq!(RestartPolicy::backoff(0), Duration::from_millis(100));
         assert_eq!(RestartPolicy::backoff(3), Duration::from_millis(800));
         assert_eq!(RestartPolicy::backoff(30), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn health_probes_come_at_the_start_interval_until_healthy_once() {
+        let mut h = HealthCheck {
+            probe: Probe::Tcp,
+            port: 80,
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            retries: 3,
+            start_period: Duration::from_secs(30),
+            start_interval: None,
+        };
+        let (early, late) = (Duration::from_secs(1), Duration::from_secs(31));
+        assert_eq!(h.next_after(early, false), DEFAULT_START_INTERVAL);
+        assert_eq!(h.next_after(early, true), h.interval);
+        assert_eq!(h.next_after(late, false), h.interval);
+        h.start_interval = Some(Duration::from_millis(300));
+        assert_eq!(h.next_after(early, false), Duration::from_millis(300));
+        h.interval = Duration::from_millis(100);
+        assert_eq!(
+            h.next_after(early, false),
+            h.interval,
+            "never above the interval"
+        );
+        // Unset, it is not in the record: a container's description hash is unchanged.
+        h.start_interval = None;
+        assert!(!serde_json::to_string(&h)
+            .unwrap()
+            .contains("start_interval"));
     }
 
     #[test]

@@ -544,24 +544,32 @@ pub(crate) enum CaRoots {
 }
 
 /// The reqwest client for registries: connect timeout, no overall timeout (blobs may be
-/// large; their throughput is watched instead). Without CA roots reqwest's platform
-/// verifier refuses to build at all, so the client then gets an empty root store (any
-/// HTTPS handshake would fail) and the caller refuses HTTPS URLs with a clear error.
+/// large; their throughput is watched instead), and the host's CA roots as the only
+/// ones. Without any, HTTPS handshakes would fail, so the caller refuses HTTPS URLs
+/// with a clear error.
 pub(crate) fn http_client(limits: &Limits) -> Result<(reqwest::Client, CaRoots), ClientError> {
     let builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(15).min(limits.deadline))
         .read_timeout(limits.window)
         .user_agent(concat!("frun/", env!("CARGO_PKG_VERSION")));
-    let roots = if rustls_native_certs::load_native_certs().certs.is_empty() {
+    // The host's roots, read once per process (a pull makes a client per repository)
+    // and handed to reqwest as they are: its own platform verifier would read and
+    // parse the whole bundle again for every client.
+    static ROOTS: std::sync::OnceLock<Vec<reqwest::Certificate>> = std::sync::OnceLock::new();
+    let certs = ROOTS.get_or_init(|| {
+        rustls_native_certs::load_native_certs()
+            .certs
+            .iter()
+            .filter_map(|c| reqwest::Certificate::from_der(c).ok())
+            .collect()
+    });
+    let roots = if certs.is_empty() {
         tracing::debug!("no CA certificates on this host: only plain-HTTP registries work");
         CaRoots::Missing
     } else {
         CaRoots::Present
     };
-    let builder = match roots {
-        CaRoots::Present => builder,
-        CaRoots::Missing => builder.tls_certs_only(Vec::new()),
-    };
+    let builder = builder.tls_certs_only(certs.iter().cloned());
     Ok((builder.build().map_err(ClientError::Setup)?, roots))
 }
 

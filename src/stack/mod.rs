@@ -129,6 +129,7 @@ struct RawHealth {
     timeout: Option<Spanned<String>>,
     retries: Option<Spanned<u32>>,
     start_period: Option<Spanned<String>>,
+    start_interval: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -485,6 +486,14 @@ impl Stack {
                         "start_period",
                         Duration::from_secs(30),
                     )?,
+                    start_interval: match &h.start_interval {
+                        Some(_) => Some(cx.duration(
+                            &h.start_interval,
+                            "start_interval",
+                            crate::model::DEFAULT_START_INTERVAL,
+                        )?),
+                        None => None,
+                    },
                 })
             }
             None => None,
@@ -735,7 +744,22 @@ volumes = ["db:/var/db"]
         );
         let h = a.health.as_ref().unwrap();
         assert_eq!((h.port, h.interval), (8080, Duration::from_millis(500)));
+        assert_eq!(h.start_interval, None);
         assert_eq!(a.labels[LABEL_ROLE], "app");
+        let s = parse(&GOOD.replace(
+            "interval = \"500ms\"",
+            "interval = \"500ms\"\nstart_interval = \"20ms\"",
+        ))
+        .unwrap();
+        let h = s.app.desc.health.unwrap();
+        assert_eq!(h.start_interval, Some(Duration::from_millis(20)));
+        let e = parse(&GOOD.replace(
+            "interval = \"500ms\"",
+            "interval = \"500ms\"\nstart_interval = \"soon\"",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("frun.toml:18:18: start_interval"), "{e}");
     }
 
     #[test]

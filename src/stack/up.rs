@@ -90,6 +90,7 @@ pub fn wait_ready(c: &Container, port: Option<u16>) -> anyhow::Result<()> {
             timeout: Duration::from_secs(1),
             retries: 1,
             start_period: Duration::from_secs(30),
+            start_interval: None,
         },
         (None, None) => return Ok(()),
     };
@@ -125,7 +126,11 @@ pub fn wait_ready(c: &Container, port: Option<u16>) -> anyhow::Result<()> {
                 }
             }
         }
-        std::thread::sleep(check.interval.min(Duration::from_millis(500)));
+        std::thread::sleep(
+            check
+                .next_after(start.elapsed(), false)
+                .min(Duration::from_millis(500)),
+        );
     }
 }
 
@@ -142,11 +147,12 @@ pub fn retire(g: &Global, containers: &Containers, c: &Container) -> anyhow::Res
     }
     // The holder records the exit, emits its `die` event and cleans up, then ends by
     // itself: given a moment for that before it is ended by force.
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    while c.state().is_ok_and(|st| Container::holder_alive(&st))
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(10));
+    if let Ok(st) = c.state() {
+        if let Some(pid) = st.holder_pid.filter(|_| Container::holder_alive(&st)) {
+            if let Some(w) = crate::pidwatch::Watched::open(pid, st.holder_start) {
+                w.wait(Duration::from_secs(2));
+            }
+        }
     }
     crate::commands::end_holder_of(c);
     crate::commands::remove_container(g, containers, c)?;

@@ -143,6 +143,7 @@ mod tests {
             timeout: Duration::from_secs(2),
             retries: 2,
             start_period: Duration::from_secs(5),
+            start_interval: None,
         }
     }
 

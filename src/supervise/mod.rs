@@ -377,9 +377,10 @@ fn probe_due(
         if c.stop_requested_path().exists() {
             continue;
         }
-        w.next = now + check.interval;
         let result = health::probe(std::net::IpAddr::V4(net.ip), check);
         let was = w.health.record(check, result, w.since.elapsed());
+        let healthy_once = w.health.status != health::Status::Starting;
+        w.next = now + check.next_after(w.since.elapsed(), healthy_once);
         if let Some(was) = was {
             tracing::info!(container = %c.record.name, state = %w.health.status, was = %was, error = ?w.health.last_error, "health");
             let mut ev = crate::events::Event::of(crate::events::Kind::HealthStatus, &c)

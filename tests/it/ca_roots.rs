@@ -1,7 +1,7 @@
 //! A host without CA certificates (Debian minbase without `ca-certificates`): plain-HTTP
 //! pulls work, and only an HTTPS registry is refused, with an error naming the cause.
 //! `SSL_CERT_DIR`/`SSL_CERT_FILE` pointing at an empty directory and an empty file make
-//! rustls-native-certs (which reqwest's verifier uses) find no roots, as on such a host.
+//! rustls-native-certs (which frun reads the host's roots with) find no roots, as on such a host.
 
 use crate::common::*;
 

@@ -4,7 +4,7 @@
 //! default route, and egress NAT from an nftables table that frun owns.
 //!
 //! Links, addresses and routes go through netlink (rtnetlink); the nftables table is
-//! loaded with `nft -f -` in one transaction. Leases are a JSON file rewritten
+//! loaded with `nft -f -` in one transaction, only when the kernel lacks it (see `nft`). Leases are a JSON file rewritten
 //! atomically under a lock, so they survive a frun restart; the table and the bridge go
 //! when the last lease does.
 
@@ -17,6 +17,9 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+
+mod nft;
+pub use nft::NFT_NOT_ON_PATH;
 
 /// Settings of frun's bridge network.
 #[derive(Clone, Debug)]
@@ -342,44 +345,6 @@ fn remove_netns(path: &Path) {
     let _ = std::fs::remove_file(path);
 }
 
-/// The nftables table frun owns: masquerade for the subnet leaving through any other
-/// interface, forwarding to and from the bridge.
-fn nft_script(cfg: &NetConfig) -> String {
-    format!(
-        "table ip {t}\nflush table ip {t}\ntable ip {t} {{\n\
-         chain postrouting {{ type nat hook postrouting priority srcnat; policy accept;\n\
-           ip saddr {cidr} oifname != \"{br}\" masquerade\n }}\n\
-         chain forward {{ type filter hook forward priority filter; policy accept;\n\
-           iifname \"{br}\" accept\n oifname \"{br}\" ct state established,related accept\n }}\n}}\n",
-        t = cfg.nft_table(),
-        cidr = cfg.cidr(),
-        br = cfg.bridge
-    )
-}
-
-/// What `frun info` and a refusal say when `nft` cannot be found.
-pub const NFT_NOT_ON_PATH: &str = "nft is not on PATH";
-
-fn nft(script: &str) -> anyhow::Result<()> {
-    let mut cmd = std::process::Command::new("nft");
-    let out = match crate::tool::run_with_input(cmd.args(["-f", "-"]), script.as_bytes()) {
-        Ok(out) => out,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(frun_runtime::needs::Need::Nft
-                .missing(NFT_NOT_ON_PATH)
-                .into())
-        }
-        Err(e) => return Err(e).context("running nft"),
-    };
-    if !out.status.success() {
-        bail!(
-            "nft failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
 /// Serializes attach and detach on one root: the last detach removes the bridge, which
 /// must not happen between another attach's lease and its veth.
 fn bridge_lock(cfg: &NetConfig) -> anyhow::Result<std::fs::File> {
@@ -404,7 +369,7 @@ pub fn attach(cfg: &NetConfig, id: &str, name: &str) -> anyhow::Result<Attachmen
         //    with the gateway address, and the veth pair: host end on the bridge, the
         //    other end into the namespace.
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").context("enabling IPv4 forwarding")?;
-        nft(&nft_script(cfg))?;
+        nft::ensure(cfg)?;
         let (br, gw, prefix) = (cfg.bridge.clone(), cfg.gateway(), cfg.prefix);
         let (host, ns) = (host_veth(id), netns.clone());
         netlink(None, move |h| {
@@ -554,7 +519,9 @@ fn detach_locked(cfg: &NetConfig, id: &str) -> anyhow::Result<()> {
     remove_netns(&cfg.netns_path(id));
     let left = Ipam::new(cfg).release(id)?;
     if left == 0 {
-        let _ = nft(&format!("delete table ip {}\n", cfg.nft_table()));
+        if let Err(e) = nft::delete(cfg) {
+            tracing::warn!(error = %format!("{e:#}"), "removing the nftables table {}", cfg.nft_table());
+        }
         let br = cfg.bridge.clone();
         netlink(None, move |h| {
             Box::pin(async move {
@@ -784,6 +751,6 @@ mod tests {
         assert!(NetConfig::new(d, d, "a-very-long-bridge-name", "10.89.0.0/16").is_err());
         let c = NetConfig::new(d, d, "frun0", "10.89.3.7/16").unwrap();
         assert_eq!(c.cidr(), "10.89.0.0/16");
-        assert!(nft_script(&c).contains("ip saddr 10.89.0.0/16 oifname != \"frun0\" masquerade"));
+        assert!(nft::script(&c).contains("ip saddr 10.89.0.0/16 oifname != \"frun0\" masquerade"));
     }
 }
