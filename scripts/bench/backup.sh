@@ -205,17 +205,18 @@ window() {
         printf "%d %d %.1f %.1f %.1f", NR, f + 0, v[i50], v[i99], v[NR] }' "$T/lat"
 }
 
-# psi: "cpu_some io_some io_full" totals in microseconds (/proc/pressure), or zeros
+# psi: "cpu_some io_some io_full mem_some" totals in microseconds (/proc/pressure), or zeros
 psi() {
-    local c i
+    local c i m
     c=$(awk '/^some/ { sub("total=", "", $5); print $5 }' /proc/pressure/cpu 2>/dev/null || echo 0)
     i=$(awk '{ sub("total=", "", $5); printf "%s ", $5 }' /proc/pressure/io 2>/dev/null || echo "0 0")
-    echo "${c:-0} ${i:-0 0}"
+    m=$(awk '/^some/ { sub("total=", "", $5); print $5 }' /proc/pressure/memory 2>/dev/null || echo 0)
+    echo "${c:-0} ${i:-0 0} ${m:-0}"
 }
-# psi_ms BEFORE AFTER -> "cpu_some io_some io_full" in ms between the two
+# psi_ms BEFORE AFTER -> "cpu_some io_some io_full mem_some" in ms between the two
 psi_ms() {
     awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ")
-        printf "%d %d %d", (y[1] - x[1]) / 1000, (y[2] - x[2]) / 1000, (y[3] - x[3]) / 1000 }'
+        printf "%d %d %d %d", (y[1] - x[1]) / 1000, (y[2] - x[2]) / 1000, (y[3] - x[3]) / 1000, (y[4] - x[4]) / 1000 }'
 }
 
 declare -A took size during quiet pressure load ends
@@ -347,7 +348,16 @@ done
 kill "$client_pid" 2>/dev/null || true
 wait "$client_pid" 2>/dev/null || true
 client_pid=
-[ -z "${SAVE:-}" ] || { mkdir -p "$SAVE" && cp "$T/requests" "$T"/out/*.std* "$SAVE/"; }
+if [ -n "${SAVE:-}" ]; then
+    mkdir -p "$SAVE" && cp "$T/requests" "$T"/out/*.std* "$SAVE/"
+    frun logs bench-app.1 >"$SAVE/app.log" 2>&1 || true
+fi
+# A failed request is told with what the app said about it (its CGI writes to stderr).
+if awk '$3 != 200 { f = 1 } END { exit !f }' "$T/requests"; then
+    log "failed requests (start_ns end_ns status):"
+    awk '$3 != 200' "$T/requests" | head -5 >&2
+    frun logs bench-app.1 2>&1 | grep -i "visit:\|error\|fail" | tail -5 >&2 || true
+fi
 
 log "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A frozen
@@ -369,7 +379,7 @@ done
 # A row: time, archive, and the requests during it (count, failed, p50/p99/max ms) beside
 # those of the quiet window before it; the pressure stalls during it (ms) and the load.
 printf '%-10s %8s %8s | %-30s | %-30s | %s\n' contender time_ms arch_MB \
-    "during: req fail p50 p99 max" "quiet before: req fail p50 p99 max" "psi ms: cpu io io-full | load"
+    "during: req fail p50 p99 max" "quiet before: req fail p50 p99 max" "psi ms: cpu io io-full mem | load"
 for k in "${keys[@]}"; do
     printf '%-10s %8d %8.1f | %-30s | %-30s | %s | %s%s\n' "$k" "${took[$k]}" \
         "$(awk -v s="${size[$k]:-0}" 'BEGIN { print s / 1e6 }')" "${during[$k]}" "${quiet[$k]}" \
