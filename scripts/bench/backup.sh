@@ -38,6 +38,7 @@
 #        FRUN_BIN2=PATH FRUN_ENV2="K=V ..." (contender frun2)  ROUNDS=1 (each contender again)
 #        SAVE=DIR (keeps the request log and each contender's output there)
 #        PERF=DIR (frun's contenders run under `perf record -g`, the data kept there)
+#        BENCH_CPU_SHARES=N inside FRUN_ENV<N>: that frun in a cpu cgroup of its own (v1)
 #
 # Everything runs inside scripts/in-netns.sh (a fresh network namespace with only loopback)
 # and a private mount namespace; the family images are built by examples/family/build.sh
@@ -314,6 +315,13 @@ c_frunv() { # c_frunv KEY N
     local envv=FRUN_ENV$2 kv
     (
         for kv in ${!envv:-}; do export "${kv?}"; done
+        # BENCH_CPU_SHARES=N (in FRUN_ENV<N>): frun runs in a cpu cgroup of its own beside
+        # the app's, with that weight (v1 cpu.shares), to see what a low weight does.
+        if [ -n "${BENCH_CPU_SHARES:-}" ] && [ -d /sys/fs/cgroup/cpu ]; then
+            mkdir -p "/sys/fs/cgroup/cpu/${CG#/}/bench-bg"
+            echo "$BENCH_CPU_SHARES" >"/sys/fs/cgroup/cpu/${CG#/}/bench-bg/cpu.shares"
+            echo "$BASHPID" >"/sys/fs/cgroup/cpu/${CG#/}/bench-bg/cgroup.procs"
+        fi
         RUST_LOG=warn,frun::backup=debug perf_ "$1" "$T/bin/frun2" --root "$T/root" --run-root "$T/run" \
             --cgroup-parent "$CG" backup -f "$T/stack/frun.toml" --format json
     )
