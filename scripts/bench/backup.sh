@@ -14,10 +14,19 @@
 #             sqlite3 on the host)
 #   frun      `frun backup` (online backup + integrity_check of the copy, the app frozen
 #             while the other files are copied, tar + zstd -1 + sha256 + fsync)
+#   frun2     the same with another binary (FRUN_BIN2) and/or environment (FRUN_ENV2="K=V ..."),
+#             for an A/B of two builds in one run (frun3, frun4...: FRUN_BIN2 with FRUN_ENV3...)
+#   online    the floor of a consistent, checked copy: sqlite's own online backup in one
+#             step (python3's sqlite3, `backup(pages=-1)`) + `PRAGMA integrity_check` of the
+#             copy, nothing else
+#   careful   `online`, then the archive as frun makes it with the command-line tools:
+#             tar of the volume | zstd -1 | tee >(sha256sum) > file, fsync; no freeze
 # Per contender: its time, its archive's size, and the app's requests that overlapped it
 # (count, failed, p50/p99/max latency: the stall the app's users saw) beside those of a
 # quiet window of QUIET seconds just before it; for frun also how long it kept the app
-# frozen. Then the ratios frun / each peer. (sqlite3's `.backup` copies 100 pages a step
+# frozen and the requests during each of its phases (from its log). Also the pressure
+# stall information (/proc/pressure/{cpu,io}: ms some task waited) of each window and the
+# load average. Then the ratios frun / each peer. (sqlite3's `.backup` copies 100 pages a step
 # and starts over whenever another connection writes the database: under the app's writes
 # the peers' copies take as long as it takes to get through between two writes. frun
 # copies in one step, one read transaction, which writers in WAL mode do not wait for.)
@@ -26,6 +35,10 @@
 # env:   SIZE_MB=200 FILES_MB=20 MODE=wal|delete QUIET=8  FRUN_BIN=PATH (default: builds
 #        the checkout, release)  CONTENDERS="cp classic exec frun"
 #        PEER_LIMIT=240 (seconds a sqlite3 .backup peer may take before it is told as unfinished)
+#        FRUN_BIN2=PATH FRUN_ENV2="K=V ..." (contender frun2)  ROUNDS=1 (each contender again)
+#        SAVE=DIR (keeps the request log and each contender's output there)
+#        PERF=DIR (frun's contenders run under `perf record -g`, the data kept there)
+#        BENCH_CPU_SHARES=N inside FRUN_ENV<N>: that frun in a cpu cgroup of its own (v1)
 #
 # Everything runs inside scripts/in-netns.sh (a fresh network namespace with only loopback)
 # and a private mount namespace; the family images are built by examples/family/build.sh
@@ -90,7 +103,10 @@ if [ "${1:-}" != "$MARK" ]; then
     trap cleanup EXIT
     mkdir -p "$T/bin"
     cp "$FRUN_BIN" "$T/bin/frun"   # a private copy: a concurrent rebuild cannot change it mid-run
+    cp "${FRUN_BIN2:-$FRUN_BIN}" "$T/bin/frun2"
     log "frun $rev; database ${SIZE_MB} MB ($MODE), files ${FILES_MB} MB"
+    [ -z "${FRUN_BIN2:-}" ] || log "frun2...: $FRUN_BIN2 (sha256 $(sha256sum "$T/bin/frun2" | cut -c1-12))"
+    for v in $(compgen -v FRUN_ENV); do log "$v: ${!v}"; done
     "$REPO/scripts/in-netns.sh" unshare --mount --propagation private -- \
         /bin/bash "${BASH_SOURCE[0]}" "$MARK" "$T"
     exit
@@ -190,24 +206,42 @@ window() {
         printf "%d %d %.1f %.1f %.1f", NR, f + 0, v[i50], v[i99], v[NR] }' "$T/lat"
 }
 
-declare -A took size during quiet
+# psi: "cpu_some io_some io_full mem_some" totals in microseconds (/proc/pressure), or zeros
+psi() {
+    local c i m
+    c=$(awk '/^some/ { sub("total=", "", $5); print $5 }' /proc/pressure/cpu 2>/dev/null || echo 0)
+    i=$(awk '{ sub("total=", "", $5); printf "%s ", $5 }' /proc/pressure/io 2>/dev/null || echo "0 0")
+    m=$(awk '/^some/ { sub("total=", "", $5); print $5 }' /proc/pressure/memory 2>/dev/null || echo 0)
+    echo "${c:-0} ${i:-0 0} ${m:-0}"
+}
+# psi_ms BEFORE AFTER -> "cpu_some io_some io_full mem_some" in ms between the two
+psi_ms() {
+    awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ")
+        printf "%d %d %d %d", (y[1] - x[1]) / 1000, (y[2] - x[2]) / 1000, (y[3] - x[3]) / 1000, (y[4] - x[4]) / 1000 }'
+}
+
+declare -A took size during quiet pressure load ends
 mkdir -p "$T/out"
-# bench NAME CMD...: a quiet window (QUIET s, no backup), then CMD timed; the requests of
-# both.
+# bench KEY CMD...: a quiet window (QUIET s, no backup), then CMD timed; the requests of
+# both, the pressure stall and the load average during CMD.
 QUIET=${QUIET:-8}
 bench() {
-    local name=$1 t0 t1 q0
+    local key=$1 t0 t1 q0 p0
     shift
     sync
     q0=$(date +%s%N)
     sleep "$QUIET"
-    quiet[$name]=$(window "$q0" "$(date +%s%N)")
+    quiet[$key]=$(window "$q0" "$(date +%s%N)")
+    p0=$(psi)
     t0=$(date +%s%N)
-    "$@" >"$T/out/$name.stdout"
+    "$@" >"$T/out/$key.stdout" 2>"$T/out/$key.stderr" || { cat "$T/out/$key.stderr" >&2; die "$key failed"; }
     t1=$(date +%s%N)
+    pressure[$key]=$(psi_ms "$p0" "$(psi)")
+    load[$key]=$(cut -d' ' -f1 /proc/loadavg)
     sleep 0.5
-    took[$name]=$(((t1 - t0) / 1000000))
-    during[$name]=$(window "$t0" "$t1")
+    took[$key]=$(((t1 - t0) / 1000000))
+    ends[$key]=$t1
+    during[$key]=$(window "$t0" "$t1")
 }
 
 # The peers' archives: the volume as tar | zstd -1, the live database (and its -wal,
@@ -221,67 +255,170 @@ tar_volume() { # tar_volume COPY OUT
         --transform "s|^|volume/|" -C "$(dirname "$1")" "$(basename "$1")" || [ $? -eq 1 ]; } |
         zstd -1 -q -c >"$2"
 }
-c_cp() { cp "$db" "$T/out/cp.sqlite3"; }
+c_cp() { cp "$db" "$T/out/$1.sqlite3"; }
 # sqlite3's .backup copies in steps and starts over whenever the app writes: under a
 # steady writer it may never end. Bounded by PEER_LIMIT seconds, then told as such.
-dnf() { # dnf NAME: the peer did not finish
+dnf() { # dnf KEY: the peer did not finish
     log "$1 did not finish within ${PEER_LIMIT}s (sqlite's .backup starts over at every write of the app)"
     touch "$T/out/$1.dnf"
 }
 c_classic() {
-    timeout "$PEER_LIMIT" sqlite3 "$db" ".timeout 10000" ".backup $T/out/classic.sqlite3" || { dnf classic; return 0; }
-    tar_volume "$T/out/classic.sqlite3" "$T/out/classic.tar.zst"
-    rm -f "$T/out/classic.sqlite3"
+    timeout "$PEER_LIMIT" sqlite3 "$db" ".timeout 10000" ".backup $T/out/$1.sqlite3" || { dnf "$1"; return 0; }
+    tar_volume "$T/out/$1.sqlite3" "$T/out/$1.tar.zst"
+    rm -f "$T/out/$1.sqlite3"
 }
 c_exec() {
     timeout "$PEER_LIMIT" "$F" --root "$T/root" --run-root "$T/run" --cgroup-parent "$CG" \
-        exec bench-app.1 sqlite3 /var/db/production.sqlite3 ".timeout 10000" ".backup /var/db/.copy.sqlite3" || { dnf exec; return 0; }
-    tar_volume "$vol/.copy.sqlite3" "$T/out/exec.tar.zst"
+        exec bench-app.1 sqlite3 /var/db/production.sqlite3 ".timeout 10000" ".backup /var/db/.copy.sqlite3" || { dnf "$1"; return 0; }
+    tar_volume "$vol/.copy.sqlite3" "$T/out/$1.tar.zst"
     rm -f "$vol/.copy.sqlite3"
 }
-c_frun() { frun backup -f "$T/stack/frun.toml" --format json; }
+# sqlite's online backup in one step (one read transaction: WAL writers do not wait),
+# then integrity_check of the copy: the least a consistent, checked copy costs.
+online_copy() { # online_copy COPY
+    python3 - "$db" "$1" <<'PY'
+import sqlite3, sys
+src = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True, timeout=10)
+dst = sqlite3.connect(sys.argv[2])
+src.backup(dst, pages=-1)
+dst.close()
+src.close()
+c = sqlite3.connect(f"file:{sys.argv[2]}?immutable=1", uri=True)
+r = c.execute("PRAGMA integrity_check").fetchall()
+if r != [("ok",)]:
+    sys.exit(f"integrity_check: {r[:5]}")
+PY
+}
+c_online() { online_copy "$T/out/$1.sqlite3"; }
+c_careful() {
+    online_copy "$T/out/$1.sqlite3"
+    tar_volume "$T/out/$1.sqlite3" /dev/stdout | tee "$T/out/$1.tar.zst" | sha256sum >"$T/out/$1.sha256"
+    sync -d "$T/out/$1.tar.zst"
+    rm -f "$T/out/$1.sqlite3"
+}
+# frun's log lines carry the phases' times (RUST_LOG below): "phase=NAME" at each start.
+perf_() { # perf_ KEY CMD...: CMD, under perf record when PERF is set
+    local key=$1
+    shift
+    if [ -n "${PERF:-}" ]; then
+        perf record -q -g -o "$PERF/$key.data" -- "$@"
+    else
+        "$@"
+    fi
+}
+c_frun() {
+    RUST_LOG=warn,frun::backup=debug perf_ "$1" "$T/bin/frun" --root "$T/root" --run-root "$T/run" \
+        --cgroup-parent "$CG" backup -f "$T/stack/frun.toml" --format json
+}
+# frun2, frun3...: the binary FRUN_BIN2 (default: the same), the environment FRUN_ENV<N>
+c_frunv() { # c_frunv KEY N
+    local envv=FRUN_ENV$2 kv
+    (
+        for kv in ${!envv:-}; do export "${kv?}"; done
+        # BENCH_CPU_SHARES=N (in FRUN_ENV<N>): frun runs in a cpu cgroup of its own beside
+        # the app's, with that weight (v1 cpu.shares), to see what a low weight does.
+        if [ -n "${BENCH_CPU_SHARES:-}" ] && [ -d /sys/fs/cgroup/cpu ]; then
+            mkdir -p "/sys/fs/cgroup/cpu/${CG#/}/bench-bg"
+            echo "$BENCH_CPU_SHARES" >"/sys/fs/cgroup/cpu/${CG#/}/bench-bg/cpu.shares"
+            echo "$BASHPID" >"/sys/fs/cgroup/cpu/${CG#/}/bench-bg/cgroup.procs"
+        fi
+        RUST_LOG=warn,frun::backup=debug perf_ "$1" "$T/bin/frun2" --root "$T/root" --run-root "$T/run" \
+            --cgroup-parent "$CG" backup -f "$T/stack/frun.toml" --format json
+    )
+}
 
-for c in $CONTENDERS; do
-    log "measuring $c"
-    bench "$c" "c_$c"
+# phases KEY END_NS: frun's phases from its log ("<rfc3339> DEBUG ... phase=NAME"), each
+# with the requests that overlapped it.
+phases() {
+    local key=$1 end=$2 name start prev_name= prev_start=
+    while read -r start name; do
+        [ -z "$prev_name" ] || printf '    %-14s %6d ms | %s\n' "$prev_name" $(((start - prev_start) / 1000000)) "$(window "$prev_start" "$start")"
+        prev_name=$name prev_start=$start
+    done < <(sed -n 's/^\([0-9T:.-]*Z\) .*backup phase.*phase="\{0,1\}\([a-z-]*\)"\{0,1\}.*/\1 \2/p' "$T/out/$key.stderr" |
+        while read -r ts n; do echo "$(date -d "$ts" +%s%N) $n"; done)
+    [ -z "$prev_name" ] || printf '    %-14s %6d ms | %s\n' "$prev_name" $(((end - prev_start) / 1000000)) "$(window "$prev_start" "$end")"
+}
+
+ROUNDS=${ROUNDS:-1}
+keys=()
+for r in $(seq "$ROUNDS"); do
+    for c in $CONTENDERS; do
+        key=$c
+        [ "$ROUNDS" = 1 ] || key=$c.$r
+        keys+=("$key")
+        log "measuring $key"
+        case $c in
+        frun[0-9]*) bench "$key" c_frunv "$key" "${c#frun}" ;;
+        *) bench "$key" "c_$c" "$key" ;;
+        esac
+    done
 done
 kill "$client_pid" 2>/dev/null || true
 wait "$client_pid" 2>/dev/null || true
 client_pid=
-
-size[cp]=$(stat -c %s "$T/out/cp.sqlite3" 2>/dev/null || echo 0)
-size[classic]=$(stat -c %s "$T/out/classic.tar.zst" 2>/dev/null || echo 0)
-size[exec]=$(stat -c %s "$T/out/exec.tar.zst" 2>/dev/null || echo 0)
-frozen=-
-if [ -s "$T/out/frun.stdout" ]; then
-    size[frun]=$(jq -r .size "$T/out/frun.stdout")
-    frozen=$(jq -r .timings.frozen_ms "$T/out/frun.stdout")
-    log "frun's own timings: $(jq -c .timings "$T/out/frun.stdout")"
+if [ -n "${SAVE:-}" ]; then
+    mkdir -p "$SAVE" && cp "$T/requests" "$T"/out/*.std* "$SAVE/"
+    frun logs bench-app.1 >"$SAVE/app.log" 2>&1 || true
 fi
+# A failed request is told with what the app said about it (its CGI writes to stderr).
+if awk '$3 != 200 { f = 1 } END { exit !f }' "$T/requests"; then
+    log "failed requests (start_ns end_ns status):"
+    awk '$3 != 200' "$T/requests" | head -5 >&2
+    frun logs bench-app.1 2>&1 | grep -i "visit:\|error\|fail" | tail -5 >&2 || true
+fi
+
+log "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+declare -A frozen
+for k in "${keys[@]}"; do
+    case $k in
+    cp*) size[$k]=$(stat -c %s "$T/out/$k.sqlite3" 2>/dev/null || echo 0) ;;
+    online*) size[$k]=$(stat -c %s "$T/out/$k.sqlite3" 2>/dev/null || echo 0) ;;
+    frun*)
+        if [ -s "$T/out/$k.stdout" ]; then
+            size[$k]=$(jq -r .size "$T/out/$k.stdout")
+            frozen[$k]=$(jq -r .timings.frozen_ms "$T/out/$k.stdout")
+            log "$k's own timings: $(jq -c .timings "$T/out/$k.stdout")"
+        fi
+        ;;
+    *) size[$k]=$(stat -c %s "$T/out/$k.tar.zst" 2>/dev/null || echo 0) ;;
+    esac
+done
 
 # A row: time, archive, and the requests during it (count, failed, p50/p99/max ms) beside
-# those of the quiet window before it.
-printf '%-8s %8s %8s | %-30s | %s\n' contender time_ms arch_MB \
-    "during: req fail p50 p99 max" "quiet before: req fail p50 p99 max"
-for c in $CONTENDERS; do
-    printf '%-8s %8d %8.1f | %-30s | %s%s\n' "$c" "${took[$c]}" \
-        "$(awk -v s="${size[$c]:-0}" 'BEGIN { print s / 1e6 }')" "${during[$c]}" "${quiet[$c]}" \
-        "$([ ! -e "$T/out/$c.dnf" ] || echo "  DID NOT FINISH within ${PEER_LIMIT}s")"
+# those of the quiet window before it; the pressure stalls during it (ms) and the load.
+printf '%-10s %8s %8s | %-30s | %-30s | %s\n' contender time_ms arch_MB \
+    "during: req fail p50 p99 max" "quiet before: req fail p50 p99 max" "psi ms: cpu io io-full mem | load"
+for k in "${keys[@]}"; do
+    printf '%-10s %8d %8.1f | %-30s | %-30s | %s | %s%s\n' "$k" "${took[$k]}" \
+        "$(awk -v s="${size[$k]:-0}" 'BEGIN { print s / 1e6 }')" "${during[$k]}" "${quiet[$k]}" \
+        "${pressure[$k]}" "${load[$k]}" \
+        "$([ ! -e "$T/out/$k.dnf" ] || echo "  DID NOT FINISH within ${PEER_LIMIT}s")"
+    case $k in
+    frun*)
+        echo "    (app frozen ${frozen[$k]:--} ms; phases: time | requests during: req fail p50 p99 max)"
+        phases "$k" "${ends[$k]}"
+        ;;
+    esac
 done
-echo "frun kept the app frozen ${frozen} ms"
-if [ -n "${took[frun]:-}" ]; then
-    for p in $CONTENDERS; do
-        [ "$p" = frun ] && continue
+for k in "${keys[@]}"; do
+    case $k in frun*) ;; *) continue ;; esac
+    r=${k#*.}
+    [ "$r" = "$k" ] && r=
+    for p in "${keys[@]}"; do
+        case $p in frun*) continue ;; esac
+        pr=${p#*.}
+        [ "$pr" = "$p" ] && pr=
+        [ "$pr" = "$r" ] || continue
         if [ -e "$T/out/$p.dnf" ]; then
-            echo "frun/$p: $p did not finish within ${PEER_LIMIT}s; frun took ${took[frun]} ms"
+            echo "$k/$p: $p did not finish within ${PEER_LIMIT}s; $k took ${took[$k]} ms"
             continue
         fi
-        awk -v p="$p" -v ft="${took[frun]}" -v pt="${took[$p]}" -v fs="${size[frun]}" -v ps="${size[$p]}" \
-            -v fd="${during[frun]}" -v pd="${during[$p]}" 'BEGIN {
+        awk -v p="$p" -v k="$k" -v ft="${took[$k]}" -v pt="${took[$p]}" -v fs="${size[$k]}" -v ps="${size[$p]}" \
+            -v fd="${during[$k]}" -v pd="${during[$p]}" 'BEGIN {
             split(fd, f, " "); split(pd, q, " ")
-            printf "frun/%-8s time %.2f   request p99 %.2f   longest request %.2f", p, ft / (pt ? pt : 1),
+            printf "%s/%-10s time %.2f   request p99 %.2f   longest request %.2f", k, p, ft / (pt ? pt : 1),
                 f[4] / (q[4] ? q[4] : 1), f[5] / (q[5] ? q[5] : 1)
-            if (p != "cp") printf "   archive size %.2f", fs / (ps ? ps : 1)
+            if (p !~ /^(cp|online)/) printf "   archive size %.2f", fs / (ps ? ps : 1)
             printf "\n" }'
     done
-fi
+done

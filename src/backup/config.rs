@@ -5,6 +5,8 @@
 //! [backup]
 //! every = "24h"            # scheduled by the supervisor (with jitter)
 //! jitter = "30m"           # default: a tenth of `every`, at most 1h
+//! timeout = "2h"           # a scheduled backup running longer is killed (default:
+//!                          # `every`, kept between 10m and 6h)
 //! keep = 7                 # retention, applied only after a successful backup
 //! max_age = "30d"
 //! freeze_max = "5s"        # the longest the app stays frozen
@@ -29,6 +31,7 @@ use crate::stack::StackError;
 pub struct RawBackup {
     every: Option<Spanned<String>>,
     jitter: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
     keep: Option<Spanned<i64>>,
     max_age: Option<Spanned<String>>,
     freeze_max: Option<Spanned<String>>,
@@ -47,6 +50,8 @@ pub struct RawBackup {
 pub struct BackupConfig {
     pub every: Option<Duration>,
     pub jitter: Duration,
+    /// How long a scheduled backup may run before the supervisor kills it.
+    pub timeout: Duration,
     pub keep: Option<usize>,
     pub max_age: Option<Duration>,
     pub freeze_max: Duration,
@@ -62,6 +67,7 @@ impl Default for BackupConfig {
         BackupConfig {
             every: None,
             jitter: Duration::ZERO,
+            timeout: default_timeout(None),
             keep: None,
             max_age: None,
             freeze_max: super::create::DEFAULT_FREEZE_MAX,
@@ -71,6 +77,14 @@ impl Default for BackupConfig {
             to: Vec::new(),
         }
     }
+}
+
+/// A scheduled backup's timeout when `[backup] timeout` is not given: its `every`,
+/// kept between 10 minutes and 6 hours.
+pub fn default_timeout(every: Option<Duration>) -> Duration {
+    every
+        .unwrap_or_default()
+        .clamp(Duration::from_secs(600), Duration::from_secs(6 * 3600))
 }
 
 /// `500ms`, `2s`, `1m`, `24h`, and days: `30d`.
@@ -116,6 +130,19 @@ pub fn validate(
         Some(j) => j,
         None => every.map_or(Duration::ZERO, |e| (e / 10).min(Duration::from_secs(3600))),
     };
+    let timeout = match (dur(&raw.timeout, "timeout")?, &raw.timeout) {
+        (Some(t), Some(s)) if t < Duration::from_secs(1) => {
+            return Err(err(
+                s.span(),
+                format!(
+                    "timeout: {:?} is too short (a scheduled backup gets at least 1s)",
+                    s.get_ref()
+                ),
+            ))
+        }
+        (Some(t), _) => t,
+        (None, _) => default_timeout(every),
+    };
     let keep = match &raw.keep {
         Some(k) if *k.get_ref() < 1 => {
             return Err(err(
@@ -145,6 +172,7 @@ pub fn validate(
     Ok(BackupConfig {
         every,
         jitter,
+        timeout,
         keep,
         max_age: dur(&raw.max_age, "max_age")?,
         freeze_max,

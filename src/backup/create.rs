@@ -32,6 +32,9 @@ pub struct Options {
     pub to: Vec<super::remote::Destination>,
     /// More attributes of the `backup` event (a scheduled one: when it was due).
     pub event_attrs: Vec<(String, String)>,
+    /// The work nobody waits for at the machine's lowest CPU and I/O priority
+    /// ([`super::priority`]): a scheduled backup's.
+    pub background: bool,
 }
 
 impl Options {
@@ -43,6 +46,7 @@ impl Options {
             encrypt: stack.backup.encrypt.clone(),
             to: stack.backup.to.clone(),
             event_attrs: Vec::new(),
+            background: reason == "scheduled",
         }
     }
 }
@@ -271,25 +275,34 @@ pub fn create_locked(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Resul
     std::fs::create_dir(&scratch.0).with_context(|| format!("creating {}", scratch.0.display()))?;
     let staged_path = |vol: &str, rel: &str| scratch.0.join(vol).join(rel);
 
-    // 3. The databases, while the app runs: online backup, integrity_check of the copy.
+    // 3. The databases, while the app runs: sqlite's online backup, each a consistent
+    //    copy of one commit. A scheduled backup copies in the background of the
+    //    machine when the app's writers do not wait for it (WAL mode), at normal
+    //    priority when they do.
+    tracing::debug!(phase = "copy", "backup phase");
     let t_sql = Instant::now();
     let mut databases: Vec<BTreeSet<String>> = Vec::new();
+    let mut copies: Vec<PathBuf> = Vec::new();
     for v in &volumes {
         let data = crate::volumes::data_dir(&g.root, v);
         let mut dbs = BTreeSet::new();
         for (rel, m) in walk(&data)? {
             if m.file_type().is_file() && super::sqlite::is_database(&data.join(&rel)) {
+                let src = data.join(&rel);
                 let dst = staged_path(v, &rel);
                 std::fs::create_dir_all(dst.parent().expect("below the scratch dir"))?;
+                let _bg = (opts.background && super::sqlite::journal_mode(&src)? == "wal")
+                    .then(super::priority::Background::enter);
                 // On a terminal: a spinner (sqlite's online backup is one step).
                 let step = crate::progress::Step::spinner(&format!("database {rel}"));
-                match super::sqlite::copy(&data.join(&rel), &dst) {
-                    Ok(()) => step.done("copied, integrity_check ok"),
+                match super::sqlite::copy(&src, &dst) {
+                    Ok(()) => step.done("copied"),
                     Err(e) => {
                         step.abandon();
                         return Err(e);
                     }
                 }
+                copies.push(dst);
                 dbs.insert(rel);
             }
         }
@@ -300,6 +313,7 @@ pub fn create_locked(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Resul
     // 4. Everything else, with the app frozen (bounded) when it runs.
     let mut frozen_ms = 0;
     let mut staged: Vec<(String, Vec<Staged>)> = Vec::new();
+    tracing::debug!(phase = "frozen", "backup phase");
     {
         let frozen = if cgroups.is_empty() {
             None
@@ -368,8 +382,23 @@ pub fn create_locked(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Resul
         }
     }
 
-    // 5. The archive (temp, fsync, rename), then its summary.
+    // 5. The app does not wait any more: each copy checked (`PRAGMA integrity_check`)
+    //    alongside the archive being written (temp, fsync; renamed only once the checks
+    //    passed), then its summary. A scheduled backup's in the machine's background.
+    tracing::debug!(phase = "archive", "backup phase");
+    let _bg = opts.background.then(super::priority::Background::enter);
     let t_arc = Instant::now();
+    let copies_n = copies.len();
+    let check = move || -> anyhow::Result<u64> {
+        let t = Instant::now();
+        for c in &copies {
+            super::sqlite::integrity_check(c)?;
+        }
+        Ok(t.elapsed().as_millis() as u64)
+    };
+    // Alongside the archive (threads started here inherit the background priority).
+    let mut checker = Some(std::thread::spawn(check));
+    let mut checked = 0;
     let mut manifest = Manifest {
         format: super::FORMAT,
         stack: stack.name.clone(),
@@ -398,11 +427,29 @@ pub fn create_locked(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Resul
         super::ARCHIVE_EXT
     };
     let file = format!("{name}{ext}");
-    let written = archive::write(&dir.join(&file), &mut manifest, &staged, encryptor)?;
+    let joined = |t: std::thread::JoinHandle<anyhow::Result<u64>>| {
+        t.join()
+            .map_err(|_| anyhow::anyhow!("the integrity check panicked"))?
+    };
+    let written = archive::write(&dir.join(&file), &mut manifest, &staged, encryptor, || {
+        checked = joined(checker.take().expect("joined once"))?;
+        Ok(if copies_n > 0 {
+            ", integrity_check ok".into()
+        } else {
+            String::new()
+        })
+    });
+    if let Some(t) = checker.take() {
+        // The archive failed first: the check ends before its copies are removed.
+        let _ = joined(t);
+    }
+    let written = written?;
     drop(scratch);
+    tracing::debug!(phase = "done", "backup phase");
     let timings = Timings {
         sqlite_ms,
         frozen_ms,
+        check_ms: checked,
         archive_ms: t_arc.elapsed().as_millis() as u64,
         total_ms: t0.elapsed().as_millis() as u64,
     };

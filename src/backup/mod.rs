@@ -30,6 +30,7 @@ pub mod config;
 pub mod create;
 pub mod crypt;
 pub mod freeze;
+pub mod priority;
 pub mod remote;
 pub mod restore;
 pub mod schedule;
@@ -108,7 +109,10 @@ pub struct Timings {
     pub sqlite_ms: u64,
     /// How long the app was frozen (0: nothing to copy frozen, or no app running).
     pub frozen_ms: u64,
-    /// Writing the archive (compression, checksums, fsync).
+    /// `PRAGMA integrity_check` of the copies (while the archive is written).
+    #[serde(default)]
+    pub check_ms: u64,
+    /// Checking the copies and writing the archive (compression, checksums, fsync).
     pub archive_ms: u64,
     pub total_ms: u64,
 }

@@ -978,6 +978,20 @@ volumes = ["db:/var/db"]
             .to_string();
         assert!(e.starts_with("frun.toml:24:1: unknown field `kept`"), "{e}");
         assert!(parse(GOOD).unwrap().backup.every.is_none());
+        // A scheduled backup's timeout: `every` kept within 10m..6h, or as given.
+        assert_eq!(b.timeout, Duration::from_secs(6 * 3600));
+        let t = |v: &str| parse(&format!("{ok}timeout = \"{v}\"\n"));
+        assert_eq!(t("30m").unwrap().backup.timeout, Duration::from_secs(1800));
+        let e = t("soon").unwrap_err().to_string();
+        assert!(
+            e.starts_with("frun.toml:27:11: timeout: invalid duration"),
+            "{e}"
+        );
+        let e = t("500ms").unwrap_err().to_string();
+        assert!(
+            e.starts_with("frun.toml:27:11: timeout: \"500ms\" is too short"),
+            "{e}"
+        );
     }
 
     #[test]

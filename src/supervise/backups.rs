@@ -21,12 +21,10 @@ use crate::cli::Global;
 /// How often the stacks' files are read again (a changed `[backup]` takes effect then).
 const RESCAN: Duration = Duration::from_secs(2);
 
-/// A scheduled backup's child is killed past this long: its `every`, kept between
-/// 10 minutes and 6 hours.
+/// A scheduled backup's child is killed past this long: `[backup] timeout` (default:
+/// its `every`, kept between 10 minutes and 6 hours).
 fn timeout(cfg: &BackupConfig) -> Duration {
-    cfg.every
-        .unwrap_or_default()
-        .clamp(Duration::from_secs(600), Duration::from_secs(6 * 3600))
+    cfg.timeout
 }
 
 /// A running `frun backup --scheduled`.

@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 /// The backup events of the state root, oldest first.
-fn backup_events(f: &Frun) -> Vec<Value> {
+pub(crate) fn backup_events(f: &Frun) -> Vec<Value> {
     read_or_empty(&f.root().join("events/events.jsonl"))
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -19,7 +19,7 @@ fn backup_events(f: &Frun) -> Vec<Value> {
         .collect()
 }
 
-fn scheduled_ok(f: &Frun) -> Vec<Value> {
+pub(crate) fn scheduled_ok(f: &Frun) -> Vec<Value> {
     backup_events(f)
         .into_iter()
         .filter(|e| e["attrs"]["reason"] == "scheduled" && e["attrs"]["outcome"] == "ok")
@@ -32,7 +32,7 @@ fn time(v: &Value) -> chrono::DateTime<chrono::FixedOffset> {
 }
 
 /// The names `frun backups` lists.
-fn listed(f: &Frun, s: &Stack) -> Vec<String> {
+pub(crate) fn listed(f: &Frun, s: &Stack) -> Vec<String> {
     let rows: Vec<Value> =
         serde_json::from_str(&f.ok(&["backups", "-f", &s.file(), "--format", "json"])).unwrap();
     rows.iter()
@@ -49,11 +49,11 @@ fn supervisor_pid(f: &Frun) -> Option<i32> {
     a.trim().strip_prefix("pong ")?.parse().ok()
 }
 
-fn supervisor_log(f: &Frun) -> String {
+pub(crate) fn supervisor_log(f: &Frun) -> String {
     read_or_empty(&f.dir.path().join("run/supervise.log"))
 }
 
-fn schedule(f: &Frun) -> Value {
+pub(crate) fn schedule(f: &Frun) -> Value {
     serde_json::from_str(&read_or_empty(&f.root().join("backups/bk/schedule.json")))
         .unwrap_or(Value::Null)
 }
@@ -170,7 +170,7 @@ fn a_supervisor_killed_and_restarted_neither_loses_nor_doubles_a_scheduled_backu
 }
 
 /// The app row of `frun status --format json`, and the table.
-fn status(f: &Frun, s: &Stack) -> (Value, String) {
+pub(crate) fn status(f: &Frun, s: &Stack) -> (Value, String) {
     let rows: Vec<Value> =
         serde_json::from_str(&f.ok(&["status", "-f", &s.file(), "--format", "json"])).unwrap();
     let app = rows

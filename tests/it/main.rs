@@ -9,6 +9,7 @@ mod addr_reuse;
 mod backup;
 mod backup_progress;
 mod backup_schedule;
+mod backup_timeout;
 mod boot;
 mod ca_roots;
 mod common;
