@@ -1094,3 +1094,13 @@ impl Drop for Containerd {
         umount_below(self.f.dir.path());
     }
 }
+
+/// Writes `text` as the frun.toml of the test's stack directory (`<test dir>/stack`,
+/// made if missing); returns the file's path.
+pub fn write_stack_file(f: &Frun, text: &str) -> std::path::PathBuf {
+    let dir = f.dir.path().join("stack");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("frun.toml");
+    std::fs::write(&file, text).unwrap();
+    file
+}

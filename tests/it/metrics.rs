@@ -304,18 +304,15 @@ listen = "127.0.0.1:{mport}"
 fn metrics_are_off_unless_asked_and_a_taken_address_is_told() {
     let Some(reg) = registry() else { return };
     let f = Frun::new().checked();
-    let dir = f.dir.path().join("stack");
-    std::fs::create_dir_all(&dir).unwrap();
     let mport = free_port();
-    let file = dir.join("frun.toml");
+    let file = f.dir.path().join("stack/frun.toml");
     let write = |metrics: &str| {
-        std::fs::write(
-            &file,
-            format!(
+        write_stack_file(
+            &f,
+            &format!(
                 "name = \"off\"\n\n[app]\nimage = \"{reg}/test/busybox\"\ncommand = [\"sleep\", \"600\"]\nstop_grace = \"1s\"\n{metrics}"
             ),
-        )
-        .unwrap();
+        );
     };
     // 1. Without [metrics]: the supervisor runs and has no TCP socket at all.
     write("");

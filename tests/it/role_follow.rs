@@ -10,12 +10,9 @@ use std::process::Stdio;
 const LINES: usize = 400;
 
 fn write_stack(f: &Frun, reg: &str, gen: u32) -> std::path::PathBuf {
-    let dir = f.dir.path().join("stack");
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("frun.toml");
-    std::fs::write(
-        &file,
-        format!(
+    write_stack_file(
+        f,
+        &format!(
             r#"name = "rf"
 
 [app]
@@ -31,8 +28,6 @@ compress = true
 "#
         ),
     )
-    .unwrap();
-    file
 }
 
 /// The `genN line K` numbers K of generation `gen` in `text`, in order.

@@ -6,12 +6,9 @@ use crate::common::*;
 use serde_json::Value;
 
 fn write_stack(f: &Frun, reg: &str, gen: u32) -> std::path::PathBuf {
-    let dir = f.dir.path().join("stack");
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("frun.toml");
-    std::fs::write(
-        &file,
-        format!(
+    write_stack_file(
+        f,
+        &format!(
             r#"name = "rl"
 
 [app]
@@ -22,8 +19,6 @@ stop_grace = "1s"
 "#
         ),
     )
-    .unwrap();
-    file
 }
 
 fn generations_logged(f: &Frun, key: &str) -> Vec<String> {

@@ -11,17 +11,12 @@ use std::process::{Output, Stdio};
 
 /// A stack whose app is `image` with `auth_line` in its `[app]` table.
 fn stack(f: &Frun, image: &str, auth_line: &str) -> PathBuf {
-    let dir = f.dir.path().join("stack");
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("frun.toml");
-    std::fs::write(
-        &file,
-        format!(
+    write_stack_file(
+        f,
+        &format!(
             "name = \"priv\"\n\n[app]\nimage = \"{image}\"\ncommand = [\"sleep\", \"600\"]\nstop_grace = \"1s\"\n{auth_line}\n"
         ),
     )
-    .unwrap();
-    file
 }
 
 fn up(f: &Frun, file: &Path) -> Output {
