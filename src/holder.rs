@@ -616,13 +616,8 @@ fn finish(c: &Container, st: &mut State, exit: ExitState) -> anyhow::Result<()> 
 /// process is gone (or a zombie awaiting its parent).
 /// True when the process had to be killed with SIGKILL.
 pub fn stop_pid(pid: i32, stop_signal: i32, timeout: u64) -> bool {
-    let start = pid_start(pid);
-    if start.is_none() {
+    let Some(w) = crate::pidwatch::Watched::open(pid, None) else {
         return false;
-    }
-    let Some(w) = crate::pidwatch::Watched::open(pid, start) else {
-        // Gone meanwhile, or no pidfd (a kernel before 5.3): by pid, polled.
-        return stop_pid_polled(pid, start, stop_signal, timeout);
     };
     w.signal(stop_signal);
     if w.wait(Duration::from_secs(timeout)) {
@@ -630,24 +625,6 @@ pub fn stop_pid(pid: i32, stop_signal: i32, timeout: u64) -> bool {
     }
     // busybox httpd as pid 1, for one, ignores SIGTERM.
     w.signal(libc::SIGKILL);
-    true
-}
-
-fn stop_pid_polled(pid: i32, start: Option<u64>, stop_signal: i32, timeout: u64) -> bool {
-    use nix::{sys::signal, unistd::Pid};
-    if pid_start(pid) != start {
-        return false;
-    }
-    let sig = signal::Signal::try_from(stop_signal).unwrap_or(signal::Signal::SIGTERM);
-    let _ = signal::kill(Pid::from_raw(pid), sig);
-    let deadline = Instant::now() + Duration::from_secs(timeout);
-    while Instant::now() < deadline {
-        if pid_start(pid) != start {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = signal::kill(Pid::from_raw(pid), signal::Signal::SIGKILL);
     true
 }
 

@@ -5,7 +5,8 @@
 //! wake-up every 10 ms on a box whose CPUs are busy serving. A pidfd (Linux 5.3) turns
 //! readable the moment the process exits, so the wait ends then. The pid is checked
 //! against its recorded start time after the pidfd is opened, so a pid reused by
-//! another process is never watched (nor signalled).
+//! another process is never watched (nor signalled). Without pidfds (an older kernel)
+//! the same calls signal by pid and poll, as frun did before.
 
 use crate::containers::pid_start;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
@@ -13,30 +14,47 @@ use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-/// A process, held by a pidfd.
+/// A process: its pid and start time, and a pidfd where the kernel has them.
 pub struct Watched {
-    fd: OwnedFd,
+    pid: i32,
+    start: u64,
+    fd: Option<OwnedFd>,
 }
 
 impl Watched {
     /// `pid`, if it is alive and (when given) started at `start`.
     pub fn open(pid: i32, start: Option<u64>) -> Option<Watched> {
-        let fd = pidfd_open(Pid::from_raw(pid)?, PidfdFlags::empty()).ok()?;
-        // Opened first, checked second: the pidfd now names this process even if the
+        // Opened first, checked second: the pidfd then names this process even if the
         // pid is reused later.
+        let fd = pidfd_open(Pid::from_raw(pid)?, PidfdFlags::empty()).ok();
         let now = pid_start(pid)?;
         if start.is_some_and(|s| s != now) {
             return None;
         }
-        Some(Watched { fd })
+        Some(Watched {
+            pid,
+            start: now,
+            fd,
+        })
+    }
+
+    fn alive(&self) -> bool {
+        pid_start(self.pid) == Some(self.start)
     }
 
     /// Sends `sig` (a raw signal number; SIGTERM when it is not one).
     pub fn signal(&self, sig: i32) {
         let sig = Signal::from_named_raw(sig).unwrap_or(Signal::TERM);
-        if let Err(e) = pidfd_send_signal(&self.fd, sig) {
+        let r = match &self.fd {
+            Some(fd) => pidfd_send_signal(fd, sig),
+            None if self.alive() => {
+                rustix::process::kill_process(Pid::from_raw(self.pid).expect("pid > 0"), sig)
+            }
+            None => Ok(()),
+        };
+        if let Err(e) = r {
             if e != rustix::io::Errno::SRCH {
-                tracing::debug!(error = %e, "signalling a process by its pidfd");
+                tracing::debug!(error = %e, pid = self.pid, "signalling a process");
             }
         }
     }
@@ -44,18 +62,27 @@ impl Watched {
     /// True once the process has exited (a zombie counts), waiting at most `timeout`.
     pub fn wait(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
+        let Some(fd) = &self.fd else {
+            while self.alive() {
+                if Instant::now() >= deadline {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            return true;
+        };
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let ts = Timespec {
                 tv_sec: left.as_secs() as i64,
                 tv_nsec: left.subsec_nanos() as i64,
             };
-            let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
+            let mut fds = [PollFd::new(fd, PollFlags::IN)];
             match poll(&mut fds, Some(&ts)) {
                 Ok(n) if n > 0 => return true,
                 Ok(_) => return false,
                 Err(rustix::io::Errno::INTR) if !left.is_zero() => continue,
-                Err(_) => return false,
+                Err(_) => return !self.alive(),
             }
         }
     }
@@ -80,5 +107,20 @@ mod tests {
         assert!(w.wait(Duration::from_secs(10)), "ended");
         child.wait().unwrap();
         assert!(Watched::open(pid, start).is_none(), "gone");
+    }
+
+    #[test]
+    fn without_a_pidfd_it_signals_by_pid_and_polls() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let mut w = Watched::open(pid, None).expect("alive");
+        w.fd = None;
+        assert!(!w.wait(Duration::from_millis(20)), "still running");
+        w.signal(libc::SIGKILL);
+        child.wait().unwrap();
+        assert!(w.wait(Duration::from_secs(10)), "ended");
     }
 }
