@@ -73,13 +73,32 @@ pub fn http_get(addr: &str, path: &str) -> Result<String, String> {
     Ok(out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago (the kernel's pick).
+/// A TCP port on 127.0.0.1 that was free a moment ago, below the kernel's ephemeral
+/// range: a port the kernel picked itself (`bind(:0)`) is one it also hands to outgoing
+/// connections, so a client socket (a health probe, a pull) could take it between the
+/// pick and the test's own bind ("Address already in use" in the metrics test).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (from, span) = (low.saturating_sub(12000).max(1024), low.min(12000));
+    // Where to start: this process and the clock, so that parallel test processes do
+    // not try the same ports in the same order.
+    let seed = std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    for _ in 0..span {
+        let n = NEXT.fetch_add(7919, Ordering::Relaxed).wrapping_add(seed);
+        let port = (from + n % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {from}..{}", from + span)
 }
 
 /// A process a test started, killed and reaped however the test ends.
