@@ -49,8 +49,8 @@ fn comment(body: &str) -> String {
 /// The table as `script` makes it: loaded only when the kernel does not have it already.
 pub(super) fn ensure(cfg: &NetConfig) -> anyhow::Result<()> {
     let want = comment(&body(cfg));
-    match table_userdata(&cfg.nft_table()) {
-        Ok(Some(data)) if contains(&data, want.as_bytes()) => return Ok(()),
+    match table(&cfg.nft_table()) {
+        Ok(Some(t)) if contains(&t.userdata, want.as_bytes()) => return Ok(()),
         Ok(_) => {}
         // The kernel could not say (an old kernel, no nf_tables yet): nft decides.
         Err(e) => tracing::debug!(error = %e, "asking the kernel for frun's nftables table"),
@@ -107,12 +107,6 @@ const NFPROTO_IPV4: u8 = 2;
 struct Table {
     handle: u64,
     userdata: Vec<u8>,
-}
-
-/// The `ip` table `name`'s user data (its comment lives there), `Ok(None)` when the
-/// kernel has no such table.
-fn table_userdata(name: &str) -> io::Result<Option<Vec<u8>>> {
-    Ok(table(name)?.map(|t| t.userdata))
 }
 
 /// The `ip` table `name`, `Ok(None)` when the kernel has no such table: one
@@ -276,7 +270,7 @@ mod tests {
         std::thread::spawn(|| {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
             let c = cfg();
-            assert_eq!(table_userdata(&c.nft_table()).unwrap(), None);
+            assert_eq!(table(&c.nft_table()).unwrap(), None);
             ensure(&c).unwrap();
             let first = table(&c.nft_table()).unwrap().expect("a table");
             assert!(contains(&first.userdata, comment(&body(&c)).as_bytes()));
@@ -289,14 +283,14 @@ mod tests {
                 t = c.nft_table()
             ))
             .unwrap();
-            let data = table_userdata(&c.nft_table()).unwrap().unwrap();
+            let data = table(&c.nft_table()).unwrap().unwrap().userdata;
             assert!(!contains(&data, comment(&body(&c)).as_bytes()));
             ensure(&c).unwrap();
             let again = table(&c.nft_table()).unwrap().unwrap();
             assert!(contains(&again.userdata, comment(&body(&c)).as_bytes()));
             assert_ne!(again.handle, first.handle);
             delete(&c).unwrap();
-            assert_eq!(table_userdata(&c.nft_table()).unwrap(), None);
+            assert_eq!(table(&c.nft_table()).unwrap(), None);
         })
         .join()
         .unwrap();
