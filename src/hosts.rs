@@ -30,12 +30,21 @@ pub fn host_resolv_conf() -> String {
 
 /// A container's `/etc/hosts`: itself, and every container on its bridge by name.
 pub fn hosts_file(c: &Container, net: &crate::net::NetConfig) -> String {
+    let bridge = match &c.record.network {
+        Some(_) => crate::net::hosts_entries(net).unwrap_or_default(),
+        None => String::new(),
+    };
+    hosts_text(c, &bridge)
+}
+
+/// [`hosts_file`] with the bridge's lines (`hosts_entries`) already read.
+fn hosts_text(c: &Container, bridge: &str) -> String {
     let hostname = &c.record.id[..12];
     let mut s = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string();
     match &c.record.network {
         Some(n) => {
             s.push_str(&format!("{}\t{hostname}\n", n.ip));
-            s.push_str(&crate::net::hosts_entries(net).unwrap_or_default());
+            s.push_str(bridge);
         }
         None => s.push_str(&format!("127.0.1.1\t{hostname} {}\n", c.record.name)),
     }
@@ -51,9 +60,11 @@ pub fn hosts_file(c: &Container, net: &crate::net::NetConfig) -> String {
 pub fn refresh_hosts(containers: &Containers, net: &crate::net::NetConfig) {
     use std::os::unix::fs::FileExt;
     let Ok(all) = containers.list() else { return };
+    // The bridge's lines once, for every container (each read locks the leases).
+    let bridge = crate::net::hosts_entries(net).unwrap_or_default();
     for c in all.iter().filter(|c| c.record.network.is_some()) {
         let path = c.dir.join("hosts");
-        let text = hosts_file(c, net);
+        let text = hosts_text(c, &bridge);
         if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) {
             let r = f
                 .write_all_at(text.as_bytes(), 0)
