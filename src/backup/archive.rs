@@ -7,7 +7,8 @@
 //! size of each file are computed while the file is written into the archive (one read).
 //!
 //! Writing goes to a temp file in the destination directory, fsynced, renamed, and the
-//! directory fsynced: a crash leaves the old set of archives or the new one.
+//! directory fsynced: a crash leaves the old set of archives or the new one. The file's
+//! writeback follows the writing a few megabytes behind ([`WriteBehind`]).
 //!
 //! Reading ([`extract`]) trusts nothing: each path must be `volumes/<valid name>/...`
 //! with plain components, a file's parent must be a directory the archive itself made
@@ -45,6 +46,74 @@ impl<W: Write> Write for HashWriter<W> {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// A file written with its own writeback kept going behind it: each [`BEHIND`] bytes
+/// written are sent to the disk at once (`sync_file_range`), and the chunk before them
+/// waited for. Dirty pages of the archive never pile up, so the final fsync is short,
+/// and the app's own small fsyncs never queue behind hundreds of megabytes of it (the
+/// kernel would otherwise write them all at once, at the fsync or at its next flush).
+struct WriteBehind {
+    file: std::fs::File,
+    /// Bytes written so far; where the last writeback started began and ended.
+    written: u64,
+    started: (u64, u64),
+}
+
+/// The writeback chunk: a few milliseconds of a disk's writing.
+const BEHIND: u64 = 4 << 20;
+
+impl WriteBehind {
+    fn new(file: std::fs::File) -> WriteBehind {
+        WriteBehind {
+            file,
+            written: 0,
+            started: (0, 0),
+        }
+    }
+
+    fn into_inner(self) -> std::fs::File {
+        self.file
+    }
+}
+
+impl Write for WriteBehind {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        let (prev, end) = self.started;
+        if self.written - end >= BEHIND {
+            use std::os::fd::AsRawFd;
+            let fd = self.file.as_raw_fd();
+            // Only advice: where it fails, the final fsync writes it all.
+            // SAFETY: sync_file_range on the file descriptor this writer owns.
+            unsafe {
+                // The chunk before: written out, waited for.
+                if end > prev {
+                    libc::sync_file_range(
+                        fd,
+                        prev as i64,
+                        (end - prev) as i64,
+                        libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                            | libc::SYNC_FILE_RANGE_WRITE
+                            | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                    );
+                }
+                // This one: started.
+                libc::sync_file_range(
+                    fd,
+                    end as i64,
+                    (self.written - end) as i64,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+            self.started = (end, self.written);
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
     }
 }
 
@@ -169,7 +238,7 @@ pub fn write(
             .open(&tmp)
             .with_context(|| format!("creating {}", tmp.display()))?;
         let counted = HashWriter {
-            inner: std::io::BufWriter::with_capacity(1 << 20, file),
+            inner: std::io::BufWriter::with_capacity(1 << 20, WriteBehind::new(file)),
             hasher: Sha256::new(),
             n: 0,
         };
@@ -246,7 +315,8 @@ pub fn write(
         let file = counted
             .inner
             .into_inner()
-            .map_err(|e| anyhow::anyhow!("writing {}: {}", tmp.display(), e.error()))?;
+            .map_err(|e| anyhow::anyhow!("writing {}: {}", tmp.display(), e.error()))?
+            .into_inner();
         file.sync_all()
             .with_context(|| format!("syncing {}", tmp.display()))?;
         note = ready()?;

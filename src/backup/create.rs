@@ -1,9 +1,10 @@
 //! `frun backup`: the numbered steps of one backup of a stack's volumes.
 //!
-//! The databases are copied first, with the app running (sqlite's online backup);
-//! then the app is frozen, the volumes walked again and every other file copied into a
-//! staging directory, and the app thawed; then the archive is written from the staging
-//! directory with nobody waiting. A database that appeared between the two walks is
+//! The databases are copied first, with the app running (sqlite's online backup), and
+//! every other file into a staging directory; then the app is frozen, the volumes
+//! walked again and copied again only what changed since (see [`super::precopy`]), and
+//! the app thawed; then the archive is written from the staging directory with nobody
+//! waiting. A database that appeared between the two walks is
 //! copied with its `-wal`/`-journal` while frozen: a frozen app's files are what a
 //! crash would leave, which sqlite recovers from.
 
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::archive::{self, Staged};
 use super::freeze::{self, Frozen};
+use super::precopy::{self, PreCopied};
 use super::{stack_dir, AppInfo, FileEntry, Kind, Manifest, Summary, Timings, Verification};
 use crate::cli::Global;
 use crate::containers::{Container, Containers, Status};
@@ -126,6 +128,14 @@ fn walk(root: &Path) -> anyhow::Result<Vec<(String, std::fs::Metadata)>> {
     let mut out = vec![(String::new(), meta)];
     go(root, "", &mut out)?;
     Ok(out)
+}
+
+/// Whether `rel` is a file sqlite keeps beside one of the databases `dbs` (never copied:
+/// the online backup has their content).
+fn companion(dbs: &BTreeSet<String>, rel: &str) -> bool {
+    super::sqlite::COMPANIONS
+        .iter()
+        .any(|s| rel.strip_suffix(s).is_some_and(|db| dbs.contains(db)))
 }
 
 fn entry(rel: &str, kind: Kind, m: &std::fs::Metadata) -> FileEntry {
@@ -310,8 +320,24 @@ pub fn create_locked(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Resul
     }
     let sqlite_ms = t_sql.elapsed().as_millis() as u64;
 
-    // 4. Everything else, with the app frozen (bounded) when it runs.
+    // 4. Everything else, copied once with the app running; then again, with the app
+    //    frozen (bounded) when it runs, only what changed since ([`precopy`]).
+    tracing::debug!(phase = "pre-copy", "backup phase");
+    let t_pre = Instant::now();
+    let mut pre = PreCopied::default();
+    for (v, dbs) in volumes.iter().zip(&databases) {
+        let data = crate::volumes::data_dir(&g.root, v);
+        for (rel, m) in walk(&data)? {
+            if m.file_type().is_dir() {
+                std::fs::create_dir_all(staged_path(v, &rel))?;
+            } else if m.file_type().is_file() && !dbs.contains(&rel) && !companion(dbs, &rel) {
+                pre.copy(&data.join(&rel), &staged_path(v, &rel))?;
+            }
+        }
+    }
+    let precopy_ms = t_pre.elapsed().as_millis() as u64;
     let mut frozen_ms = 0;
+    let mut recopied = 0;
     let mut staged: Vec<(String, Vec<Staged>)> = Vec::new();
     tracing::debug!(phase = "frozen", "backup phase");
     {
@@ -325,13 +351,13 @@ pub fn create_locked(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Resul
                 opts.freeze_max,
             )?)
         };
+        // Files the app maps shared and writable change without their times moving.
+        let mapped = frozen
+            .as_ref()
+            .map(|f| precopy::shared_writable_inodes(&f.pids()))
+            .unwrap_or_default();
         for (v, dbs) in volumes.iter().zip(&databases) {
             let data = crate::volumes::data_dir(&g.root, v);
-            let companion = |rel: &str| {
-                super::sqlite::COMPANIONS
-                    .iter()
-                    .any(|s| rel.strip_suffix(s).is_some_and(|db| dbs.contains(db)))
-            };
             let mut entries = Vec::new();
             if let Some(f) = &frozen {
                 f.check("walking the volumes")?;
@@ -364,11 +390,14 @@ pub fn create_locked(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Resul
                         entry: e,
                         content: Some(staged_path(v, &rel)),
                     });
-                } else if companion(&rel) {
+                } else if companion(dbs, &rel) {
                     continue;
                 } else {
-                    let dst = staged_path(v, &rel);
-                    freeze::copy_bounded(&data.join(&rel), &dst, frozen.as_ref())?;
+                    let (src, dst) = (data.join(&rel), staged_path(v, &rel));
+                    if !pre.still_holds(&src, &dst, &m, &mapped) {
+                        freeze::copy_bounded(&src, &dst, frozen.as_ref())?;
+                        recopied += 1;
+                    }
                     entries.push(Staged {
                         entry: entry(&rel, Kind::File, &m),
                         content: Some(dst),
@@ -381,6 +410,12 @@ pub fn create_locked(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Resul
             frozen_ms = f.since.elapsed().as_millis() as u64;
         }
     }
+    tracing::debug!(
+        pre_copied = pre.len(),
+        copied_frozen = recopied,
+        frozen_ms,
+        "files copied"
+    );
 
     // 5. The app does not wait any more: each copy checked (`PRAGMA integrity_check`)
     //    alongside the archive being written (temp, fsync; renamed only once the checks
@@ -416,7 +451,9 @@ pub fn create_locked(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Resul
             .collect(),
         timings: Timings {
             sqlite_ms,
+            precopy_ms,
             frozen_ms,
+            frozen_files: recopied,
             ..Default::default()
         },
     };
@@ -448,7 +485,9 @@ pub fn create_locked(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Resul
     tracing::debug!(phase = "done", "backup phase");
     let timings = Timings {
         sqlite_ms,
+        precopy_ms,
         frozen_ms,
+        frozen_files: recopied,
         check_ms: checked,
         archive_ms: t_arc.elapsed().as_millis() as u64,
         total_ms: t0.elapsed().as_millis() as u64,

@@ -59,6 +59,11 @@ impl Frozen {
         Ok(frozen)
     }
 
+    /// The processes of the frozen cgroups.
+    pub fn pids(&self) -> Vec<i32> {
+        self.cgroups.iter().flat_map(Cgroup::pids).collect()
+    }
+
     /// Fails once the bound is past.
     pub fn check(&self, doing: &str) -> anyhow::Result<()> {
         if Instant::now() > self.deadline {

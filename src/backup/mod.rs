@@ -6,7 +6,8 @@
 //! app runs: sqlite databases (found by their header, WAL mode included) are copied
 //! with sqlite's online backup API and checked with `PRAGMA integrity_check` on the
 //! copy ([`sqlite`]); every other file is copied while the app's cgroup is frozen, for
-//! a bounded time ([`freeze`]). The archive is written to a temp file, fsynced and
+//! a bounded time ([`freeze`]): once before, with the app running, and while frozen
+//! only what changed since ([`precopy`]). The archive is written to a temp file, fsynced and
 //! renamed ([`archive`]); beside it a small `NAME.json` says what `frun backups`
 //! lists without opening the archive.
 //!
@@ -30,6 +31,7 @@ pub mod config;
 pub mod create;
 pub mod crypt;
 pub mod freeze;
+pub mod precopy;
 pub mod priority;
 pub mod remote;
 pub mod restore;
@@ -107,8 +109,14 @@ pub struct AppInfo {
 pub struct Timings {
     /// Copying the sqlite databases with the online backup API (app running).
     pub sqlite_ms: u64,
+    /// Copying the other files once with the app running.
+    #[serde(default)]
+    pub precopy_ms: u64,
     /// How long the app was frozen (0: nothing to copy frozen, or no app running).
     pub frozen_ms: u64,
+    /// The files copied while frozen: new, or changed since their copy before the freeze.
+    #[serde(default)]
+    pub frozen_files: u64,
     /// `PRAGMA integrity_check` of the copies (while the archive is written).
     #[serde(default)]
     pub check_ms: u64,

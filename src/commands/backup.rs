@@ -84,7 +84,7 @@ fn print_made(
         Format::Table => {
             writeln!(
                 out,
-                "{}  {} ({} files, {} databases, {} of data{}) in {} ms, app frozen {} ms: {}",
+                "{}  {} ({} files, {} databases, {} of data{}) in {} ms, app frozen {} ms ({} copied frozen): {}",
                 s.name,
                 human_size(s.size),
                 s.files,
@@ -93,6 +93,10 @@ fn print_made(
                 if s.encrypted { ", encrypted" } else { "" },
                 s.timings.total_ms,
                 s.timings.frozen_ms,
+                match s.timings.frozen_files {
+                    1 => "1 file".to_string(),
+                    n => format!("{n} files"),
+                },
                 s.archive_path(&g.root).display()
             )?;
             for r in removed {

@@ -250,9 +250,21 @@ fn a_backup_past_the_freeze_bound_fails_and_thaws_the_app() {
     let s = Stack::new(&f, &reg);
     up(&f, &s);
     assert_eq!(s.visit(), 1);
-    // 64 MB of plain file: its copy takes longer than 1 ms whatever the disk.
+    // 64 MB of plain file: its copy takes longer than 1 ms whatever the disk. Changed
+    // "later than now", as a file that keeps changing would be: not copied before the
+    // freeze (see the pre-copy below), so while frozen.
     let big: Vec<u8> = (0..64u32 << 20).map(|i| (i % 253) as u8).collect();
-    std::fs::write(volume(&f, "bkfiles").join("big.bin"), &big).unwrap();
+    let big_path = volume(&f, "bkfiles").join("big.bin");
+    std::fs::write(&big_path, &big).unwrap();
+    let set_mtime = |t: std::time::SystemTime| {
+        std::fs::File::options()
+            .write(true)
+            .open(&big_path)
+            .unwrap()
+            .set_modified(t)
+            .unwrap()
+    };
+    set_mtime(std::time::SystemTime::now() + Duration::from_secs(3600));
     let file = s.file();
     let err = f.fails(&["backup", "-f", &file, "--freeze-max", "1ms"]);
     assert!(err.contains("freeze bound"), "{err}");
@@ -277,11 +289,31 @@ fn a_backup_past_the_freeze_bound_fails_and_thaws_the_app() {
         .collect();
     assert!(left.is_empty(), "left in {}: {left:?}", dir.display());
 
-    // With room enough, the same backup succeeds and says how long the app was frozen.
-    let b: Value =
-        serde_json::from_str(&f.ok(&["backup", "-f", &file, "--format", "json"])).unwrap();
+    // With room enough, the same backup succeeds and says how long the app was frozen,
+    // and how many files it copied frozen: the big file, which changes "later".
+    let backup = || -> Value {
+        serde_json::from_str(&f.ok(&["backup", "-f", &file, "--format", "json"])).unwrap()
+    };
+    let b = backup();
     assert_eq!(b["files"].as_u64().unwrap(), 2, "{b}");
     assert!(b["timings"]["frozen_ms"].is_u64(), "{b}");
+    assert_eq!(b["timings"]["frozen_files"].as_u64(), Some(1), "{b}");
+
+    // A file left alone for a while is copied before the freeze, not while frozen
+    // (its last change more than a second before the backup: see backup::precopy);
+    // and the archive holds it all the same.
+    set_mtime(std::time::SystemTime::now() - Duration::from_secs(3600));
+    std::thread::sleep(Duration::from_millis(1500));
+    let b = backup();
+    assert_eq!(b["timings"]["frozen_files"].as_u64(), Some(0), "{b}");
+    let name = b["name"].as_str().unwrap().to_string();
+    std::fs::write(&big_path, b"changed after the backup").unwrap();
+    f.ok(&["restore", "-f", &file, &name, "--no-safety-backup"]);
+    assert!(
+        std::fs::read(&big_path).unwrap() == big,
+        "the restored big.bin differs"
+    );
+    assert_eq!(s.visit(), 3);
     f.ok(&["down", "-f", &file]);
 }
 
