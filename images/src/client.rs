@@ -556,13 +556,7 @@ pub(crate) fn http_client(limits: &Limits) -> Result<(reqwest::Client, CaRoots),
     // and handed to reqwest as they are: its own platform verifier would read and
     // parse the whole bundle again for every client.
     static ROOTS: std::sync::OnceLock<Vec<reqwest::Certificate>> = std::sync::OnceLock::new();
-    let certs = ROOTS.get_or_init(|| {
-        rustls_native_certs::load_native_certs()
-            .certs
-            .iter()
-            .filter_map(|c| reqwest::Certificate::from_der(c).ok())
-            .collect()
-    });
+    let certs = ROOTS.get_or_init(host_roots);
     let roots = if certs.is_empty() {
         tracing::debug!("no CA certificates on this host: only plain-HTTP registries work");
         CaRoots::Missing
@@ -571,6 +565,33 @@ pub(crate) fn http_client(limits: &Limits) -> Result<(reqwest::Client, CaRoots),
     };
     let builder = builder.tls_certs_only(certs.iter().cloned());
     Ok((builder.build().map_err(ClientError::Setup)?, roots))
+}
+
+/// The host's CA certificates: `SSL_CERT_FILE`/`SSL_CERT_DIR` when set; else the
+/// system's bundle file alone when there is one (Debian's and Ubuntu's
+/// `/etc/ssl/certs/ca-certificates.crt`, which `update-ca-certificates` makes from the
+/// same certificates as the directory beside it); else the certificate directories.
+/// rustls-native-certs' own probe reads the bundle and then every file of the directory
+/// (some 300 opens and parses, ~30 times the bundle's cost, for the same certificates),
+/// in every pull and swap.
+fn host_roots() -> Vec<reqwest::Certificate> {
+    let env = |k| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+    let mut found = None;
+    if !env("SSL_CERT_FILE") && !env("SSL_CERT_DIR") {
+        if let Some(file) = openssl_probe::probe().cert_file {
+            found = Some(rustls_native_certs::load_certs_from_paths(
+                Some(&file),
+                None,
+            ))
+            .filter(|r| !r.certs.is_empty());
+        }
+    }
+    found
+        .unwrap_or_else(rustls_native_certs::load_native_certs)
+        .certs
+        .iter()
+        .filter_map(|c| reqwest::Certificate::from_der(c).ok())
+        .collect()
 }
 
 /// Decides whether credentials for `registry` may go to the token service `realm`; returns
@@ -615,6 +636,38 @@ pub fn check_realm(
 
 #[cfg(test)]
 mod tests {
+    /// The bundle alone holds every root the full probe (bundle and directory) finds: on
+    /// Debian and Ubuntu the directory is the same certificates, file by file.
+    #[test]
+    fn the_bundle_alone_holds_every_root_of_the_host() {
+        if std::env::var_os("SSL_CERT_FILE").is_some() || std::env::var_os("SSL_CERT_DIR").is_some()
+        {
+            return;
+        }
+        let all = rustls_native_certs::load_native_certs().certs;
+        let Some(file) = openssl_probe::probe().cert_file.filter(|_| !all.is_empty()) else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "no CA certificates on a CI host: ca-certificates is in scripts/packages/run.txt"
+            );
+            eprintln!("skipped: this host has no CA certificates");
+            return;
+        };
+        let loaded = rustls_native_certs::load_certs_from_paths(Some(&file), None).certs;
+        let bundle: std::collections::HashSet<&[u8]> = loaded.iter().map(|c| c.as_ref()).collect();
+        let missing = all.iter().filter(|c| !bundle.contains(c.as_ref())).count();
+        assert!(!bundle.is_empty());
+        assert_eq!(
+            missing,
+            0,
+            "{missing} of the host's {} roots are not in {}",
+            all.len(),
+            file.display()
+        );
+        // And what the client trusts is that bundle.
+        assert_eq!(host_roots().len(), loaded.len());
+    }
+
     use super::*;
 
     #[test]
