@@ -7,6 +7,8 @@
 # the app's requests saw meanwhile:
 #   cp        `cp` of the database file alone (the reference of the issue's target: frun
 #             within twice a plain copy; in WAL mode it even misses what is in the -wal)
+#   cpsync    the same `cp`, then `sync FILE` (its fsync): a plain copy that survives a
+#             power cut, as an archive must
 #   classic   the careful script: `sqlite3 DB '.timeout 10000' '.backup COPY'` on the host,
 #             then tar of the volume (the copy instead of the live database) | zstd -1
 #   exec      the same through the container: `frun exec APP sqlite3 ... '.backup'` into
@@ -256,6 +258,8 @@ tar_volume() { # tar_volume COPY OUT
         zstd -1 -q -c >"$2"
 }
 c_cp() { cp "$db" "$T/out/$1.sqlite3"; }
+# The same copy made durable, as a backup must be (coreutils' sync FILE: its fsync).
+c_cpsync() { cp "$db" "$T/out/$1.sqlite3" && sync "$T/out/$1.sqlite3"; }
 # sqlite3's .backup copies in steps and starts over whenever the app writes: under a
 # steady writer it may never end. Bounded by PEER_LIMIT seconds, then told as such.
 dnf() { # dnf KEY: the peer did not finish
@@ -371,7 +375,7 @@ log "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A frozen
 for k in "${keys[@]}"; do
     case $k in
-    cp*) size[$k]=$(stat -c %s "$T/out/$k.sqlite3" 2>/dev/null || echo 0) ;;
+    cp*) size[$k]=$(stat -c %s "$T/out/$k.sqlite3" 2>/dev/null || echo 0) ;; # cp, cpsync
     online*) size[$k]=$(stat -c %s "$T/out/$k.sqlite3" 2>/dev/null || echo 0) ;;
     frun*)
         if [ -s "$T/out/$k.stdout" ]; then
