@@ -270,18 +270,30 @@ fn sweep_and_check(f: &Frun, what: &str, gc_first: bool) {
     if !netns.is_empty() {
         left.push(format!("netns files left: {netns:?}"));
     }
-    let links = text(
-        &Command::new("ip")
-            .args(["-o", "link"])
-            .output()
-            .unwrap()
-            .stdout,
-    );
-    for id in &ids {
-        if links.contains(&format!("veth{}", &id[..11])) {
-            left.push(format!("the veth of {id} is left"));
-        }
+    // A veth pair whose peer was in the container's namespace goes with the namespace,
+    // in the kernel's own time (moments): waited for, 5 s at most.
+    let ip_links = || {
+        text(
+            &Command::new("ip")
+                .args(["-o", "link"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+    };
+    let veths_left = |links: &str| -> Vec<String> {
+        ids.iter()
+            .filter(|id| links.contains(&format!("veth{}", &id[..11])))
+            .map(|id| format!("the veth of {id} is left"))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut links = ip_links();
+    while !veths_left(&links).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        links = ip_links();
     }
+    left.extend(veths_left(&links));
     if links.contains(&format!(" {}:", f.bridge)) {
         left.push(format!("bridge {} left", f.bridge));
     }
