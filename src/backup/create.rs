@@ -365,7 +365,7 @@ pub fn create_locked(g: &Global, stack: &Stack, opts: &Options) -> anyhow::Resul
             for (rel, m) in walk(&data)? {
                 let ft = m.file_type();
                 if ft.is_dir() {
-                    std::fs::create_dir_all(staged_path(v, &rel))?;
+                    precopy::make_dir(&staged_path(v, &rel))?;
                     entries.push(Staged {
                         entry: entry(&rel, Kind::Dir, &m),
                         content: None,

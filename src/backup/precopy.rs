@@ -115,7 +115,7 @@ impl PreCopied {
                 true
             }
             _ => {
-                crate::cleanup::remove_file(dst);
+                clear(dst);
                 false
             }
         }
@@ -125,6 +125,25 @@ impl PreCopied {
     pub fn len(&self) -> usize {
         self.files.len()
     }
+}
+
+/// Removes what is at the staged path `dst`, file or directory (a file the app has
+/// since replaced by a directory, or the other way round).
+fn clear(dst: &Path) {
+    match std::fs::symlink_metadata(dst) {
+        Ok(m) if m.is_dir() => crate::cleanup::remove_dir_all(dst),
+        Ok(_) => crate::cleanup::remove_file(dst),
+        Err(_) => {}
+    }
+}
+
+/// Makes the staged path `dst` a directory, whatever the copy before the freeze left
+/// there (a file the app has since replaced by a directory).
+pub fn make_dir(dst: &Path) -> std::io::Result<()> {
+    if std::fs::symlink_metadata(dst).is_ok_and(|m| !m.is_dir()) {
+        crate::cleanup::remove_file(dst);
+    }
+    std::fs::create_dir_all(dst)
 }
 
 fn is_not_found(e: &anyhow::Error) -> bool {
@@ -218,6 +237,23 @@ mod tests {
         std::fs::rename(&other, &src).unwrap();
         let m = std::fs::symlink_metadata(&src).unwrap();
         assert!(!pre.still_holds(&src, &dst, &m, &none));
+
+        // A file the app replaced by a directory, and the other way round: the staged
+        // path is made what the frozen volume has.
+        let (d_src, d_dst) = (dir.path().join("was-a-file"), dir.path().join("staged-d"));
+        aged(&d_src, b"file", Duration::from_secs(60));
+        std::thread::sleep(RACY + Duration::from_millis(50));
+        pre.copy(&d_src, &d_dst).unwrap();
+        assert!(d_dst.is_file());
+        make_dir(&d_dst).unwrap();
+        assert!(d_dst.is_dir());
+        std::fs::write(d_dst.join("inside"), b"x").unwrap();
+        let m = std::fs::symlink_metadata(&src).unwrap();
+        assert!(!pre.still_holds(&src, &d_dst, &m, &none));
+        assert!(
+            !d_dst.exists(),
+            "a staged directory where a file now is: removed"
+        );
 
         // A file never pre-copied is copied while frozen.
         let fresh = dir.path().join("fresh");
