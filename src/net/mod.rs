@@ -425,7 +425,12 @@ pub fn attach(cfg: &NetConfig, id: &str, name: &str) -> anyhow::Result<Attachmen
                 // yet (it goes with its namespace, in the kernel's own time: see
                 // `detach_locked`); a restart reuses the name.
                 if let Some(idx) = link_index(&h, &host).await? {
-                    h.link().del(idx).execute().await?;
+                    match h.link().del(idx).execute().await {
+                        // Destroyed by the kernel meanwhile.
+                        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => {
+                        }
+                        r => r.with_context(|| format!("removing the old veth {host}"))?,
+                    }
                 }
                 h.link()
                     .add(LinkVeth::new(&host, &peer).build())
