@@ -307,6 +307,14 @@ fn netlink<T: Send + 'static>(
 }
 
 async fn link_index(h: &rtnetlink::Handle, name: &str) -> anyhow::Result<Option<u32>> {
+    Ok(link(h, name).await?.map(|m| m.header.index))
+}
+
+/// The link named `name`, if there is one.
+async fn link(
+    h: &rtnetlink::Handle,
+    name: &str,
+) -> anyhow::Result<Option<netlink_packet_route::link::LinkMessage>> {
     match h
         .link()
         .get()
@@ -315,8 +323,7 @@ async fn link_index(h: &rtnetlink::Handle, name: &str) -> anyhow::Result<Option<
         .try_next()
         .await
     {
-        Ok(Some(m)) => Ok(Some(m.header.index)),
-        Ok(None) => Ok(None),
+        Ok(m) => Ok(m),
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
         Err(e) => Err(e).with_context(|| format!("looking up link {name}")),
     }
@@ -541,19 +548,7 @@ fn detach_locked(cfg: &NetConfig, id: &str) -> anyhow::Result<()> {
     let host = host_veth(id);
     let removed = netlink(None, move |h| {
         Box::pin(async move {
-            let link = h
-                .link()
-                .get()
-                .match_name(host.clone())
-                .execute()
-                .try_next()
-                .await;
-            let link = match link {
-                Ok(l) => l,
-                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => None,
-                Err(e) => return Err(e).with_context(|| format!("looking up link {host}")),
-            };
-            if let Some(m) = link {
+            if let Some(m) = link(&h, &host).await? {
                 let peer_elsewhere = m.attributes.iter().any(|a| {
                     matches!(a, netlink_packet_route::link::LinkAttribute::LinkNetNsId(_))
                 });
