@@ -135,6 +135,10 @@ pub struct RegistryClient {
     credentials: Option<(String, String)>,
     /// The `Authorization` header value once authenticated.
     authorization: Mutex<Option<String>>,
+    /// Authenticated from the registry's challenge as an earlier pull kept it (see
+    /// [`RegistryConfig::challenges`]), not from a ping of this pull: a 401 then means
+    /// the challenge changed, and the request is made again after a ping.
+    from_kept: std::sync::atomic::AtomicBool,
     limits: Limits,
 }
 
@@ -177,6 +181,7 @@ impl RegistryClient {
             repository: repository.to_string(),
             credentials,
             authorization: Mutex::new(None),
+            from_kept: std::sync::atomic::AtomicBool::new(false),
             limits,
         })
     }
@@ -189,28 +194,107 @@ impl RegistryClient {
         format!("{}/v2/{}/{kind}/{name}", self.base, self.repository)
     }
 
-    /// Pings `/v2/` and follows its challenge: Basic credentials are then sent with each
+    /// Follows the registry's challenge: Basic credentials are then sent with each
     /// request, a Bearer challenge is answered with a token from the realm it names.
+    /// The challenge is the one an earlier pull kept when there is one (one round trip
+    /// fewer: it names the token service, which changes seldom), else a ping of `/v2/`.
     pub async fn authenticate(&self) -> Result<(), ClientError> {
-        let url = format!("{}/v2/", self.base);
-        let challenge = self
-            .within_deadline(&url, async {
-                let res = self.send(&url, &[], None, false).await?;
-                if res.status().is_success() {
-                    return Ok(None);
+        use std::sync::atomic::Ordering;
+        if let Some(kept) = self.kept_challenge() {
+            match self.answer(kept.as_deref()).await {
+                Ok(()) => {
+                    self.from_kept.store(true, Ordering::Relaxed);
+                    return Ok(());
                 }
-                if res.status() != StatusCode::UNAUTHORIZED {
-                    return Err(status_error(&url, res).await);
+                Err(e) => {
+                    tracing::debug!(registry = %self.endpoint, error = %e, "the kept challenge failed: pinging");
                 }
-                Ok(Some(
-                    res.headers()
-                        .get(header::WWW_AUTHENTICATE)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default()
-                        .to_string(),
-                ))
+            }
+        }
+        self.from_kept.store(false, Ordering::Relaxed);
+        *self.authorization.lock().expect("auth lock") = None;
+        let challenge = self.ping().await?;
+        self.answer(challenge.as_deref()).await?;
+        self.keep_challenge(challenge.as_deref());
+        Ok(())
+    }
+
+    /// Where this registry's challenge is kept: `DIR/<endpoint>.json`.
+    fn challenge_path(&self) -> Option<std::path::PathBuf> {
+        let dir = self.config.challenges.as_ref()?;
+        let name: String = self
+            .endpoint
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
             })
-            .await?;
+            .collect();
+        Some(dir.join(format!("{name}.json")))
+    }
+
+    /// The challenge an earlier pull kept for this endpoint: `Some(None)` for a registry
+    /// that asked for none.
+    fn kept_challenge(&self) -> Option<Option<String>> {
+        #[derive(serde::Deserialize)]
+        struct Kept {
+            endpoint: String,
+            challenge: Option<String>,
+        }
+        let data = std::fs::read(self.challenge_path()?).ok()?;
+        let kept: Kept = serde_json::from_slice(&data).ok()?;
+        (kept.endpoint == self.endpoint).then_some(kept.challenge)
+    }
+
+    /// Keeps the challenge that worked (a cache: written whole by rename, not synced).
+    fn keep_challenge(&self, challenge: Option<&str>) {
+        let Some(path) = self.challenge_path() else {
+            return;
+        };
+        if self
+            .kept_challenge()
+            .is_some_and(|k| k.as_deref() == challenge)
+        {
+            return;
+        }
+        let data = serde_json::json!({ "endpoint": self.endpoint, "challenge": challenge });
+        let r = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| crate::fsutil::write_replace(&path, data.to_string().as_bytes()));
+        if let Err(e) = r {
+            tracing::debug!(path = %path.display(), error = %e, "keeping the registry's challenge");
+        }
+    }
+
+    /// `GET /v2/`: the registry's challenge (`WWW-Authenticate`), or none when it lets
+    /// anyone in.
+    async fn ping(&self) -> Result<Option<String>, ClientError> {
+        let url = format!("{}/v2/", self.base);
+        self.within_deadline(&url, async {
+            let res = self.send_once(&url, &[], None, false).await?;
+            if res.status().is_success() {
+                return Ok(None);
+            }
+            if res.status() != StatusCode::UNAUTHORIZED {
+                return Err(status_error(&url, res).await);
+            }
+            Ok(Some(
+                res.headers()
+                    .get(header::WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string(),
+            ))
+        })
+        .await
+    }
+
+    /// Answers `challenge` (none: nothing to do).
+    async fn answer(&self, challenge: Option<&str>) -> Result<(), ClientError> {
         let Some(challenge) = challenge else {
             return Ok(());
         };
@@ -236,7 +320,7 @@ impl RegistryClient {
             // Unknown scheme: go on anonymously; requests will say what the registry wants.
             return Ok(());
         }
-        let params = parse_challenge(&challenge);
+        let params = parse_challenge(challenge);
         let realm = params.get("realm").cloned().unwrap_or_default();
         let realm_url = check_realm(&self.config, &self.endpoint, &realm)?;
         let mut query: Vec<(&str, String)> = Vec::new();
@@ -294,7 +378,32 @@ impl RegistryClient {
         Ok(())
     }
 
+    /// [`Self::send_once`]; a 401 to a request authenticated from a kept challenge is
+    /// answered by authenticating again with a ping, and the request made once more.
     async fn send(
+        &self,
+        url: &str,
+        accept: &[&str],
+        range_from: Option<u64>,
+        auth: bool,
+    ) -> Result<reqwest::Response, ClientError> {
+        use std::sync::atomic::Ordering;
+        let res = self.send_once(url, accept, range_from, auth).await?;
+        if auth
+            && res.status() == StatusCode::UNAUTHORIZED
+            && self.from_kept.swap(false, Ordering::Relaxed)
+        {
+            tracing::debug!(registry = %self.endpoint, "401 with the kept challenge: pinging");
+            *self.authorization.lock().expect("auth lock") = None;
+            let challenge = self.ping().await?;
+            self.answer(challenge.as_deref()).await?;
+            self.keep_challenge(challenge.as_deref());
+            return self.send_once(url, accept, range_from, auth).await;
+        }
+        Ok(res)
+    }
+
+    async fn send_once(
         &self,
         url: &str,
         accept: &[&str],

@@ -46,6 +46,10 @@ pub struct RegistryConfig {
     /// Credentials given for these pulls instead of `config.json`'s (a stack role's
     /// `registry_auth`).
     pub auth: Option<Auth>,
+    /// Where each registry's authentication challenge (the token service it names; no
+    /// token, no credential) is kept between pulls, so that a pull need not ping `/v2/`
+    /// first: one round trip fewer. None: every pull pings.
+    pub challenges: Option<PathBuf>,
 }
 
 /// Credentials given explicitly: a Docker `config.json` of another path (as podman's

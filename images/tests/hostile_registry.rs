@@ -532,3 +532,97 @@ fn a_download_cut_again_and_again_completes_while_it_makes_progress() {
     let unpacked = store.layer_path(&rec.layers[0].diff_id).join("data.bin");
     assert_eq!(std::fs::read(unpacked).unwrap(), data);
 }
+
+/// A registry's challenge is kept between pulls: the next pull asks the token service
+/// straight away, without pinging `/v2/`. When the registry's challenge changed (another
+/// token service), the kept one earns a 401, and the client pings, follows the new
+/// challenge and keeps it.
+#[test]
+fn a_kept_challenge_saves_the_ping_and_a_changed_one_is_followed() {
+    // Two token services; the registry names and trusts one at a time.
+    let token_service = |name: &'static str| {
+        serve(move |_, out| {
+            let body = format!("{{\"token\":\"{name}\"}}");
+            write!(
+                out,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        })
+    };
+    let (t1, t1_seen) = token_service("from-t1");
+    let (t2, t2_seen) = token_service("from-t2");
+    let current = Arc::new(std::sync::Mutex::new((t1.clone(), "from-t1")));
+    let cur = current.clone();
+    let (addr, seen) = serve(move |head, out| {
+        let (realm, token) = cur.lock().unwrap().clone();
+        let authorized = head
+            .lines()
+            .any(|l| l.eq_ignore_ascii_case(&format!("authorization: Bearer {token}")));
+        if head.starts_with("GET /v2/ ") || !authorized {
+            return write!(
+                out,
+                "HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer realm=\"http://{realm}/token\",service=\"x\"\r\ncontent-length: 0\r\n\r\n"
+            );
+        }
+        out.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = RegistryConfig {
+        challenges: Some(dir.path().join("challenges")),
+        ..RegistryConfig::default()
+    };
+    let pull = || {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let c = RegistryClient::new(&config, &addr, "test/x", None, limits()).unwrap();
+        rt().block_on(async {
+            c.authenticate().await?;
+            c.manifest("latest", &[], 1024).await
+        })
+    };
+    let pings = || {
+        seen.heads
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|h| h.starts_with("GET /v2/ "))
+            .count()
+    };
+    let tokens = |s: &Seen| s.requests.load(Ordering::SeqCst);
+
+    // 1. The first pull pings; the second does not: token, manifest.
+    assert_eq!(pull().unwrap().0, b"{}");
+    assert_eq!((pings(), tokens(&t1_seen)), (1, 1));
+    assert_eq!(pull().unwrap().0, b"{}");
+    assert_eq!((pings(), tokens(&t1_seen)), (1, 2));
+    assert_eq!(
+        seen.requests.load(Ordering::SeqCst),
+        3,
+        "ping, manifest, manifest"
+    );
+
+    // 2. The registry moves to another token service: the kept challenge's token is
+    //    refused, the client pings once, follows the new challenge, and keeps it.
+    *current.lock().unwrap() = (t2.clone(), "from-t2");
+    assert_eq!(pull().unwrap().0, b"{}");
+    assert_eq!((pings(), tokens(&t2_seen)), (2, 1));
+    assert_eq!(pull().unwrap().0, b"{}");
+    assert_eq!(
+        (pings(), tokens(&t2_seen)),
+        (2, 2),
+        "the new challenge is kept"
+    );
+
+    // 3. A kept challenge naming a token service that is gone: pinged, as without one.
+    let kept = std::fs::read_dir(dir.path().join("challenges"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(&kept).unwrap();
+    assert!(text.contains(&t2), "{text}");
+    std::fs::write(&kept, text.replace(&t2, "127.0.0.1:9")).unwrap();
+    assert_eq!(pull().unwrap().0, b"{}");
+    assert_eq!((pings(), tokens(&t2_seen)), (3, 3));
+}

@@ -90,5 +90,7 @@ pub fn registry_config(g: &Global) -> frun_images::RegistryConfig {
         docker_hub_mirror: g.registry_mirror.clone().filter(|m| !m.is_empty()),
         docker_config_dir,
         auth: None,
+        // The run root: kept until a reboot, then found again by one ping.
+        challenges: Some(g.run_root.join("registries")),
     }
 }
