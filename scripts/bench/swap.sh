@@ -181,7 +181,10 @@ server {
 EOF
     mv "$T/conf.d/default.conf.tmp" "$T/conf.d/default.conf"
 }
-addr_of() { frun exec "$1" hostname -i | awk '{print $1}'; }
+# The container's address from its record. (Not `hostname -i` inside it: the family
+# images have no /etc/nsswitch.conf, so glibc asks DNS before /etc/hosts, and a resolver
+# that times out in this closed namespace makes it fail with "Unknown host".)
+addr_of() { frun inspect "$1" | jq -er '.[0].record.network.ip'; }
 wait_body() { # wait_body WANT: the published port answers /version with WANT
     local got=''
     for _ in $(seq 100); do
