@@ -211,7 +211,13 @@ impl RegistryClient {
                 }
             }
         }
-        self.from_kept.store(false, Ordering::Relaxed);
+        self.authenticate_by_ping().await
+    }
+
+    /// Pings `/v2/`, follows its challenge, and keeps it for the next pull.
+    async fn authenticate_by_ping(&self) -> Result<(), ClientError> {
+        self.from_kept
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         *self.authorization.lock().expect("auth lock") = None;
         let challenge = self.ping().await?;
         self.answer(challenge.as_deref()).await?;
@@ -394,10 +400,7 @@ impl RegistryClient {
             && self.from_kept.swap(false, Ordering::Relaxed)
         {
             tracing::debug!(registry = %self.endpoint, "401 with the kept challenge: pinging");
-            *self.authorization.lock().expect("auth lock") = None;
-            let challenge = self.ping().await?;
-            self.answer(challenge.as_deref()).await?;
-            self.keep_challenge(challenge.as_deref());
+            self.authenticate_by_ping().await?;
             return self.send_once(url, accept, range_from, auth).await;
         }
         Ok(res)
