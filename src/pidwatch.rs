@@ -92,12 +92,17 @@ impl Watched {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_wait_ends_when_the_process_does_and_a_wrong_start_is_refused() {
-        let mut child = std::process::Command::new("sleep")
+    /// A child that lives long enough to be watched.
+    fn sleeper() -> std::process::Child {
+        std::process::Command::new("sleep")
             .arg("30")
             .spawn()
-            .unwrap();
+            .unwrap()
+    }
+
+    #[test]
+    fn a_wait_ends_when_the_process_does_and_a_wrong_start_is_refused() {
+        let mut child = sleeper();
         let pid = child.id() as i32;
         let start = pid_start(pid);
         assert!(Watched::open(pid, start.map(|s| s + 1)).is_none());
@@ -111,10 +116,7 @@ mod tests {
 
     #[test]
     fn without_a_pidfd_it_signals_by_pid_and_polls() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
+        let mut child = sleeper();
         let pid = child.id() as i32;
         let mut w = Watched::open(pid, None).expect("alive");
         w.fd = None;

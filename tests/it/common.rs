@@ -36,14 +36,18 @@ pub fn read_or_empty(p: &Path) -> String {
 
 /// Retries `f` every 20 ms until it succeeds, or fails the test after `secs` with `what`
 /// and the last error.
-pub fn eventually_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
+pub fn eventually_for<T>(secs: u64, what: &str, f: impl FnMut() -> Result<T, String>) -> T {
+    settle(secs, f).unwrap_or_else(|e| panic!("timed out after {secs} s waiting for {what}: {e}"))
+}
+
+/// Retries `f` every 20 ms until it succeeds or `secs` have passed; then its last error
+/// (for a check that reports rather than fails at once).
+pub fn settle<T>(secs: u64, mut f: impl FnMut() -> Result<T, String>) -> Result<T, String> {
     let start = Instant::now();
     loop {
         match f() {
-            Ok(v) => return v,
-            Err(e) if start.elapsed() > Duration::from_secs(secs) => {
-                panic!("timed out after {secs} s waiting for {what}: {e}")
-            }
+            Ok(v) => return Ok(v),
+            Err(e) if start.elapsed() > Duration::from_secs(secs) => return Err(e),
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
     }

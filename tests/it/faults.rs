@@ -287,12 +287,14 @@ fn sweep_and_check(f: &Frun, what: &str, gc_first: bool) {
             .map(|id| format!("the veth of {id} is left"))
             .collect()
     };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut links = ip_links();
-    while !veths_left(&links).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-        links = ip_links();
-    }
+    let links = settle(5, || {
+        let links = ip_links();
+        match veths_left(&links).is_empty() {
+            true => Ok(links),
+            false => Err(links),
+        }
+    })
+    .unwrap_or_else(|links| links);
     left.extend(veths_left(&links));
     if links.contains(&format!(" {}:", f.bridge)) {
         left.push(format!("bridge {} left", f.bridge));
